@@ -1,0 +1,1 @@
+"""Pure metric math on tensors (COCO accumulate/summarize, curves, sketches, moments)."""

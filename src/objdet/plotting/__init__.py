@@ -1,0 +1,1 @@
+"""matplotlib renderers: data in, Figure out."""

@@ -1,0 +1,1 @@
+"""torchmetrics.Metric subclasses."""
