@@ -1,0 +1,267 @@
+"""COCO accumulate and summarize on the compact per-detection state.
+
+Input is what :func:`objdet.ops.coco.coco_match` leaves per detection (score, class, rank in
+its (image, class) group, packed TP / ignored flags per (IoU threshold, area range) lane)
+and, per class and area range, the number of non-ignored GTs. The result is pycocotools'
+``eval`` dict: ``precision`` (T, R, K, A, M), ``recall`` (T, K, A, M), ``scores``
+(T, R, K, A, M), followed by the 12 summary numbers.
+
+Rules kept from pycocotools' ``accumulate``:
+
+* per class, detections (the first ``maxDet`` of each image) are sorted by score with a
+  stable sort, so ties keep image order, then the order inside the image;
+* ignored detections keep their place in that order (they move neither TP nor FP count);
+* precision = TP / (TP + FP + eps) with eps = 2**-52, made non-increasing from the right;
+  the precision at recall threshold r is taken at the first detection whose recall
+  TP / nGT (float64) is >= r, 0 past the last detection; ``scores`` likewise;
+* classes without non-ignored GT get -1 and stay out of every mean.
+
+Everything is vectorised over IoU thresholds and classes; the loop runs over the (area
+range, maxDet) combinations needed (4 for the summary, 12 with the full tables).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from objdet.ops.coco import unpack_lanes
+
+#: np.spacing(1): pycocotools adds it to the precision denominator.
+_EPS = float(np.spacing(1))
+
+#: pycocotools' defaults.
+AREA_RANGES: tuple[tuple[float, float], ...] = (
+    (0.0, 1e10),
+    (0.0, 32.0**2),
+    (32.0**2, 96.0**2),
+    (96.0**2, 1e10),
+)
+AREA_LABELS: tuple[str, ...] = ("all", "small", "medium", "large")
+
+
+def default_iou_thresholds() -> list[float]:
+    """0.50:0.05:0.95 exactly as pycocotools builds it (float64 ``np.linspace``)."""
+    return np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True).tolist()
+
+
+def default_rec_thresholds() -> list[float]:
+    """0:0.01:1 exactly as pycocotools builds it (float64 ``np.linspace``)."""
+    return np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True).tolist()
+
+
+@dataclass
+class CocoTables:
+    """pycocotools' ``eval`` arrays plus the class ids along K."""
+
+    classes: Tensor  # (K,) int64, sorted
+    precision: Tensor  # (T, R, K, A, M) float64, -1 where undefined
+    recall: Tensor  # (T, K, A, M) float64
+    scores: Tensor  # (T, R, K, A, M) float64
+
+
+def _min_count_reaching(rec_thresholds: Tensor, n_gt: Tensor) -> Tensor:
+    """(K, R) smallest integer c with float64(c / n_gt[k]) >= r (exact, for searching TP counts)."""
+    n = n_gt.to(torch.float64)[:, None]
+    r = rec_thresholds[None, :]
+    c = torch.ceil(r * n)
+    c = torch.where(c / n >= r, c, c + 1)
+    c = torch.where(((c - 1) / n >= r) & (c > 0), c - 1, c)
+    return c.to(torch.int64)
+
+
+def _accumulate_one(
+    scores: Tensor,
+    cls: Tensor,
+    tp: Tensor,
+    ignored: Tensor,
+    n_gt: Tensor,
+    n_classes: int,
+    rec_thresholds: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One (area range, maxDet) combination, all IoU thresholds and classes at once.
+
+    ``scores``/``cls`` (N,) are sorted by class, then score (stable); ``tp``/``ignored`` (T, N).
+    Returns precision (T, R, K), recall (T, K), scores (T, R, K).
+    """
+    n_thr, n = tp.shape
+    device = scores.device
+    counts = torch.bincount(cls, minlength=n_classes)
+    ends = torch.cumsum(counts, 0)
+    starts = ends - counts
+
+    fp = ~tp & ~ignored
+    tp_cum = torch.cumsum(tp, 1)
+    fp_cum = torch.cumsum(fp, 1)
+    if n:
+        first = starts.clamp(max=n - 1)
+        tp_cum -= (tp_cum - tp.long())[:, first][:, cls]
+        fp_cum -= (fp_cum - fp.long())[:, first][:, cls]
+    tpf, fpf = tp_cum.to(torch.float64), fp_cum.to(torch.float64)
+    prec = tpf / (fpf + tpf + _EPS)
+    # Non-increasing from the right, per class: a reversed running max with a per-class
+    # offset that keeps segments apart (error <= ulp(2K), far below 1e-9).
+    offset = 2.0 * (n_classes - 1 - cls).to(torch.float64)
+    prec = torch.flip(torch.cummax(torch.flip(prec + offset, [1]), 1).values, [1]) - offset
+
+    has_gt = n_gt > 0
+    safe_n = torch.where(has_gt, n_gt, torch.ones_like(n_gt))
+    last = (ends - 1).clamp(min=0)
+    recall = torch.where(counts > 0, tp_cum[:, last].to(torch.float64) if n else 0.0, 0.0) / safe_n
+    recall = torch.where(has_gt, recall, -1.0)
+
+    # First position in each class whose TP count reaches the count for recall threshold r.
+    need = _min_count_reaching(rec_thresholds, safe_n)  # (K, R)
+    stride = n + 1
+    key = cls[None, :] * stride + tp_cum  # non-decreasing along each row
+    query = (torch.arange(n_classes, device=device)[:, None] * stride + need).reshape(1, -1)
+    pos = torch.searchsorted(key.contiguous(), query.expand(n_thr, -1).contiguous())  # (T, K*R)
+    pos = pos.reshape(n_thr, n_classes, -1)
+    inside = pos < ends[None, :, None]
+    at = pos.clamp(max=max(n - 1, 0))
+    if n:
+        p_val = torch.where(inside, torch.gather(prec, 1, at.reshape(n_thr, -1)).reshape(at.shape), 0.0)
+        s_val = torch.where(inside, scores[at], 0.0)
+    else:
+        p_val = torch.zeros(at.shape, dtype=torch.float64, device=device)
+        s_val = torch.zeros(at.shape, dtype=torch.float64, device=device)
+    p_val = torch.where(has_gt[None, :, None], p_val, -1.0)
+    s_val = torch.where(has_gt[None, :, None], s_val, -1.0)
+    return p_val.transpose(1, 2), recall, s_val.transpose(1, 2)
+
+
+def coco_accumulate(
+    scores: Tensor,
+    labels: Tensor,
+    rank: Tensor,
+    tp_words: Tensor,
+    ignored_words: Tensor,
+    gt_labels: Tensor,
+    gt_counts: Tensor,
+    n_thresholds: int,
+    rec_thresholds: Tensor,
+    max_dets: list[int],
+    full: bool = True,
+) -> CocoTables:
+    """pycocotools ``accumulate`` on the compact state.
+
+    Args:
+        scores, labels, rank: (N,) per kept detection, in image order (the update order).
+        tp_words, ignored_words: (N, W) packed lane flags from :func:`coco_match`.
+        gt_labels: (G,) class of each row of ``gt_counts`` (classes may repeat).
+        gt_counts: (G, A) number of non-ignored GT per row and area range.
+        n_thresholds: T. rec_thresholds: (R,) float64. max_dets: M sorted values.
+        full: every (area, maxDet) combination; otherwise only what ``summarize`` reads
+            (precision at the last maxDet; recall everywhere).
+    """
+    device = scores.device
+    n_area = gt_counts.shape[1]
+    classes = torch.unique(torch.cat([labels, gt_labels]))
+    n_cls = classes.numel()
+    n_gt = torch.zeros(n_cls, n_area, dtype=torch.int64, device=device)
+    n_gt.index_add_(0, torch.searchsorted(classes, gt_labels), gt_counts)
+    cls = torch.searchsorted(classes, labels)
+
+    by_score = torch.sort(-scores.to(torch.float64), stable=True).indices
+    order = by_score[torch.sort(cls[by_score], stable=True).indices]
+    s_sorted, c_sorted, r_sorted = scores[order].to(torch.float64), cls[order], rank[order]
+    tp_sorted, ign_sorted = tp_words[order], ignored_words[order]
+
+    n_rec, n_md = rec_thresholds.numel(), len(max_dets)
+    precision = torch.full(
+        (n_thresholds, n_rec, n_cls, n_area, n_md), -1.0, dtype=torch.float64, device=device
+    )
+    score_tab = torch.full_like(precision, -1.0)
+    recall = torch.full((n_thresholds, n_cls, n_area, n_md), -1.0, dtype=torch.float64, device=device)
+    thr = torch.arange(n_thresholds, device=device)
+    for m, max_det in enumerate(max_dets):
+        sel = r_sorted < max_det
+        s_m, c_m = s_sorted[sel], c_sorted[sel]
+        for a in range(n_area):
+            lanes = thr * n_area + a
+            tp = unpack_lanes(tp_sorted[sel], lanes)
+            ign = unpack_lanes(ign_sorted[sel], lanes)
+            if full or m == n_md - 1:
+                p, r, s = _accumulate_one(s_m, c_m, tp, ign, n_gt[:, a], n_cls, rec_thresholds)
+                precision[..., a, m], recall[..., a, m], score_tab[..., a, m] = p, r, s
+            else:
+                tp_total = torch.zeros(n_thresholds, n_cls, dtype=torch.int64, device=device)
+                tp_total.index_add_(1, c_m, tp.long())
+                has = n_gt[:, a] > 0
+                recall[..., a, m] = torch.where(has, tp_total / n_gt[:, a].clamp(min=1), -1.0)
+    return CocoTables(classes=classes, precision=precision, recall=recall, scores=score_tab)
+
+
+def _mean_defined(x: Tensor) -> Tensor:
+    """Mean of the entries > -1, or -1 when there are none (pycocotools' rule)."""
+    keep = x > -1
+    if not bool(keep.any()):
+        return torch.tensor(-1.0, dtype=torch.float64, device=x.device)
+    return x[keep].mean()
+
+
+def coco_summarize(tables: CocoTables, iou_thresholds: Tensor, max_dets: list[int]) -> Tensor:
+    """The 12 numbers of pycocotools' ``summarize`` (stats), float64 (12,).
+
+    AP at every threshold, at 0.5, at 0.75, AP small/medium/large, AR at each of the three
+    maxDets, AR small/medium/large; the area-split values use ``max_dets[2]``. As in
+    pycocotools, the first number (mAP) is read at maxDets = 100, so it is -1 when 100 is not
+    one of ``max_dets``; a threshold not in ``iou_thresholds`` (0.5, 0.75) likewise gives -1.
+    """
+    prec, rec = tables.precision, tables.recall
+    device = prec.device
+
+    def thr_index(value: float | None) -> Tensor:
+        if value is None:
+            return torch.arange(iou_thresholds.numel(), device=device)
+        return (iou_thresholds == value).nonzero().flatten()
+
+    def det_index(value: int) -> Tensor:
+        return torch.tensor(
+            [i for i, m in enumerate(max_dets) if m == value], dtype=torch.long, device=device
+        )
+
+    def ap(iou: float | None, area: int, max_det: int) -> Tensor:
+        return _mean_defined(prec[thr_index(iou)][:, :, :, area][..., det_index(max_det)])
+
+    def ar(area: int, max_det: int) -> Tensor:
+        return _mean_defined(rec[:, :, area][..., det_index(max_det)])
+
+    top = max_dets[2]
+    return torch.stack(
+        [
+            ap(None, 0, 100),  # pycocotools reads maxDets=100 here, whatever maxDets holds
+            ap(0.5, 0, top),
+            ap(0.75, 0, top),
+            ap(None, 1, top),
+            ap(None, 2, top),
+            ap(None, 3, top),
+            ar(0, max_dets[0]),
+            ar(0, max_dets[1]),
+            ar(0, top),
+            ar(1, top),
+            ar(2, top),
+            ar(3, top),
+        ]
+    )
+
+
+def per_class_ap_ar(tables: CocoTables, threshold_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-class AP (mean over thresholds and recall points) and AR at area 'all', last maxDet.
+
+    ``threshold_index`` selects IoU thresholds (default all). Classes without GT give -1.
+    """
+    prec = tables.precision[..., 0, -1]  # (T, R, K)
+    rec = tables.recall[..., 0, -1]  # (T, K)
+    if threshold_index is not None:
+        prec, rec = prec[threshold_index], rec[threshold_index]
+    defined_p = prec > -1
+    ap = torch.where(defined_p, prec, 0.0).sum((0, 1)) / defined_p.sum((0, 1)).clamp(min=1)
+    ap = torch.where(defined_p.any(0).any(0), ap, -1.0)
+    defined_r = rec > -1
+    ar = torch.where(defined_r, rec, 0.0).sum(0) / defined_r.sum(0).clamp(min=1)
+    ar = torch.where(defined_r.any(0), ar, -1.0)
+    return ap, ar

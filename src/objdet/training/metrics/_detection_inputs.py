@@ -1,0 +1,219 @@
+"""Validation and flattening of torchmetrics-format detection inputs.
+
+``preds`` and ``target`` are lists with one dict per image. preds: ``boxes`` (N, 4) float,
+``scores`` (N,) float, ``labels`` (N,) int. target: ``boxes`` (M, 4) float, ``labels`` (M,)
+int, optional ``iscrowd`` (M,) in {0, 1} and ``area`` (M,) float. Errors name the field,
+the image index, what was seen and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from objdet.ops.boxes import BOX_FORMATS, box_convert
+
+
+@dataclass
+class FlatDetections:
+    """A batch of images flattened: per detection and per GT, the image index in the batch."""
+
+    n_images: int
+    det_img: Tensor  # (D,) int64
+    det_xywh: Tensor  # (D, 4) float64
+    det_score: Tensor  # (D,) float64
+    det_label: Tensor  # (D,) int64
+    gt_img: Tensor  # (G,) int64
+    gt_xywh: Tensor  # (G, 4) float64
+    gt_label: Tensor  # (G,) int64
+    gt_crowd: Tensor  # (G,) bool
+    gt_area: Tensor  # (G,) float64
+
+
+def _is_list_of_dicts(x: Any) -> bool:
+    return isinstance(x, Sequence) and not isinstance(x, str | bytes) and all(isinstance(d, dict) for d in x)
+
+
+def _tensor(item: dict, key: str, side: str, i: int, required: bool = True) -> Tensor | None:
+    if key not in item:
+        if required:
+            raise ValueError(f"{side}[{i}] has no key '{key}' (keys seen: {sorted(item)})")
+        return None
+    value = item[key]
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{side}[{i}]['{key}'] must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def _boxes(item: dict, side: str, i: int) -> Tensor:
+    boxes = _tensor(item, "boxes", side, i)
+    assert boxes is not None
+    if boxes.numel() == 0:
+        return boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{side}[{i}]['boxes'] must have shape (N, 4), got {tuple(boxes.shape)}")
+    if not (boxes.is_floating_point() or boxes.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
+        raise TypeError(f"{side}[{i}]['boxes'] must be a float or integer tensor, got {boxes.dtype}")
+    return boxes
+
+
+def _vector(
+    item: dict, key: str, side: str, i: int, n: int, kind: str, required: bool = True
+) -> Tensor | None:
+    value = _tensor(item, key, side, i, required)
+    if value is None:
+        return None
+    if value.numel() == 0 and n == 0:
+        value = value.reshape(0)
+    if value.ndim == 0 and n == 1:
+        value = value.reshape(1)
+    if value.shape != (n,):
+        raise ValueError(
+            f"{side}[{i}]['{key}'] must have shape ({n},) to match 'boxes', got {tuple(value.shape)}"
+        )
+    if kind == "float" and not value.is_floating_point():
+        raise TypeError(f"{side}[{i}]['{key}'] must be a floating point tensor, got {value.dtype}")
+    if kind == "int" and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+        raise TypeError(f"{side}[{i}]['{key}'] must be an integer tensor, got {value.dtype}")
+    return value
+
+
+def flatten_detections(
+    preds: Any,
+    target: Any,
+    box_format: str,
+    num_classes: int | None = None,
+) -> FlatDetections:
+    """Validate ``preds``/``target`` and flatten them (boxes to float64 xywh).
+
+    ``num_classes`` (optional) restricts labels to 0..num_classes-1.
+    """
+    if box_format not in BOX_FORMATS:
+        raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
+    if not _is_list_of_dicts(preds):
+        raise TypeError(f"`preds` must be a list of dicts (one per image), got {type(preds).__name__}")
+    if not _is_list_of_dicts(target):
+        raise TypeError(f"`target` must be a list of dicts (one per image), got {type(target).__name__}")
+    if len(preds) != len(target):
+        raise ValueError(
+            f"`preds` and `target` must have one dict per image each, got {len(preds)} and {len(target)}"
+        )
+
+    d_boxes, d_scores, d_labels, g_boxes, g_labels, g_crowd, g_area = [], [], [], [], [], [], []
+    d_count, g_count = [], []
+    device: torch.device | None = None
+    for i, (p, t) in enumerate(zip(preds, target, strict=True)):
+        boxes = _boxes(p, "preds", i)
+        n = boxes.shape[0]
+        scores = _vector(p, "scores", "preds", i, n, "float")
+        labels = _vector(p, "labels", "preds", i, n, "int")
+        gboxes = _boxes(t, "target", i)
+        m = gboxes.shape[0]
+        glabels = _vector(t, "labels", "target", i, m, "int")
+        crowd = _vector(t, "iscrowd", "target", i, m, "any", required=False)
+        area = _vector(t, "area", "target", i, m, "any", required=False)
+        device = device or boxes.device
+        for name, v in (("preds boxes", boxes), ("target boxes", gboxes)):
+            if v.device != device:
+                raise ValueError(f"image {i}: {name} are on {v.device}, other inputs on {device}")
+        d_boxes.append(boxes)
+        d_scores.append(scores)
+        d_labels.append(labels)
+        g_boxes.append(gboxes)
+        g_labels.append(glabels)
+        g_crowd.append(crowd if crowd is not None else torch.zeros(m, dtype=torch.int64, device=device))
+        g_area.append(area if area is not None else torch.zeros(m, dtype=torch.float64, device=device))
+        d_count.append(n)
+        g_count.append(m)
+
+    device = device or torch.device("cpu")
+    f64 = torch.float64
+
+    def cat(xs: list, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> Tensor:
+        if not xs:
+            return torch.zeros((0, *shape), dtype=dtype, device=device)
+        return torch.cat([x.to(device=device, dtype=dtype) for x in xs])
+
+    det_img = torch.repeat_interleave(
+        torch.arange(len(preds), device=device), torch.tensor(d_count, device=device)
+    )
+    gt_img = torch.repeat_interleave(
+        torch.arange(len(target), device=device), torch.tensor(g_count, device=device)
+    )
+    det_boxes, gt_boxes = cat(d_boxes, f64, (4,)), cat(g_boxes, f64, (4,))
+    det_score, det_label = cat(d_scores, f64), cat(d_labels, torch.int64)
+    gt_label, gt_crowd_raw, gt_area_raw = cat(g_labels, torch.int64), cat(g_crowd, f64), cat(g_area, f64)
+
+    det_xywh = box_convert(det_boxes, box_format, "xywh")
+    gt_xywh = box_convert(gt_boxes, box_format, "xywh")
+
+    # All value checks in one reduction (a single host sync); details only on failure.
+    checks = [  # (side, field, expected, bad flags, image of each row, values to show)
+        ("preds", "boxes", "finite values", ~torch.isfinite(det_boxes).all(1), det_img, det_boxes),
+        (
+            "preds",
+            "boxes",
+            f"non-negative width and height ({box_format})",
+            (det_xywh[:, 2:] < 0).any(1),
+            det_img,
+            det_boxes,
+        ),
+        ("preds", "scores", "finite values", ~torch.isfinite(det_score), det_img, det_score),
+        ("target", "boxes", "finite values", ~torch.isfinite(gt_boxes).all(1), gt_img, gt_boxes),
+        (
+            "target",
+            "boxes",
+            f"non-negative width and height ({box_format})",
+            (gt_xywh[:, 2:] < 0).any(1),
+            gt_img,
+            gt_boxes,
+        ),
+        (
+            "target",
+            "iscrowd",
+            "values in {0, 1}",
+            (gt_crowd_raw != 0) & (gt_crowd_raw != 1),
+            gt_img,
+            gt_crowd_raw,
+        ),
+        (
+            "target",
+            "area",
+            "finite values >= 0",
+            ~torch.isfinite(gt_area_raw) | (gt_area_raw < 0),
+            gt_img,
+            gt_area_raw,
+        ),
+    ]
+    if num_classes is not None:
+        expected = f"values in [0, {num_classes - 1}]"
+        checks += [
+            ("preds", "labels", expected, (det_label < 0) | (det_label >= num_classes), det_img, det_label),
+            ("target", "labels", expected, (gt_label < 0) | (gt_label >= num_classes), gt_img, gt_label),
+        ]
+    if bool(torch.stack([c[3].any() for c in checks]).any()):
+        for side, key, expected, flags, owner, values in checks:
+            if bool(flags.any()):
+                row = int(flags.nonzero()[0, 0].item())
+                image = int(owner[row].item())
+                raise ValueError(f"{side}[{image}]['{key}'] must have {expected}, got {values[row].tolist()}")
+
+    # Area: a given positive area is used, otherwise the box area (torchmetrics' rule).
+    box_area = gt_xywh[:, 2] * gt_xywh[:, 3]
+    gt_area = torch.where(gt_area_raw > 0, gt_area_raw, box_area)
+    return FlatDetections(
+        n_images=len(preds),
+        det_img=det_img,
+        det_xywh=det_xywh,
+        det_score=det_score,
+        det_label=det_label,
+        gt_img=gt_img,
+        gt_xywh=gt_xywh,
+        gt_label=gt_label,
+        gt_crowd=gt_crowd_raw.bool(),
+        gt_area=gt_area,
+    )

@@ -1,0 +1,289 @@
+"""COCO mean average precision: a drop-in for ``torchmetrics.detection.MeanAveragePrecision``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+
+from objdet.functional.coco import (
+    AREA_RANGES,
+    CocoTables,
+    coco_accumulate,
+    coco_summarize,
+    default_iou_thresholds,
+    default_rec_thresholds,
+    per_class_ap_ar,
+)
+from objdet.ops.boxes import BOX_FORMATS
+from objdet.ops.coco import LANES_PER_WORD, coco_match
+from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
+
+_STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+_AR_AREA_NAMES = ("mar_small", "mar_medium", "mar_large")
+
+
+def _float_list(value: Any, name: str) -> list[float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"`{name}` must be None or a non-empty list of floats, got {value!r}")
+    try:
+        out = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be None or a non-empty list of floats, got {value!r}") from None
+    if any(not 0.0 <= v <= 1.0 for v in out):
+        raise ValueError(f"`{name}` values must lie in [0, 1], got {out}")
+    return out
+
+
+class MeanAveragePrecision(Metric):
+    """COCO mAP/mAR for boxes, equal to pycocotools COCOeval, with a few bytes of state per detection.
+
+    Same constructor, inputs and output keys as ``torchmetrics.detection.MeanAveragePrecision``
+    (``iou_type="bbox"``): a user changes only the import. Matching runs in ``update()`` with the
+    rules of pycocotools; the state keeps per detection only its score, class, rank in its
+    (image, class) group and packed TP/ignored flags per (IoU threshold, area range), about 30
+    bytes, never boxes. Images are numbered in update order (under DDP: rank 0's images, then
+    rank 1's, ...), which only matters for ties in score between images, as in pycocotools.
+
+    Differences from torchmetrics, all towards pycocotools: the default IoU and recall grids
+    are pycocotools' float64 grids (torchmetrics rounds them to float32), and the stats are
+    computed in float64 before being returned as float32. ``backend`` is accepted and unused.
+
+    Args:
+        box_format: "xyxy", "xywh" or "cxcywh".
+        iou_type: "bbox".
+        iou_thresholds: IoU thresholds (default 0.50:0.05:0.95).
+        rec_thresholds: recall points (default 0:0.01:1).
+        max_detection_thresholds: three increasing ints (default [1, 10, 100]).
+        class_metrics: also return ``map_per_class`` and ``mar_{maxdet}_per_class``.
+        extended_summary: also return the ``precision`` (T, R, K, A, M), ``recall`` (T, K, A, M)
+            and ``scores`` tables.
+        average: "macro" (mean over classes) or "micro" (all classes pooled as one).
+
+    Example:
+        >>> import torch
+        >>> from objdet.training.metrics import MeanAveragePrecision
+        >>> preds = [dict(boxes=torch.tensor([[258.0, 41.0, 606.0, 285.0]]),
+        ...               scores=torch.tensor([0.536]), labels=torch.tensor([0]))]
+        >>> target = [dict(boxes=torch.tensor([[214.0, 41.0, 562.0, 285.0]]), labels=torch.tensor([0]))]
+        >>> metric = MeanAveragePrecision()
+        >>> metric.update(preds, target)
+        >>> result = metric.compute()
+        >>> round(result["map"].item(), 4), round(result["map_50"].item(), 4)
+        (0.6, 1.0)
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 1.0
+    n_images: Tensor
+    seen_labels: list[Tensor]
+
+    def __init__(
+        self,
+        box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
+        iou_type: Literal["bbox"] | tuple[str, ...] = "bbox",
+        iou_thresholds: list[float] | None = None,
+        rec_thresholds: list[float] | None = None,
+        max_detection_thresholds: list[int] | None = None,
+        class_metrics: bool = False,
+        extended_summary: bool = False,
+        average: Literal["macro", "micro"] = "macro",
+        backend: str = "pycocotools",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if box_format not in BOX_FORMATS:
+            raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
+        iou_types = (iou_type,) if isinstance(iou_type, str) else tuple(iou_type)
+        if iou_types != ("bbox",):
+            raise ValueError(f"`iou_type` must be 'bbox', got {iou_type!r}")
+        if max_detection_thresholds is not None and (
+            not isinstance(max_detection_thresholds, list | tuple)
+            or len(max_detection_thresholds) != 3
+            or not all(isinstance(m, int) and m > 0 for m in max_detection_thresholds)
+        ):
+            raise ValueError(
+                "`max_detection_thresholds` must be None or a list of 3 positive ints, "
+                f"got {max_detection_thresholds!r}"
+            )
+        for name, flag in (("class_metrics", class_metrics), ("extended_summary", extended_summary)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"`{name}` must be a bool, got {flag!r}")
+        if average not in ("macro", "micro"):
+            raise ValueError(f"`average` must be 'macro' or 'micro', got {average!r}")
+        if backend not in ("pycocotools", "faster_coco_eval"):
+            raise ValueError(f"`backend` must be 'pycocotools' or 'faster_coco_eval', got {backend!r}")
+
+        self.box_format = box_format
+        self.iou_type = "bbox"
+        self.iou_thresholds = _float_list(iou_thresholds, "iou_thresholds") or default_iou_thresholds()
+        self.rec_thresholds = _float_list(rec_thresholds, "rec_thresholds") or default_rec_thresholds()
+        self.max_detection_thresholds = sorted(max_detection_thresholds or [1, 10, 100])
+        self.class_metrics = class_metrics
+        self.extended_summary = extended_summary
+        self.average = average
+        self.backend = backend
+
+        n_lanes = len(self.iou_thresholds) * len(AREA_RANGES)
+        words = (n_lanes + LANES_PER_WORD - 1) // LANES_PER_WORD
+        rank_dtype = (
+            torch.int16 if self.max_detection_thresholds[-1] <= torch.iinfo(torch.int16).max else torch.int32
+        )
+        self._modes = (
+            ["macro"] if average == "macro" else (["micro", "macro"] if class_metrics else ["micro"])
+        )
+        # state name -> (dtype, trailing shape), used to give ranks without updates empty tensors.
+        self._list_states: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {"seen_labels": (torch.int64, ())}
+        for mode in self._modes:
+            self._list_states.update(
+                {
+                    f"{mode}_scores": (torch.float64, ()),
+                    f"{mode}_labels": (torch.int32, ()),
+                    f"{mode}_rank": (rank_dtype, ()),
+                    f"{mode}_tp": (torch.int64, (words,)),
+                    f"{mode}_ignored": (torch.int64, (words,)),
+                    f"{mode}_gt_labels": (torch.int32, ()),
+                    f"{mode}_gt_counts": (torch.int64, (len(AREA_RANGES),)),
+                }
+            )
+        for name in self._list_states:
+            self.add_state(name, default=[], dist_reduce_fx="cat", persistent=True)
+        self.add_state(
+            "n_images", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum", persistent=True
+        )
+
+    # ------------------------------------------------------------------ update
+    def _label_range(self) -> int | None:
+        return None
+
+    def update(self, preds: Sequence[dict[str, Tensor]], target: Sequence[dict[str, Tensor]]) -> None:
+        """Match one batch of images and keep the compact per-detection result.
+
+        Args:
+            preds: one dict per image with ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,).
+            target: one dict per image with ``boxes`` (M, 4), ``labels`` (M,), optional
+                ``iscrowd`` (M,) and ``area`` (M,) (a positive area is used, otherwise the box's).
+        """
+        flat = flatten_detections(preds, target, self.box_format, num_classes=self._label_range())
+        self.n_images += flat.n_images
+        self.seen_labels.append(torch.unique(torch.cat([flat.det_label, flat.gt_label])))
+        for mode in self._modes:
+            self._update_mode(mode, flat)
+
+    def _update_mode(self, mode: str, flat: FlatDetections) -> None:
+        det_label, gt_label = flat.det_label, flat.gt_label
+        if mode == "micro":
+            det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
+        device = flat.det_score.device
+        area_ranges = torch.tensor(AREA_RANGES, dtype=torch.float64, device=device)
+        result = coco_match(
+            flat.det_img,
+            det_label,
+            flat.det_score,
+            flat.det_xywh,
+            flat.gt_img,
+            gt_label,
+            flat.gt_xywh,
+            flat.gt_crowd,
+            flat.gt_area,
+            torch.tensor(self.iou_thresholds, dtype=torch.float64, device=device),
+            area_ranges,
+            self.max_detection_thresholds[-1],
+        )
+        rank_dtype = self._list_states[f"{mode}_rank"][0]
+        getattr(self, f"{mode}_scores").append(flat.det_score[result.keep])
+        getattr(self, f"{mode}_labels").append(det_label[result.keep].to(torch.int32))
+        getattr(self, f"{mode}_rank").append(result.rank.to(rank_dtype))
+        getattr(self, f"{mode}_tp").append(result.tp)
+        getattr(self, f"{mode}_ignored").append(result.ignored)
+        # Non-ignored GT per (class, area range), one row per class present in this batch.
+        classes, inverse = torch.unique(gt_label, return_inverse=True)
+        lo, hi = area_ranges[:, 0], area_ranges[:, 1]
+        counted = (~flat.gt_crowd[:, None]) & (flat.gt_area[:, None] >= lo) & (flat.gt_area[:, None] <= hi)
+        counts = torch.zeros(classes.numel(), len(AREA_RANGES), dtype=torch.int64, device=device)
+        counts.index_add_(0, inverse, counted.to(torch.int64))
+        getattr(self, f"{mode}_gt_labels").append(classes.to(torch.int32))
+        getattr(self, f"{mode}_gt_counts").append(counts)
+
+    # ------------------------------------------------------------------ sync
+    def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
+        # A rank that saw no update still has to take part in every gather: give it empty tensors.
+        for name, (dtype, shape) in self._list_states.items():
+            if isinstance(getattr(self, name), list) and not getattr(self, name):
+                getattr(self, name).append(torch.zeros((0, *shape), dtype=dtype, device=self.device))
+        super()._sync_dist(dist_sync_fn, process_group)  # type: ignore[arg-type]
+
+    def _state(self, name: str) -> Tensor:
+        value = getattr(self, name)
+        if isinstance(value, Tensor):
+            return value
+        if not value:
+            dtype, shape = self._list_states[name]
+            return torch.zeros((0, *shape), dtype=dtype, device=self.device)
+        return dim_zero_cat(value)
+
+    # ------------------------------------------------------------------ compute
+    def _tables(self, mode: str, full: bool, iou_thresholds: int | None = None) -> CocoTables:
+        return coco_accumulate(
+            self._state(f"{mode}_scores"),
+            self._state(f"{mode}_labels").long(),
+            self._state(f"{mode}_rank").long(),
+            self._state(f"{mode}_tp"),
+            self._state(f"{mode}_ignored"),
+            self._state(f"{mode}_gt_labels").long(),
+            self._state(f"{mode}_gt_counts"),
+            len(self.iou_thresholds),
+            torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
+            self.max_detection_thresholds,
+            full=full,
+        )
+
+    def _classes(self) -> Tensor:
+        return torch.unique(self._state("seen_labels")).to(torch.int32)
+
+    def coco_eval(self, full: bool = True) -> tuple[Tensor, CocoTables]:
+        """pycocotools' ``stats`` (12,) and ``eval`` tables in float64, on the state so far.
+
+        ``full=False`` fills only what the summary reads (precision at the last maxDet).
+        With no image seen, the stats are all -1 and the tables have no class.
+        """
+        iou_thr = torch.tensor(self.iou_thresholds, dtype=torch.float64, device=self.device)
+        tables = self._tables(self._modes[0], full=full)
+        if int(self.n_images) == 0:
+            return torch.full((12,), -1.0, dtype=torch.float64, device=self.device), tables
+        return coco_summarize(tables, iou_thr, self.max_detection_thresholds), tables
+
+    def compute(self) -> dict[str, Tensor]:
+        """The 12 COCO numbers under torchmetrics' keys, plus per-class values and tables on request."""
+        mdt = self.max_detection_thresholds
+        ar_names = (f"mar_{mdt[0]}", f"mar_{mdt[1]}", f"mar_{mdt[2]}")
+        names = (*_STAT_NAMES, *ar_names, *_AR_AREA_NAMES)
+        stats64, tables = self.coco_eval(full=self.extended_summary)
+        stats = stats64.to(torch.float32)
+        out = {name: stats[i] for i, name in enumerate(names)}
+        if int(self.n_images) == 0:  # torchmetrics returns only the stats and the (empty) classes
+            out["classes"] = torch.zeros(0, dtype=torch.int32, device=self.device)
+            return out
+        if self.extended_summary:
+            out["precision"] = tables.precision
+            out["recall"] = tables.recall
+            out["scores"] = tables.scores
+        if self.class_metrics:
+            class_tables = tables if self._modes[0] == "macro" else self._tables("macro", full=False)
+            ap, ar = per_class_ap_ar(class_tables)
+            out["map_per_class"] = ap.to(torch.float32)
+            out[f"mar_{mdt[-1]}_per_class"] = ar.to(torch.float32)
+        else:
+            out["map_per_class"] = torch.tensor([-1.0])
+            out[f"mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
+        out["classes"] = self._classes()
+        return out

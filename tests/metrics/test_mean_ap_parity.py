@@ -1,0 +1,135 @@
+"""MeanAveragePrecision against pycocotools COCOeval on generated data (tests/helpers/coco_reference.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from objdet.training.metrics import MeanAveragePrecision
+from tests.helpers.coco_reference import make_dataset, pycocotools_eval, to_torch
+
+TOL = 1e-9
+
+
+def _assert_close(ours: torch.Tensor | np.ndarray, ref: np.ndarray, what: str) -> None:
+    ours = ours.cpu().numpy() if isinstance(ours, torch.Tensor) else ours
+    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != pycocotools {ref.shape}"
+    diff = np.abs(ours - ref).max() if ref.size else 0.0
+    assert diff <= TOL, f"{what}: max |ours - pycocotools| = {diff}"
+
+
+def _run(metric: MeanAveragePrecision, preds: list, target: list, batch: int) -> MeanAveragePrecision:
+    for k in range(0, len(preds), batch):
+        metric.update(preds[k : k + batch], target[k : k + batch])
+    return metric
+
+
+def _check_everything(metric: MeanAveragePrecision, ref) -> None:
+    stats, tables = metric.coco_eval()
+    _assert_close(stats, ref.stats, "stats")
+    _assert_close(tables.precision, ref.precision, "precision")
+    _assert_close(tables.recall, ref.recall, "recall")
+    _assert_close(tables.scores, ref.scores, "scores")
+    assert tables.classes.tolist() == ref.cat_ids
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_default_parameters_match_pycocotools(seed: int) -> None:
+    images = make_dataset(seed)
+    ref = pycocotools_eval(images)
+    assert (ref.stats > 0).any(), "generated data should give non-trivial results"
+    preds, target = to_torch(images)
+    _check_everything(_run(MeanAveragePrecision(box_format="xywh"), preds, target, batch=3), ref)
+
+
+@pytest.mark.parametrize("box_format", ["xyxy", "cxcywh"])
+def test_box_formats_with_integer_coordinates(box_format: str) -> None:
+    # integer coordinates make the format conversion exact, so pycocotools sees the same boxes
+    images = make_dataset(100, integer_coords=True)
+    ref = pycocotools_eval(images)
+    preds, target = to_torch(images, box_format)
+    _check_everything(_run(MeanAveragePrecision(box_format=box_format), preds, target, batch=2), ref)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_custom_thresholds(seed: int) -> None:
+    images = make_dataset(seed)
+    iou = [0.3, 0.5, 0.75, 0.9, 1.0]
+    rec = [0.0, 0.1, 0.25, 0.5, 1 / 3, 0.9, 1.0]
+    md = [2, 5, 50]
+    ref = pycocotools_eval(images, iou_thresholds=iou, rec_thresholds=sorted(rec), max_dets=md)
+    preds, target = to_torch(images)
+    metric = MeanAveragePrecision(
+        box_format="xywh", iou_thresholds=iou, rec_thresholds=sorted(rec), max_detection_thresholds=md
+    )
+    _check_everything(_run(metric, preds, target, batch=8), ref)
+    out = metric.compute()
+    assert {"mar_2", "mar_5", "mar_50"} <= set(out)
+
+
+def test_many_lanes_need_two_words() -> None:
+    # 20 thresholds x 4 areas = 80 lanes > 63 lanes per packed word
+    images = make_dataset(7)
+    iou = np.linspace(0.05, 1.0, 20).tolist()
+    ref = pycocotools_eval(images, iou_thresholds=iou)
+    preds, target = to_torch(images)
+    metric = _run(MeanAveragePrecision(box_format="xywh", iou_thresholds=iou), preds, target, batch=4)
+    assert metric._state("macro_tp").shape[1] == 2
+    _check_everything(metric, ref)
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_class_metrics_match_per_category_evaluation(seed: int) -> None:
+    images = make_dataset(seed)
+    preds, target = to_torch(images)
+    out = _run(MeanAveragePrecision(box_format="xywh", class_metrics=True), preds, target, batch=3).compute()
+    classes = out["classes"].tolist()
+    assert classes == pycocotools_eval(images).cat_ids
+    for i, c in enumerate(classes):
+        ref = pycocotools_eval(images, cat_ids=[c])
+        assert abs(out["map_per_class"][i].item() - ref.stats[0]) < 1e-6
+        assert abs(out["mar_100_per_class"][i].item() - ref.stats[8]) < 1e-6
+    assert out["map_per_class"][-1].item() == -1.0  # the generator's last class never has GT
+
+
+def test_micro_average_matches_class_agnostic_evaluation() -> None:
+    images = make_dataset(11)
+    agnostic = [
+        type(im)(
+            im.gt_boxes,
+            np.zeros_like(im.gt_labels),
+            im.gt_crowd,
+            im.gt_area,
+            im.dt_boxes,
+            im.dt_scores,
+            np.zeros_like(im.dt_labels),
+        )
+        for im in images
+    ]
+    ref = pycocotools_eval(agnostic)
+    preds, target = to_torch(images)
+    metric = _run(
+        MeanAveragePrecision(box_format="xywh", average="micro", class_metrics=True), preds, target, 3
+    )
+    _check_everything(metric, ref)
+    out = metric.compute()
+    assert out["classes"].tolist() == pycocotools_eval(images).cat_ids
+    assert out["map_per_class"].numel() == out["classes"].numel()
+
+
+def test_images_without_anything_and_single_update() -> None:
+    images = make_dataset(21)
+    empty = type(images[0])(
+        np.zeros((0, 4)),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        None,
+        np.zeros((0, 4)),
+        np.zeros(0),
+        np.zeros(0, np.int64),
+    )
+    images = [empty, *images, empty]
+    ref = pycocotools_eval(images)
+    preds, target = to_torch(images)
+    _check_everything(_run(MeanAveragePrecision(box_format="xywh"), preds, target, batch=len(preds)), ref)
