@@ -68,14 +68,14 @@ def test_custom_thresholds(seed: int) -> None:
     assert {"mar_2", "mar_5", "mar_50"} <= set(out)
 
 
-def test_many_lanes_need_two_words() -> None:
-    # 20 thresholds x 4 areas = 80 lanes > 63 lanes per packed word
+def test_many_lanes() -> None:
+    # 20 thresholds x 4 areas = 80 lanes, packed into 10 bytes per detection
     images = make_dataset(7)
     iou = np.linspace(0.05, 1.0, 20).tolist()
     ref = pycocotools_eval(images, iou_thresholds=iou)
     preds, target = to_torch(images)
     metric = _run(MeanAveragePrecision(box_format="xywh", iou_thresholds=iou), preds, target, batch=4)
-    assert metric._state("macro_tp").shape[1] == 2
+    assert metric._state("macro_tp").shape[1] == 10
     _check_everything(metric, ref)
 
 

@@ -86,48 +86,54 @@ def _accumulate_one(
 
     ``scores``/``cls`` (N,) are sorted by class, then score (stable); ``tp``/``ignored`` (T, N).
     Returns precision (T, R, K), recall (T, K), scores (T, R, K).
+
+    Between two true positives precision only falls (false positives) or stays (ignored
+    detections), so its running maximum from the right, read at the first detection reaching
+    recall r, is the maximum over the true positives from the c-th on, where c is the TP count
+    that reaches r. The work is therefore done on the list of true positives only.
     """
     n_thr, n = tp.shape
     device = scores.device
+    n_groups = n_thr * n_classes
     counts = torch.bincount(cls, minlength=n_classes)
-    ends = torch.cumsum(counts, 0)
-    starts = ends - counts
+    starts = torch.cumsum(counts, 0) - counts
 
-    fp = ~tp & ~ignored
-    tp_cum = torch.cumsum(tp, 1)
-    fp_cum = torch.cumsum(fp, 1)
-    if n:
-        first = starts.clamp(max=n - 1)
-        tp_cum -= (tp_cum - tp.long())[:, first][:, cls]
-        fp_cum -= (fp_cum - fp.long())[:, first][:, cls]
-    tpf, fpf = tp_cum.to(torch.float64), fp_cum.to(torch.float64)
-    prec = tpf / (fpf + tpf + _EPS)
-    # Non-increasing from the right, per class: a reversed running max with a per-class
-    # offset that keeps segments apart (error <= ulp(2K), far below 1e-9).
-    offset = 2.0 * (n_classes - 1 - cls).to(torch.float64)
-    prec = torch.flip(torch.cummax(torch.flip(prec + offset, [1]), 1).values, [1]) - offset
+    fp_cum = torch.cumsum(~tp & ~ignored, 1)  # (T, N), running over all classes
+    fp_before = torch.where(
+        starts > 0, fp_cum[:, (starts - 1).clamp(min=0)], 0
+    )  # (T, K): false positives of earlier classes
+    t_idx, pos = tp.nonzero(as_tuple=True)  # ordered by (threshold, class, score)
+    group = t_idx * n_classes + cls[pos]
+    n_tp = torch.bincount(group, minlength=n_groups)
+    group_start = torch.cumsum(n_tp, 0) - n_tp
+    j = (torch.arange(group.numel(), device=device) - group_start[group] + 1).to(torch.float64)  # TP count
+    fp_at = (fp_cum[t_idx, pos] - fp_before.reshape(-1)[group]).to(torch.float64)
+    prec = j / (fp_at + j + _EPS)
+    # Running max from the right inside each (threshold, class) group; a per-group offset keeps
+    # groups apart (rounding error <= ulp(2 T K), far below 1e-9).
+    offset = 2.0 * (n_groups - 1 - group).to(torch.float64)
+    prec = torch.flip(torch.cummax(torch.flip(prec + offset, [0]), 0).values, [0]) - offset
 
+    n_tp = n_tp.reshape(n_thr, n_classes)
     has_gt = n_gt > 0
     safe_n = torch.where(has_gt, n_gt, torch.ones_like(n_gt))
-    last = (ends - 1).clamp(min=0)
-    recall = torch.where(counts > 0, tp_cum[:, last].to(torch.float64) if n else 0.0, 0.0) / safe_n
-    recall = torch.where(has_gt, recall, -1.0)
+    recall = torch.where(has_gt, n_tp.to(torch.float64) / safe_n, -1.0)
 
-    # First position in each class whose TP count reaches the count for recall threshold r.
-    need = _min_count_reaching(rec_thresholds, safe_n)  # (K, R)
-    stride = n + 1
-    key = cls[None, :] * stride + tp_cum  # non-decreasing along each row
-    query = (torch.arange(n_classes, device=device)[:, None] * stride + need).reshape(1, -1)
-    pos = torch.searchsorted(key.contiguous(), query.expand(n_thr, -1).contiguous())  # (T, K*R)
-    pos = pos.reshape(n_thr, n_classes, -1)
-    inside = pos < ends[None, :, None]
-    at = pos.clamp(max=max(n - 1, 0))
-    if n:
-        p_val = torch.where(inside, torch.gather(prec, 1, at.reshape(n_thr, -1)).reshape(at.shape), 0.0)
-        s_val = torch.where(inside, scores[at], 0.0)
+    need = _min_count_reaching(rec_thresholds, safe_n)[None]  # (1, K, R) TP count reaching r
+    reach = need.clamp(min=1)
+    inside = reach <= n_tp[:, :, None]  # (T, K, R)
+    at = (group_start.reshape(n_thr, n_classes)[:, :, None] + reach - 1).clamp(max=max(group.numel() - 1, 0))
+    if group.numel():
+        p_val = torch.where(inside, prec[at], 0.0)
+        s_val = torch.where(inside, scores[pos[at]], 0.0)
     else:
-        p_val = torch.zeros(at.shape, dtype=torch.float64, device=device)
-        s_val = torch.zeros(at.shape, dtype=torch.float64, device=device)
+        p_val = torch.zeros(inside.shape, dtype=torch.float64, device=device)
+        s_val = torch.zeros_like(p_val)
+    # r = 0 is reached by the class's first detection, TP or not (its score is reported).
+    zero = (need == 0) & (counts > 0)[None, :, None]
+    if n:
+        first_score = scores[starts.clamp(max=n - 1)][None, :, None]
+        s_val = torch.where(zero, first_score, s_val)
     p_val = torch.where(has_gt[None, :, None], p_val, -1.0)
     s_val = torch.where(has_gt[None, :, None], s_val, -1.0)
     return p_val.transpose(1, 2), recall, s_val.transpose(1, 2)
@@ -137,8 +143,8 @@ def coco_accumulate(
     scores: Tensor,
     labels: Tensor,
     rank: Tensor,
-    tp_words: Tensor,
-    ignored_words: Tensor,
+    tp_packed: Tensor,
+    ignored_packed: Tensor,
     gt_labels: Tensor,
     gt_counts: Tensor,
     n_thresholds: int,
@@ -150,7 +156,8 @@ def coco_accumulate(
 
     Args:
         scores, labels, rank: (N,) per kept detection, in image order (the update order).
-        tp_words, ignored_words: (N, W) packed lane flags from :func:`coco_match`.
+        tp_packed, ignored_packed: (N, B) uint8 lane flags from :func:`coco_match`, lane
+            ``t * A + a`` for IoU threshold t and area range a.
         gt_labels: (G,) class of each row of ``gt_counts`` (classes may repeat).
         gt_counts: (G, A) number of non-ignored GT per row and area range.
         n_thresholds: T. rec_thresholds: (R,) float64. max_dets: M sorted values.
@@ -159,6 +166,7 @@ def coco_accumulate(
     """
     device = scores.device
     n_area = gt_counts.shape[1]
+    n_lanes = n_thresholds * n_area
     classes = torch.unique(torch.cat([labels, gt_labels]))
     n_cls = classes.numel()
     n_gt = torch.zeros(n_cls, n_area, dtype=torch.int64, device=device)
@@ -168,7 +176,8 @@ def coco_accumulate(
     by_score = torch.sort(-scores.to(torch.float64), stable=True).indices
     order = by_score[torch.sort(cls[by_score], stable=True).indices]
     s_sorted, c_sorted, r_sorted = scores[order].to(torch.float64), cls[order], rank[order]
-    tp_sorted, ign_sorted = tp_words[order], ignored_words[order]
+    tp_all = unpack_lanes(tp_packed[order], n_lanes).view(n_thresholds, n_area, -1)
+    ign_all = unpack_lanes(ignored_packed[order], n_lanes).view(n_thresholds, n_area, -1)
 
     n_rec, n_md = rec_thresholds.numel(), len(max_dets)
     precision = torch.full(
@@ -176,22 +185,23 @@ def coco_accumulate(
     )
     score_tab = torch.full_like(precision, -1.0)
     recall = torch.full((n_thresholds, n_cls, n_area, n_md), -1.0, dtype=torch.float64, device=device)
-    thr = torch.arange(n_thresholds, device=device)
     for m, max_det in enumerate(max_dets):
         sel = r_sorted < max_det
-        s_m, c_m = s_sorted[sel], c_sorted[sel]
+        everything = bool(sel.all())
+        s_m, c_m = (s_sorted, c_sorted) if everything else (s_sorted[sel], c_sorted[sel])
         for a in range(n_area):
-            lanes = thr * n_area + a
-            tp = unpack_lanes(tp_sorted[sel], lanes)
-            ign = unpack_lanes(ign_sorted[sel], lanes)
+            tp = tp_all[:, a] if everything else tp_all[:, a][:, sel]
             if full or m == n_md - 1:
+                ign = ign_all[:, a] if everything else ign_all[:, a][:, sel]
                 p, r, s = _accumulate_one(s_m, c_m, tp, ign, n_gt[:, a], n_cls, rec_thresholds)
                 precision[..., a, m], recall[..., a, m], score_tab[..., a, m] = p, r, s
             else:
                 tp_total = torch.zeros(n_thresholds, n_cls, dtype=torch.int64, device=device)
                 tp_total.index_add_(1, c_m, tp.long())
                 has = n_gt[:, a] > 0
-                recall[..., a, m] = torch.where(has, tp_total / n_gt[:, a].clamp(min=1), -1.0)
+                recall[..., a, m] = torch.where(
+                    has, tp_total.to(torch.float64) / n_gt[:, a].clamp(min=1), -1.0
+                )
     return CocoTables(classes=classes, precision=precision, recall=recall, scores=score_tab)
 
 

@@ -35,8 +35,6 @@ from torch import Tensor
 
 #: pycocotools caps every IoU threshold at this value (so IoU = 1 matches at t = 1).
 IOU_CAP = 1.0 - 1e-10
-#: Lanes packed per int64 word (63 so the sign bit is never used).
-LANES_PER_WORD = 63
 
 
 def coco_pair_iou(det_xywh: Tensor, gt_xywh: Tensor, gt_crowd: Tensor) -> Tensor:
@@ -58,21 +56,20 @@ def coco_pair_iou(det_xywh: Tensor, gt_xywh: Tensor, gt_crowd: Tensor) -> Tensor
 
 
 def pack_lanes(bits: Tensor) -> Tensor:
-    """Pack bool flags (L, N) into int64 words (N, ceil(L / 63)), lane l in word l // 63, bit l % 63."""
+    """Pack bool flags (L, N) into bytes (N, ceil(L / 8)) uint8: lane l is bit l % 8 of byte l // 8."""
     lanes, n = bits.shape
-    words = (lanes + LANES_PER_WORD - 1) // LANES_PER_WORD
-    out = torch.zeros(n, words, dtype=torch.int64, device=bits.device)
-    shifts = torch.arange(lanes, device=bits.device) % LANES_PER_WORD
-    weighted = bits.to(torch.int64) << shifts[:, None]
-    for w in range(words):
-        out[:, w] = weighted[w * LANES_PER_WORD : (w + 1) * LANES_PER_WORD].sum(0)
-    return out
+    n_bytes = (lanes + 7) // 8
+    padded = torch.zeros(n_bytes * 8, n, dtype=torch.uint8, device=bits.device)
+    padded[:lanes] = bits
+    weights = (1 << torch.arange(8, device=bits.device, dtype=torch.uint8)).view(1, 8, 1)
+    return (padded.view(n_bytes, 8, n) * weights).sum(1, dtype=torch.uint8).T.contiguous()
 
 
-def unpack_lanes(words: Tensor, lanes: Tensor) -> Tensor:
-    """Flags (len(lanes), N) bool for the given lane indices from packed words (N, W)."""
-    word = words[:, lanes // LANES_PER_WORD].T  # (len(lanes), N)
-    return ((word >> (lanes % LANES_PER_WORD)[:, None]) & 1).bool()
+def unpack_lanes(packed: Tensor, n_lanes: int) -> Tensor:
+    """Inverse of :func:`pack_lanes`: (N, B) uint8 -> (n_lanes, N) bool."""
+    shifts = torch.arange(8, device=packed.device, dtype=torch.uint8)
+    bits = (packed.unsqueeze(-1) >> shifts) & 1  # (N, B, 8)
+    return bits.reshape(packed.shape[0], -1)[:, :n_lanes].T.bool()
 
 
 @dataclass

@@ -20,7 +20,7 @@ from objdet.functional.coco import (
     per_class_ap_ar,
 )
 from objdet.ops.boxes import BOX_FORMATS
-from objdet.ops.coco import LANES_PER_WORD, coco_match
+from objdet.ops.coco import coco_match
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
 
 _STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
@@ -134,7 +134,7 @@ class MeanAveragePrecision(Metric):
         self.backend = backend
 
         n_lanes = len(self.iou_thresholds) * len(AREA_RANGES)
-        words = (n_lanes + LANES_PER_WORD - 1) // LANES_PER_WORD
+        n_bytes = (n_lanes + 7) // 8
         rank_dtype = (
             torch.int16 if self.max_detection_thresholds[-1] <= torch.iinfo(torch.int16).max else torch.int32
         )
@@ -149,10 +149,10 @@ class MeanAveragePrecision(Metric):
                     f"{mode}_scores": (torch.float64, ()),
                     f"{mode}_labels": (torch.int32, ()),
                     f"{mode}_rank": (rank_dtype, ()),
-                    f"{mode}_tp": (torch.int64, (words,)),
-                    f"{mode}_ignored": (torch.int64, (words,)),
+                    f"{mode}_tp": (torch.uint8, (n_bytes,)),
+                    f"{mode}_ignored": (torch.uint8, (n_bytes,)),
                     f"{mode}_gt_labels": (torch.int32, ()),
-                    f"{mode}_gt_counts": (torch.int64, (len(AREA_RANGES),)),
+                    f"{mode}_gt_counts": (torch.int32, (len(AREA_RANGES),)),
                 }
             )
         for name in self._list_states:
@@ -209,8 +209,8 @@ class MeanAveragePrecision(Metric):
         classes, inverse = torch.unique(gt_label, return_inverse=True)
         lo, hi = area_ranges[:, 0], area_ranges[:, 1]
         counted = (~flat.gt_crowd[:, None]) & (flat.gt_area[:, None] >= lo) & (flat.gt_area[:, None] <= hi)
-        counts = torch.zeros(classes.numel(), len(AREA_RANGES), dtype=torch.int64, device=device)
-        counts.index_add_(0, inverse, counted.to(torch.int64))
+        counts = torch.zeros(classes.numel(), len(AREA_RANGES), dtype=torch.int32, device=device)
+        counts.index_add_(0, inverse, counted.to(torch.int32))
         getattr(self, f"{mode}_gt_labels").append(classes.to(torch.int32))
         getattr(self, f"{mode}_gt_counts").append(counts)
 
@@ -240,7 +240,7 @@ class MeanAveragePrecision(Metric):
             self._state(f"{mode}_tp"),
             self._state(f"{mode}_ignored"),
             self._state(f"{mode}_gt_labels").long(),
-            self._state(f"{mode}_gt_counts"),
+            self._state(f"{mode}_gt_counts").long(),
             len(self.iou_thresholds),
             torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
             self.max_detection_thresholds,
