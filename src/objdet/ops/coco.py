@@ -69,7 +69,7 @@ def unpack_lanes(packed: Tensor, n_lanes: int) -> Tensor:
     """Inverse of :func:`pack_lanes`: (N, B) uint8 -> (n_lanes, N) bool."""
     shifts = torch.arange(8, device=packed.device, dtype=torch.uint8)
     bits = (packed.unsqueeze(-1) >> shifts) & 1  # (N, B, 8)
-    return bits.reshape(packed.shape[0], -1)[:, :n_lanes].T.bool()
+    return bits.reshape(packed.shape[0], packed.shape[1] * 8)[:, :n_lanes].T.bool()
 
 
 @dataclass

@@ -139,10 +139,10 @@ def flatten_detections(
         return torch.cat([x.to(device=device, dtype=dtype) for x in xs])
 
     det_img = torch.repeat_interleave(
-        torch.arange(len(preds), device=device), torch.tensor(d_count, device=device)
+        torch.arange(len(preds), device=device), torch.tensor(d_count, dtype=torch.int64, device=device)
     )
     gt_img = torch.repeat_interleave(
-        torch.arange(len(target), device=device), torch.tensor(g_count, device=device)
+        torch.arange(len(target), device=device), torch.tensor(g_count, dtype=torch.int64, device=device)
     )
     det_boxes, gt_boxes = cat(d_boxes, f64, (4,)), cat(g_boxes, f64, (4,))
     det_score, det_label = cat(d_scores, f64), cat(d_labels, torch.int64)

@@ -135,9 +135,8 @@ class MeanAveragePrecision(Metric):
 
         n_lanes = len(self.iou_thresholds) * len(AREA_RANGES)
         n_bytes = (n_lanes + 7) // 8
-        rank_dtype = (
-            torch.int16 if self.max_detection_thresholds[-1] <= torch.iinfo(torch.int16).max else torch.int32
-        )
+        # rank in its (image, class) group < maxDets[-1]; gloo gathers uint8 and int32, not int16
+        rank_dtype = torch.uint8 if self.max_detection_thresholds[-1] <= 256 else torch.int32
         self._modes = (
             ["macro"] if average == "macro" else (["micro", "macro"] if class_metrics else ["micro"])
         )
@@ -287,3 +286,14 @@ class MeanAveragePrecision(Metric):
             out[f"mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
         out["classes"] = self._classes()
         return out
+
+    def plot(self, val: Any = None, ax: Any = None) -> Any:
+        """Plot the scalar results (or a list of them over time); returns ``(fig, ax)``."""
+        if val is None:
+            val = self.compute()
+        values = val if isinstance(val, list) else [val]
+        scalars = [
+            {k: v for k, v in d.items() if isinstance(v, Tensor) and v.numel() == 1 and k != "classes"}
+            for d in values
+        ]
+        return self._plot(scalars if isinstance(val, list) else scalars[0], ax)

@@ -1,0 +1,84 @@
+"""Per-class COCO average precision at one IoU threshold (or averaged over 0.50:0.95)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from objdet.functional.coco import per_class_ap_ar
+from objdet.training.metrics.mean_ap import MeanAveragePrecision
+
+
+class ClasswiseAP(MeanAveragePrecision):
+    """AP of every class, equal to pycocotools' per-category value (area all, maxDets 100).
+
+    Shares the COCO engine of :class:`MeanAveragePrecision` (one matching pass for all
+    classes, never one evaluation per class) and keeps only the lanes it needs: with one IoU
+    threshold the state is one byte of flags per detection.
+
+    Args:
+        num_classes: labels must lie in 0..num_classes-1 (others raise ValueError).
+        class_names: optional names (length num_classes); default ``class_<i>``.
+        iou_threshold: IoU threshold of the AP; ``None`` averages 0.50:0.05:0.95 (COCO AP).
+        box_format: "xyxy", "xywh" or "cxcywh".
+
+    ``compute()`` returns ``{"<name>_AP": value}`` for every class; a class without ground
+    truth gets -1, as in pycocotools.
+
+    Example:
+        >>> import torch
+        >>> from objdet.training.metrics import ClasswiseAP
+        >>> metric = ClasswiseAP(num_classes=2, class_names=["cat", "dog"])
+        >>> preds = [dict(boxes=torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 60.0, 90.0, 90.0]]),
+        ...               scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([0, 1]))]
+        >>> target = [dict(boxes=torch.tensor([[12.0, 10.0, 50.0, 52.0]]), labels=torch.tensor([0]))]
+        >>> metric.update(preds, target)
+        >>> {k: round(v.item(), 3) for k, v in metric.compute().items()}
+        {'cat_AP': 1.0, 'dog_AP': -1.0}
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        iou_threshold: float | None = 0.5,
+        box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}")
+        if class_names is not None:
+            class_names = list(class_names)
+            if len(class_names) != num_classes or not all(isinstance(n, str) for n in class_names):
+                raise ValueError(
+                    f"`class_names` must be {num_classes} strings (one per class), got {len(class_names)}: "
+                    f"{class_names[:5]}{'...' if len(class_names) > 5 else ''}"
+                )
+            if len(set(class_names)) != num_classes:
+                raise ValueError("`class_names` must be unique, they become the output keys")
+        if iou_threshold is not None and not (
+            isinstance(iou_threshold, int | float) and 0.0 <= float(iou_threshold) <= 1.0
+        ):
+            raise ValueError(f"`iou_threshold` must be None or a float in [0, 1], got {iou_threshold!r}")
+        super().__init__(
+            box_format=box_format,
+            iou_thresholds=None if iou_threshold is None else [float(iou_threshold)],
+            **kwargs,
+        )
+        self.num_classes = num_classes
+        self.class_names = class_names or [f"class_{i}" for i in range(num_classes)]
+        self.iou_threshold = iou_threshold
+
+    def _label_range(self) -> int | None:
+        return self.num_classes
+
+    def compute(self) -> dict[str, Tensor]:
+        """``{"<name>_AP": AP}`` for every class, -1 for classes without ground truth."""
+        _, tables = self.coco_eval(full=False)
+        ap, _ = per_class_ap_ar(tables)
+        values = torch.full((self.num_classes,), -1.0, dtype=torch.float64, device=self.device)
+        values[tables.classes.long()] = ap
+        return {f"{name}_AP": values[i].to(torch.float32) for i, name in enumerate(self.class_names)}
