@@ -24,7 +24,17 @@ def _install(session: nox.Session, extras: str = "") -> None:
 def tests(session: nox.Session) -> None:
     """Unit, parity, property (hypothesis) and 2-process DDP tests."""
     _install(session, "test")
-    session.run("pytest", "-n", "2", "--hypothesis-profile", "ci", *session.posargs)
+    session.run(
+        "pytest",
+        "-n",
+        "2",
+        "--hypothesis-profile",
+        "ci",
+        "--doctest-modules",
+        "src/objdet",
+        "tests",
+        *session.posargs,
+    )
 
 
 @nox.session(python=PYTHON)
