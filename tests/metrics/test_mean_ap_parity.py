@@ -133,3 +133,11 @@ def test_images_without_anything_and_single_update() -> None:
     ref = pycocotools_eval(images)
     preds, target = to_torch(images)
     _check_everything(_run(MeanAveragePrecision(box_format="xywh"), preds, target, batch=len(preds)), ref)
+
+
+def test_one_image_per_update_including_batches_without_gt_or_detections() -> None:
+    images = make_dataset(0, n_images=10)
+    assert any(len(im.gt_boxes) == 0 for im in images) and any(len(im.dt_boxes) == 0 for im in images)
+    ref = pycocotools_eval(images)
+    preds, target = to_torch(images)
+    _check_everything(_run(MeanAveragePrecision(box_format="xywh"), preds, target, batch=1), ref)

@@ -201,7 +201,9 @@ def coco_match(
 
     matched = matched_gt >= 0
     lane_area = torch.arange(n_lanes, device=device) % n_area
-    gt_ign = g_ignored[lane_area[:, None], matched_gt.clamp(min=0)]  # (L, kept)
+    # one extra all-False column stands for "no GT" (also when the batch has no GT at all)
+    g_ignored_pad = torch.cat([g_ignored, g_ignored.new_zeros(n_area, 1)], 1)
+    gt_ign = g_ignored_pad[lane_area[:, None], torch.where(matched, matched_gt, gkey.numel())]  # (L, kept)
     d_area = d_xywh[:, 2] * d_xywh[:, 3]
     det_out = (d_area[None, :] < lo[:, None]) | (d_area[None, :] > hi[:, None])  # (A, kept)
     tp = matched & ~gt_ign
