@@ -204,3 +204,44 @@ def pycocotools_eval(
         ev.eval["scores"],
         list(ev.params.catIds),
     )
+
+
+def pycocotools_ious(images: list[Image]) -> dict:
+    """COCOeval.ious for the images (after evaluate), keyed (image, category)."""
+    gt_anns, dt_anns, labels = [], [], set()
+    for img_id, im in enumerate(images):
+        for j in range(len(im.gt_boxes)):
+            gt_anns.append(
+                {
+                    "id": len(gt_anns) + 1,
+                    "image_id": img_id,
+                    "category_id": int(im.gt_labels[j]),
+                    "bbox": im.gt_boxes[j].tolist(),
+                    "area": 1.0,
+                    "iscrowd": int(im.gt_crowd[j]),
+                }
+            )
+            labels.add(int(im.gt_labels[j]))
+        for j in range(len(im.dt_boxes)):
+            dt_anns.append(
+                {
+                    "id": len(dt_anns) + 1,
+                    "image_id": img_id,
+                    "category_id": int(im.dt_labels[j]),
+                    "bbox": im.dt_boxes[j].tolist(),
+                    "area": 1.0,
+                    "iscrowd": 0,
+                    "score": float(im.dt_scores[j]),
+                }
+            )
+            labels.add(int(im.dt_labels[j]))
+    imgs, cats = [{"id": i} for i in range(len(images))], [{"id": c} for c in sorted(labels)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt, dt = COCO(), COCO()
+        gt.dataset = {"images": imgs, "annotations": gt_anns, "categories": cats}
+        dt.dataset = {"images": imgs, "annotations": dt_anns, "categories": cats}
+        gt.createIndex()
+        dt.createIndex()
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.evaluate()
+    return ev.ious

@@ -47,9 +47,14 @@ def _worker(rank: int, world_size: int, plan: list[list[tuple[int, int]]]) -> di
         "flat": flat,
         "map_per_class": out["map_per_class"].numpy(),
         "classes": out["classes"].numpy(),
+        "ious": _plain(out["ious"]),
         "classwise": {k: v.item() for k, v in classwise.compute().items()},
         "all_gathers": calls["n"],
     }
+
+
+def _plain(ious: dict) -> dict:
+    return {key: value if isinstance(value, list) else value.tolist() for key, value in ious.items()}
 
 
 def _single(order: list[int]) -> tuple[np.ndarray, dict, dict]:
@@ -77,6 +82,7 @@ def test_uneven_ranks_and_a_rank_without_updates_match_one_process() -> None:
             np.testing.assert_array_equal(res["flat"], flat, err_msg=f"{name}, rank {rank}")
             np.testing.assert_array_equal(res["map_per_class"], out["map_per_class"].numpy())
             np.testing.assert_array_equal(res["classes"], out["classes"].numpy())
+            assert res["ious"] == _plain(out["ious"])
             assert res["classwise"] == classwise
         gathers[name] = {res["all_gathers"] for res in results}
     # a fixed number of collectives, whatever the number of updates per rank

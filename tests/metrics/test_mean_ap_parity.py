@@ -141,3 +141,28 @@ def test_one_image_per_update_including_batches_without_gt_or_detections() -> No
     ref = pycocotools_eval(images)
     preds, target = to_torch(images)
     _check_everything(_run(MeanAveragePrecision(box_format="xywh"), preds, target, batch=1), ref)
+
+
+def test_extended_summary_ious_match_pycocotools() -> None:
+    from tests.helpers.coco_reference import pycocotools_ious
+
+    images = make_dataset(13)
+    ref = pycocotools_ious(images)
+    preds, target = to_torch(images)
+    out = _run(
+        MeanAveragePrecision(box_format="xywh", extended_summary=True), preds, target, batch=3
+    ).compute()
+    assert list(out["ious"]) == list(ref)  # same keys, same order (images, then classes)
+    n_blocks = 0
+    for key, expected in ref.items():
+        ours = out["ious"][key]
+        if isinstance(expected, list):
+            assert ours == [], key
+            continue
+        n_blocks += 1
+        assert ours.dtype == torch.float32
+        np.testing.assert_allclose(
+            ours.numpy(), expected.astype(np.float32), rtol=0, atol=0, err_msg=str(key)
+        )
+    assert n_blocks >= 5
+    assert {"precision", "recall", "scores"} <= set(out)

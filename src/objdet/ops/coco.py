@@ -86,6 +86,11 @@ class MatchResult:
     rank: Tensor
     tp: Tensor
     ignored: Tensor
+    #: with ``return_ious``: (Q, 4) int64 rows (image, label, n_det, n_gt) for every (image, class)
+    #: with detections and GT, and the IoUs of each as a row-major (n_det, n_gt) block, detections
+    #: by descending score and GTs in input order (pycocotools' ``computeIoU`` layout).
+    iou_groups: Tensor | None = None
+    iou_values: Tensor | None = None
 
 
 def _group_keys(
@@ -112,6 +117,7 @@ def coco_match(
     iou_thresholds: Tensor,
     area_ranges: Tensor,
     max_det: int,
+    return_ious: bool = False,
 ) -> MatchResult:
     """Match detections to GTs with pycocotools' rules (see the module docstring).
 
@@ -122,6 +128,7 @@ def coco_match(
         gt_area: (G,) float64 area used for the area ranges.
         iou_thresholds: (T,) float64. area_ranges: (A, 2) float64, inclusive at both ends.
         max_det: detections per (image, class) that take part (pycocotools' ``maxDets[-1]``).
+        return_ious: also return every (image, class) IoU block (see :class:`MatchResult`).
 
     Returns:
         MatchResult with flags packed over the T * A lanes.
@@ -157,6 +164,16 @@ def coco_match(
     pair_gt = start[pair_det] + torch.arange(pair_det.numel(), device=device) - first_pair[pair_det]
     d_xywh = det_xywh[order]
     iou = coco_pair_iou(d_xywh[pair_det], g_xywh[pair_gt], g_crowd[pair_gt])
+    iou_groups = iou_values = None
+    if return_ious:
+        iou_values = iou
+        has_gt = count > 0
+        first_of_group = torch.ones_like(has_gt)
+        first_of_group[1:] = skey[1:] != skey[:-1]
+        heads = (first_of_group & has_gt).nonzero().flatten()  # first kept detection of each group
+        n_in_group = torch.searchsorted(skey, skey[heads], side="right") - heads
+        src = order[heads]
+        iou_groups = torch.stack([det_img[src], det_label[src], n_in_group, count[heads]], 1)
     thr = torch.clamp(iou_thresholds.to(torch.float64), max=IOU_CAP)
     near = iou >= thr.min()
     pair_det, pair_gt, iou = pair_det[near], pair_gt[near], iou[near]
@@ -220,4 +237,6 @@ def coco_match(
         rank=rank_sorted[sel],
         tp=pack_lanes(tp[:, sel]),
         ignored=pack_lanes(ignored[:, sel]),
+        iou_groups=iou_groups,
+        iou_values=iou_values,
     )

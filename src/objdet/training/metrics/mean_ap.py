@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
@@ -86,6 +87,9 @@ class MeanAveragePrecision(Metric):
     plot_upper_bound = 1.0
     n_images: Tensor
     seen_labels: list[Tensor]
+    ious_index: list[Tensor]
+    ious_values: list[Tensor]
+    images_per_rank: list[Tensor]
 
     def __init__(
         self,
@@ -141,7 +145,9 @@ class MeanAveragePrecision(Metric):
             ["macro"] if average == "macro" else (["micro", "macro"] if class_metrics else ["micro"])
         )
         # state name -> (dtype, trailing shape), used to give ranks without updates empty tensors.
-        self._list_states: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {"seen_labels": (torch.int64, ())}
+        self._list_states: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
+        if average == "micro":  # classes are pooled in the state; remember which were seen
+            self._list_states["seen_labels"] = (torch.int64, ())
         for mode in self._modes:
             self._list_states.update(
                 {
@@ -152,6 +158,14 @@ class MeanAveragePrecision(Metric):
                     f"{mode}_ignored": (torch.uint8, (n_bytes,)),
                     f"{mode}_gt_labels": (torch.int32, ()),
                     f"{mode}_gt_counts": (torch.int32, (len(AREA_RANGES),)),
+                }
+            )
+        if extended_summary:  # the IoU blocks of pycocotools' `ious` (opt-in: this state grows with D x G)
+            self._list_states.update(
+                {
+                    "ious_values": (torch.float32, ()),
+                    "ious_index": (torch.int64, (5,)),  # rank, image in rank, class, n_det, n_gt
+                    "images_per_rank": (torch.int64, (2,)),  # rank, images in one update
                 }
             )
         for name in self._list_states:
@@ -173,12 +187,14 @@ class MeanAveragePrecision(Metric):
                 ``iscrowd`` (M,) and ``area`` (M,) (a positive area is used, otherwise the box's).
         """
         flat = flatten_detections(preds, target, self.box_format, num_classes=self._label_range())
+        image_offset = int(self.n_images) if self.extended_summary else 0
         self.n_images += flat.n_images
-        self.seen_labels.append(torch.unique(torch.cat([flat.det_label, flat.gt_label])))
+        if self.average == "micro":
+            self.seen_labels.append(torch.unique(torch.cat([flat.det_label, flat.gt_label])))
         for mode in self._modes:
-            self._update_mode(mode, flat)
+            self._update_mode(mode, flat, image_offset)
 
-    def _update_mode(self, mode: str, flat: FlatDetections) -> None:
+    def _update_mode(self, mode: str, flat: FlatDetections, image_offset: int) -> None:
         det_label, gt_label = flat.det_label, flat.gt_label
         if mode == "micro":
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
@@ -197,6 +213,7 @@ class MeanAveragePrecision(Metric):
             torch.tensor(self.iou_thresholds, dtype=torch.float64, device=device),
             area_ranges,
             self.max_detection_thresholds[-1],
+            return_ious=self.extended_summary and mode == self._modes[0],
         )
         rank_dtype = self._list_states[f"{mode}_rank"][0]
         getattr(self, f"{mode}_scores").append(flat.det_score[result.keep])
@@ -212,6 +229,14 @@ class MeanAveragePrecision(Metric):
         counts.index_add_(0, inverse, counted.to(torch.int32))
         getattr(self, f"{mode}_gt_labels").append(classes.to(torch.int32))
         getattr(self, f"{mode}_gt_counts").append(counts)
+        if result.iou_groups is not None and result.iou_values is not None:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+            groups = result.iou_groups
+            index = torch.cat([torch.full_like(groups[:, :1], rank), groups], 1)
+            index[:, 1] += image_offset
+            self.ious_index.append(index)
+            self.ious_values.append(result.iou_values.to(torch.float32))
+            self.images_per_rank.append(torch.tensor([[rank, flat.n_images]], device=device))
 
     # ------------------------------------------------------------------ sync
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
@@ -246,8 +271,27 @@ class MeanAveragePrecision(Metric):
             full=full,
         )
 
-    def _classes(self) -> Tensor:
-        return torch.unique(self._state("seen_labels")).to(torch.int32)
+    def _ious(self, classes: Tensor) -> dict[tuple[int, int], Tensor | list]:
+        """pycocotools' ``ious``: {(image, class): (n_det, n_gt) IoU tensor, or [] if either is empty}."""
+        index, values = self._state("ious_index").tolist(), self._state("ious_values")
+        per_rank: dict[int, int] = {}
+        for rank, n in self._state("images_per_rank").tolist():
+            per_rank[rank] = per_rank.get(rank, 0) + n
+        offsets, total = {}, 0
+        for rank in sorted(per_rank):
+            offsets[rank], total = total, total + per_rank[rank]
+        blocks = {}
+        start = 0
+        for rank, image, label, n_det, n_gt in index:
+            blocks[(offsets[rank] + image, label)] = values[start : start + n_det * n_gt].reshape(n_det, n_gt)
+            start += n_det * n_gt
+        labels = classes.tolist()
+        return {(image, c): blocks.get((image, c), []) for image in range(total) for c in labels}
+
+    def _classes(self, tables: CocoTables) -> Tensor:
+        if self.average == "micro":
+            return torch.unique(self._state("seen_labels")).to(torch.int32)
+        return tables.classes.to(torch.int32)
 
     def coco_eval(self, full: bool = True) -> tuple[Tensor, CocoTables]:
         """pycocotools' ``stats`` (12,) and ``eval`` tables in float64, on the state so far.
@@ -273,6 +317,7 @@ class MeanAveragePrecision(Metric):
             out["classes"] = torch.zeros(0, dtype=torch.int32, device=self.device)
             return out
         if self.extended_summary:
+            out["ious"] = self._ious(tables.classes)  # type: ignore[assignment]
             out["precision"] = tables.precision
             out["recall"] = tables.recall
             out["scores"] = tables.scores
@@ -284,7 +329,7 @@ class MeanAveragePrecision(Metric):
         else:
             out["map_per_class"] = torch.tensor([-1.0])
             out[f"mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
-        out["classes"] = self._classes()
+        out["classes"] = self._classes(tables)
         return out
 
     def plot(self, val: Any = None, ax: Any = None) -> Any:
