@@ -105,6 +105,20 @@ def test_float_bin_relative_width() -> None:
     assert bool((edges[1:] >= edges[:-1]).all())
 
 
+@given(
+    st.lists(st.floats(-1e3, 1e3, width=32), min_size=1, max_size=60),
+    st.floats(-100, 100),
+    st.floats(1e-3, 300),
+    st.integers(1, 5000),
+)
+def test_linear_bins_agree_with_their_edges(values: list[float], low: float, width: float, nb: int) -> None:
+    x = torch.tensor(values, dtype=torch.float32)
+    idx = linear_bin_index(x, low, low + width, nb)
+    edges = linear_bin_lower_edges(low, low + width, nb)
+    reference = torch.searchsorted(edges[1:], x.double(), right=True)  # independent: binary search
+    assert idx.tolist() == reference.tolist()
+
+
 def test_linear_bins() -> None:
     x = torch.tensor([-5.0, 0.0, 0.2499, 0.25, 0.99, 1.0, 7.0])
     assert linear_bin_index(x, 0.0, 1.0, 4).tolist() == [0, 1, 1, 2, 4, 5, 5]

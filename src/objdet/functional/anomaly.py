@@ -29,11 +29,19 @@ def binary_counts(
         >>> binary_counts(torch.tensor([0.1, 0.7, 2.0, -3.0]), torch.tensor([0, 1, 0, 1]), 0.5).tolist()
         [1, 1, 1, 1]
     """
-    pred = (scores >= threshold).to(torch.int64)
-    code = 3 - (2 * pred + target.to(torch.int64))  # TP=0, FP=1, FN=2, TN=3
-    if ignore_mask is not None:
-        code = torch.where(ignore_mask, torch.full_like(code, 4), code)
-    return torch.bincount(code.reshape(-1), minlength=5)[:4]
+    pred = scores >= threshold
+    actual = target if target.dtype == torch.bool else target != 0
+    if ignore_mask is None:
+        total = torch.tensor(pred.numel(), dtype=torch.int64, device=pred.device)
+    else:
+        keep = ~ignore_mask
+        pred = pred & keep
+        actual = actual & keep
+        total = keep.sum()
+    tp = (pred & actual).sum()
+    n_pred, n_actual = pred.sum(), actual.sum()
+    fp, fn = n_pred - tp, n_actual - tp
+    return torch.stack([tp, fp, fn, total - tp - fp - fn])
 
 
 def _ratio(num: Tensor, den: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ uses the same bins and histograms from different batches or ranks merge by addit
 
 ``linear`` binning (fixed range)
     ``num_bins`` equal bins on ``[low, high)`` plus one underflow bin ``(-inf, low)`` and
-    one overflow bin ``[high, inf]``.
+    one overflow bin ``[high, inf]``; edges and scores are rounded to float32.
 
 Every bin ``b`` is the half-open interval ``[lower_edge[b], lower_edge[b + 1])``.
 
@@ -72,15 +72,8 @@ def float_num_bins(mantissa_bits: int) -> int:
     return 1 << (9 + mantissa_bits)
 
 
-def _ordered_key(x: Tensor) -> Tensor:
-    """int32 keys whose signed order equals the float order of float32 ``x`` (``-0.0`` -> ``+0.0``)."""
-    bits = (x.to(torch.float32) + 0.0).view(torch.int32)
-    # negative floats: flip the magnitude bits so a larger magnitude gives a smaller key
-    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
-
-
 def float_bin_index(scores: Tensor, mantissa_bits: int = 6) -> Tensor:
-    """Bin index (int64, same shape as ``scores``) of each score in the float binning.
+    """Bin index (int32, same shape as ``scores``) of each score in the float binning.
 
     Example:
         >>> import torch
@@ -88,9 +81,15 @@ def float_bin_index(scores: Tensor, mantissa_bits: int = 6) -> Tensor:
         [8255, 16384, 24512, 24512, 24513]
     """
     _check_mantissa_bits(mantissa_bits)
-    shift = 23 - mantissa_bits
-    key = _ordered_key(scores)
-    return ((key >> shift) + (1 << (8 + mantissa_bits))).to(torch.int64)
+    offset = 1 << (8 + mantissa_bits)
+    # top bits of the IEEE pattern (+ 0.0 turns -0.0 into +0.0); as a signed int32 they are
+    # ordered for positive floats and reversed for negative ones
+    b = (scores.to(torch.float32) + 0.0).view(torch.int32) >> (23 - mantissa_bits)
+    # positive: b + offset (== b | offset, as 0 <= b < offset); negative: offset - 1 - (b + offset) == ~b
+    flip = b >> 31
+    flip |= offset
+    b ^= flip
+    return b
 
 
 def float_bin_lower_edges(mantissa_bits: int = 6, device: torch.device | None = None) -> Tensor:
@@ -101,8 +100,8 @@ def float_bin_lower_edges(mantissa_bits: int = 6, device: torch.device | None = 
     nbins = float_num_bins(mantissa_bits)
     shift = 23 - mantissa_bits
     b = torch.arange(nbins, dtype=torch.int64, device=device)
-    key = ((b - (1 << (8 + mantissa_bits))) << shift).to(torch.int32)
-    bits = key ^ ((key >> 31) & 0x7FFFFFFF)
+    key = ((b - (1 << (8 + mantissa_bits))) << shift).to(torch.int32)  # smallest key of each bin
+    bits = key ^ ((key >> 31) & 0x7FFFFFFF)  # key order -> IEEE pattern (negative: flipped magnitude)
     edges = bits.view(torch.float32).to(torch.float64)
     neg_nan = torch.isnan(edges) & (b < nbins // 2)
     edges = torch.where(neg_nan, torch.full_like(edges, -torch.inf), edges)
@@ -117,19 +116,30 @@ def linear_bin_index(scores: Tensor, low: float, high: float, num_bins: int) -> 
         >>> linear_bin_index(torch.tensor([-5.0, 0.0, 0.25, 0.5, 1.0, 7.0]), 0.0, 1.0, 4).tolist()
         [0, 1, 2, 3, 5, 5]
     """
-    inner = linear_bin_lower_edges(low, high, num_bins, device=scores.device)[1:]
-    return torch.searchsorted(inner.to(scores.dtype), scores.contiguous(), right=True)
+    edges = linear_bin_lower_edges(low, high, num_bins, device=scores.device).to(torch.float32)
+    upper = torch.cat([edges[1:], edges.new_full((1,), torch.inf)])
+    x = scores.to(torch.float32)
+    idx = ((x - low) * (num_bins / (high - low))).floor_().clamp_(-1, num_bins).to(torch.int64)
+    idx += 1
+    # float rounding can put a value one bin off: fix it against the exact (float32) edges
+    idx -= (x < edges[idx]).to(torch.int64)
+    idx += (x >= upper[idx]).to(torch.int64)
+    return idx
 
 
 def linear_bin_lower_edges(
     low: float, high: float, num_bins: int, device: torch.device | None = None
 ) -> Tensor:
-    """Lower edges (float64, ``num_bins + 2``) of the fixed-range binning, starting with ``-inf``."""
+    """Lower edges (``num_bins + 2``, starting with ``-inf``) of the fixed-range binning.
+
+    The edges are float32 values (returned as float64), as scores are binned in float32.
+    """
     if not (isinstance(num_bins, int) and num_bins >= 1):
         raise ValueError(f"`num_bins` must be a positive int, got {num_bins!r}")
     if not (float(low) < float(high)) or not all(map(lambda v: abs(v) < float("inf"), (low, high))):
         raise ValueError(f"`score_range` must be finite with low < high, got ({low!r}, {high!r})")
     inner = torch.linspace(float(low), float(high), num_bins + 1, dtype=torch.float64, device=device)
+    inner = inner.to(torch.float32).to(torch.float64)
     return torch.cat([torch.full((1,), -torch.inf, dtype=torch.float64, device=device), inner])
 
 

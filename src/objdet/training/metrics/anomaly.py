@@ -47,6 +47,22 @@ def _check_ignore_mask(ignore_mask: Tensor | None, scores: Tensor) -> Tensor | N
     return match_shapes(scores, ignore_mask, ("scores", "ignore_mask"))
 
 
+def _value_checks(scores: Tensor, target: Tensor, ignore_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """0-d bool tensors: any NaN score, any non-binary target (outside the ignore mask)."""
+    if ignore_mask is None:
+        has_nan = torch.isnan(scores).any()
+        if target.dtype == torch.bool:
+            bad = torch.zeros((), dtype=torch.bool, device=target.device)
+        elif not target.is_floating_point():
+            lo, hi = torch.aminmax(target)
+            bad = (lo < 0) | (hi > 1)
+        else:
+            bad = ((target != 0) & (target != 1)).any()
+        return has_nan, bad
+    keep = ~ignore_mask
+    return (torch.isnan(scores) & keep).any(), ((target != 0) & (target != 1) & keep).any()
+
+
 class AnomalyDetectionMetrics(Metric):
     """Pixel- or image-level anomaly detection metrics from raw scores, pooled over the epoch.
 
@@ -156,25 +172,28 @@ class AnomalyDetectionMetrics(Metric):
             )
         ignore_mask = _check_ignore_mask(ignore_mask, scores)
         if self.validate_args and scores.numel() > 0:
-            valid = ~ignore_mask if ignore_mask is not None else torch.ones_like(scores, dtype=torch.bool)
-            has_nan, bad_target = value_flags(
-                (torch.isnan(scores) & valid).any(), (((target != 0) & (target != 1)) & valid).any()
-            )
+            has_nan, bad_target = value_flags(*_value_checks(scores, target, ignore_mask))
             if has_nan:
                 raise ValueError(
                     "`scores` contains NaN; expected finite or infinite real scores (NaN has no rank)"
                 )
             if bad_target:
-                seen = torch.unique(target[valid & (target != 0) & (target != 1)])[:5].tolist()
+                bad = (target != 0) & (target != 1)
+                if ignore_mask is not None:
+                    bad &= ~ignore_mask
+                seen = torch.unique(target[bad])[:5].tolist()
                 raise ValueError(
                     f"`target` must be binary with values in {{0, 1}}, got values such as {seen}"
                 )
-        target_bin = target != 0
+        target_bin = target if target.dtype == torch.bool else target != 0
         self.counts += binary_counts(scores, target_bin, self.threshold, ignore_mask)
         nbins = self.histogram.shape[1]
-        idx = self._bin_index(scores) * 2 + target_bin.to(torch.int64)
+        # one pass per elementwise op, in place where possible: index = 2 * bin + target
+        idx = self._bin_index(scores)
+        idx <<= 1
+        idx |= target_bin
         if ignore_mask is not None:
-            idx = torch.where(ignore_mask, torch.full_like(idx, 2 * nbins), idx)
+            idx.masked_fill_(ignore_mask, 2 * nbins)
         hist = torch.bincount(idx.reshape(-1), minlength=2 * nbins + 1)[: 2 * nbins]
         self.histogram += hist.view(nbins, 2).T
 
