@@ -102,7 +102,10 @@ def plot_pca_scatter(
     target: Any = ax
     setters = [target.set_xlabel, target.set_ylabel] + ([target.set_zlabel] if n_dims == 3 else [])
     for i, setter in enumerate(setters):
-        suffix = f" ({ratios[i]:.1%} of variance)" if ratios is not None and i < ratios.size else ""
+        if ratios is not None and i < ratios.size:
+            suffix = f" ({ratios[i]:.1%} of variance)" if n_dims == 2 else f" ({ratios[i]:.1%})"
+        else:
+            suffix = ""
         setter(f"PC{i + 1}{suffix}")
     ax.set_title(title)
     if n_dims == 2:
@@ -123,9 +126,8 @@ def plot_orthogonality(
     ax.set_ylabel("component i")
     title = "Component orthogonality: W Wᵀ − I"
     if values:
-        title += "\n" + ", ".join(
-            f"{k.replace('orthogonality_error', '‖W Wᵀ − I‖_F')}: {v:.3g}" for k, v in values.items()
-        )
+        names = {"orthogonality_error": "worst ‖W Wᵀ − I‖_F", "orthogonality_error_mean": "mean"}
+        title += "\n" + ", ".join(f"{names.get(k, k)} = {v:.3g}" for k, v in values.items())
     ax.set_title(title, fontsize=10)
     if d.shape[0] <= 16:
         ax.set_xticks(range(d.shape[0]))

@@ -229,6 +229,12 @@ class AnomalyDetectionMetrics(Metric):
         upper = torch.cat([lower[1:], torch.tensor([torch.inf], dtype=torch.float64)])
         finite = torch.isfinite(lower) & torch.isfinite(upper)
         centers = torch.where(finite, (lower + upper) / 2, torch.where(torch.isfinite(lower), lower, upper))
+        # spread each histogram bin over 4 points so re-binning for display does not alias
+        frac = torch.tensor([0.125, 0.375, 0.625, 0.875], dtype=torch.float64)
+        spread = lower[:, None] + (upper - lower)[:, None] * frac
+        centers = torch.where(finite[:, None], spread, centers[:, None]).reshape(-1)
+        neg = (neg.to(torch.float64)[:, None] / 4).expand(-1, 4).reshape(-1)
+        pos = (pos.to(torch.float64)[:, None] / 4).expand(-1, 4).reshape(-1)
         keep_n, keep_p = neg > 0, pos > 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
