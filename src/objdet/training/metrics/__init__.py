@@ -1,6 +1,15 @@
-"""torchmetrics.Metric subclasses."""
+"""torchmetrics.Metric subclasses: COCO detection, anomaly detection and feature variance."""
 
+from objdet.training.metrics.anomaly import AnomalyDetectionMetrics, ScoreStatisticsMetric
 from objdet.training.metrics.classwise_ap import ClasswiseAP
 from objdet.training.metrics.mean_ap import MeanAveragePrecision
+from objdet.training.metrics.variance import ComponentOrthogonalityMetric, ExplainedVarianceMetric
 
-__all__ = ["ClasswiseAP", "MeanAveragePrecision"]
+__all__ = [
+    "AnomalyDetectionMetrics",
+    "ClasswiseAP",
+    "ComponentOrthogonalityMetric",
+    "ExplainedVarianceMetric",
+    "MeanAveragePrecision",
+    "ScoreStatisticsMetric",
+]

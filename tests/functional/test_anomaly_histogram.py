@@ -1,0 +1,234 @@
+"""Histogram AUROC / AP / best F1 against exact sort-based numpy references, and the binning itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from objdet.functional.anomaly import binary_counts, counts_to_metrics
+from objdet.functional.histogram import (
+    binned_auroc,
+    binned_average_precision,
+    binned_best_f1,
+    binned_error_bounds,
+    float_bin_index,
+    float_bin_lower_edges,
+    float_num_bins,
+    linear_bin_index,
+    linear_bin_lower_edges,
+)
+
+# ---------------------------------------------------------------- exact references (plain numpy)
+
+
+def exact_auroc(s: np.ndarray, y: np.ndarray) -> float:
+    """Mann-Whitney rank formula with average ranks for ties."""
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    p, n = int(y.sum()), int((1 - y).sum())
+    return float((ranks[y == 1].sum() - p * (p + 1) / 2) / (p * n))
+
+
+def exact_ap(s: np.ndarray, y: np.ndarray) -> float:
+    """sum_k (R_k - R_{k-1}) P_k over distinct thresholds (scikit-learn / torchmetrics definition)."""
+    thresholds = np.unique(s)[::-1]
+    p = y.sum()
+    ap, prev_r = 0.0, 0.0
+    for t in thresholds:
+        pred = s >= t
+        tp = (pred & (y == 1)).sum()
+        fp = (pred & (y == 0)).sum()
+        r = tp / p
+        ap += (r - prev_r) * (tp / (tp + fp))
+        prev_r = r
+    return float(ap)
+
+
+def f1_at(s: np.ndarray, y: np.ndarray, t: float) -> float:
+    pred = s >= t
+    tp = (pred & (y == 1)).sum()
+    fp = (pred & (y == 0)).sum()
+    fn = (~pred & (y == 1)).sum()
+    return float(2 * tp / (2 * tp + fp + fn))
+
+
+def exact_best_f1(s: np.ndarray, y: np.ndarray) -> float:
+    return max(f1_at(s, y, t) for t in np.unique(s))
+
+
+def hist(scores: torch.Tensor, target: torch.Tensor, m: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = float_bin_index(scores, m)
+    nb = float_num_bins(m)
+    pos = torch.bincount(idx[target == 1], minlength=nb)
+    neg = torch.bincount(idx[target == 0], minlength=nb)
+    return pos, neg
+
+
+# ---------------------------------------------------------------- binning
+
+
+@given(st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=50), st.integers(0, 8))
+def test_float_bins_contain_their_values(values: list[float], m: int) -> None:
+    x = torch.tensor(values, dtype=torch.float32)
+    b = float_bin_index(x, m)
+    edges = float_bin_lower_edges(m)
+    assert int(b.min()) >= 0 and int(b.max()) < float_num_bins(m)
+    upper = torch.cat([edges[1:], torch.tensor([torch.inf], dtype=torch.float64)])
+    xd = x.double()
+    assert bool((edges[b] <= xd).all())
+    inside = (xd < upper[b]) | (torch.isinf(xd) & (xd > 0))
+    assert bool(inside.all())
+    # order preserving
+    order = torch.argsort(x)
+    assert bool((b[order].diff() >= 0).all())
+
+
+def test_float_bin_relative_width() -> None:
+    m = 6
+    edges = float_bin_lower_edges(m)
+    finite = edges[torch.isfinite(edges)]
+    lo, hi = finite[:-1], finite[1:]
+    normal = (lo.abs() >= 2.0**-126) & (hi.abs() >= 2.0**-126) & (torch.sign(lo) == torch.sign(hi))
+    rel = (hi - lo)[normal] / torch.minimum(lo.abs(), hi.abs())[normal]
+    assert float(rel.max()) <= 2.0**-m * (1 + 1e-6)
+    assert bool((edges[1:] >= edges[:-1]).all())
+
+
+@given(
+    st.lists(st.floats(-1e3, 1e3, width=32), min_size=1, max_size=60),
+    st.floats(-100, 100),
+    st.floats(1e-3, 300),
+    st.integers(1, 5000),
+)
+def test_linear_bins_agree_with_their_edges(values: list[float], low: float, width: float, nb: int) -> None:
+    x = torch.tensor(values, dtype=torch.float32)
+    idx = linear_bin_index(x, low, low + width, nb)
+    edges = linear_bin_lower_edges(low, low + width, nb)
+    reference = torch.searchsorted(edges[1:], x.double(), right=True)  # independent: binary search
+    assert idx.tolist() == reference.tolist()
+
+
+def test_linear_bins() -> None:
+    x = torch.tensor([-5.0, 0.0, 0.2499, 0.25, 0.99, 1.0, 7.0])
+    assert linear_bin_index(x, 0.0, 1.0, 4).tolist() == [0, 1, 1, 2, 4, 5, 5]
+    edges = linear_bin_lower_edges(0.0, 1.0, 4)
+    assert edges.tolist() == [-np.inf, 0.0, 0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(ValueError, match="score_range"):
+        linear_bin_lower_edges(1.0, 0.0, 4)
+    with pytest.raises(ValueError, match="mantissa_bits"):
+        float_bin_index(x, 12)
+
+
+# ---------------------------------------------------------------- estimators vs exact, within the bounds
+
+mixed_scores = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False, width=32),
+    st.sampled_from([0.0, 1.0, -1.0, 0.5, 1e-30, 3.0]),
+)
+
+
+@given(
+    st.lists(st.tuples(mixed_scores, st.booleans()), min_size=2, max_size=80),
+    st.integers(0, 6),
+)
+def test_estimators_within_documented_bounds(data: list[tuple[float, bool]], m: int) -> None:
+    s = np.array([d[0] for d in data], dtype=np.float32)
+    y = np.array([d[1] for d in data], dtype=np.int64)
+    if y.sum() == 0 or y.sum() == len(y):
+        y[0] = 1 - y[0]
+    pos, neg = hist(torch.from_numpy(s), torch.from_numpy(y), m)
+    bounds = binned_error_bounds(pos, neg)
+    tol = 1e-12
+    assert abs(float(binned_auroc(pos, neg)) - exact_auroc(s, y)) <= float(bounds["auroc"]) + tol
+    ap = float(binned_average_precision(pos, neg))
+    assert abs(ap - exact_ap(s, y)) <= float(bounds["average_precision"]) + tol
+    f1, thr = binned_best_f1(pos, neg, float_bin_lower_edges(m))
+    # best_f1 is exactly the F1 of its threshold, and within the gap bound of the true best
+    assert float(f1) == pytest.approx(f1_at(s, y, float(thr)), abs=1e-12)
+    best = exact_best_f1(s, y)
+    assert float(f1) <= best + tol
+    assert best - float(f1) <= float(bounds["best_f1"]) + tol
+
+
+def test_exact_when_every_value_has_its_own_bin() -> None:
+    # well separated distinct values: every bin holds one value, so the histogram is exact
+    s = np.array([0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0], dtype=np.float32)
+    y = np.array([0, 1, 0, 1, 1, 0, 1, 1])
+    pos, neg = hist(torch.from_numpy(s), torch.from_numpy(y))
+    assert float(binned_auroc(pos, neg)) == pytest.approx(exact_auroc(s, y), abs=1e-15)
+    assert float(binned_best_f1(pos, neg, float_bin_lower_edges(6))[0]) == pytest.approx(exact_best_f1(s, y))
+    assert all(float(v) == 0.0 for k, v in binned_error_bounds(pos, neg).items() if k != "average_precision")
+
+
+def test_realistic_maps_error_small() -> None:
+    g = torch.Generator().manual_seed(1)
+    y = (torch.rand(200_000, generator=g) < 0.03).long()
+    s = torch.randn(200_000, generator=g) * 1.5 + 2.0 * y
+    pos, neg = hist(s, y)
+    sn, yn = s.numpy(), y.numpy()
+    auroc_err = abs(float(binned_auroc(pos, neg)) - exact_auroc(sn, yn))
+    bounds = binned_error_bounds(pos, neg)
+    assert auroc_err <= float(bounds["auroc"])
+    assert float(bounds["auroc"]) < 2e-3
+    assert auroc_err < 2e-4
+
+
+def test_degenerate_classes_are_nan() -> None:
+    pos = torch.zeros(8, dtype=torch.int64)
+    neg = torch.tensor([0, 3, 0, 1, 0, 0, 0, 0])
+    assert torch.isnan(binned_auroc(pos, neg))
+    assert torch.isnan(binned_average_precision(pos, neg))
+    assert all(torch.isnan(v) for v in binned_best_f1(pos, neg, torch.arange(8.0)))
+    # only positives: AUROC undefined, AP = 1
+    assert torch.isnan(binned_auroc(neg, pos))
+    assert float(binned_average_precision(neg, pos)) == 1.0
+
+
+# ---------------------------------------------------------------- counts
+
+
+@given(
+    st.lists(st.tuples(st.floats(-10, 10, width=32), st.booleans(), st.booleans()), min_size=0, max_size=40),
+    st.floats(-5, 5),
+)
+def test_counts_and_ratios_match_plain_formulas(data: list[tuple[float, bool, bool]], thr: float) -> None:
+    s = torch.tensor([d[0] for d in data], dtype=torch.float32)
+    y = torch.tensor([d[1] for d in data], dtype=torch.bool)
+    ign = torch.tensor([d[2] for d in data], dtype=torch.bool)
+    counts = binary_counts(s, y, thr, ign)
+    tp = fp = fn = tn = 0
+    for v, t, skip in data:
+        if skip:
+            continue
+        p = np.float32(v) >= thr
+        tp += p and t
+        fp += p and not t
+        fn += (not p) and t
+        tn += (not p) and not t
+    assert counts.tolist() == [tp, fp, fn, tn]
+    m = counts_to_metrics(counts)
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else float("nan")
+
+    expected = {
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "iou": ratio(tp, tp + fp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "accuracy": ratio(tp + tn, tp + fp + fn + tn),
+    }
+    for k, v in expected.items():
+        assert float(m[k]) == pytest.approx(v, nan_ok=True), k
