@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from objdet.ops.coco import unpack_lanes
+from objdet.ops.coco import descending_order_key, unpack_lanes
 
 #: np.spacing(1): pycocotools adds it to the precision denominator.
 _EPS = float(np.spacing(1))
@@ -98,7 +98,8 @@ def _accumulate_one(
     counts = torch.bincount(cls, minlength=n_classes)
     starts = torch.cumsum(counts, 0) - counts
 
-    fp_cum = torch.cumsum(~tp & ~ignored, 1)  # (T, N), running over all classes
+    count_dtype = torch.int32 if n < 2**31 else torch.int64  # int32 cumsum is much faster
+    fp_cum = torch.cumsum(~tp & ~ignored, 1, dtype=count_dtype)  # (T, N), running over all classes
     fp_before = torch.where(
         starts > 0, fp_cum[:, (starts - 1).clamp(min=0)], 0
     )  # (T, K): false positives of earlier classes
@@ -173,7 +174,7 @@ def coco_accumulate(
     n_gt.index_add_(0, torch.searchsorted(classes, gt_labels), gt_counts)
     cls = torch.searchsorted(classes, labels)
 
-    by_score = torch.sort(-scores.to(torch.float64), stable=True).indices
+    by_score = torch.sort(descending_order_key(scores), stable=True).indices
     order = by_score[torch.sort(cls[by_score], stable=True).indices]
     s_sorted, c_sorted, r_sorted = scores[order].to(torch.float64), cls[order], rank[order]
     tp_all = unpack_lanes(tp_packed[order], n_lanes).view(n_thresholds, n_area, -1)

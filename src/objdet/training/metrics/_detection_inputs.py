@@ -136,7 +136,7 @@ def flatten_detections(
     def cat(xs: list, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> Tensor:
         if not xs:
             return torch.zeros((0, *shape), dtype=dtype, device=device)
-        return torch.cat([x.to(device=device, dtype=dtype) for x in xs])
+        return torch.cat(xs).to(device=device, dtype=dtype)  # one conversion, after type promotion
 
     det_img = torch.repeat_interleave(
         torch.arange(len(preds), device=device), torch.tensor(d_count, dtype=torch.int64, device=device)
