@@ -108,12 +108,18 @@ class MatchResult:
 def _group_keys(
     det_img: Tensor, det_label: Tensor, gt_img: Tensor, gt_label: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """One int64 key per (image, label) shared by detections and GTs."""
-    labels, inverse = torch.unique(torch.cat([det_label, gt_label]), return_inverse=True)
-    n_labels = max(int(labels.numel()), 1)
-    det_key = det_img * n_labels + inverse[: det_label.numel()]
-    gt_key = gt_img * n_labels + inverse[det_label.numel() :]
-    return det_key, gt_key
+    """One int64 key per (image, label), shared by detections and GTs, increasing with the image."""
+    labels = torch.cat([det_label, gt_label])
+    if labels.numel() == 0:
+        return det_img.clone(), gt_img.clone()
+    lo, hi = torch.aminmax(labels)
+    span = int(hi - lo) + 1
+    n_images = int(max(det_img.max() if det_img.numel() else 0, gt_img.max() if gt_img.numel() else 0)) + 1
+    if span * n_images < 2**62:
+        return det_img * span + (det_label - lo), gt_img * span + (gt_label - lo)
+    _, inverse = torch.unique(labels, return_inverse=True)  # labels too far apart for arithmetic keys
+    span = int(inverse.max()) + 1
+    return det_img * span + inverse[: det_label.numel()], gt_img * span + inverse[det_label.numel() :]
 
 
 def coco_match(
@@ -232,7 +238,7 @@ def coco_match(
     lane_area = torch.arange(n_lanes, device=device) % n_area
     # one extra all-False column stands for "no GT" (also when the batch has no GT at all)
     g_ignored_pad = torch.cat([g_ignored, g_ignored.new_zeros(n_area, 1)], 1)
-    gt_ign = g_ignored_pad[lane_area[:, None], torch.where(matched, matched_gt, gkey.numel())]  # (L, kept)
+    gt_ign = g_ignored_pad[lane_area].gather(1, torch.where(matched, matched_gt, gkey.numel()))  # (L, kept)
     d_area = d_xywh[:, 2] * d_xywh[:, 3]
     det_out = (d_area[None, :] < lo[:, None]) | (d_area[None, :] > hi[:, None])  # (A, kept)
     tp = matched & ~gt_ign
@@ -247,8 +253,8 @@ def coco_match(
     return MatchResult(
         keep=keep,
         rank=rank_sorted[sel],
-        tp=pack_lanes(tp[:, sel]),
-        ignored=pack_lanes(ignored[:, sel]),
+        tp=pack_lanes(tp)[sel],
+        ignored=pack_lanes(ignored)[sel],
         iou_groups=iou_groups,
         iou_values=iou_values,
     )
