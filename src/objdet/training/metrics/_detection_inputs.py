@@ -151,51 +151,70 @@ def flatten_detections(
     det_xywh = box_convert(det_boxes, box_format, "xywh")
     gt_xywh = box_convert(gt_boxes, box_format, "xywh")
 
-    # All value checks in one reduction (a single host sync); details only on failure.
-    checks = [  # (side, field, expected, bad flags, image of each row, values to show)
-        ("preds", "boxes", "finite values", ~torch.isfinite(det_boxes).all(1), det_img, det_boxes),
-        (
-            "preds",
-            "boxes",
-            f"non-negative width and height ({box_format})",
-            (det_xywh[:, 2:] < 0).any(1),
-            det_img,
-            det_boxes,
-        ),
-        ("preds", "scores", "finite values", ~torch.isfinite(det_score), det_img, det_score),
-        ("target", "boxes", "finite values", ~torch.isfinite(gt_boxes).all(1), gt_img, gt_boxes),
-        (
-            "target",
-            "boxes",
-            f"non-negative width and height ({box_format})",
-            (gt_xywh[:, 2:] < 0).any(1),
-            gt_img,
-            gt_boxes,
-        ),
-        (
-            "target",
-            "iscrowd",
-            "values in {0, 1}",
-            (gt_crowd_raw != 0) & (gt_crowd_raw != 1),
-            gt_img,
-            gt_crowd_raw,
-        ),
-        (
-            "target",
-            "area",
-            "finite values >= 0",
-            ~torch.isfinite(gt_area_raw) | (gt_area_raw < 0),
-            gt_img,
-            gt_area_raw,
-        ),
-    ]
+    # Value checks: one combined flag per side and a single host sync; the detailed pass below
+    # runs only when something is wrong, to name the field and the image.
+    det_bad = ~torch.isfinite(det_boxes).all(1) | (det_xywh[:, 2:] < 0).any(1) | ~torch.isfinite(det_score)
+    gt_bad = (
+        ~torch.isfinite(gt_boxes).all(1)
+        | (gt_xywh[:, 2:] < 0).any(1)
+        | ((gt_crowd_raw != 0) & (gt_crowd_raw != 1))
+        | ~(gt_area_raw >= 0)
+        | torch.isinf(gt_area_raw)
+    )
     if num_classes is not None:
-        expected = f"values in [0, {num_classes - 1}]"
-        checks += [
-            ("preds", "labels", expected, (det_label < 0) | (det_label >= num_classes), det_img, det_label),
-            ("target", "labels", expected, (gt_label < 0) | (gt_label >= num_classes), gt_img, gt_label),
+        det_bad |= (det_label < 0) | (det_label >= num_classes)
+        gt_bad |= (gt_label < 0) | (gt_label >= num_classes)
+    if bool(det_bad.any() | gt_bad.any()):
+        checks = [  # (side, field, expected, bad flags, image of each row, values to show)
+            ("preds", "boxes", "finite values", ~torch.isfinite(det_boxes).all(1), det_img, det_boxes),
+            (
+                "preds",
+                "boxes",
+                f"non-negative width and height ({box_format})",
+                (det_xywh[:, 2:] < 0).any(1),
+                det_img,
+                det_boxes,
+            ),
+            ("preds", "scores", "finite values", ~torch.isfinite(det_score), det_img, det_score),
+            ("target", "boxes", "finite values", ~torch.isfinite(gt_boxes).all(1), gt_img, gt_boxes),
+            (
+                "target",
+                "boxes",
+                f"non-negative width and height ({box_format})",
+                (gt_xywh[:, 2:] < 0).any(1),
+                gt_img,
+                gt_boxes,
+            ),
+            (
+                "target",
+                "iscrowd",
+                "values in {0, 1}",
+                (gt_crowd_raw != 0) & (gt_crowd_raw != 1),
+                gt_img,
+                gt_crowd_raw,
+            ),
+            (
+                "target",
+                "area",
+                "finite values >= 0",
+                ~torch.isfinite(gt_area_raw) | (gt_area_raw < 0),
+                gt_img,
+                gt_area_raw,
+            ),
         ]
-    if bool(torch.stack([c[3].any() for c in checks]).any()):
+        if num_classes is not None:
+            expected = f"values in [0, {num_classes - 1}]"
+            checks += [
+                (
+                    "preds",
+                    "labels",
+                    expected,
+                    (det_label < 0) | (det_label >= num_classes),
+                    det_img,
+                    det_label,
+                ),
+                ("target", "labels", expected, (gt_label < 0) | (gt_label >= num_classes), gt_img, gt_label),
+            ]
         for side, key, expected, flags, owner, values in checks:
             if bool(flags.any()):
                 row = int(flags.nonzero()[0, 0].item())
