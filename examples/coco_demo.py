@@ -65,14 +65,15 @@ def pycocotools_stats(preds: list[dict], target: list[dict]) -> np.ndarray:
     def anns(items: list[dict], is_pred: bool) -> list[dict]:
         out = []
         for img, item in enumerate(items):
-            for j, box in enumerate(item["boxes"].double().tolist()):
-                x1, y1, x2, y2 = box
+            boxes = item["boxes"]  # xywh in the input's precision, as torchmetrics hands them to pycocotools
+            xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
+            for j, (x, y, w, h) in enumerate(xywh):
                 ann = {
                     "id": len(out) + 1,
                     "image_id": img,
                     "category_id": int(item["labels"][j]),
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
                 }
                 ann["iscrowd"] = 0 if is_pred else int(item["iscrowd"][j])
                 if is_pred:

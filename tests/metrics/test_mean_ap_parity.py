@@ -166,3 +166,82 @@ def test_extended_summary_ious_match_pycocotools() -> None:
         )
     assert n_blocks >= 5
     assert {"precision", "recall", "scores"} <= set(out)
+
+
+# ---------------------------------------------------------------- corner cases found in review
+def _image(gt: list, dt: list, scores: list, gt_labels=None, dt_labels=None):
+    from tests.helpers.coco_reference import Image
+
+    gt_a, dt_a = np.array(gt, dtype=np.float64).reshape(-1, 4), np.array(dt, dtype=np.float64).reshape(-1, 4)
+    gl = np.zeros(len(gt_a), np.int64) if gt_labels is None else np.array(gt_labels, np.int64)
+    dl = np.zeros(len(dt_a), np.int64) if dt_labels is None else np.array(dt_labels, np.int64)
+    return Image(gt_a, gl, np.zeros(len(gt_a), np.int64), None, dt_a, np.array(scores, np.float64), dl)
+
+
+def test_no_detection_in_the_whole_dataset() -> None:
+    images = [_image([[0, 0, 10, 10]], [], []), _image([], [], [])]
+    ref = pycocotools_eval(images)
+    preds, target = to_torch(images)
+    _check_everything(_run(MeanAveragePrecision(box_format="xywh"), preds, target, batch=2), ref)
+
+
+@pytest.mark.parametrize("max_dets", [[1, 100, 200], [1, 10, 50], [1, 10, 100]])
+def test_map_and_per_class_read_max_det_100_like_pycocotools(max_dets: list[int]) -> None:
+    images = [
+        _image(
+            [[0, 0, 10, 10], [100, 100, 10, 10]], [[0, 0, 10, 10], [50, 50, 5, 5]], [0.9, 0.5], [0, 1], [0, 1]
+        )
+    ]
+    ref = pycocotools_eval(images, max_dets=max_dets)
+    preds, target = to_torch(images)
+    metric = _run(
+        MeanAveragePrecision(box_format="xywh", class_metrics=True, max_detection_thresholds=max_dets),
+        preds,
+        target,
+        batch=1,
+    )
+    out = metric.compute()
+    assert abs(out["map"].item() - ref.stats[0]) < 1e-7
+    for i, c in enumerate(out["classes"].tolist()):
+        per_class = pycocotools_eval(images, max_dets=max_dets, cat_ids=[c]).stats
+        assert abs(out["map_per_class"][i].item() - per_class[0]) < 1e-7
+        assert abs(out[f"mar_{max_dets[-1]}_per_class"][i].item() - per_class[8]) < 1e-7
+
+
+def test_float32_xyxy_widths_are_rounded_like_torchmetrics() -> None:
+    # torchmetrics converts xyxy -> xywh in float32 before pycocotools; this IoU sits at 0.75
+    gt = torch.tensor([[6.4088826, 0.0, 44.408882, 10.0]], dtype=torch.float32)
+    dt = torch.tensor([[6.4088826, 0.0, 34.908882, 10.0]], dtype=torch.float32)
+    as_xywh = lambda b: torch.cat([b[:, :2], b[:, 2:] - b[:, :2]], 1).double().numpy()  # noqa: E731
+    ref = pycocotools_eval([_image(as_xywh(gt), as_xywh(dt), [float(np.float32(0.9))])])
+    metric = MeanAveragePrecision()
+    metric.update(
+        [{"boxes": dt, "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}],
+        [{"boxes": gt, "labels": torch.tensor([0])}],
+    )
+    _check_everything(metric, ref)
+
+
+def test_ious_after_forward_equal_ious_after_update() -> None:
+    preds, target = to_torch(make_dataset(13))
+    a = MeanAveragePrecision(box_format="xywh", extended_summary=True)
+    b = MeanAveragePrecision(box_format="xywh", extended_summary=True)
+    for k in range(0, len(preds), 3):
+        a.update(preds[k : k + 3], target[k : k + 3])
+        b(preds[k : k + 3], target[k : k + 3])
+    ia, ib = a.compute()["ious"], b.compute()["ious"]
+    assert list(ia) == list(ib)
+    for key in ia:
+        assert (ia[key] == ib[key]) if isinstance(ia[key], list) else torch.equal(ia[key], ib[key])
+
+
+def test_labels_outside_int32_and_unsorted_recall_points_are_rejected() -> None:
+    with pytest.raises(
+        ValueError, match=r"preds\[0\]\['labels'\] must have values in \[-2147483648, 2147483647\]"
+    ):
+        MeanAveragePrecision().update(
+            [{"boxes": torch.zeros(1, 4), "scores": torch.ones(1), "labels": torch.tensor([2**32])}],
+            [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}],
+        )
+    with pytest.raises(ValueError, match="rec_thresholds"):
+        MeanAveragePrecision(rec_thresholds=[1.0, 0.0])

@@ -100,9 +100,10 @@ def _accumulate_one(
 
     count_dtype = torch.int32 if n < 2**31 else torch.int64  # int32 cumsum is much faster
     fp_cum = torch.cumsum(~tp & ~ignored, 1, dtype=count_dtype)  # (T, N), running over all classes
-    fp_before = torch.where(
-        starts > 0, fp_cum[:, (starts - 1).clamp(min=0)], 0
-    )  # (T, K): false positives of earlier classes
+    if n:  # (T, K): false positives of earlier classes
+        fp_before = torch.where(starts > 0, fp_cum[:, (starts - 1).clamp(min=0)], 0)
+    else:
+        fp_before = torch.zeros(n_thr, n_classes, dtype=fp_cum.dtype, device=device)
     t_idx, pos = tp.nonzero(as_tuple=True)  # ordered by (threshold, class, score)
     group = t_idx * n_classes + cls[pos]
     n_tp = torch.bincount(group, minlength=n_groups)
@@ -163,7 +164,7 @@ def coco_accumulate(
         gt_counts: (G, A) number of non-ignored GT per row and area range.
         n_thresholds: T. rec_thresholds: (R,) float64. max_dets: M sorted values.
         full: every (area, maxDet) combination; otherwise only what ``summarize`` reads
-            (precision at the last maxDet; recall everywhere).
+            (precision at the last maxDet and at maxDet = 100; recall everywhere).
     """
     device = scores.device
     n_area = gt_counts.shape[1]
@@ -192,7 +193,7 @@ def coco_accumulate(
         s_m, c_m = (s_sorted, c_sorted) if everything else (s_sorted[sel], c_sorted[sel])
         for a in range(n_area):
             tp = tp_all[:, a] if everything else tp_all[:, a][:, sel]
-            if full or m == n_md - 1:
+            if full or m == n_md - 1 or max_det == 100:
                 ign = ign_all[:, a] if everything else ign_all[:, a][:, sel]
                 p, r, s = _accumulate_one(s_m, c_m, tp, ign, n_gt[:, a], n_cls, rec_thresholds)
                 precision[..., a, m], recall[..., a, m], score_tab[..., a, m] = p, r, s
@@ -260,15 +261,18 @@ def coco_summarize(tables: CocoTables, iou_thresholds: Tensor, max_dets: list[in
     )
 
 
-def per_class_ap_ar(tables: CocoTables, threshold_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Per-class AP (mean over thresholds and recall points) and AR at area 'all', last maxDet.
+def per_class_ap_ar(tables: CocoTables, max_dets: list[int]) -> tuple[Tensor, Tensor]:
+    """Per-class AP and AR at area 'all', as pycocotools' stats[0] and stats[8] for each class alone.
 
-    ``threshold_index`` selects IoU thresholds (default all). Classes without GT give -1.
+    AP is the mean over IoU thresholds and recall points at maxDets = 100 (pycocotools' fixed
+    value for stats[0]; -1 for every class when 100 is not one of ``max_dets``), AR the mean over
+    IoU thresholds at ``max_dets[2]``. Classes without GT give -1.
     """
-    prec = tables.precision[..., 0, -1]  # (T, R, K)
-    rec = tables.recall[..., 0, -1]  # (T, K)
-    if threshold_index is not None:
-        prec, rec = prec[threshold_index], rec[threshold_index]
+    at_100 = [i for i, m in enumerate(max_dets) if m == 100]
+    n_thr, n_rec, n_cls = tables.precision.shape[:3]
+    prec = tables.precision[..., 0, :][..., at_100]  # (T, R, K, #100)
+    prec = prec.permute(0, 1, 3, 2).reshape(1, n_thr * n_rec * len(at_100), n_cls)
+    rec = tables.recall[..., 0, 2]  # (T, K)
     defined_p = prec > -1
     ap = torch.where(defined_p, prec, 0.0).sum((0, 1)) / defined_p.sum((0, 1)).clamp(min=1)
     ap = torch.where(defined_p.any(0).any(0), ap, -1.0)

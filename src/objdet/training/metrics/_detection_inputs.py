@@ -82,6 +82,26 @@ def _vector(
     return value
 
 
+def _cat_boxes(boxes: list[Tensor], device: torch.device) -> Tensor:
+    """Concatenate boxes, keeping float32/float64; other dtypes become float32."""
+    if not boxes:
+        return torch.zeros(0, 4, device=device)
+    out = torch.cat(boxes).to(device)
+    return out if out.dtype in (torch.float32, torch.float64) else out.float()
+
+
+def _to_xywh_float64(boxes: Tensor, box_format: str) -> Tensor:
+    """xywh in float64, converted as torchmetrics does (through xyxy, in the input's precision).
+
+    torchmetrics converts with torchvision in the input dtype before pycocotools sees the
+    boxes, so float32 inputs give float32-rounded widths; doing the same keeps results
+    identical to torchmetrics for float32 inputs and to pycocotools for float64 inputs.
+    """
+    if box_format != "xywh":
+        boxes = box_convert(box_convert(boxes, box_format, "xyxy"), "xyxy", "xywh")
+    return boxes.to(torch.float64)
+
+
 def flatten_detections(
     preds: Any,
     target: Any,
@@ -144,12 +164,13 @@ def flatten_detections(
     gt_img = torch.repeat_interleave(
         torch.arange(len(target), device=device), torch.tensor(g_count, dtype=torch.int64, device=device)
     )
-    det_boxes, gt_boxes = cat(d_boxes, f64, (4,)), cat(g_boxes, f64, (4,))
+    det_boxes_in, gt_boxes_in = _cat_boxes(d_boxes, device), _cat_boxes(g_boxes, device)
+    det_boxes, gt_boxes = det_boxes_in.to(f64), gt_boxes_in.to(f64)
     det_score, det_label = cat(d_scores, f64), cat(d_labels, torch.int64)
     gt_label, gt_crowd_raw, gt_area_raw = cat(g_labels, torch.int64), cat(g_crowd, f64), cat(g_area, f64)
 
-    det_xywh = box_convert(det_boxes, box_format, "xywh")
-    gt_xywh = box_convert(gt_boxes, box_format, "xywh")
+    det_xywh = _to_xywh_float64(det_boxes_in, box_format)
+    gt_xywh = _to_xywh_float64(gt_boxes_in, box_format)
 
     # Value checks: one combined flag per side and a single host sync; the detailed pass below
     # runs only when something is wrong, to name the field and the image.
@@ -161,9 +182,9 @@ def flatten_detections(
         | ~(gt_area_raw >= 0)
         | torch.isinf(gt_area_raw)
     )
-    if num_classes is not None:
-        det_bad |= (det_label < 0) | (det_label >= num_classes)
-        gt_bad |= (gt_label < 0) | (gt_label >= num_classes)
+    lo_label, hi_label = (0, num_classes - 1) if num_classes is not None else (-(2**31), 2**31 - 1)
+    det_bad |= (det_label < lo_label) | (det_label > hi_label)
+    gt_bad |= (gt_label < lo_label) | (gt_label > hi_label)
     if bool(det_bad.any() | gt_bad.any()):
         checks = [  # (side, field, expected, bad flags, image of each row, values to show)
             ("preds", "boxes", "finite values", ~torch.isfinite(det_boxes).all(1), det_img, det_boxes),
@@ -202,19 +223,15 @@ def flatten_detections(
                 gt_area_raw,
             ),
         ]
-        if num_classes is not None:
-            expected = f"values in [0, {num_classes - 1}]"
-            checks += [
-                (
-                    "preds",
-                    "labels",
-                    expected,
-                    (det_label < 0) | (det_label >= num_classes),
-                    det_img,
-                    det_label,
-                ),
-                ("target", "labels", expected, (gt_label < 0) | (gt_label >= num_classes), gt_img, gt_label),
-            ]
+        expected = f"values in [{lo_label}, {hi_label}]"
+        det_out, gt_out = (
+            (det_label < lo_label) | (det_label > hi_label),
+            (gt_label < lo_label) | (gt_label > hi_label),
+        )
+        checks += [
+            ("preds", "labels", expected, det_out, det_img, det_label),
+            ("target", "labels", expected, gt_out, gt_img, gt_label),
+        ]
         for side, key, expected, flags, owner, values in checks:
             if bool(flags.any()):
                 row = int(flags.nonzero()[0, 0].item())

@@ -78,7 +78,7 @@ class ClasswiseAP(MeanAveragePrecision):
     def compute(self) -> dict[str, Tensor]:
         """``{"<name>_AP": AP}`` for every class, -1 for classes without ground truth."""
         _, tables = self.coco_eval(full=False)
-        ap, _ = per_class_ap_ar(tables)
+        ap, _ = per_class_ap_ar(tables, self.max_detection_thresholds)
         values = torch.full((self.num_classes,), -1.0, dtype=torch.float64, device=self.device)
         values[tables.classes.long()] = ap
         return {f"{name}_AP": values[i].to(torch.float32) for i, name in enumerate(self.class_names)}

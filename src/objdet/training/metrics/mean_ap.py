@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
@@ -89,7 +88,7 @@ class MeanAveragePrecision(Metric):
     seen_labels: list[Tensor]
     ious_index: list[Tensor]
     ious_values: list[Tensor]
-    images_per_rank: list[Tensor]
+    ious_updates: list[Tensor]
 
     def __init__(
         self,
@@ -131,6 +130,8 @@ class MeanAveragePrecision(Metric):
         self.iou_type = "bbox"
         self.iou_thresholds = _float_list(iou_thresholds, "iou_thresholds") or default_iou_thresholds()
         self.rec_thresholds = _float_list(rec_thresholds, "rec_thresholds") or default_rec_thresholds()
+        if any(b < a for a, b in zip(self.rec_thresholds[:-1], self.rec_thresholds[1:], strict=True)):
+            raise ValueError(f"`rec_thresholds` must be in increasing order, got {self.rec_thresholds}")
         self.max_detection_thresholds = sorted(max_detection_thresholds or [1, 10, 100])
         self.class_metrics = class_metrics
         self.extended_summary = extended_summary
@@ -164,8 +165,8 @@ class MeanAveragePrecision(Metric):
             self._list_states.update(
                 {
                     "ious_values": (torch.float32, ()),
-                    "ious_index": (torch.int64, (5,)),  # rank, image in rank, class, n_det, n_gt
-                    "images_per_rank": (torch.int64, (2,)),  # rank, images in one update
+                    "ious_index": (torch.int64, (4,)),  # image in its update, class, n_det, n_gt
+                    "ious_updates": (torch.int64, (2,)),  # per update: images, rows of ious_index
                 }
             )
         for name in self._list_states:
@@ -187,14 +188,13 @@ class MeanAveragePrecision(Metric):
                 ``iscrowd`` (M,) and ``area`` (M,) (a positive area is used, otherwise the box's).
         """
         flat = flatten_detections(preds, target, self.box_format, num_classes=self._label_range())
-        image_offset = int(self.n_images) if self.extended_summary else 0
         self.n_images += flat.n_images
         if self.average == "micro":
             self.seen_labels.append(torch.unique(torch.cat([flat.det_label, flat.gt_label])))
         for mode in self._modes:
-            self._update_mode(mode, flat, image_offset)
+            self._update_mode(mode, flat)
 
-    def _update_mode(self, mode: str, flat: FlatDetections, image_offset: int) -> None:
+    def _update_mode(self, mode: str, flat: FlatDetections) -> None:
         det_label, gt_label = flat.det_label, flat.gt_label
         if mode == "micro":
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
@@ -230,13 +230,14 @@ class MeanAveragePrecision(Metric):
         getattr(self, f"{mode}_gt_labels").append(classes.to(torch.int32))
         getattr(self, f"{mode}_gt_counts").append(counts)
         if result.iou_groups is not None and result.iou_values is not None:
-            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-            groups = result.iou_groups
-            index = torch.cat([torch.full_like(groups[:, :1], rank), groups], 1)
-            index[:, 1] += image_offset
-            self.ious_index.append(index)
+            # Images are numbered at compute time by walking the updates in state order (which is
+            # update order, rank after rank under DDP), so forward() and DDP merges stay right.
+            self.ious_index.append(result.iou_groups)
             self.ious_values.append(result.iou_values.to(torch.float32))
-            self.images_per_rank.append(torch.tensor([[rank, flat.n_images]], device=device))
+            n_rows = result.iou_groups.shape[0]
+            self.ious_updates.append(
+                torch.tensor([[flat.n_images, n_rows]], dtype=torch.int64, device=device)
+            )
 
     # ------------------------------------------------------------------ sync
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
@@ -274,19 +275,16 @@ class MeanAveragePrecision(Metric):
     def _ious(self, classes: Tensor) -> dict[tuple[int, int], Tensor | list]:
         """pycocotools' ``ious``: {(image, class): (n_det, n_gt) IoU tensor, or [] if either is empty}."""
         index, values = self._state("ious_index").tolist(), self._state("ious_values")
-        per_rank: dict[int, int] = {}
-        for rank, n in self._state("images_per_rank").tolist():
-            per_rank[rank] = per_rank.get(rank, 0) + n
-        offsets, total = {}, 0
-        for rank in sorted(per_rank):
-            offsets[rank], total = total, total + per_rank[rank]
-        blocks = {}
-        start = 0
-        for rank, image, label, n_det, n_gt in index:
-            blocks[(offsets[rank] + image, label)] = values[start : start + n_det * n_gt].reshape(n_det, n_gt)
-            start += n_det * n_gt
+        blocks, row, start, first_image = {}, 0, 0, 0
+        for n_images, n_rows in self._state("ious_updates").tolist():
+            for image, label, n_det, n_gt in index[row : row + n_rows]:
+                block = values[start : start + n_det * n_gt].reshape(n_det, n_gt)
+                blocks[(first_image + image, label)] = block
+                start += n_det * n_gt
+            row += n_rows
+            first_image += n_images
         labels = classes.tolist()
-        return {(image, c): blocks.get((image, c), []) for image in range(total) for c in labels}
+        return {(image, c): blocks.get((image, c), []) for image in range(first_image) for c in labels}
 
     def _classes(self, tables: CocoTables) -> Tensor:
         if self.average == "micro":
@@ -323,7 +321,7 @@ class MeanAveragePrecision(Metric):
             out["scores"] = tables.scores
         if self.class_metrics:
             class_tables = tables if self._modes[0] == "macro" else self._tables("macro", full=False)
-            ap, ar = per_class_ap_ar(class_tables)
+            ap, ar = per_class_ap_ar(class_tables, mdt)
             out["map_per_class"] = ap.to(torch.float32)
             out[f"mar_{mdt[-1]}_per_class"] = ar.to(torch.float32)
         else:
