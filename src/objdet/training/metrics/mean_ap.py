@@ -51,9 +51,14 @@ class MeanAveragePrecision(Metric):
     bytes, never boxes. Images are numbered in update order (under DDP: rank 0's images, then
     rank 1's, ...), which only matters for ties in score between images, as in pycocotools.
 
-    Differences from torchmetrics, all towards pycocotools: the default IoU and recall grids
-    are pycocotools' float64 grids (torchmetrics rounds them to float32), and the stats are
-    computed in float64 before being returned as float32. ``backend`` is accepted and unused.
+    Boxes are converted to xywh in the input's precision, as torchmetrics does, then matched in
+    float64 with pycocotools' formula: float64 inputs give pycocotools' numbers, float32 inputs
+    torchmetrics' numbers. Differences from torchmetrics: the default IoU and recall grids are
+    pycocotools' float64 grids (torchmetrics rounds them to float32); under DDP images are
+    numbered rank after rank (torchmetrics interleaves them and needs equal counts per rank);
+    labels must fit in int32; a negative ``area`` is an error (torchmetrics silently uses the
+    box area). ``backend`` is accepted and unused. As in pycocotools, ``map`` and
+    ``map_per_class`` are read at maxDets = 100 whatever ``max_detection_thresholds`` holds.
 
     Args:
         box_format: "xyxy", "xywh" or "cxcywh".
