@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from objdet.functional.anomaly import binary_counts, counts_to_metrics
@@ -78,6 +78,10 @@ def hist(scores: torch.Tensor, target: torch.Tensor, m: int = 6) -> tuple[torch.
 # ---------------------------------------------------------------- binning
 
 
+def float32_ulp(v: float) -> float:
+    return float(np.spacing(np.float32(abs(v))))
+
+
 @given(st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=50), st.integers(0, 8))
 def test_float_bins_contain_their_values(values: list[float], m: int) -> None:
     x = torch.tensor(values, dtype=torch.float32)
@@ -112,6 +116,7 @@ def test_float_bin_relative_width() -> None:
     st.integers(1, 5000),
 )
 def test_linear_bins_agree_with_their_edges(values: list[float], low: float, width: float, nb: int) -> None:
+    assume(width / nb >= 4 * float32_ulp(max(abs(low), abs(low + width))))  # narrower ranges are rejected
     x = torch.tensor(values, dtype=torch.float32)
     idx = linear_bin_index(x, low, low + width, nb)
     edges = linear_bin_lower_edges(low, low + width, nb)
@@ -232,3 +237,55 @@ def test_counts_and_ratios_match_plain_formulas(data: list[tuple[float, bool, bo
     }
     for k, v in expected.items():
         assert float(m[k]) == pytest.approx(v, nan_ok=True), k
+
+
+def test_linear_bins_put_infinities_and_nan_in_outer_bins() -> None:
+    # +inf belongs to the overflow bin [high, inf], -inf to the underflow bin; NaN (only allowed
+    # under an ignore mask) must not crash the indexing
+    x = torch.tensor([np.inf, 5.0, -np.inf, 0.5, np.nan])
+    idx = linear_bin_index(x, 0.0, 1.0, 4)
+    assert idx[:4].tolist() == [5, 5, 0, 3]
+    assert 0 <= int(idx[4]) <= 5
+
+
+@given(
+    st.sampled_from([0.0, 1.0, -1.0, 1e-30, -1e-30, 1e-38, 100.0, 1e7, -1e7, 3e37, -1e20]),
+    st.floats(4.0, 40.0),
+    st.integers(1, 3000),
+    st.lists(st.integers(-3, 3), min_size=1, max_size=40),
+    st.lists(st.floats(0, 1), min_size=1, max_size=40),
+)
+def test_narrow_linear_bins_agree_with_their_edges(
+    low: float, ulps: float, nb: int, nudges: list[int], fracs: list[float]
+) -> None:
+    # bins only a few float32 ulps wide: the arithmetic bin estimate must still be corrected
+    # to the bin given by the float32 edges (independent reference: binary search)
+    width = ulps * nb * float32_ulp(max(abs(low), 1e-30))
+    high = low + width
+    try:
+        edges = linear_bin_lower_edges(low, high, nb)
+    except ValueError as err:  # only ranges that are narrower than the documented rule
+        assert "score_range" in str(err)
+        assert width / nb < 4 * float32_ulp(max(abs(low), abs(high))) or nb / width > 3.4e38
+        return
+    inner = edges[1:].numpy().astype(np.float32)
+    picks = [inner[int(f * (len(inner) - 1))] for f in fracs]
+    nudged = [
+        np.nextafter(p, np.float32(np.inf * k)) if k else p for p, k in zip(picks, nudges, strict=False)
+    ]
+    x = torch.from_numpy(np.array(nudged, dtype=np.float32))
+    reference = torch.searchsorted(edges[1:], x.double(), right=True)
+    assert linear_bin_index(x, low, high, nb).tolist() == reference.tolist()
+
+
+def test_linear_range_is_validated() -> None:
+    for low, high, nb in [
+        (0.0, 1e-40, 10),  # num_bins / (high - low) overflows float32
+        (1e7, 1e7 + 1, 100),  # bins narrower than float32's resolution
+        (100.0, 100.001, 5000),
+        (-3e38, 3e38, 4),  # high - low overflows float32
+        (0.0, float("inf"), 4),
+        (1.0, 1.0, 4),
+    ]:
+        with pytest.raises(ValueError, match="score_range"):
+            linear_bin_lower_edges(low, high, nb)

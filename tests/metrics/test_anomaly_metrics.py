@@ -266,3 +266,28 @@ def test_compute_without_warnings_on_normal_data() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metric.compute()
+
+
+def test_fixed_range_counts_infinite_scores() -> None:
+    # +inf is the most anomalous score: it must land in the overflow bin, not be dropped
+    s = np.array([np.inf, 0.2, -np.inf, 0.7, 3.0], dtype=np.float32)
+    y = np.array([1, 0, 0, 1, 0])
+    metric = AnomalyDetectionMetrics(score_range=(0, 1), num_bins=4, return_error_bounds=True)
+    metric.update(torch.from_numpy(s), torch.from_numpy(y))
+    out = metric.compute()
+    assert int(metric.histogram.sum()) == 5
+    assert abs(float(out["auroc"]) - exact_auroc(s, y)) <= float(out["auroc_error_bound"]) + 1e-12
+    assert float(out["best_f1"]) == pytest.approx(f1_at(s, y, float(out["best_f1_threshold"])))
+    single = AnomalyDetectionMetrics(score_range=(0, 1), num_bins=4)
+    single.update(torch.tensor([np.inf, 0.2]), torch.tensor([1, 0]))
+    out = single.compute()
+    assert [float(out[k]) for k in ("auroc", "average_precision", "best_f1")] == [1.0, 1.0, 1.0]
+    # NaN is allowed under the ignore mask with fixed-range bins too
+    single.update(torch.tensor([0.1, np.nan]), torch.tensor([0, 1]), ignore_mask=torch.tensor([False, True]))
+    assert int(single.histogram.sum()) == 3
+
+
+def test_score_range_is_validated_at_construction() -> None:
+    for score_range in [(0, 1e-40), (1e7, 1e7 + 1), (0, float("inf")), (1, 0), (-3e38, 3e38)]:
+        with pytest.raises(ValueError, match="`score_range`"):
+            AnomalyDetectionMetrics(score_range=score_range, num_bins=100)

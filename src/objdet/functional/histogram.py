@@ -13,7 +13,8 @@ uses the same bins and histograms from different batches or ranks merge by addit
 
 ``linear`` binning (fixed range)
     ``num_bins`` equal bins on ``[low, high)`` plus one underflow bin ``(-inf, low)`` and
-    one overflow bin ``[high, inf]``; edges and scores are rounded to float32.
+    one overflow bin ``[high, inf]`` (so ``-inf`` and ``+inf`` are counted in the outer bins);
+    edges and scores are rounded to float32. Bins must be at least 4 float32 ulps wide.
 
 Every bin ``b`` is the half-open interval ``[lower_edge[b], lower_edge[b + 1])``.
 
@@ -40,6 +41,8 @@ actual error is far smaller (the estimators are unbiased for scores spread evenl
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -111,20 +114,52 @@ def float_bin_lower_edges(mantissa_bits: int = 6, device: torch.device | None = 
 def linear_bin_index(scores: Tensor, low: float, high: float, num_bins: int) -> Tensor:
     """Bin index (int64) in the fixed-range binning: 0 below ``low``, ``num_bins + 1`` at or above ``high``.
 
+    ``-inf`` is in the underflow bin 0 and ``+inf`` in the overflow bin ``num_bins + 1``. NaN
+    (which has no bin; metrics only accept it under an ignore mask) gets some valid index.
+
     Example:
         >>> import torch
         >>> linear_bin_index(torch.tensor([-5.0, 0.0, 0.25, 0.5, 1.0, 7.0]), 0.0, 1.0, 4).tolist()
         [0, 1, 2, 3, 5, 5]
     """
     edges = linear_bin_lower_edges(low, high, num_bins, device=scores.device).to(torch.float32)
-    upper = torch.cat([edges[1:], edges.new_full((1,), torch.inf)])
+    # the overflow bin has no upper edge: NaN compares False, so nothing (not even +inf) leaves it
+    upper = torch.cat([edges[1:], edges.new_full((1,), torch.nan)])
     x = scores.to(torch.float32)
-    idx = ((x - low) * (num_bins / (high - low))).floor_().clamp_(-1, num_bins).to(torch.int64)
+    est = (x - low) * (num_bins / (high - low))
+    idx = est.floor_().clamp_(-1, num_bins).nan_to_num_(nan=-1.0).to(torch.int64)
     idx += 1
-    # float rounding can put a value one bin off: fix it against the exact (float32) edges
+    # float rounding can put a value one bin off (never more, as bins are at least 4 float32
+    # ulps wide): fix it against the exact (float32) edges
     idx -= (x < edges[idx]).to(torch.int64)
     idx += (x >= upper[idx]).to(torch.int64)
     return idx
+
+
+def _float32_ulp(value: float) -> float:
+    """Spacing of the float32 values at ``|value|`` (a finite float32 value)."""
+    return max(math.ldexp(1.0, math.frexp(abs(value))[1] - 24), 2.0**-149)
+
+
+def _check_linear_range(low: float, high: float, num_bins: int) -> None:
+    if not (isinstance(num_bins, int) and num_bins >= 1):
+        raise ValueError(f"`num_bins` must be a positive int, got {num_bins!r}")
+    seen = f"got ({low!r}, {high!r}) with num_bins={num_bins}"
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"`score_range` must be finite with low < high, {seen}")
+    lo32, hi32 = torch.tensor([low, high], dtype=torch.float64).to(torch.float32).tolist()
+    f32_max = float(torch.finfo(torch.float32).max)
+    if not (abs(lo32) <= f32_max and abs(hi32) <= f32_max and abs(hi32 - lo32) <= f32_max):
+        raise ValueError(f"`score_range` and its width high - low must be within the float32 range, {seen}")
+    if num_bins / (high - low) > f32_max:
+        raise ValueError(
+            f"`score_range` is too narrow: num_bins / (high - low) must be finite in float32, {seen}"
+        )
+    if (high - low) / num_bins < 4 * _float32_ulp(max(abs(lo32), abs(hi32))):
+        raise ValueError(
+            f"`score_range` bins must be at least 4 float32 ulps wide (scores are binned in float32), "
+            f"{seen}; expected a wider range or fewer bins"
+        )
 
 
 def linear_bin_lower_edges(
@@ -133,11 +168,11 @@ def linear_bin_lower_edges(
     """Lower edges (``num_bins + 2``, starting with ``-inf``) of the fixed-range binning.
 
     The edges are float32 values (returned as float64), as scores are binned in float32.
+    Raises ``ValueError`` (naming ``score_range``) unless ``low < high`` are finite, ``high - low``
+    is within the float32 range and every bin is at least 4 float32 ulps wide (so that each
+    bin is a real float32 interval and the fast arithmetic binning is exact).
     """
-    if not (isinstance(num_bins, int) and num_bins >= 1):
-        raise ValueError(f"`num_bins` must be a positive int, got {num_bins!r}")
-    if not (float(low) < float(high)) or not all(map(lambda v: abs(v) < float("inf"), (low, high))):
-        raise ValueError(f"`score_range` must be finite with low < high, got ({low!r}, {high!r})")
+    _check_linear_range(float(low), float(high), num_bins)
     inner = torch.linspace(float(low), float(high), num_bins + 1, dtype=torch.float64, device=device)
     inner = inner.to(torch.float32).to(torch.float64)
     return torch.cat([torch.full((1,), -torch.inf, dtype=torch.float64, device=device), inner])

@@ -92,7 +92,9 @@ class AnomalyDetectionMetrics(Metric):
     Binning: by default (``score_range=None``) a float-exponent binning with ``2**(9 +
     mantissa_bits)`` bins that covers every float32 value, so no range needs to be known
     (relative bin width ``2**-mantissa_bits``). With ``score_range=(low, high)``, ``num_bins``
-    equal bins on that range plus an underflow and an overflow bin. The state is two int64
+    equal bins on that range plus an underflow bin (``-inf`` included) and an overflow bin
+    (``+inf`` included); the range must be finite and each bin at least 4 float32 ulps wide
+    (``ValueError`` otherwise), as scores are binned in float32. The state is two int64
     histograms (512 KiB by default) plus four counts; it must stay under 1 MB.
 
     Validation (``validate_args=True``) costs one host synchronisation per update (NaN
