@@ -216,7 +216,7 @@ def test_counts_and_ratios_match_plain_formulas(data: list[tuple[float, bool, bo
     for v, t, skip in data:
         if skip:
             continue
-        p = np.float32(v) >= thr
+        p = float(np.float32(v)) >= thr  # exact: a Python float comparison, threshold not rounded
         tp += p and t
         fp += p and not t
         fn += (not p) and t
@@ -289,3 +289,59 @@ def test_linear_range_is_validated() -> None:
     ]:
         with pytest.raises(ValueError, match="score_range"):
             linear_bin_lower_edges(low, high, nb)
+
+
+def exact_predictions(values: list[float] | list[int], threshold: float | int) -> list[bool]:
+    # Python compares int / float pairs exactly (no rounding of either side)
+    return [v >= threshold for v in values]
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "threshold"),
+    [
+        ([0.0999755859375, 0.1], torch.float16, 0.1),  # fp16(0.1) < 0.1
+        ([0.69921875, 0.703125], torch.bfloat16, 0.7),
+        ([0.7, 0.70000005], torch.float32, 0.7),  # float32(0.7) = 0.699999988 < 0.7
+        ([0.7, np.nextafter(0.7, 0)], torch.float64, 0.7),
+        ([16777216, 16777217, 16777218], torch.int64, 16777217),
+        ([16777216, 16777217], torch.int64, 16777216.5),
+        ([3, 255], torch.uint8, 300.0),  # beyond the dtype's range
+        ([3, 255], torch.uint8, -1e30),
+        ([-(2**62), 2**62], torch.int64, float(2**62)),
+        ([65504.0, np.inf], torch.float16, 65510.0),  # between fp16 max and inf
+        ([-np.inf, -65504.0], torch.float16, -1e10),
+        ([1.0, np.inf], torch.float32, np.inf),
+        ([-np.inf, 1.0], torch.int32, -np.inf),
+        ([5, 6], torch.int32, np.inf),
+        ([2**53, 2**53 + 1], torch.int64, 2**53 + 1),  # int threshold not exact in float64
+    ],
+)
+def test_threshold_comparison_is_exact_for_every_dtype(
+    values: list[float], dtype: torch.dtype, threshold: float
+) -> None:
+    if not dtype.is_floating_point:
+        values = [v for v in values if not (isinstance(v, float) and np.isinf(v))] or [5]
+    x = torch.tensor(values, dtype=dtype)
+    expected = exact_predictions(x.tolist(), threshold)
+    y = torch.ones(len(values), dtype=torch.bool)
+    counts = binary_counts(x, y, threshold)
+    assert counts.tolist() == [sum(expected), 0, len(values) - sum(expected), 0]
+
+
+@given(
+    st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int16]),
+    st.lists(st.floats(-1e5, 1e5), min_size=1, max_size=20),
+    st.integers(0, 19),
+    st.sampled_from([-2, -1, 0, 1, 2]),
+)
+def test_threshold_comparison_exact_near_values(
+    dtype: torch.dtype, values: list[float], pick: int, nudge: int
+) -> None:
+    # thresholds at, just below and just above a value of the tensor (in float64 steps)
+    x = torch.tensor(values, dtype=torch.float64).to(dtype)
+    threshold = float(x[pick % len(values)].double())
+    for _ in range(abs(nudge)):
+        threshold = float(np.nextafter(threshold, np.sign(nudge) * np.inf))
+    expected = exact_predictions(x.tolist(), threshold)
+    counts = binary_counts(x, torch.ones(len(values), dtype=torch.bool), threshold)
+    assert int(counts[0]) == sum(expected)

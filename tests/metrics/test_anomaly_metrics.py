@@ -291,3 +291,27 @@ def test_score_range_is_validated_at_construction() -> None:
     for score_range in [(0, 1e-40), (1e7, 1e7 + 1), (0, float("inf")), (1, 0), (-3e38, 3e38)]:
         with pytest.raises(ValueError, match="`score_range`"):
             AnomalyDetectionMetrics(score_range=score_range, num_bins=100)
+
+
+def test_threshold_is_exact_for_integer_and_half_scores() -> None:
+    metric = AnomalyDetectionMetrics(threshold=16777217)
+    metric.update(torch.tensor([16777216, 16777217, 0]), torch.tensor([0, 1, 0]))
+    assert metric.counts.tolist() == [1, 0, 0, 2]
+    metric = AnomalyDetectionMetrics(threshold=2**53 + 1)  # an int threshold is not rounded to float64
+    metric.update(torch.tensor([2**53, 2**53 + 1]), torch.tensor([0, 1]))
+    assert metric.counts.tolist() == [1, 0, 0, 1]
+    metric = AnomalyDetectionMetrics(threshold=0.7)
+    metric.update(torch.tensor([0.7, 0.70000005]), torch.tensor([0, 1]))  # float32(0.7) < 0.7
+    metric.update(torch.tensor([0.69921875], dtype=torch.bfloat16), torch.tensor([0]))
+    metric.update(torch.tensor([0.7], dtype=torch.float64), torch.tensor([1]))
+    assert metric.counts.tolist() == [2, 0, 0, 2]
+
+
+def test_statistics_of_integers_are_exact() -> None:
+    x = np.array([16777217, 16777217, 0], dtype=np.int64)  # not exact in float32
+    metric = ScoreStatisticsMetric()
+    metric.update(torch.from_numpy(x))
+    out = metric.compute()
+    assert float(out["mean"]) == x.mean() == 2 * 16777217 / 3
+    assert float(out["max"]) == 16777217 and float(out["min"]) == 0
+    assert float(out["std"]) == pytest.approx(x.std(ddof=1), rel=1e-15)

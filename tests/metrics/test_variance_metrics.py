@@ -137,3 +137,13 @@ def test_orthogonality() -> None:
         single.update(torch.zeros(3))
     with pytest.warns(UserWarning, match="before the ``update``"):
         assert math.isnan(float(ComponentOrthogonalityMetric().compute()["orthogonality_error"]))
+
+
+def test_integer_features_are_exact() -> None:
+    x = np.array([[16777217, 0], [16777219, 1], [16777221, 0]], dtype=np.int64)  # not exact in float32
+    metric = ExplainedVarianceMetric()
+    metric.update(torch.from_numpy(x))
+    _, mean, cov = metric.covariance()
+    np.testing.assert_array_equal(mean.numpy(), x.mean(0))
+    np.testing.assert_allclose(cov.numpy(), np.cov(x, rowvar=False), rtol=1e-15)
+    assert float(cov[0, 0]) == 4.0

@@ -2,7 +2,11 @@
 
 Rules (used by :class:`~objdet.training.metrics.AnomalyDetectionMetrics`):
 
-* a score is predicted anomalous when ``score >= threshold`` (raw score, no sigmoid);
+* a score is predicted anomalous when ``score >= threshold`` (raw score, no sigmoid), compared
+  exactly for every dtype: the threshold is never rounded to the scores' dtype (float32
+  ``0.7`` = 0.699999988 is *not* ``>= 0.7``; an int64 16777216 is not ``>= 16777217.0``);
+  the comparison uses the smallest value of the scores' dtype that is ``>= threshold``, so
+  no copy of the scores is made;
 * counts are exact int64 ``[TP, FP, FN, TN]``;
 * every ratio whose denominator is zero is NaN (never a silent 0, 0.5 or 1):
   precision needs a predicted positive, recall an actual positive, specificity an actual
@@ -11,10 +15,50 @@ Rules (used by :class:`~objdet.training.metrics.AnomalyDetectionMetrics`):
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
-__all__ = ["binary_counts", "counts_to_metrics"]
+__all__ = ["binary_counts", "counts_to_metrics", "dtype_threshold"]
+
+
+@lru_cache(maxsize=64)
+def dtype_threshold(threshold: float, dtype: torch.dtype) -> float | int | None:
+    """Smallest value of ``dtype`` that is ``>= threshold``, or None if there is none.
+
+    For a tensor ``x`` of that dtype, ``x >= dtype_threshold(t, x.dtype)`` is exactly the real
+    comparison ``x >= t`` (the returned value is exactly representable in ``dtype``); None means
+    that no element can pass. ``threshold`` is a real number (int or float, not NaN).
+
+    Example:
+        >>> import torch
+        >>> [dtype_threshold(0.7, d) for d in (torch.float32, torch.float64, torch.int64)]
+        [0.7000000476837158, 0.7, 1]
+    """
+    if threshold != threshold:
+        raise ValueError(f"`threshold` must be a real number, got {threshold!r}")
+    if dtype.is_floating_point:
+        try:
+            t64 = float(threshold)
+        except OverflowError:  # an int beyond the float64 range
+            t64 = math.copysign(math.inf, threshold)
+        value = torch.tensor(t64, dtype=torch.float64).to(dtype)  # one of the two neighbours of threshold
+        if float(value) < threshold:  # exact comparison in Python
+            value = torch.nextafter(value, torch.tensor(math.inf, dtype=dtype))
+        return float(value)
+    if dtype == torch.bool or dtype.is_complex:
+        raise TypeError(f"`scores` must have a real floating or integer dtype, got {dtype}")
+    info = torch.iinfo(dtype)
+    if threshold == -math.inf:
+        return info.min
+    if threshold == math.inf:
+        return None
+    ceil = math.ceil(threshold)  # exact for int and float
+    if ceil > info.max:
+        return None
+    return max(ceil, info.min)
 
 
 def binary_counts(
@@ -22,6 +66,7 @@ def binary_counts(
 ) -> Tensor:
     """int64 ``[TP, FP, FN, TN]`` of ``scores >= threshold`` against a binary ``target`` (same shape).
 
+    The comparison is exact for every dtype of ``scores`` (see :func:`dtype_threshold`).
     Elements where ``ignore_mask`` is True are not counted. No host synchronisation.
 
     Example:
@@ -29,7 +74,8 @@ def binary_counts(
         >>> binary_counts(torch.tensor([0.1, 0.7, 2.0, -3.0]), torch.tensor([0, 1, 0, 1]), 0.5).tolist()
         [1, 1, 1, 1]
     """
-    pred = scores >= threshold
+    value = dtype_threshold(threshold, scores.dtype)
+    pred = scores >= value if value is not None else torch.zeros_like(scores, dtype=torch.bool)
     actual = target if target.dtype == torch.bool else target != 0
     if ignore_mask is None:
         total = torch.tensor(pred.numel(), dtype=torch.int64, device=pred.device)

@@ -18,10 +18,14 @@ def check_tensor(value: object, name: str) -> Tensor:
 
 
 def check_real(value: Tensor, name: str) -> Tensor:
-    """Float tensor from a real (floating or integer) tensor; bool and complex are rejected."""
+    """``value`` unchanged if it has a real (floating or integer) dtype; bool and complex are rejected.
+
+    Integer tensors are kept as they are: the metrics compare them exactly and convert them to
+    float64 (never float32) for moments, min / max and covariances.
+    """
     if value.dtype == torch.bool or value.is_complex():
         raise TypeError(f"`{name}` must have a real floating or integer dtype, got {value.dtype}")
-    return value if value.is_floating_point() else value.to(torch.float32)
+    return value
 
 
 def match_shapes(scores: Tensor, target: Tensor, names: tuple[str, str] = ("scores", "target")) -> Tensor:

@@ -75,7 +75,9 @@ class AnomalyDetectionMetrics(Metric):
     ``compute()`` returns float64 scalars:
 
     * ``precision``, ``recall``, ``f1``, ``iou``, ``specificity``, ``accuracy`` of the rule
-      ``score >= threshold``, from exact int64 TP/FP/FN/TN counts;
+      ``score >= threshold``, from exact int64 TP/FP/FN/TN counts; the comparison is exact for
+      every dtype of ``scores`` (the threshold, an int or a float, is never rounded to the
+      scores' dtype: a float32 score ``0.7`` is 0.699999988 and is not ``>= 0.7``);
     * ``auroc``, ``average_precision``, ``best_f1`` and ``best_f1_threshold`` from a mergeable
       histogram of the scores (see :mod:`objdet.functional.histogram` for the estimators and
       their error bounds; ``best_f1`` is exactly the F1 of ``score >= best_f1_threshold``);
@@ -146,7 +148,10 @@ class AnomalyDetectionMetrics(Metric):
         self.add_state("histogram", default=torch.zeros(2, nbins, dtype=torch.int64), dist_reduce_fx="sum")
         if not isinstance(threshold, (int, float)) or threshold != threshold:
             raise ValueError(f"`threshold` must be a real number, got {threshold!r}")
-        self.threshold = float(threshold)
+        # an int stays an int: it is compared exactly even beyond 2**53
+        self.threshold = (
+            threshold if isinstance(threshold, int) and not isinstance(threshold, bool) else float(threshold)
+        )
         self.score_range = None if score_range is None else (float(score_range[0]), float(score_range[1]))
         self.num_bins = num_bins
         self.mantissa_bits = mantissa_bits
@@ -263,7 +268,8 @@ def _quantile_key(q: float) -> str:
 class ScoreStatisticsMetric(Metric):
     """Mean, std, min, max and quantiles of all scores seen in the epoch (all ranks).
 
-    ``update(scores, ignore_mask=None)`` with any real tensor of scores (NaN is an error);
+    ``update(scores, ignore_mask=None)`` with any real tensor of scores (NaN is an error;
+    integers are converted to float64, exact up to ``2**53``);
     ``compute()`` returns float64 scalars ``{"mean", "std", "min", "max", "q50", "q95"}`` (one
     ``q<100 q>`` key per entry of ``quantiles``, e.g. 0.999 -> ``q99.9``).
 

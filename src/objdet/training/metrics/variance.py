@@ -35,7 +35,8 @@ class ExplainedVarianceMetric(Metric):
 
     ``update(features)``: a real tensor with a channel dimension ``channel_dim``: (N, C)
     feature vectors, or cubes such as (B, C, H, W) or (H, W, C) where every position is one
-    sample of C channels. The mean and covariance are accumulated exactly in float64 as
+    sample of C channels (any real dtype; integers are converted to float64, never to
+    float32). The mean and covariance are accumulated exactly in float64 as
     ``(n, mean, M2)`` and merged with Chan's formulas across batches and, through a custom
     ``dist_reduce_fx`` on the packed state ``moments``, across DDP ranks.
 
