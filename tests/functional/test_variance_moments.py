@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -40,3 +41,54 @@ def test_variance_only_and_cancellation() -> None:
     )
     _, _, m2 = unpack(merge_packed(parts, 1, False), 1, False)
     assert float(m2[0]) == np.sum((x - x.mean()) ** 2) == 82.5
+
+
+def splits(n: int) -> list[list[int]]:
+    """Every way to cut range(n) into contiguous parts, also with empty parts at both ends."""
+    out = []
+    for mask in range(2 ** max(n - 1, 0)):
+        cuts = [i + 1 for i in range(n - 1) if mask >> i & 1]
+        out.append([0, 0, *cuts, n, n])
+    return out
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.0, np.inf, 2.0],
+        [-np.inf, 0.0, np.inf],
+        [np.inf, np.inf, 3.0],
+        [1e200, 1e200, 1e200],  # mean above 1.3e154: (mean - 0)**2 overflows
+        [-1e200, -1e200, -1e200, -1e200],
+        [1e308, -1e308, 5.0],  # opposite huge means: their difference overflows
+        [1e300, 2e300, 1e300, 3.0],
+    ],
+)
+def test_merge_with_infinite_or_huge_values_is_split_invariant(values: list[float]) -> None:
+    x = np.array(values)
+    with np.errstate(all="ignore"):
+        mean = x.mean()
+        m2 = ((x - mean) ** 2).sum()
+    scale = np.abs(x).max() * (4 * np.finfo(np.float64).eps)
+    for bounds in splits(len(x)):
+        parts = [
+            pack(*batch_moments(torch.from_numpy(x[a:b, None]), covariance=False))
+            for a, b in itertools.pairwise(bounds)
+        ]
+        n_, mean_, m2_ = (float(v) for v in merge_packed(torch.stack(parts), 1, False))
+        assert n_ == len(x)
+        if np.isfinite(mean):
+            assert abs(mean_ - mean) <= scale, bounds
+        else:
+            assert mean_ == mean or (np.isnan(mean) and np.isnan(mean_)), bounds
+        if np.isfinite(m2):
+            assert m2_ == pytest.approx(m2, rel=1e-12, abs=scale), bounds
+        else:
+            assert m2_ == m2 or (np.isnan(m2) and np.isnan(m2_)), bounds
+
+
+def test_merge_with_empty_side_is_identity() -> None:
+    full = pack(*batch_moments(torch.tensor([[1e200, -3e180], [1e200, 5.0]], dtype=torch.float64)))
+    empty = pack(*batch_moments(torch.zeros(0, 2, dtype=torch.float64)))
+    assert torch.equal(merge_packed(torch.stack([full, empty]), 2, True), full)
+    assert torch.equal(merge_packed(torch.stack([empty, full, empty]), 2, True), full)

@@ -315,3 +315,20 @@ def test_statistics_of_integers_are_exact() -> None:
     assert float(out["mean"]) == x.mean() == 2 * 16777217 / 3
     assert float(out["max"]) == 16777217 and float(out["min"]) == 0
     assert float(out["std"]) == pytest.approx(x.std(ddof=1), rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    "values", [[1.0, np.inf, 2.0], [-np.inf, 0.0, np.inf], [np.inf, np.inf], [1e200] * 3]
+)
+def test_statistics_with_infinite_or_huge_scores_as_numpy(values: list[float]) -> None:
+    x = np.array(values)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = {"mean": x.mean(), "std": x.std(ddof=1), "min": x.min(), "max": x.max()}
+    for cut in range(len(x) + 1):  # every split in two batches (one may be empty)
+        metric = ScoreStatisticsMetric()
+        metric.update(torch.from_numpy(x[:cut]))
+        metric.update(torch.from_numpy(x[cut:]))
+        out = metric.compute()
+        for k, v in expected.items():
+            assert float(out[k]) == v or (np.isnan(v) and math.isnan(float(out[k]))), (cut, k)

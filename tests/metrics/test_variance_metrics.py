@@ -147,3 +147,13 @@ def test_integer_features_are_exact() -> None:
     np.testing.assert_array_equal(mean.numpy(), x.mean(0))
     np.testing.assert_allclose(cov.numpy(), np.cov(x, rowvar=False), rtol=1e-15)
     assert float(cov[0, 0]) == 4.0
+
+
+def test_non_finite_features_are_rejected() -> None:
+    metric = ExplainedVarianceMetric()
+    for bad in (float("inf"), -float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="`features` contains NaN or infinite values"):
+            metric.update(torch.tensor([[1.0, 2.0], [bad, 0.0]]))
+    metric.update(torch.tensor([[1e200, 1.0], [1e200, 2.0], [1e200, 4.0]], dtype=torch.float64))
+    _, mean, cov = metric.covariance()  # huge but finite: no NaN from merging with the empty state
+    assert mean.tolist() == [1e200, 7 / 3] and float(cov[0, 0]) == 0.0

@@ -8,7 +8,9 @@ Two summaries merge exactly (Chan, Golub & LeVeque, 1979)::
     mean = mean_a + delta * n_b / n
     M2 = M2_a + M2_b + outer(delta, delta) * n_a * n_b / n
 
-This avoids the cancellation of ``sum(x**2) - n * mean**2``. For transport (metric states,
+This avoids the cancellation of ``sum(x**2) - n * mean**2``. Merging with an empty summary
+returns the other one unchanged, and infinite values give numpy's result on the pooled data
+(mean ``±inf`` or NaN, ``M2`` NaN) for any split (see :func:`chan_merge`). For transport (metric states,
 DDP gathers) a summary is packed in one flat float64 tensor ``[n, mean (C), M2 (C or C*C)]``,
 so a stack of packed summaries from several ranks is merged by :func:`merge_packed`.
 """
@@ -41,13 +43,26 @@ def batch_moments(x: Tensor, covariance: bool = True) -> tuple[Tensor, Tensor, T
 def chan_merge(
     n_a: Tensor, mean_a: Tensor, m2_a: Tensor, n_b: Tensor, mean_b: Tensor, m2_b: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Merge two ``(n, mean, M2)`` summaries; an empty side (n == 0) is the identity."""
+    """Merge two ``(n, mean, M2)`` summaries; an empty side (n == 0) returns the other side unchanged.
+
+    Infinite values give what numpy gives on the pooled data, whatever the split: a mean of
+    ``±inf`` (NaN if both signs occur) and a NaN ``M2``. Where ``mean_b - mean_a`` is not finite
+    (infinite means, or finite means whose difference overflows) the mean is the convex
+    combination ``mean_a * n_a / n + mean_b * n_b / n``, which cannot overflow.
+    """
     n = n_a + n_b
     safe_n = torch.where(n > 0, n, torch.ones_like(n))
     delta = mean_b - mean_a
-    mean = mean_a + delta * (n_b / safe_n)
+    mean = torch.where(
+        torch.isfinite(delta),
+        mean_a + delta * (n_b / safe_n),
+        mean_a * (n_a / safe_n) + mean_b * (n_b / safe_n),
+    )
     corr = torch.outer(delta, delta) if m2_a.dim() == 2 else delta * delta
     m2 = m2_a + m2_b + corr * (n_a * n_b / safe_n)
+    # an empty side must not touch the other one: delta**2 may overflow (|mean| > 1.3e154) and 0 * inf = NaN
+    mean = torch.where(n_b == 0, mean_a, torch.where(n_a == 0, mean_b, mean))
+    m2 = torch.where(n_b == 0, m2_a, torch.where(n_a == 0, m2_b, m2))
     return n, mean, m2
 
 

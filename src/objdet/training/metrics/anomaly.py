@@ -278,6 +278,9 @@ class ScoreStatisticsMetric(Metric):
       ``dist_reduce_fx``, across DDP ranks (state ``moments`` = packed ``[n, mean, M2]``).
       ``std`` uses ``correction`` (default 1, like ``torch.std``); NaN when ``n <= correction``.
     * min / max are exact (``min`` / ``max`` reductions).
+    * ``±inf`` scores are accepted and give what numpy gives on all the scores, for any split
+      into batches or ranks: ``mean`` is ``±inf`` (NaN if both signs occur), ``std`` is NaN,
+      ``min`` / ``max`` and the quantiles are exact where they fall on an infinite value.
     * quantiles come from the mergeable sketch of :mod:`objdet.functional.sketch`
       (``2**(9 + mantissa_bits)`` int64 counters, 512 KiB by default) with numpy's ``linear``
       definition and error ``|q - q_exact| <= 2**-(mantissa_bits + 1) * max(|x_(j)|, |x_(j+1)|)``

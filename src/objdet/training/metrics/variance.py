@@ -38,7 +38,9 @@ class ExplainedVarianceMetric(Metric):
     sample of C channels (any real dtype; integers are converted to float64, never to
     float32). The mean and covariance are accumulated exactly in float64 as
     ``(n, mean, M2)`` and merged with Chan's formulas across batches and, through a custom
-    ``dist_reduce_fx`` on the packed state ``moments``, across DDP ranks.
+    ``dist_reduce_fx`` on the packed state ``moments``, across DDP ranks. NaN or infinite
+    features raise a ``ValueError`` (one would make every later result NaN); this check costs
+    one host synchronisation per update and is skipped with ``validate_args=False``.
 
     ``compute()`` returns float64 scalars ``comp_0``, ``comp_1``, ... (``n_components`` of them,
     all C by default) with ``comp_k = lambda_k / trace(cov)`` (eigenvalues in decreasing
@@ -130,8 +132,9 @@ class ExplainedVarianceMetric(Metric):
         """Add a batch of features (see the class docstring)."""
         features = check_real(check_tensor(features, "features"), "features")
         x = self._as_rows(features)
-        if self.validate_args and x.numel() > 0 and value_flags(torch.isnan(x).any())[0]:
-            raise ValueError("`features` contains NaN; expected real values")
+        if self.validate_args and x.numel() > 0 and value_flags(~torch.isfinite(x).all())[0]:
+            # one infinite feature would make every later covariance (and so every ratio) NaN
+            raise ValueError("`features` contains NaN or infinite values; expected finite real values")
         if self.num_features is None:
             self.num_features = x.shape[1]
         if self.moments.numel() == 0:
