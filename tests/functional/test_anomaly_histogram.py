@@ -345,3 +345,51 @@ def test_threshold_comparison_exact_near_values(
     expected = exact_predictions(x.tolist(), threshold)
     counts = binary_counts(x, torch.ones(len(values), dtype=torch.bool), threshold)
     assert int(counts[0]) == sum(expected)
+
+
+near_edges = st.tuples(
+    st.one_of(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, -1.0, -0.5, 3.0]), st.floats(-4, 4, width=32)),
+    st.integers(-3, 3),
+).map(lambda t: t[0] + t[1] * 2.0**-30 * max(abs(t[0]), 1e-3))  # float64 values around float32 edges
+
+
+@given(
+    st.lists(st.tuples(near_edges, st.booleans()), min_size=2, max_size=60),
+    st.integers(0, 6),
+    st.booleans(),
+)
+def test_float64_scores_binned_by_their_exact_value(
+    data: list[tuple[float, bool]], m: int, linear: bool
+) -> None:
+    # float64 scores just below a float32 bin edge must not be rounded up into the bin above:
+    # best_f1 is then exactly the F1 of `score >= best_f1_threshold` on the float64 scores
+    s = np.array([d[0] for d in data], dtype=np.float64)
+    y = np.array([d[1] for d in data], dtype=np.int64)
+    if y.sum() == 0 or y.sum() == len(y):
+        y[0] = 1 - y[0]
+    t = torch.from_numpy(s)
+    if linear:
+        idx, edges, nb = linear_bin_index(t, -4.0, 4.0, 16), linear_bin_lower_edges(-4.0, 4.0, 16), 18
+    else:
+        idx, edges, nb = float_bin_index(t, m), float_bin_lower_edges(m), float_num_bins(m)
+    # every value lies in [edge[b], edge[b + 1]) by its float64 value (independent: binary search)
+    assert idx.tolist() == torch.searchsorted(edges[1:], t, right=True).tolist()
+    pos = torch.bincount(idx[torch.from_numpy(y) == 1], minlength=nb)
+    neg = torch.bincount(idx[torch.from_numpy(y) == 0], minlength=nb)
+    f1, thr = binned_best_f1(pos, neg, edges)
+    assert float(f1) == pytest.approx(f1_at(s, y, float(thr)), abs=1e-12)
+    bounds = binned_error_bounds(pos, neg)
+    assert abs(float(binned_auroc(pos, neg)) - exact_auroc(s, y)) <= float(bounds["auroc"]) + 1e-12
+    assert (
+        abs(float(binned_average_precision(pos, neg)) - exact_ap(s, y))
+        <= float(bounds["average_precision"]) + 1e-12
+    )
+
+
+def test_integer_scores_binned_by_their_exact_value() -> None:
+    x = torch.tensor([2**25 - 1, 2**25, 2**25 + 1, -(2**25) - 1, 2**53])  # 2**25 - 1 rounds up in float32
+    for idx, edges in (
+        (float_bin_index(x, 6), float_bin_lower_edges(6)),
+        (linear_bin_index(x, 0.0, 2.0**25, 8), linear_bin_lower_edges(0.0, 2.0**25, 8)),
+    ):
+        assert idx.tolist() == torch.searchsorted(edges[1:], x.double(), right=True).tolist()

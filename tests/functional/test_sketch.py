@@ -59,3 +59,14 @@ def test_more_than_2_pow_24_values() -> None:
     est = sketch_quantiles(counts, q, 7, x.min(), x.max())
     exact = (n - 1) * q.double() / 2**20  # linear interpolation on an arithmetic sequence
     assert torch.all((est - exact).abs() <= 2.0**-8 * exact.abs() + 1e-12)
+
+
+def test_float64_values_keep_the_bound() -> None:
+    # 1 - 2**-26 rounds up to 1.0 in float32; the sketch must bin it below 1
+    x = torch.tensor([1 - 2.0**-26] * 4 + [5.0, -(1 - 2.0**-26), -3.0], dtype=torch.float64)
+    xs = np.sort(x.numpy())
+    qs = [1 / 6, 0.5, 2 / 3]
+    for m in (2, 7):
+        est = sketch_quantiles(sketch_counts(x, m), torch.tensor(qs), m, x.min(), x.max()).numpy()
+        for q, e in zip(qs, est, strict=True):
+            assert abs(e - np.quantile(xs, q)) <= documented_bound(xs, q, m) * (1 + 1e-9), (m, q, e)

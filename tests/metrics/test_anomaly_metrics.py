@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from objdet.training.metrics import AnomalyDetectionMetrics, ScoreStatisticsMetric
-from tests.functional.test_anomaly_histogram import exact_ap, exact_auroc, f1_at
+from tests.functional.test_anomaly_histogram import exact_ap, exact_auroc, exact_best_f1, f1_at
 
 
 def maps(seed: int = 0, b: int = 4, h: int = 32, w: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -332,3 +332,19 @@ def test_statistics_with_infinite_or_huge_scores_as_numpy(values: list[float]) -
         out = metric.compute()
         for k, v in expected.items():
             assert float(out[k]) == v or (np.isnan(v) and math.isnan(float(out[k]))), (cut, k)
+
+
+def test_best_f1_threshold_is_exact_for_float64_scores() -> None:
+    s = np.array([1 - 1e-12, 0.5, 0.999, 1 - 2.0**-26, 2.0])  # float32 rounds the first and fourth up to 1.0
+    y = np.array([1, 0, 0, 1, 0])
+    for kwargs in ({}, {"score_range": (0.0, 4.0), "num_bins": 8}):
+        metric = AnomalyDetectionMetrics(return_error_bounds=True, **kwargs)
+        metric.update(torch.from_numpy(s), torch.from_numpy(y))
+        out = metric.compute()
+        assert float(out["best_f1"]) == pytest.approx(f1_at(s, y, float(out["best_f1_threshold"])))
+        best = exact_best_f1(s, y)
+        assert 0.0 <= best - float(out["best_f1"]) <= float(out["best_f1_error_bound"]) + 1e-12
+        # the threshold, used as `threshold`, gives best_f1 from the exact counts
+        again = AnomalyDetectionMetrics(threshold=float(out["best_f1_threshold"]), **kwargs)
+        again.update(torch.from_numpy(s), torch.from_numpy(y))
+        assert float(again.compute()["f1"]) == pytest.approx(float(out["best_f1"]))

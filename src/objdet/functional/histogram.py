@@ -8,15 +8,21 @@ uses the same bins and histograms from different batches or ranks merge by addit
     8 exponent bits and the first ``m`` mantissa bits), after an order-preserving
     transform. Bins are contiguous, ordered, cover every float32 value including
     ``±inf``, and inside one binade each bin spans a relative width of at most ``2**-m``.
-    There are ``2**(9 + m)`` bins. Scores of other dtypes are rounded to float32 first
-    and ``-0.0`` is treated as ``+0.0``.
+    There are ``2**(9 + m)`` bins; ``-0.0`` is treated as ``+0.0``.
 
 ``linear`` binning (fixed range)
     ``num_bins`` equal bins on ``[low, high)`` plus one underflow bin ``(-inf, low)`` and
     one overflow bin ``[high, inf]`` (so ``-inf`` and ``+inf`` are counted in the outer bins);
-    edges and scores are rounded to float32. Bins must be at least 4 float32 ulps wide.
+    the edges are rounded to float32. Bins must be at least 4 float32 ulps wide.
 
-Every bin ``b`` is the half-open interval ``[lower_edge[b], lower_edge[b + 1])``.
+Every bin ``b`` is the half-open interval ``[lower_edge[b], lower_edge[b + 1])`` of float32
+edges, and every score is counted in the bin that contains its *exact* value, whatever its
+dtype: float64 and integer scores are rounded toward ``-inf`` to float32
+(:func:`float32_round_down`) before binning, never to nearest, so ``1 - 1e-12`` is not binned
+with ``1.0`` (integers are exact up to ``2**53``). float32 has a narrower range than float64:
+float64 scores above float32's maximum (3.4e38) all share the top finite bin (upper edge
+``+inf``) and those below ``-3.4e38`` the ``-inf`` bin (the underflow bin with linear binning);
+the statements below still hold for them, but those bins are as coarse as they look.
 
 Estimators and their error bounds (``p_b``, ``n_b``: positives / negatives in bin ``b``;
 ``P``, ``N``: totals; ``TP>_b``, ``FP>_b``: positives / negatives in bins above ``b``):
@@ -31,7 +37,8 @@ Estimators and their error bounds (``p_b``, ``n_b``: positives / negatives in bi
   ``lo_b = (TP>_b + 1) / (TP>_b + 1 + FP>_b + n_b)`` and ``hi_b = (TP>_b + p_b) / (TP>_b + p_b + FP>_b)``,
   and so does the estimate, hence ``|ap_hist - ap_exact| <= sum_b (p_b / P) (hi_b - lo_b)``.
 * Best F1 is searched over the lower bin edges. ``best_f1`` is *exactly* the F1 obtained
-  with ``score >= best_f1_threshold`` (the bin edges are exact thresholds), so it is a lower
+  with ``score >= best_f1_threshold`` on the scores as given (the bin edges are exact
+  thresholds for every dtype, as above), so it is a lower
   bound of the best F1 over all thresholds; a threshold inside bin ``b`` cannot do better than
   ``2 TP>=_b / (TP>=_b + FP>_b + P)``, which bounds the gap.
 
@@ -52,6 +59,7 @@ __all__ = [
     "binned_average_precision",
     "binned_best_f1",
     "binned_error_bounds",
+    "float32_round_down",
     "float_bin_index",
     "float_bin_lower_edges",
     "float_num_bins",
@@ -69,6 +77,30 @@ def _check_mantissa_bits(mantissa_bits: int) -> None:
         )
 
 
+def float32_round_down(scores: Tensor) -> Tensor:
+    """Largest float32 ``<=`` each score: ``scores`` itself if float32, a float32 tensor otherwise.
+
+    Rounding toward ``-inf`` (not to nearest) keeps every value in the float32 bin ``[e_b,
+    e_{b+1})`` (``e`` float32 edges) that contains its exact value: ``x >= e_b`` if and only if
+    ``round_down(x) >= e_b``. float16 / bfloat16 convert exactly; float64 and integers (through
+    float64, so integers are exact up to ``2**53``) are rounded down. float64 values above the
+    float32 range become the largest float32, those below it ``-inf``.
+
+    Example:
+        >>> import torch
+        >>> float32_round_down(torch.tensor([1 - 1e-12, 1e39, -1e39], dtype=torch.float64)).tolist()
+        [0.9999999403953552, 3.4028234663852886e+38, -inf]
+    """
+    if scores.dtype == torch.float32:
+        return scores
+    if scores.is_floating_point() and scores.dtype.itemsize <= 4:
+        return scores.to(torch.float32)  # exact
+    x = scores.to(torch.float64)
+    y = x.to(torch.float32)  # to nearest: one of the two float32 neighbours of x
+    above = y.to(torch.float64) > x
+    return torch.where(above, torch.nextafter(y, y.new_full((), -torch.inf)), y)
+
+
 def float_num_bins(mantissa_bits: int) -> int:
     """Number of bins of the float binning with ``mantissa_bits`` mantissa bits: ``2**(9 + m)``."""
     _check_mantissa_bits(mantissa_bits)
@@ -77,6 +109,9 @@ def float_num_bins(mantissa_bits: int) -> int:
 
 def float_bin_index(scores: Tensor, mantissa_bits: int = 6) -> Tensor:
     """Bin index (int32, same shape as ``scores``) of each score in the float binning.
+
+    Any real dtype; each score lands in the bin that contains its exact value (see
+    :func:`float32_round_down`).
 
     Example:
         >>> import torch
@@ -87,7 +122,7 @@ def float_bin_index(scores: Tensor, mantissa_bits: int = 6) -> Tensor:
     offset = 1 << (8 + mantissa_bits)
     # top bits of the IEEE pattern (+ 0.0 turns -0.0 into +0.0); as a signed int32 they are
     # ordered for positive floats and reversed for negative ones
-    b = (scores.to(torch.float32) + 0.0).view(torch.int32) >> (23 - mantissa_bits)
+    b = (float32_round_down(scores) + 0.0).view(torch.int32) >> (23 - mantissa_bits)
     # positive: b + offset (== b | offset, as 0 <= b < offset); negative: offset - 1 - (b + offset) == ~b
     flip = b >> 31
     flip |= offset
@@ -125,7 +160,7 @@ def linear_bin_index(scores: Tensor, low: float, high: float, num_bins: int) -> 
     edges = linear_bin_lower_edges(low, high, num_bins, device=scores.device).to(torch.float32)
     # the overflow bin has no upper edge: NaN compares False, so nothing (not even +inf) leaves it
     upper = torch.cat([edges[1:], edges.new_full((1,), torch.nan)])
-    x = scores.to(torch.float32)
+    x = float32_round_down(scores)
     est = (x - low) * (num_bins / (high - low))
     idx = est.floor_().clamp_(-1, num_bins).nan_to_num_(nan=-1.0).to(torch.int64)
     idx += 1

@@ -15,6 +15,13 @@ exact observed ``[min, max]``; a finite bin spans a relative width of at most ``
 
 (the last term only matters for subnormal values). With ``m = 7`` that is a relative error of at
 most 0.39 %. Infinite values are returned exactly.
+
+Scores of every dtype are binned by their exact value (float64 and integers are rounded toward
+``-inf`` to float32, see :func:`~objdet.functional.histogram.float32_round_down`), so the bound
+holds for float64 data too, as long as ``|x_(j)|`` and ``|x_(j+1)|`` are within the float32
+range (3.4e38). Larger float64 values saturate: all values above 3.4e38 share one bin (and all
+below -3.4e38 another), and their estimates are only clamped into the exact ``[min, max]``;
+e.g. the median of float64 ``[1e39, 2e39, 3e39]`` comes out as 1e39.
 """
 
 from __future__ import annotations

@@ -80,7 +80,9 @@ class AnomalyDetectionMetrics(Metric):
       scores' dtype: a float32 score ``0.7`` is 0.699999988 and is not ``>= 0.7``);
     * ``auroc``, ``average_precision``, ``best_f1`` and ``best_f1_threshold`` from a mergeable
       histogram of the scores (see :mod:`objdet.functional.histogram` for the estimators and
-      their error bounds; ``best_f1`` is exactly the F1 of ``score >= best_f1_threshold``);
+      their error bounds; ``best_f1`` is exactly the F1 of ``score >= best_f1_threshold``, for
+      scores of any float dtype and integers up to ``2**53``: every score is binned by its
+      exact value, float64 scores being rounded toward ``-inf`` to float32);
     * with ``return_error_bounds=True`` also ``auroc_error_bound``,
       ``average_precision_error_bound`` and ``best_f1_error_bound`` (worst-case absolute errors
       against an exact, sort-based computation, derived from the histogram itself).
@@ -93,11 +95,13 @@ class AnomalyDetectionMetrics(Metric):
 
     Binning: by default (``score_range=None``) a float-exponent binning with ``2**(9 +
     mantissa_bits)`` bins that covers every float32 value, so no range needs to be known
-    (relative bin width ``2**-mantissa_bits``). With ``score_range=(low, high)``, ``num_bins``
-    equal bins on that range plus an underflow bin (``-inf`` included) and an overflow bin
-    (``+inf`` included); the range must be finite and each bin at least 4 float32 ulps wide
-    (``ValueError`` otherwise), as scores are binned in float32. The state is two int64
-    histograms (512 KiB by default) plus four counts; it must stay under 1 MB.
+    (relative bin width ``2**-mantissa_bits``); float64 scores beyond float32's range
+    (3.4e38) saturate into the top finite bin or the ``-inf`` bin. With
+    ``score_range=(low, high)``, ``num_bins`` equal bins on that range plus an underflow bin
+    (``-inf`` included) and an overflow bin (``+inf`` included); the range must be finite
+    and each bin at least 4 float32 ulps wide (``ValueError`` otherwise), as the bin edges
+    are float32 values. The state is two int64 histograms (512 KiB by default) plus four
+    counts; it must stay under 1 MB.
 
     Validation (``validate_args=True``) costs one host synchronisation per update (NaN
     scores, non-binary targets); everything else in ``update`` is synchronisation-free.
@@ -284,7 +288,10 @@ class ScoreStatisticsMetric(Metric):
     * quantiles come from the mergeable sketch of :mod:`objdet.functional.sketch`
       (``2**(9 + mantissa_bits)`` int64 counters, 512 KiB by default) with numpy's ``linear``
       definition and error ``|q - q_exact| <= 2**-(mantissa_bits + 1) * max(|x_(j)|, |x_(j+1)|)``
-      (0.39 % relative by default), for any number of values (also beyond ``2**24``).
+      (0.39 % relative by default), for any number of values (also beyond ``2**24``) and any
+      dtype (float64 values are binned by their exact value), while ``|x_(j)|`` and ``|x_(j+1)|``
+      are within the float32 range (3.4e38); float64 values beyond it saturate and their
+      quantiles are only clamped into ``[min, max]``.
 
     Empty epoch: everything is NaN.
 
