@@ -348,3 +348,12 @@ def test_best_f1_threshold_is_exact_for_float64_scores() -> None:
         again = AnomalyDetectionMetrics(threshold=float(out["best_f1_threshold"]), **kwargs)
         again.update(torch.from_numpy(s), torch.from_numpy(y))
         assert float(again.compute()["f1"]) == pytest.approx(float(out["best_f1"]))
+
+
+def test_statistics_state_is_bounded() -> None:
+    metric = ScoreStatisticsMetric()
+    nbytes = sum(getattr(metric, k).numel() * getattr(metric, k).element_size() for k in metric._defaults)
+    assert nbytes <= 1_000_000
+    for m in (8, 10):
+        with pytest.raises(ValueError, match=r"bytes \(> 1000000\).*mantissa_bits"):
+            ScoreStatisticsMetric(mantissa_bits=m)

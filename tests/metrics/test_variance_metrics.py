@@ -157,3 +157,21 @@ def test_non_finite_features_are_rejected() -> None:
     metric.update(torch.tensor([[1e200, 1.0], [1e200, 2.0], [1e200, 4.0]], dtype=torch.float64))
     _, mean, cov = metric.covariance()  # huge but finite: no NaN from merging with the empty state
     assert mean.tolist() == [1e200, 7 / 3] and float(cov[0, 0]) == 0.0
+
+
+def test_orthogonality_empty_stack_and_reset() -> None:
+    metric = ComponentOrthogonalityMetric()
+    metric.update(torch.zeros(0, 2, 3))  # an empty stack adds nothing
+    assert int(metric.num_matrices) == 0 and metric.last_deviation is None
+    metric.update(torch.eye(2, 3))
+    metric.update(torch.zeros(0, 2, 3))
+    assert float(metric.compute()["orthogonality_error"]) == 0.0
+    assert metric.last_deviation is not None
+    metric.reset()
+    assert metric.last_deviation is None
+    with pytest.raises(RuntimeError, match="no data"):
+        metric.plot()
+    metric(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))  # forward resets internally: the last matrix stays
+    metric(torch.zeros(0, 2, 2))
+    assert metric.last_deviation is not None and float(metric.last_deviation[1, 1]) == 3.0
+    assert int(metric.num_matrices) == 1

@@ -32,7 +32,8 @@ from objdet.training.metrics._checks import check_real, check_tensor, match_shap
 
 __all__ = ["AnomalyDetectionMetrics", "ScoreStatisticsMetric"]
 
-#: Upper limit on the bytes held by the histogram state of :class:`AnomalyDetectionMetrics`.
+#: Upper limit on the bytes held by the state of :class:`AnomalyDetectionMetrics` and
+#: :class:`ScoreStatisticsMetric`.
 MAX_STATE_BYTES = 1_000_000
 
 
@@ -286,7 +287,8 @@ class ScoreStatisticsMetric(Metric):
       into batches or ranks: ``mean`` is ``±inf`` (NaN if both signs occur), ``std`` is NaN,
       ``min`` / ``max`` and the quantiles are exact where they fall on an infinite value.
     * quantiles come from the mergeable sketch of :mod:`objdet.functional.sketch`
-      (``2**(9 + mantissa_bits)`` int64 counters, 512 KiB by default) with numpy's ``linear``
+      (``2**(9 + mantissa_bits)`` int64 counters, 512 KiB by default; the state must stay
+      under 1 MB, so ``mantissa_bits <= 7``) with numpy's ``linear``
       definition and error ``|q - q_exact| <= 2**-(mantissa_bits + 1) * max(|x_(j)|, |x_(j+1)|)``
       (0.39 % relative by default), for any number of values (also beyond ``2**24``) and any
       dtype (float64 values are binned by their exact value), while ``|x_(j)|`` and ``|x_(j+1)|``
@@ -325,6 +327,12 @@ class ScoreStatisticsMetric(Metric):
     ) -> None:
         super().__init__(**kwargs)
         nbins = float_num_bins(mantissa_bits)
+        state_bytes = nbins * 8 + 5 * 8
+        if state_bytes > MAX_STATE_BYTES:
+            raise ValueError(
+                f"the sketch state would take {state_bytes} bytes (> {MAX_STATE_BYTES}); "
+                f"got mantissa_bits={mantissa_bits}, expected at most 7"
+            )
         self.add_state(
             "moments",
             default=torch.zeros(3, dtype=torch.float64),

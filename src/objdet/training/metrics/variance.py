@@ -221,7 +221,7 @@ class ComponentOrthogonalityMetric(Metric):
     """How far the rows of component matrices W (k, C) are from orthonormal: ``||W W^T - I||_F``.
 
     ``update(W)`` with one (k, C) matrix or a stack (..., k, C) of them; each matrix is one
-    observation. ``compute()`` returns float64 scalars:
+    observation (an empty stack such as (0, k, C) adds nothing). ``compute()`` returns float64 scalars:
 
     * ``orthogonality_error``: the worst (largest) error over every matrix seen in the epoch
       on every rank (``max`` reduction), i.e. a guarantee that holds for all of them;
@@ -263,6 +263,8 @@ class ComponentOrthogonalityMetric(Metric):
             raise ValueError(
                 f"`components` must have shape (k, C) or (..., k, C) with k, C >= 1, got {tuple(w.shape)}"
             )
+        if w.numel() == 0:  # an empty stack (0, k, C): nothing to add
+            return
         if self.validate_args and value_flags(torch.isnan(w).any())[0]:
             raise ValueError("`components` contains NaN; expected real values")
         w = w.to(torch.float64).reshape(-1, *w.shape[-2:])
@@ -273,6 +275,19 @@ class ComponentOrthogonalityMetric(Metric):
         self.error_sum += err.sum()
         self.num_matrices += err.numel()
         self.last_deviation = dev[-1].detach()
+
+    def reset(self) -> None:
+        """Reset the states and forget the last matrix drawn by :meth:`plot`."""
+        super().reset()
+        self.last_deviation = None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """As torchmetrics' ``forward``; its internal ``reset`` must not forget the last matrix."""
+        last = self.last_deviation
+        out = super().forward(*args, **kwargs)
+        if self.last_deviation is None:  # the batch was an empty stack
+            self.last_deviation = last
+        return out
 
     def compute(self) -> dict[str, Tensor]:
         """``orthogonality_error`` (worst case) and ``orthogonality_error_mean`` (NaN before any update)."""
