@@ -10,7 +10,9 @@ Two summaries merge exactly (Chan, Golub & LeVeque, 1979)::
 
 This avoids the cancellation of ``sum(x**2) - n * mean**2``. Merging with an empty summary
 returns the other one unchanged, and infinite values give numpy's result on the pooled data
-(mean ``±inf`` or NaN, ``M2`` NaN) for any split (see :func:`chan_merge`). For transport (metric states,
+(mean ``±inf`` or NaN, ``M2`` NaN) for any split (see :func:`chan_merge`). Only a batch whose
+plain sum overflows float64 (values near 1.8e308 / batch size) gets an infinite batch mean,
+as numpy's mean does; splitting it differently can then give a finite one. For transport (metric states,
 DDP gathers) a summary is packed in one flat float64 tensor ``[n, mean (C), M2 (C or C*C)]``,
 so a stack of packed summaries from several ranks is merged by :func:`merge_packed`.
 """
