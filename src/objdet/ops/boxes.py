@@ -92,7 +92,7 @@ _Kind = Literal["iou", "giou", "diou", "ciou"]
 # the thread count so that every thread gets work. On CUDA chunks only bound temporary
 # memory (each pass is a kernel launch, so fewer, bigger chunks are better): 2^24 float32
 # elements are 64 MiB per temporary.
-_CPU_CHUNK_ELEMENTS_PER_THREAD = 1 << 16
+_CPU_CHUNK_ELEMENTS_PER_THREAD = 1 << 17
 _CUDA_CHUNK_ELEMENTS = 1 << 24
 
 
@@ -200,23 +200,27 @@ def _pairwise_iou_no_grad(a: _Prepared, b: _Prepared, out: Tensor) -> None:
     """Pairwise IoU written into ``out`` (N, M), row chunk by row chunk, in place.
 
     Same arithmetic, in the same order, as ``_kernel(..., "iou")`` and the plain
-    broadcasting formula, so float32 results are the same; but each chunk's (rows, M)
-    temporaries are updated in place instead of allocating a fresh (N, M) tensor per
-    operation: the working set stays in cache and the output is written once.
-    Not differentiable (out= and in-place ops); used only when no gradient is needed.
+    broadcasting formula, so float32 results are the same; but instead of a fresh (N, M)
+    tensor per operation, three (rows, M) buffers allocated once are updated in place for
+    every chunk (``out=`` and in-place ops): the working set stays in cache, no memory is
+    allocated (and page-faulted in) per chunk, and the output is written once.
+    Not differentiable; used only when no gradient is needed.
     """
     n, m = out.shape
-    step = _chunk_rows(m, out.device)
+    step = min(n, _chunk_rows(m, out.device))
     # inter <= union, so where union == 0 inter is 0 and the clamp turns 0/0 into 0 (what
     # _safe_ratio does, without its extra passes; they differ only for subnormal unions).
     tiny = torch.finfo(out.dtype).tiny
+    width, height, tmp = (out.new_empty((step, m)) for _ in range(3))
     for start in range(0, n, step):
         r = a.rows(start, start + step)
-        width = torch.minimum(r.x2, b.x2).sub_(torch.maximum(r.x1, b.x1)).clamp_(min=0)
-        height = torch.minimum(r.y2, b.y2).sub_(torch.maximum(r.y1, b.y1)).clamp_(min=0)
-        inter = width.mul_(height)
-        union = torch.add(r.area, b.area, out=height).sub_(inter).clamp_(min=tiny)
-        torch.div(inter, union, out=out[start : start + step])
+        k = r.x1.shape[0]  # step, or fewer in the last chunk
+        w, h, t = width[:k], height[:k], tmp[:k]
+        torch.minimum(r.x2, b.x2, out=w).sub_(torch.maximum(r.x1, b.x1, out=t)).clamp_(min=0)
+        torch.minimum(r.y2, b.y2, out=h).sub_(torch.maximum(r.y1, b.y1, out=t)).clamp_(min=0)
+        inter = w.mul_(h)
+        union = torch.add(r.area, b.area, out=h).sub_(inter).clamp_(min=tiny)
+        torch.div(inter, union, out=out[start : start + k])
 
 
 def _pairwise(boxes1: Tensor, boxes2: Tensor, fmt: str, kind: _Kind) -> Tensor:
