@@ -66,3 +66,4 @@ def bench(session: nox.Session) -> None:
     _install(session, "bench")
     session.run("python", "benchmarks/box_iou.py")
     session.run("python", "benchmarks/coco_bbox.py", *session.posargs)
+    session.run("python", "benchmarks/anomaly.py")
