@@ -136,15 +136,8 @@ class Reference:
     cat_ids: list[int]
 
 
-def pycocotools_eval(
-    images: list[Image],
-    iou_thresholds: list[float] | None = None,
-    rec_thresholds: list[float] | None = None,
-    max_dets: list[int] | None = None,
-    cat_ids: list[int] | None = None,
-    use_cats: bool = True,
-) -> Reference:
-    """Run COCOeval (bbox) on the images, numbered 0.. in list order."""
+def _cocoeval(images: list[Image]) -> COCOeval:
+    """A bbox COCOeval over the images, numbered 0.. in list order (not yet evaluated)."""
     gt_anns, dt_anns = [], []
     labels: set[int] = set()
     for img_id, im in enumerate(images):
@@ -184,16 +177,29 @@ def pycocotools_eval(
         dt.dataset = {"images": imgs, "annotations": dt_anns, "categories": cats}
         gt.createIndex()
         dt.createIndex()
-        ev = COCOeval(gt, dt, iouType="bbox")
-        if iou_thresholds is not None:
-            ev.params.iouThrs = np.array(iou_thresholds, dtype=np.float64)
-        if rec_thresholds is not None:
-            ev.params.recThrs = np.array(rec_thresholds, dtype=np.float64)
-        if max_dets is not None:
-            ev.params.maxDets = max_dets
-        if cat_ids is not None:
-            ev.params.catIds = cat_ids
-        ev.params.useCats = int(use_cats)
+        return COCOeval(gt, dt, iouType="bbox")
+
+
+def pycocotools_eval(
+    images: list[Image],
+    iou_thresholds: list[float] | None = None,
+    rec_thresholds: list[float] | None = None,
+    max_dets: list[int] | None = None,
+    cat_ids: list[int] | None = None,
+    use_cats: bool = True,
+) -> Reference:
+    """Run COCOeval (bbox) evaluate + accumulate + summarize on the images."""
+    ev = _cocoeval(images)
+    if iou_thresholds is not None:
+        ev.params.iouThrs = np.array(iou_thresholds, dtype=np.float64)
+    if rec_thresholds is not None:
+        ev.params.recThrs = np.array(rec_thresholds, dtype=np.float64)
+    if max_dets is not None:
+        ev.params.maxDets = max_dets
+    if cat_ids is not None:
+        ev.params.catIds = cat_ids
+    ev.params.useCats = int(use_cats)
+    with contextlib.redirect_stdout(io.StringIO()):
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -208,40 +214,7 @@ def pycocotools_eval(
 
 def pycocotools_ious(images: list[Image]) -> dict:
     """COCOeval.ious for the images (after evaluate), keyed (image, category)."""
-    gt_anns, dt_anns, labels = [], [], set()
-    for img_id, im in enumerate(images):
-        for j in range(len(im.gt_boxes)):
-            gt_anns.append(
-                {
-                    "id": len(gt_anns) + 1,
-                    "image_id": img_id,
-                    "category_id": int(im.gt_labels[j]),
-                    "bbox": im.gt_boxes[j].tolist(),
-                    "area": 1.0,
-                    "iscrowd": int(im.gt_crowd[j]),
-                }
-            )
-            labels.add(int(im.gt_labels[j]))
-        for j in range(len(im.dt_boxes)):
-            dt_anns.append(
-                {
-                    "id": len(dt_anns) + 1,
-                    "image_id": img_id,
-                    "category_id": int(im.dt_labels[j]),
-                    "bbox": im.dt_boxes[j].tolist(),
-                    "area": 1.0,
-                    "iscrowd": 0,
-                    "score": float(im.dt_scores[j]),
-                }
-            )
-            labels.add(int(im.dt_labels[j]))
-    imgs, cats = [{"id": i} for i in range(len(images))], [{"id": c} for c in sorted(labels)]
+    ev = _cocoeval(images)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt, dt = COCO(), COCO()
-        gt.dataset = {"images": imgs, "annotations": gt_anns, "categories": cats}
-        dt.dataset = {"images": imgs, "annotations": dt_anns, "categories": cats}
-        gt.createIndex()
-        dt.createIndex()
-        ev = COCOeval(gt, dt, iouType="bbox")
         ev.evaluate()
     return ev.ious

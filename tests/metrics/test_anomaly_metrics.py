@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from objdet.training.metrics import AnomalyDetectionMetrics, ScoreStatisticsMetric
 from tests.functional.test_anomaly_histogram import exact_ap, exact_auroc, exact_best_f1, f1_at
+from tests.helpers.invariance import assert_split_invariant
 
 
 def maps(seed: int = 0, b: int = 4, h: int = 32, w: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,15 +218,7 @@ def test_statistics_against_numpy() -> None:
 @given(st.lists(st.integers(0, 50), max_size=4), st.integers(0, 100))
 def test_statistics_split_invariance(cuts: list[int], seed: int) -> None:
     x = torch.randn(50, generator=torch.Generator().manual_seed(seed)) * 10
-    whole = ScoreStatisticsMetric()
-    whole.update(x)
-    split = ScoreStatisticsMetric()
-    bounds = sorted({0, 50, *cuts})
-    for lo, hi in itertools.pairwise(bounds):
-        split.update(x[lo:hi])
-    a, b = whole.compute(), split.compute()
-    for k in a:
-        assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-12, abs=1e-12), k
+    assert_split_invariant(ScoreStatisticsMetric, x, cuts)
 
 
 def test_statistics_mask_empty_and_errors() -> None:

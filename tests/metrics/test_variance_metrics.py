@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -12,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from objdet.training.metrics import ComponentOrthogonalityMetric, ExplainedVarianceMetric
+from tests.helpers.invariance import assert_split_invariant
 
 
 def reference_ratios(x: np.ndarray) -> np.ndarray:
@@ -77,16 +77,15 @@ def test_user_components_captured_variance() -> None:
 @given(st.lists(st.integers(0, 40), max_size=4), st.integers(0, 10_000))
 def test_split_invariance(cuts: list[int], seed: int) -> None:
     x = torch.from_numpy(features(seed, n=40, c=3))
-    whole = ExplainedVarianceMetric()
-    whole.update(x)
-    split = ExplainedVarianceMetric(num_features=3)
-    bounds = sorted({0, 40, *cuts})
-    for lo, hi in itertools.pairwise(bounds):
-        split.update(x[lo:hi])
-    a, b = whole.compute(), split.compute()
-    for k in a:
-        assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-9, abs=1e-12), k
-        assert 0.0 <= float(a[k]) <= 1.0 + 1e-12
+    out = assert_split_invariant(
+        ExplainedVarianceMetric,
+        x,
+        cuts,
+        rel=1e-9,
+        make_split_metric=lambda: ExplainedVarianceMetric(num_features=3),
+    )
+    for k, v in out.items():
+        assert 0.0 <= float(v) <= 1.0 + 1e-12, k
 
 
 def test_forward_with_lazy_size() -> None:
