@@ -8,6 +8,8 @@ the image index, what was seen and what was expected.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,71 +174,35 @@ def flatten_detections(
     det_xywh = _to_xywh_float64(det_boxes_in, box_format)
     gt_xywh = _to_xywh_float64(gt_boxes_in, box_format)
 
-    # Value checks: one combined flag per side and a single host sync; the detailed pass below
-    # runs only when something is wrong, to name the field and the image.
-    det_bad = ~torch.isfinite(det_boxes).all(1) | (det_xywh[:, 2:] < 0).any(1) | ~torch.isfinite(det_score)
-    gt_bad = (
-        ~torch.isfinite(gt_boxes).all(1)
-        | (gt_xywh[:, 2:] < 0).any(1)
-        | ((gt_crowd_raw != 0) & (gt_crowd_raw != 1))
-        | ~(gt_area_raw >= 0)
-        | torch.isinf(gt_area_raw)
-    )
+    # Value checks. Each flag is computed once; the flags of each side are OR-ed so that a valid
+    # batch costs a single host sync, and only a failing batch looks for the field and the image.
     lo_label, hi_label = (0, num_classes - 1) if num_classes is not None else (-(2**31), 2**31 - 1)
-    det_bad |= (det_label < lo_label) | (det_label > hi_label)
-    gt_bad |= (gt_label < lo_label) | (gt_label > hi_label)
+    sizes = f"non-negative width and height ({box_format})"
+    label_range = f"values in [{lo_label}, {hi_label}]"
+    det_checks = [  # (field, expected, bad flags, values to show)
+        ("boxes", "finite values", ~torch.isfinite(det_boxes).all(1), det_boxes),
+        ("boxes", sizes, (det_xywh[:, 2:] < 0).any(1), det_boxes),
+        ("scores", "finite values", ~torch.isfinite(det_score), det_score),
+        ("labels", label_range, (det_label < lo_label) | (det_label > hi_label), det_label),
+    ]
+    gt_checks = [
+        ("boxes", "finite values", ~torch.isfinite(gt_boxes).all(1), gt_boxes),
+        ("boxes", sizes, (gt_xywh[:, 2:] < 0).any(1), gt_boxes),
+        ("iscrowd", "values in {0, 1}", (gt_crowd_raw != 0) & (gt_crowd_raw != 1), gt_crowd_raw),
+        ("area", "finite values >= 0", ~torch.isfinite(gt_area_raw) | (gt_area_raw < 0), gt_area_raw),
+        ("labels", label_range, (gt_label < lo_label) | (gt_label > hi_label), gt_label),
+    ]
+    det_bad = functools.reduce(operator.or_, [flags for _, _, flags, _ in det_checks])
+    gt_bad = functools.reduce(operator.or_, [flags for _, _, flags, _ in gt_checks])
     if bool(det_bad.any() | gt_bad.any()):
-        checks = [  # (side, field, expected, bad flags, image of each row, values to show)
-            ("preds", "boxes", "finite values", ~torch.isfinite(det_boxes).all(1), det_img, det_boxes),
-            (
-                "preds",
-                "boxes",
-                f"non-negative width and height ({box_format})",
-                (det_xywh[:, 2:] < 0).any(1),
-                det_img,
-                det_boxes,
-            ),
-            ("preds", "scores", "finite values", ~torch.isfinite(det_score), det_img, det_score),
-            ("target", "boxes", "finite values", ~torch.isfinite(gt_boxes).all(1), gt_img, gt_boxes),
-            (
-                "target",
-                "boxes",
-                f"non-negative width and height ({box_format})",
-                (gt_xywh[:, 2:] < 0).any(1),
-                gt_img,
-                gt_boxes,
-            ),
-            (
-                "target",
-                "iscrowd",
-                "values in {0, 1}",
-                (gt_crowd_raw != 0) & (gt_crowd_raw != 1),
-                gt_img,
-                gt_crowd_raw,
-            ),
-            (
-                "target",
-                "area",
-                "finite values >= 0",
-                ~torch.isfinite(gt_area_raw) | (gt_area_raw < 0),
-                gt_img,
-                gt_area_raw,
-            ),
-        ]
-        expected = f"values in [{lo_label}, {hi_label}]"
-        det_out, gt_out = (
-            (det_label < lo_label) | (det_label > hi_label),
-            (gt_label < lo_label) | (gt_label > hi_label),
-        )
-        checks += [
-            ("preds", "labels", expected, det_out, det_img, det_label),
-            ("target", "labels", expected, gt_out, gt_img, gt_label),
-        ]
-        for side, key, expected, flags, owner, values in checks:
-            if bool(flags.any()):
-                row = int(flags.nonzero()[0, 0].item())
-                image = int(owner[row].item())
-                raise ValueError(f"{side}[{image}]['{key}'] must have {expected}, got {values[row].tolist()}")
+        for side, owner, checks in (("preds", det_img, det_checks), ("target", gt_img, gt_checks)):
+            for key, expected, flags, values in checks:
+                if bool(flags.any()):
+                    row = int(flags.nonzero()[0, 0].item())
+                    image = int(owner[row].item())
+                    raise ValueError(
+                        f"{side}[{image}]['{key}'] must have {expected}, got {values[row].tolist()}"
+                    )
 
     # Area: a given positive area is used, otherwise the box area (torchmetrics' rule).
     box_area = gt_xywh[:, 2] * gt_xywh[:, 3]
