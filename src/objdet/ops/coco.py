@@ -67,6 +67,16 @@ def coco_pair_iou(det_xywh: Tensor, gt_xywh: Tensor, gt_crowd: Tensor) -> Tensor
     return torch.where(overlap, inter / torch.where(overlap, union, torch.ones_like(union)), 0.0)
 
 
+def outside_area_ranges(area: Tensor, area_ranges: Tensor) -> Tensor:
+    """(A, N) bool: area n lies outside range a (ranges are inclusive at both ends, as in pycocotools)."""
+    return (area[None, :] < area_ranges[:, 0:1]) | (area[None, :] > area_ranges[:, 1:2])
+
+
+def coco_gt_ignored(gt_crowd: Tensor, gt_area: Tensor, area_ranges: Tensor) -> Tensor:
+    """(A, G) bool: GT g is ignored in area range a (a crowd GT, or its area outside the range)."""
+    return gt_crowd[None, :] | outside_area_ranges(gt_area, area_ranges)
+
+
 def pack_lanes(bits: Tensor) -> Tensor:
     """Pack bool flags (L, N) into bytes (N, ceil(L / 8)) uint8: lane l is bit l % 8 of byte l // 8."""
     lanes, n = bits.shape
@@ -171,8 +181,7 @@ def coco_match(
     gorder = torch.sort(gt_key, stable=True).indices
     gkey = gt_key[gorder]
     g_xywh, g_crowd, g_area = gt_xywh[gorder], gt_crowd[gorder], gt_area[gorder]
-    lo, hi = area_ranges[:, 0], area_ranges[:, 1]
-    g_ignored = g_crowd[None, :] | (g_area[None, :] < lo[:, None]) | (g_area[None, :] > hi[:, None])  # (A, G)
+    g_ignored = coco_gt_ignored(g_crowd, g_area, area_ranges)  # (A, G)
 
     # Candidate pairs: every kept detection with every GT of its group, IoU >= lowest threshold.
     start = torch.searchsorted(gkey, skey, side="left")
@@ -240,7 +249,7 @@ def coco_match(
     g_ignored_pad = torch.cat([g_ignored, g_ignored.new_zeros(n_area, 1)], 1)
     gt_ign = g_ignored_pad[lane_area].gather(1, torch.where(matched, matched_gt, gkey.numel()))  # (L, kept)
     d_area = d_xywh[:, 2] * d_xywh[:, 3]
-    det_out = (d_area[None, :] < lo[:, None]) | (d_area[None, :] > hi[:, None])  # (A, kept)
+    det_out = outside_area_ranges(d_area, area_ranges)  # (A, kept)
     tp = matched & ~gt_ign
     ignored = (matched & gt_ign) | (~matched & det_out[lane_area])
 

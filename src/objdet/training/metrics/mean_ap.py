@@ -20,7 +20,7 @@ from objdet.functional.coco import (
     per_class_ap_ar,
 )
 from objdet.ops.boxes import BOX_FORMATS
-from objdet.ops.coco import coco_match
+from objdet.ops.coco import coco_gt_ignored, coco_match
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
 
 _STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
@@ -228,10 +228,9 @@ class MeanAveragePrecision(Metric):
         getattr(self, f"{mode}_ignored").append(result.ignored)
         # Non-ignored GT per (class, area range), one row per class present in this batch.
         classes, inverse = torch.unique(gt_label, return_inverse=True)
-        lo, hi = area_ranges[:, 0], area_ranges[:, 1]
-        counted = (~flat.gt_crowd[:, None]) & (flat.gt_area[:, None] >= lo) & (flat.gt_area[:, None] <= hi)
+        counted = ~coco_gt_ignored(flat.gt_crowd, flat.gt_area, area_ranges)  # (A, G)
         counts = torch.zeros(classes.numel(), len(AREA_RANGES), dtype=torch.int32, device=device)
-        counts.index_add_(0, inverse, counted.to(torch.int32))
+        counts.index_add_(0, inverse, counted.T.to(torch.int32))
         getattr(self, f"{mode}_gt_labels").append(classes.to(torch.int32))
         getattr(self, f"{mode}_gt_counts").append(counts)
         if result.iou_groups is not None and result.iou_values is not None:
