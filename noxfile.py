@@ -62,8 +62,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the reference libraries, installed only here."""
+    """Every benchmark against the reference libraries (installed only here): one table of ratios.
+
+    Without arguments the table is also written to benchmarks/results.md (shown by
+    benchmarks/README.md and the docs); arguments go to benchmarks/run.py instead, e.g.
+    ``nox -s bench -- --quick`` or ``nox -s bench -- --only coco_bbox --markdown out.md``.
+    """
     _install(session, "bench")
-    session.run("python", "benchmarks/box_iou.py")
-    session.run("python", "benchmarks/coco_bbox.py", *session.posargs)
-    session.run("python", "benchmarks/anomaly.py")
+    session.run("python", "benchmarks/run.py", *(session.posargs or ["--markdown", "benchmarks/results.md"]))
