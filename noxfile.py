@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck``, ``nox -s demo``, ``nox -s bench``.
+"""Developer sessions: ``nox -s tests lint typecheck``, ``nox -s demo``, ``nox -s bench``, ``nox -s docs``.
 
 Every session installs torch pinned to 2.13.0 first, so that on a fresh machine the CPU
 build is used and no multi-GB CUDA wheels are pulled in.
@@ -70,3 +70,13 @@ def bench(session: nox.Session) -> None:
     """
     _install(session, "bench")
     session.run("python", "benchmarks/run.py", *(session.posargs or ["--markdown", "benchmarks/results.md"]))
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Sphinx HTML (docs/_build/html) with warnings as errors, then the pages' examples as doctests."""
+    _install(session, "docs")
+    session.run(
+        "sphinx-build", "-E", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", *session.posargs
+    )
+    session.run("sphinx-build", "-E", "-W", "--keep-going", "-b", "doctest", "docs", "docs/_build/doctest")
