@@ -43,6 +43,14 @@ templates_path: list[str] = []
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
+# Broken cross-references are warnings (hence errors): every reference into objdet must
+# resolve. Without intersphinx, names of other libraries cannot, so those are let through.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(torch|torchmetrics|numpy|np|matplotlib|lightning|collections\.abc|typing)(\..*)?"),
+    (r"py:.*", r"(Tensor|Figure|Axes|Metric|Sequence|Mapping|Callable|Any)"),
+]
+
 # autodoc + napoleon: Google-style docstrings as written in src/.
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
