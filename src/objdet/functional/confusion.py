@@ -66,8 +66,9 @@ def detection_confusion_matrix(
     keep = det_score >= conf_threshold
     det_img, det_label, det_score, det_xywh = det_img[keep], det_label[keep], det_score[keep], det_xywh[keep]
     match = greedy_match(det_img, det_score, det_xywh, gt_img, gt_xywh, gt_crowd, iou_threshold)
-    matched = match.det_to_gt >= 0
-    det_row = torch.where(matched, gt_label[match.det_to_gt.clamp(min=0)], c)
+    # row of each detection: its GT's class, or C (background) through an extra last entry
+    row_of_gt = torch.cat([gt_label, gt_label.new_full((1,), c)])
+    det_row = row_of_gt[torch.where(match.det_to_gt >= 0, match.det_to_gt, gt_label.numel())]
     det_cell = (det_row * (c + 1) + det_label)[~match.crowd_covered]
     missed = (match.gt_to_det < 0) & ~gt_crowd
     gt_cell = gt_label[missed] * (c + 1) + c
