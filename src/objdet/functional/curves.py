@@ -25,6 +25,7 @@ without GT) and -1 in the PR curves and AP (pycocotools' convention for classes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,7 +35,7 @@ from torch import Tensor
 from objdet.functional.coco import _accumulate_one, default_rec_thresholds
 from objdet.ops.coco import descending_order_key
 
-__all__ = ["DetectionCurves", "confidence_grid", "detection_curves"]
+__all__ = ["DetectionCurves", "coco_state_curves", "confidence_grid", "detection_curves"]
 
 
 @dataclass
@@ -222,4 +223,59 @@ def detection_curves(
         best_f1=best_f,
         class_best_confidence=class_best_c,
         class_best_f1=class_best_f,
+    )
+
+
+def _lane(packed: Tensor, lane: int) -> Tensor:
+    """(N,) bool flags of one lane of :func:`objdet.ops.coco.pack_lanes` bytes (N, B)."""
+    return ((packed[:, lane // 8] >> (lane % 8)) & 1).bool()
+
+
+def coco_state_curves(
+    scores: Tensor,
+    labels: Tensor,
+    tp_packed: Tensor,
+    ignored_packed: Tensor,
+    gt_labels: Tensor,
+    gt_counts: Tensor,
+    iou_thresholds: Sequence[float],
+    iou_threshold: float | None = None,
+    rec_thresholds: Tensor | None = None,
+    confidence: int | Tensor = 1001,
+    average: Literal["micro", "macro"] = "micro",
+) -> DetectionCurves:
+    """:func:`detection_curves` on the COCO metric's compact state, at one IoU threshold, area "all".
+
+    Args:
+        scores, labels: (N,) per kept detection, in update order.
+        tp_packed, ignored_packed: (N, B) uint8 lane flags (lane ``t * A + a``, see
+            :func:`objdet.ops.coco.coco_match`); area range 0 must be "all".
+        gt_labels: (G,) class of each row of ``gt_counts``; gt_counts: (G, A) non-ignored GTs.
+        iou_thresholds: the T thresholds of the lanes.
+        iou_threshold: which of them (default 0.5 when present, else the first); another value
+            is a ValueError, since the flags exist only for the thresholds matched in ``update()``.
+        rec_thresholds, confidence, average: as in :func:`detection_curves`.
+    """
+    thresholds = [float(t) for t in iou_thresholds]
+    if iou_threshold is None:
+        iou_threshold = 0.5 if any(abs(t - 0.5) < 1e-9 for t in thresholds) else thresholds[0]
+    index = [i for i, t in enumerate(thresholds) if abs(t - float(iou_threshold)) < 1e-9]
+    if not index:
+        raise ValueError(
+            f"`iou_threshold` must be one of the metric's iou_thresholds {thresholds}, got {iou_threshold!r}"
+        )
+    lane = index[0] * gt_counts.shape[1]  # area range 0: "all"
+    tp = _lane(tp_packed, lane)
+    ignored = _lane(ignored_packed, lane)
+    return detection_curves(
+        scores,
+        labels,
+        tp,
+        ignored,
+        gt_labels,
+        gt_counts[:, 0],
+        thresholds[index[0]],
+        rec_thresholds=rec_thresholds,
+        confidence=confidence,
+        average=average,
     )

@@ -148,9 +148,10 @@ class ConfusionMatrix(Metric):
         normalize: Normalize | None = None,
         class_names: Sequence[str] | None = None,
     ) -> tuple[Any, Any]:
-        """Draw the matrix (``val`` or the computed one) with :func:`objdet.plotting.detection.plot_confusion_matrix`.
+        """Draw the matrix (``val`` or the computed one); returns ``(fig, ax)`` like torchmetrics.
 
-        Returns ``(fig, ax)``. ``class_names`` defaults to the constructor's.
+        Uses :func:`objdet.plotting.detection.plot_confusion_matrix` (``normalize``: None for
+        counts, "true", "pred" or "all"); ``class_names`` defaults to the constructor's.
         """
         from objdet.plotting.detection import plot_confusion_matrix
 
