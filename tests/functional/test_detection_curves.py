@@ -22,7 +22,7 @@ EPS = float(np.spacing(1))
 
 
 def pycocotools_flags(images: list, t_index: int) -> dict[int, tuple[list, list, list, int]]:
-    """Per category: (scores, tp, ignored) of every detection pycocotools keeps (area all, maxDet 100) and nGT.
+    """Per category: (scores, tp, ignored) of each detection pycocotools keeps (area all, maxDet 100), nGT.
 
     Read from COCOeval.evalImgs, i.e. from pycocotools' own matching, not from objdet's.
     """
@@ -204,7 +204,9 @@ def test_unbounded_scores_get_a_grid_over_their_range() -> None:
 @st.composite
 def flag_sets(draw: st.DrawFn) -> tuple:
     n = draw(st.integers(0, 25))
-    scores = draw(st.lists(st.sampled_from([-1.0, 0.0, 0.2, 0.5, 0.5, 0.9, 1.0, 2.5]), min_size=n, max_size=n))
+    scores = draw(
+        st.lists(st.sampled_from([-1.0, 0.0, 0.2, 0.5, 0.5, 0.9, 1.0, 2.5]), min_size=n, max_size=n)
+    )
     labels = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
     kind = draw(st.lists(st.sampled_from(["tp", "fp", "ign"]), min_size=n, max_size=n))
     # GT counts per class, at least the TPs of the class (one GT row may repeat a class)
@@ -249,7 +251,10 @@ def test_functional_curves_match_brute_force(data: tuple, average: str) -> None:
     if math.isnan(ref["best_f1"]):
         assert math.isnan(float(c.best_f1)) and math.isnan(float(c.best_confidence))
     else:
-        assert float(c.best_f1) == pytest.approx(ref["best_f1"]) and float(c.best_confidence) == ref["best_confidence"]
+        assert (
+            float(c.best_f1) == pytest.approx(ref["best_f1"])
+            and float(c.best_confidence) == ref["best_confidence"]
+        )
     rec = c.recall_points.tolist()
     for k, cls in enumerate(classes):
         s, t, i, n_gt = flags[cls]
