@@ -67,6 +67,7 @@ def plot_confusion_matrix(
     ax: Axes | None = None,
     *,
     title: str | None = None,
+    details: str | None = None,
     background_label: str = "background",
     annotate: bool | None = None,
     cmap: str = "Blues",
@@ -78,7 +79,8 @@ def plot_confusion_matrix(
         class_names: C names (default ``0..C-1``); the last row/column is ``background_label``.
         normalize: None (counts), "true" (rows sum to 1), "pred" (columns) or "all".
         ax: draw into this axes; by default a new figure whose size grows with C.
-        title: default "Confusion matrix" plus the normalisation.
+        title: default "Confusion matrix (<normalisation>)", with ``details`` on a second line.
+        details: extra text for the default title, e.g. the thresholds.
         annotate: write the value in every non-zero cell (default: when C + 1 <= 25).
         cmap: matplotlib colour map; zero cells are left white.
 
@@ -104,7 +106,8 @@ def plot_confusion_matrix(
     mode = {None: "counts", "true": "normalised by ground truth (rows)", "pred": "normalised by prediction"}
     mode["all"] = "normalised by total"
     big = 13 if n > 25 else 11
-    ax.set_title(title if title is not None else f"Confusion matrix ({mode[normalize]})", fontsize=big)
+    default = f"Confusion matrix ({mode[normalize]})" + (f"\n{details}" if details else "")
+    ax.set_title(title if title is not None else default, fontsize=big)
     ax.set_xlabel("predicted", fontsize=big)
     ax.set_ylabel("ground truth", fontsize=big)
     if not (m.sum() > 0):

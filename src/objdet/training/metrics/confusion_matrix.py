@@ -157,5 +157,5 @@ class ConfusionMatrix(Metric):
 
         matrix = self.compute() if val is None else val
         names = class_names if class_names is not None else self.class_names
-        title = f"Confusion matrix (IoU ≥ {self.iou_threshold:g}, score ≥ {self.conf_threshold:g})"
-        return plot_confusion_matrix(matrix, class_names=names, normalize=normalize, ax=ax, title=title)
+        details = f"IoU ≥ {self.iou_threshold:g}, score ≥ {self.conf_threshold:g}"
+        return plot_confusion_matrix(matrix, class_names=names, normalize=normalize, ax=ax, details=details)
