@@ -275,10 +275,11 @@ def plot_confidence_curves(
 
     Example:
         >>> from objdet.plotting.detection import plot_confidence_curves
-        >>> fig, ax = plot_confidence_curves([0.0, 0.5, 1.0], [[0.5, 0.8, 0.0]], [0.5, 0.8, 0.0],
-        ...                                  best_confidence=0.5)
-        >>> ax.get_ylabel(), len(ax.get_lines())  # class, overall, best point, its vertical line
-        ('F1', 4)
+        >>> per_class = [[0.5, 0.8, 0.0], [0.4, 0.6, 0.2]]
+        >>> fig, ax = plot_confidence_curves([0.0, 0.5, 1.0], per_class, [0.45, 0.7, 0.1],
+        ...                                  best_confidence=0.5, class_names=["cat", "dog"])
+        >>> ax.get_ylabel(), len(ax.get_lines())  # 2 classes, overall, best point, its vertical line
+        ('F1', 5)
     """
     x = to_numpy(confidence).reshape(-1)
     v = to_numpy(values).reshape(-1, x.size) if x.size else np.zeros((0, 0))

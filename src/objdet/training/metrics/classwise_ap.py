@@ -97,10 +97,11 @@ class ClasswiseAP(MeanAveragePrecision):
         (default: this metric's threshold, 0.5 when it averages 0.50:0.95), with the class names.
         Returns ``(fig, ax)``.
         """
-        names = list(class_names) if class_names is not None else self.class_names
-        if kind == "ap" and not isinstance(val, list) and not hasattr(val, "pr_precision"):
-            from objdet.plotting.detection import plot_ap_bars
+        from objdet.functional.curves import DetectionCurves
+        from objdet.plotting.detection import plot_ap_bars
 
+        names = list(class_names) if class_names is not None else self.class_names
+        if kind == "ap" and not isinstance(val, list | DetectionCurves):
             values = val if isinstance(val, dict) else self.compute()
             ap = [float(values[f"{name}_AP"]) for name in self.class_names]
             at = "0.50:0.95" if self.iou_threshold is None else f"{self.iou_threshold:g}"
