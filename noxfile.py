@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck``, ``nox -s demo``, ``nox -s bench``.
+"""Developer sessions: ``nox -s tests lint typecheck``, ``nox -s demo``, ``nox -s bench``, ``nox -s docs``.
 
 Every session installs torch pinned to 2.13.0 first, so that on a fresh machine the CPU
 build is used and no multi-GB CUDA wheels are pulled in.
@@ -62,8 +62,21 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the reference libraries, installed only here."""
+    """Every benchmark against the reference libraries (installed only here): one table of ratios.
+
+    Without arguments the table is also written to benchmarks/results.md (shown by
+    benchmarks/README.md and the docs); arguments go to benchmarks/run.py instead, e.g.
+    ``nox -s bench -- --quick`` or ``nox -s bench -- --only coco_bbox --markdown out.md``.
+    """
     _install(session, "bench")
-    session.run("python", "benchmarks/box_iou.py")
-    session.run("python", "benchmarks/coco_bbox.py", *session.posargs)
-    session.run("python", "benchmarks/anomaly.py")
+    session.run("python", "benchmarks/run.py", *(session.posargs or ["--markdown", "benchmarks/results.md"]))
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Sphinx HTML (docs/_build/html) with warnings as errors, then the pages' examples as doctests."""
+    _install(session, "docs")
+    session.run(
+        "sphinx-build", "-E", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", *session.posargs
+    )
+    session.run("sphinx-build", "-E", "-W", "--keep-going", "-b", "doctest", "docs", "docs/_build/doctest")

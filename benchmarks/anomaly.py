@@ -10,6 +10,8 @@ time of each includes both and is the best of ``--repeat`` fresh runs. torchmetr
 mode (``thresholds=None``). Run::
 
     PYTHONPATH=src python benchmarks/anomaly.py [--maps 100] [--size 512] [--scores raw|prob] [--range 0 1]
+
+``run(quick)`` gives the summary row to ``benchmarks/run.py`` (all benchmarks in one run).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def make_maps(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     return scores, targets
 
 
-def run(
+def time_metric(
     metric_fn, scores: torch.Tensor, targets: torch.Tensor, batch: int, repeat: int = 1
 ) -> tuple[float, object]:
     """Best wall time over ``repeat`` fresh runs (update every batch + one compute) and the result."""
@@ -54,7 +56,7 @@ def run(
     return best, out
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -65,8 +67,11 @@ def main() -> None:
     parser.add_argument("--range", type=float, nargs=2, default=None, help="fixed score_range (low high)")
     parser.add_argument("--bins", type=int, default=60000, help="num_bins with --range")
     parser.add_argument("--repeat", type=int, default=3, help="runs per library; the best time is kept")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    """Run the benchmark as configured, print its results, return the summary row."""
     scores, targets = make_maps(args.maps, args.size)
     targets = targets.long()
     if args.scores == "prob":
@@ -77,17 +82,19 @@ def main() -> None:
         f"binning={'linear ' + str(tuple(args.range)) + f' x {args.bins}' if args.range else 'float'}, "
         f"torch threads={torch.get_num_threads()}"
     )
-    run(AnomalyDetectionMetrics, scores[:2], targets[:2], args.batch)  # warm-up
+    time_metric(AnomalyDetectionMetrics, scores[:2], targets[:2], args.batch)  # warm-up
     kwargs = {"score_range": tuple(args.range), "num_bins": args.bins} if args.range else {}
-    t_ours, ours = run(
+    t_ours, ours = time_metric(
         lambda: AnomalyDetectionMetrics(return_error_bounds=True, **kwargs),
         scores,
         targets,
         args.batch,
         args.repeat,
     )
-    t_auroc, tm_auroc = run(lambda: BinaryAUROC(thresholds=None), scores, targets, args.batch, args.repeat)
-    t_ap, tm_ap = run(
+    t_auroc, tm_auroc = time_metric(
+        lambda: BinaryAUROC(thresholds=None), scores, targets, args.batch, args.repeat
+    )
+    t_ap, tm_ap = time_metric(
         lambda: BinaryAveragePrecision(thresholds=None), scores, targets, args.batch, args.repeat
     )
     assert isinstance(ours, dict)
@@ -109,7 +116,24 @@ def main() -> None:
     )
     ok = t_ours <= 0.1 * t_tm and d_auroc <= 1e-3 and d_ap <= 1e-3
     print("target (<= 0.1 x time, |diff| <= 1e-3):", "met" if ok else "NOT met")
+    binning = f"linear {tuple(args.range)} x {args.bins} bins" if args.range else "float bins"
+    return [
+        {
+            "benchmark": f"anomaly AUROC + AP, {args.maps} x {args.size} x {args.size} {args.scores} scores, "
+            f"{binning} (update + compute)",
+            "objdet_s": t_ours,
+            "reference": "torchmetrics BinaryAUROC + BinaryAveragePrecision (thresholds=None, exact)",
+            "reference_s": t_tm,
+            "note": f"|diff| AUROC {d_auroc:.1e} (bound {float(ours['auroc_error_bound']):.1e}), "
+            f"AP {d_ap:.1e} (bound {float(ours['average_precision_error_bound']):.1e})",
+        }
+    ]
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Summary row for ``benchmarks/run.py``: the defaults above, or 8 maps of 128 x 128 with ``quick``."""
+    return measure(parse_args(["--maps", "8", "--size", "128", "--repeat", "1"] if quick else []))
 
 
 if __name__ == "__main__":
-    main()
+    measure(parse_args())

@@ -10,6 +10,8 @@ detections per image (most near a GT, some clutter), about 1% crowd GTs. Times:
 Checks that the 12 stats agree and reports the metric state's bytes per detection.
 
     python benchmarks/coco_bbox.py [--images 5000] [--repeat 3] [--no-pycocotools]
+
+``run(quick)`` gives the summary rows to ``benchmarks/run.py`` (all benchmarks in one run).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -152,12 +155,23 @@ def state_bytes(metric: MeanAveragePrecision) -> int:
     return total
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-pycocotools", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def library_version(module: str) -> str:
+    try:
+        return version(module.replace("_", "-"))
+    except PackageNotFoundError:
+        return "?"
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    """Run the benchmark as configured, print its table, return one summary row per reference."""
     torch.set_num_threads(os.cpu_count() or 1)
 
     preds, target, gt_dataset, results = make_data(args.images)
@@ -170,30 +184,57 @@ def main() -> None:
     t_ours, metric = timed(lambda: run_objdet(preds, target), args.repeat)
     stats_ours = metric.coco_eval(full=False)[0].numpy()  # float64 stats for the comparison, not timed
     rows = [("objdet (update+compute)", t_ours, stats_ours)]
+    summary = []
+    kept = metric._state("macro_scores").numel()
+    size = state_bytes(metric)
     for name in ("faster_coco_eval", "pycocotools"):
         if name == "pycocotools" and args.no_pycocotools:
             continue
+        label = f"{name.replace('_', '-')} {library_version(name)} COCOeval (evaluate+accumulate+summarize)"
         runner = reference_runner(name)
         if runner is None:
             print(f"{name}: not installed, skipped")
+            summary.append(
+                {
+                    "benchmark": f"COCO bbox, {args.images} images (update + compute)",
+                    "objdet_s": t_ours,
+                    "reference": f"{name.replace('_', '-')} COCOeval",
+                    "reference_s": None,
+                    "note": "reference not installed",
+                }
+            )
             continue
         gt, dt = runner.build(gt_dataset, results)  # type: ignore[attr-defined]
         t_ref, stats_ref = timed(
             lambda r=runner, g=gt, d=dt: r(g, d), 1 if name == "pycocotools" else args.repeat
         )
         rows.append((f"{name} (evaluate+accumulate+summarize)", t_ref, stats_ref))
+        summary.append(
+            {
+                "benchmark": f"COCO bbox, {args.images} images (update + compute)",
+                "objdet_s": t_ours,
+                "reference": label,
+                "reference_s": t_ref,
+                "note": f"12 stats max |diff| {np.abs(stats_ref - stats_ours).max():.1e}; "
+                f"state {size / n_det:.1f} B per detection",
+            }
+        )
 
     print("\n| implementation | time (s) | ours / this | max abs diff of the 12 stats vs objdet |")
     print("|---|---:|---:|---:|")
     for name, t, s in rows:
         print(f"| {name} | {t:.3f} | {t_ours / t:.3f} | {np.abs(s - stats_ours).max():.2e} |")
-    kept = metric._state("macro_scores").numel()
-    size = state_bytes(metric)
     print(
         f"\nstate: {size} bytes = {size / n_det:.1f} B per input detection ({kept} kept of {n_det}, "
         f"{size / max(kept, 1):.1f} B per kept detection, GT rows included)"
     )
+    return summary
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Summary rows for ``benchmarks/run.py``: the defaults above, or 200 images once with ``quick``."""
+    return measure(parse_args(["--images", "200", "--repeat", "1"] if quick else []))
 
 
 if __name__ == "__main__":
-    main()
+    measure(parse_args())

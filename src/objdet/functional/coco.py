@@ -158,7 +158,7 @@ def coco_accumulate(
 
     Args:
         scores, labels, rank: (N,) per kept detection, in image order (the update order).
-        tp_packed, ignored_packed: (N, B) uint8 lane flags from :func:`coco_match`, lane
+        tp_packed, ignored_packed: (N, B) uint8 lane flags from :func:`~objdet.ops.coco.coco_match`, lane
             ``t * A + a`` for IoU threshold t and area range a.
         gt_labels: (G,) class of each row of ``gt_counts`` (classes may repeat).
         gt_counts: (G, A) number of non-ignored GT per row and area range.

@@ -2,6 +2,7 @@
 
 from objdet.training.metrics.anomaly import AnomalyDetectionMetrics, ScoreStatisticsMetric
 from objdet.training.metrics.classwise_ap import ClasswiseAP
+from objdet.training.metrics.confusion_matrix import ConfusionMatrix
 from objdet.training.metrics.mean_ap import MeanAveragePrecision
 from objdet.training.metrics.variance import ComponentOrthogonalityMetric, ExplainedVarianceMetric
 
@@ -9,6 +10,7 @@ __all__ = [
     "AnomalyDetectionMetrics",
     "ClasswiseAP",
     "ComponentOrthogonalityMetric",
+    "ConfusionMatrix",
     "ExplainedVarianceMetric",
     "MeanAveragePrecision",
     "ScoreStatisticsMetric",

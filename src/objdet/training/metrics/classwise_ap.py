@@ -82,3 +82,29 @@ class ClasswiseAP(MeanAveragePrecision):
         values = torch.full((self.num_classes,), -1.0, dtype=torch.float64, device=self.device)
         values[tables.classes.long()] = ap
         return {f"{name}_AP": values[i].to(torch.float32) for i, name in enumerate(self.class_names)}
+
+    def plot(
+        self,
+        val: Any = None,
+        ax: Any = None,
+        kind: Literal["pr", "f1", "precision", "recall", "ap"] = "ap",
+        iou_threshold: float | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> tuple[Any, Any]:
+        """Per-class AP bars, sorted (``kind="ap"``, from ``val`` = a ``compute()`` result or the state).
+
+        Other kinds draw the curves of :meth:`MeanAveragePrecision.plot` at ``iou_threshold``
+        (default: this metric's threshold, 0.5 when it averages 0.50:0.95), with the class names.
+        Returns ``(fig, ax)``.
+        """
+        from objdet.functional.curves import DetectionCurves
+        from objdet.plotting.detection import plot_ap_bars
+
+        names = list(class_names) if class_names is not None else self.class_names
+        if kind == "ap" and not isinstance(val, list | DetectionCurves):
+            values = val if isinstance(val, dict) else self.compute()
+            ap = [float(values[f"{name}_AP"]) for name in self.class_names]
+            at = "0.50:0.95" if self.iou_threshold is None else f"{self.iou_threshold:g}"
+            iou = "IoU 0.50:0.95" if self.iou_threshold is None else f"IoU ≥ {at}"
+            return plot_ap_bars(ap, names, ax=ax, xlabel=f"AP@{at}", title=f"AP per class ({iou})")
+        return super().plot(val, ax, kind=kind, iou_threshold=iou_threshold, class_names=names)

@@ -19,6 +19,7 @@ from objdet.functional.coco import (
     default_rec_thresholds,
     per_class_ap_ar,
 )
+from objdet.functional.curves import DetectionCurves, coco_state_curves
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.ops.coco import coco_gt_ignored, coco_match
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
@@ -334,13 +335,92 @@ class MeanAveragePrecision(Metric):
         out["classes"] = self._classes(tables)
         return out
 
-    def plot(self, val: Any = None, ax: Any = None) -> Any:
-        """Plot the scalar results (or a list of them over time); returns ``(fig, ax)``."""
-        if val is None:
-            val = self.compute()
-        values = val if isinstance(val, list) else [val]
-        scalars = [
-            {k: v for k, v in d.items() if isinstance(v, Tensor) and v.numel() == 1 and k != "classes"}
-            for d in values
-        ]
-        return self._plot(scalars if isinstance(val, list) else scalars[0], ax)
+    def curves(
+        self,
+        iou_threshold: float | None = None,
+        confidence: int | Tensor = 1001,
+        average: Literal["micro", "macro"] = "micro",
+    ) -> DetectionCurves:
+        """Per-class PR curves and precision/recall/F1 vs confidence at one IoU threshold.
+
+        Read from the flags kept by ``update()`` (area "all", the best
+        ``max_detection_thresholds[-1]`` detections per image and class); nothing is matched
+        again. Each class's AP in the result equals pycocotools' per-class AP at that threshold.
+        Under DDP the state is gathered first, like ``compute()``: call it on every rank.
+
+        Args:
+            iou_threshold: one of ``iou_thresholds`` (default 0.5 when present, else the first).
+            confidence: number of evenly spaced confidence thresholds (over [0, 1] when the scores
+                lie in [0, 1], else over their range) or a 1-D tensor of thresholds.
+            average: how the overall precision/recall/F1 pool the classes: "micro" (counts
+                summed) or "macro" (mean over classes with GT).
+
+        Returns:
+            :class:`objdet.functional.curves.DetectionCurves`; ``best_confidence`` is the
+            confidence threshold with the highest overall F1.
+
+        Example:
+            >>> import torch
+            >>> from objdet.training.metrics import MeanAveragePrecision
+            >>> metric = MeanAveragePrecision()
+            >>> metric.update([dict(boxes=torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30]]),
+            ...                     scores=torch.tensor([0.9, 0.4]), labels=torch.tensor([0, 0]))],
+            ...               [dict(boxes=torch.tensor([[0.0, 0, 10, 10]]), labels=torch.tensor([0]))])
+            >>> c = metric.curves(iou_threshold=0.5)
+            >>> round(c.ap.item(), 6), round(c.best_confidence.item(), 3), c.best_f1.item()
+            (1.0, 0.401, 1.0)
+        """
+        if "macro" not in self._modes:
+            raise ValueError(
+                "`curves()` needs per-class state: create the metric with average='macro' (the default) "
+                f"or class_metrics=True, got average={self.average!r}, class_metrics={self.class_metrics!r}"
+            )
+        synced_here = not self._is_synced
+        if synced_here:
+            self.sync(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync)
+        try:
+            return coco_state_curves(
+                self._state("macro_scores"),
+                self._state("macro_labels"),
+                self._state("macro_tp"),
+                self._state("macro_ignored"),
+                self._state("macro_gt_labels"),
+                self._state("macro_gt_counts"),
+                self.iou_thresholds,
+                iou_threshold,
+                rec_thresholds=torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
+                confidence=confidence,
+                average=average,
+            )
+        finally:
+            if synced_here and self._is_synced:
+                self.unsync(should_unsync=self._should_unsync)
+
+    def plot(
+        self,
+        val: Any = None,
+        ax: Any = None,
+        kind: Literal["pr", "f1", "precision", "recall", "ap"] = "pr",
+        iou_threshold: float | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> tuple[Any, Any]:
+        """Draw the detection curves at one IoU threshold; returns ``(fig, ax)`` like torchmetrics.
+
+        ``kind``: "pr" (precision-recall per class, mean bold, AP in the legend), "f1",
+        "precision" or "recall" (vs confidence, best-F1 threshold marked) or "ap" (per-class AP
+        bars); see :mod:`objdet.plotting.detection`. The curves come from :meth:`curves` (so
+        under DDP call it on every rank), or from ``val`` when it is a ``DetectionCurves``; a
+        ``val`` dict from ``compute()`` is accepted and not needed. A list of ``compute()``
+        results draws their scalars over time (torchmetrics' plot). ``class_names`` is indexed
+        by class id.
+        """
+        if isinstance(val, list):
+            scalars = [
+                {k: v for k, v in d.items() if isinstance(v, Tensor) and v.numel() == 1 and k != "classes"}
+                for d in val
+            ]
+            return self._plot(scalars, ax)
+        from objdet.plotting.detection import plot_detection_curves
+
+        curves = val if isinstance(val, DetectionCurves) else self.curves(iou_threshold)
+        return plot_detection_curves(curves, kind=kind, class_names=class_names, ax=ax)

@@ -1,0 +1,191 @@
+"""Figures of the docs, drawn at build time by objdet's own plotting code (``docs/conf.py`` calls it).
+
+Each function writes one PNG into ``docs/_generated/`` (not tracked); the pages show them with
+``{figure}``. The data are small generated examples, so a build takes a few seconds.
+To add a figure: write ``def fig_<name>(out: Path) -> None`` here; ``draw_all`` finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from objdet.plotting.anomaly import plot_anomaly_heatmap
+from objdet.plotting.variance import plot_pca_scatter
+from objdet.training.metrics import (
+    AnomalyDetectionMetrics,
+    ComponentOrthogonalityMetric,
+    ExplainedVarianceMetric,
+    ScoreStatisticsMetric,
+)
+
+DPI = 100
+
+
+def _save(fig: Any, path: Path) -> None:
+    if not isinstance(fig, Figure):  # torchmetrics' plot helpers hand back their own figure type
+        fig = fig.figure
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.clear()
+
+
+def anomaly_maps(n: int = 6, size: int = 96, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth noise maps with two elliptic anomalous blobs each, scores raised inside the blobs."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    target = torch.zeros(n, size, size, dtype=torch.bool)
+    for i in range(n):
+        for _ in range(2):
+            cy, cx = torch.randint(10, size - 10, (2,), generator=g).tolist()
+            ry, rx = (torch.rand(2, generator=g) * 6 + 4).tolist()
+            target[i] |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+    noise = F.avg_pool2d(torch.randn(n, 1, size, size, generator=g), 5, stride=1, padding=2).squeeze(1)
+    scores = 3.0 * noise + 2.0 * target + 0.3 * torch.randn(n, size, size, generator=g)
+    return scores, target
+
+
+def fig_anomaly_histogram(out: Path) -> None:
+    scores, target = anomaly_maps()
+    metric = AnomalyDetectionMetrics(threshold=1.0)
+    metric.update(scores, target)
+    fig, _ = metric.plot()
+    _save(fig, out)
+
+
+def fig_anomaly_heatmap(out: Path) -> None:
+    scores, target = anomaly_maps()
+    image = 0.5 + 0.15 * F.avg_pool2d(scores[:1, None], 9, stride=1, padding=4)[0, 0]
+    fig, _ = plot_anomaly_heatmap(scores[0], image=image, target=target[0], threshold=1.0)
+    _save(fig, out)
+
+
+def fig_score_statistics(out: Path) -> None:
+    scores, _ = anomaly_maps()
+    metric = ScoreStatisticsMetric(quantiles=(0.5, 0.95, 0.99))
+    metric.update(scores)
+    fig, _ = metric.plot()
+    _save(fig, out)
+
+
+def _features(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (1500,), generator=g)
+    centres = torch.tensor(
+        [[4.0, 0.0, 0.0, 0.0, 0.0, 0.0], [-2.0, 3.0, 0.0, 0.0, 0.0, 0.0], [-2.0, -3.0, 1.0, 0, 0, 0]]
+    )
+    x = centres[labels] + torch.randn(1500, 6, generator=g) * torch.tensor([1.5, 1.2, 0.8, 0.5, 0.3, 0.1])
+    return x, labels
+
+
+def fig_scree(out: Path) -> None:
+    x, _ = _features()
+    metric = ExplainedVarianceMetric(n_components=2)
+    metric.update(x)
+    fig, _ = metric.plot()
+    _save(fig, out)
+
+
+def fig_pca_scatter(out: Path) -> None:
+    x, labels = _features()
+    metric = ExplainedVarianceMetric()
+    metric.update(x)
+    mean, evals, components = metric.pca()
+    fig, _ = plot_pca_scatter(
+        x, mean, components, evals / evals.sum(), labels=labels, class_names={0: "a", 1: "b", 2: "c"}
+    )
+    _save(fig, out)
+
+
+def fig_orthogonality(out: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    w = torch.linalg.qr(torch.randn(8, 5, generator=g)).Q.T  # 5 orthonormal rows of length 8
+    w[3] = 0.8 * w[3] + 0.6 * w[1]  # ... but row 3 leans on row 1
+    metric = ComponentOrthogonalityMetric()
+    metric.update(w)
+    fig, _ = metric.plot()
+    _save(fig, out)
+
+
+#: The worked example of the confusion-matrix guide (rows: ground truth, columns: predictions).
+CM_NAMES = ["cat", "dog", "car", "background"]
+CM_EXAMPLE = np.array([[1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [0, 1, 0, 0]])
+
+
+def fig_confusion_matrix_layout(out: Path) -> None:
+    """The layout of a detection confusion matrix, filled with the guide's worked example."""
+    fig = Figure(figsize=(6.4, 5.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    n = len(CM_NAMES)
+    shade = np.zeros((n, n))
+    shade[:-1, :-1] = 1  # class x class
+    shade[np.arange(n - 1), np.arange(n - 1)] = 2  # correct class
+    shade[-1, :] = 3  # background row: false positives
+    shade[:, -1] = 4  # background column: false negatives
+    shade[-1, -1] = 0
+    colors = np.array(
+        [[1, 1, 1], [0.93, 0.93, 0.93], [0.78, 0.9, 0.78], [0.98, 0.8, 0.78], [0.8, 0.86, 0.98]]
+    )
+    ax.imshow(colors[shade.astype(int)], interpolation="nearest")
+    for i in range(n):
+        for j in range(n):
+            text = "0 (always)" if i == j == n - 1 else str(CM_EXAMPLE[i, j])
+            ax.text(j, i, text, ha="center", va="center", fontsize=12 if i != j or i < n - 1 else 9)
+    ax.set_xticks(range(n), CM_NAMES, rotation=30, ha="left", rotation_mode="anchor")
+    ax.set_yticks(range(n), CM_NAMES)
+    ax.set_xlabel("predicted class (columns)")
+    ax.set_ylabel("ground-truth class (rows)")
+    ax.xaxis.set_label_position("top")
+    ax.xaxis.tick_top()
+    ax.set_xticks(np.arange(n + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(n + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="0.5", linewidth=0.8)
+    ax.tick_params(which="minor", length=0)
+    ax.annotate(
+        "row 'background': detections that matched\nno ground truth = false positives",
+        xy=(1, n - 1),
+        xytext=(0.0, n + 0.15),
+        fontsize=9,
+        color="#a33",
+        arrowprops={"arrowstyle": "->", "color": "#a33"},
+        annotation_clip=False,
+    )
+    ax.annotate(
+        "column 'background': ground truths\nmatched by no detection = false negatives",
+        xy=(n - 0.8, 1.2),
+        xytext=(n - 0.3, 1.9),
+        fontsize=9,
+        color="#35a",
+        arrowprops={"arrowstyle": "->", "color": "#35a"},
+        annotation_clip=False,
+    )
+    _save(fig, out)
+
+
+def figures() -> dict[str, Callable[[Path], None]]:
+    return {
+        name[4:]: fn for name, fn in sorted(globals().items()) if name.startswith("fig_") and callable(fn)
+    }
+
+
+def draw_all(folder: Path) -> list[Path]:
+    """Draw every figure into ``folder``; returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fn in figures().items():
+        path = folder / f"{name}.png"
+        fn(path)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for p in draw_all(Path(__file__).resolve().parent / "_generated"):
+        print(p)

@@ -1,0 +1,281 @@
+"""Detection curves from the COCO engine's per-detection flags, without re-running the evaluation.
+
+Input is what :class:`objdet.training.metrics.MeanAveragePrecision` keeps, read at one IoU
+threshold t and area range "all": per detection its score, class and two flags, ``tp``
+(matched to a non-ignored GT at t) and ``ignored`` (pycocotools' dtIgnore: matched to a crowd
+or otherwise ignored GT); every other detection is a false positive. Per class, the number of
+non-ignored GTs is the recall denominator. Detections are those the engine kept, the best
+``max_detection_thresholds[-1]`` per (image, class), as in pycocotools.
+
+Two families of curves come out (:class:`DetectionCurves`):
+
+* precision-recall per class: pycocotools' interpolated precision at the recall points
+  (0:0.01:1 by default) and its mean, the class's AP at t, equal to pycocotools' value
+  (the same accumulation code as :func:`objdet.functional.coco.coco_accumulate`);
+* precision, recall and F1 as functions of the confidence threshold c (a detection counts
+  when its score >= c; ignored detections never count), per class and overall, and the c
+  that maximises F1. precision = TP / (TP + FP), recall = TP / nGT, F1 = 2 TP / (TP + FP + nGT).
+  "overall" is ``average="micro"`` (counts pooled over classes: the detector's P/R/F1 at c)
+  or ``"macro"`` (mean of the per-class values over classes with GT, precision over those of
+  them with a detection at c).
+
+Undefined values are NaN in the confidence curves (precision without detections at c, recall
+without GT) and -1 in the PR curves and AP (pycocotools' convention for classes without GT).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from objdet.functional.coco import _accumulate_one, default_rec_thresholds
+from objdet.ops.coco import descending_order_key
+
+__all__ = ["DetectionCurves", "coco_state_curves", "confidence_grid", "detection_curves"]
+
+
+@dataclass
+class DetectionCurves:
+    """Per-class PR and confidence curves at one IoU threshold (float64 unless noted).
+
+    K classes (those with a detection or a GT), R recall points, S confidence thresholds.
+    """
+
+    classes: Tensor  #: (K,) int64 class ids, sorted
+    iou_threshold: float  #: the IoU threshold t of the TP flags
+    num_gt: Tensor  #: (K,) int64 non-ignored GTs per class
+    recall_points: Tensor  #: (R,) recall points of the PR curves
+    pr_precision: Tensor  #: (K, R) interpolated precision at each recall point, -1 without GT
+    ap: Tensor  #: (K,) AP at t (mean of ``pr_precision``), -1 without GT
+    confidence: Tensor  #: (S,) increasing confidence thresholds
+    tp: Tensor  #: (K, S) int64 true positives with score >= confidence
+    fp: Tensor  #: (K, S) int64 false positives with score >= confidence
+    precision: Tensor  #: (K, S) NaN where no counted detection
+    recall: Tensor  #: (K, S) NaN without GT
+    f1: Tensor  #: (K, S) NaN with neither GT nor detection
+    average: str  #: "micro" or "macro": how the overall curves pool the classes
+    overall_precision: Tensor  #: (S,)
+    overall_recall: Tensor  #: (S,)
+    overall_f1: Tensor  #: (S,)
+    best_confidence: Tensor  #: () lowest confidence with the highest overall F1 (NaN if none)
+    best_f1: Tensor  #: () overall F1 there
+    class_best_confidence: Tensor  #: (K,) the same per class
+    class_best_f1: Tensor  #: (K,)
+
+    @property
+    def map(self) -> Tensor:
+        """() mean AP over the classes with GT (-1 if none): pycocotools' AP at t (e.g. mAP@0.5)."""
+        defined = self.ap > -1
+        if not bool(defined.any()):
+            return torch.tensor(-1.0, dtype=torch.float64, device=self.ap.device)
+        return self.ap[defined].mean()
+
+
+def confidence_grid(scores: Tensor, steps: int = 1001) -> Tensor:
+    """``steps`` evenly spaced thresholds (float64): over [0, 1] when every score lies in [0, 1]
+    (or there is none), otherwise over [min score, max score] (scores are not assumed to be
+    probabilities)."""
+    if steps < 2:
+        raise ValueError(f"`confidence` must be at least 2 steps, got {steps}")
+    lo, hi = 0.0, 1.0
+    if scores.numel():
+        smin, smax = (float(v) for v in torch.aminmax(scores.to(torch.float64)))
+        if smin < 0.0 or smax > 1.0:
+            lo, hi = smin, smax if smax > smin else smin + 1.0
+    return torch.linspace(lo, hi, steps, dtype=torch.float64, device=scores.device)
+
+
+def _best(f1: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row of (..., S): the highest F1 (NaN ignored) and the lowest threshold reaching it."""
+    filled = torch.where(torch.isnan(f1), -1.0, f1)
+    best, index = filled.max(-1)  # first maximum: the lowest threshold
+    none = best < 0
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=grid.device)
+    return torch.where(none, nan, grid[index]), torch.where(none, nan, best)
+
+
+def detection_curves(
+    scores: Tensor,
+    labels: Tensor,
+    tp: Tensor,
+    ignored: Tensor,
+    gt_labels: Tensor,
+    gt_counts: Tensor,
+    iou_threshold: float,
+    rec_thresholds: Tensor | None = None,
+    confidence: int | Tensor = 1001,
+    average: Literal["micro", "macro"] = "micro",
+) -> DetectionCurves:
+    """PR curves, AP and precision/recall/F1 vs confidence (see the module docstring).
+
+    Args:
+        scores, labels: (N,) per detection, in image order (ties in score keep this order, as
+            in pycocotools).
+        tp, ignored: (N,) bool flags at the IoU threshold, area "all".
+        gt_labels: (G,) class of each entry of ``gt_counts`` (classes may repeat: they are summed).
+        gt_counts: (G,) number of non-ignored GTs.
+        iou_threshold: recorded in the result.
+        rec_thresholds: (R,) recall points, default pycocotools' 0:0.01:1.
+        confidence: number of evenly spaced thresholds (see :func:`confidence_grid`) or an
+            explicit 1-D tensor of thresholds (sorted here).
+        average: "micro" or "macro" for the overall curves.
+
+    Example:
+        >>> import torch
+        >>> from objdet.functional.curves import detection_curves
+        >>> c = detection_curves(torch.tensor([0.9, 0.8, 0.3]), torch.tensor([0, 0, 0]),
+        ...                      torch.tensor([True, False, True]), torch.tensor([False, False, False]),
+        ...                      torch.tensor([0]), torch.tensor([2]), 0.5, confidence=11)
+        >>> round(c.ap.item(), 4), c.best_confidence.item(), round(c.best_f1.item(), 3)
+        (0.835, 0.0, 0.8)
+        >>> c.precision[0, 5].item(), c.recall[0, 5].item()  # at confidence 0.5
+        (0.5, 0.5)
+    """
+    if average not in ("micro", "macro"):
+        raise ValueError(f"`average` must be 'micro' or 'macro', got {average!r}")
+    device = scores.device
+    f64 = torch.float64
+    scores = scores.to(f64)
+    labels, gt_labels = labels.long(), gt_labels.long()
+    tp, ignored = tp.bool(), ignored.bool()
+    classes = torch.unique(torch.cat([labels, gt_labels]))
+    n_cls = classes.numel()
+    cls = torch.searchsorted(classes, labels)
+    n_gt = torch.zeros(n_cls, dtype=torch.int64, device=device)
+    n_gt.index_add_(0, torch.searchsorted(classes, gt_labels), gt_counts.long())
+
+    # PR curves: pycocotools' accumulation on detections sorted by class, then score (stable).
+    rec = (
+        torch.tensor(default_rec_thresholds(), dtype=f64, device=device)
+        if rec_thresholds is None
+        else rec_thresholds.to(device=device, dtype=f64)
+    )
+    by_score = torch.sort(descending_order_key(scores), stable=True).indices
+    order = by_score[torch.sort(cls[by_score], stable=True).indices]
+    pr, _, _ = _accumulate_one(
+        scores[order], cls[order], tp[order][None], ignored[order][None], n_gt, n_cls, rec
+    )
+    pr_precision = pr[0].T.contiguous()  # (K, R)
+    has_gt = n_gt > 0
+    ap = torch.where(has_gt, pr_precision.mean(1) if rec.numel() else 0.0, -1.0)
+
+    # Confidence curves: a detection counts at the first searchsorted(grid, score, right) thresholds.
+    if isinstance(confidence, Tensor):
+        grid = torch.sort(confidence.to(device=device, dtype=f64).reshape(-1)).values
+        if grid.numel() == 0 or not bool(torch.isfinite(grid).all()):
+            raise ValueError(f"`confidence` thresholds must be finite and non-empty, got {confidence}")
+    else:
+        grid = confidence_grid(scores, int(confidence))
+    n_steps = grid.numel()
+    upto = torch.searchsorted(grid, scores, right=True)  # (N,) in [0, S]
+    counted = ~ignored
+    cell = cls * (n_steps + 1) + upto
+
+    def count_at_least(flags: Tensor) -> Tensor:
+        hist = torch.bincount(cell[flags], minlength=n_cls * (n_steps + 1)).reshape(n_cls, n_steps + 1)
+        return torch.flip(torch.cumsum(torch.flip(hist[:, 1:], [1]), 1), [1])  # (K, S): sum over m > j
+
+    tp_c = count_at_least(tp & counted)
+    fp_c = count_at_least(~tp & counted)
+    nan = torch.tensor(float("nan"), dtype=f64, device=device)
+
+    def prf(t: Tensor, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        t, f, g = t.to(f64), f.to(f64), g.to(f64)
+        precision = torch.where(t + f > 0, t / (t + f).clamp(min=1), nan)
+        recall = torch.where(g > 0, t / g.clamp(min=1), nan)
+        f1 = torch.where(t + f + g > 0, 2 * t / (t + f + g).clamp(min=1), nan)
+        return precision, recall, f1
+
+    precision, recall, f1 = prf(tp_c, fp_c, n_gt[:, None].expand(-1, n_steps))
+    if average == "micro":
+        o_p, o_r, o_f = prf(tp_c.sum(0), fp_c.sum(0), n_gt.sum().expand(n_steps))
+    else:
+        sel = has_gt
+        if bool(sel.any()):
+            o_p = torch.nanmean(precision[sel], 0)
+            o_r, o_f = recall[sel].mean(0), f1[sel].mean(0)
+        else:
+            o_p = o_r = o_f = torch.full((n_steps,), float("nan"), dtype=f64, device=device)
+    best_c, best_f = _best(o_f, grid)
+    class_best_c, class_best_f = _best(f1, grid)
+    return DetectionCurves(
+        classes=classes,
+        iou_threshold=float(iou_threshold),
+        num_gt=n_gt,
+        recall_points=rec,
+        pr_precision=pr_precision,
+        ap=ap,
+        confidence=grid,
+        tp=tp_c,
+        fp=fp_c,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        average=average,
+        overall_precision=o_p,
+        overall_recall=o_r,
+        overall_f1=o_f,
+        best_confidence=best_c,
+        best_f1=best_f,
+        class_best_confidence=class_best_c,
+        class_best_f1=class_best_f,
+    )
+
+
+def _lane(packed: Tensor, lane: int) -> Tensor:
+    """(N,) bool flags of one lane of :func:`objdet.ops.coco.pack_lanes` bytes (N, B)."""
+    return ((packed[:, lane // 8] >> (lane % 8)) & 1).bool()
+
+
+def coco_state_curves(
+    scores: Tensor,
+    labels: Tensor,
+    tp_packed: Tensor,
+    ignored_packed: Tensor,
+    gt_labels: Tensor,
+    gt_counts: Tensor,
+    iou_thresholds: Sequence[float],
+    iou_threshold: float | None = None,
+    rec_thresholds: Tensor | None = None,
+    confidence: int | Tensor = 1001,
+    average: Literal["micro", "macro"] = "micro",
+) -> DetectionCurves:
+    """:func:`detection_curves` on the COCO metric's compact state, at one IoU threshold, area "all".
+
+    Args:
+        scores, labels: (N,) per kept detection, in update order.
+        tp_packed, ignored_packed: (N, B) uint8 lane flags (lane ``t * A + a``, see
+            :func:`objdet.ops.coco.coco_match`); area range 0 must be "all".
+        gt_labels: (G,) class of each row of ``gt_counts``; gt_counts: (G, A) non-ignored GTs.
+        iou_thresholds: the T thresholds of the lanes.
+        iou_threshold: which of them (default 0.5 when present, else the first); another value
+            is a ValueError, since the flags exist only for the thresholds matched in ``update()``.
+        rec_thresholds, confidence, average: as in :func:`detection_curves`.
+    """
+    thresholds = [float(t) for t in iou_thresholds]
+    if iou_threshold is None:
+        iou_threshold = 0.5 if any(abs(t - 0.5) < 1e-9 for t in thresholds) else thresholds[0]
+    index = [i for i, t in enumerate(thresholds) if abs(t - float(iou_threshold)) < 1e-9]
+    if not index:
+        raise ValueError(
+            f"`iou_threshold` must be one of the metric's iou_thresholds {thresholds}, got {iou_threshold!r}"
+        )
+    lane = index[0] * gt_counts.shape[1]  # area range 0: "all"
+    tp = _lane(tp_packed, lane)
+    ignored = _lane(ignored_packed, lane)
+    return detection_curves(
+        scores,
+        labels,
+        tp,
+        ignored,
+        gt_labels,
+        gt_counts[:, 0],
+        thresholds[index[0]],
+        rec_thresholds=rec_thresholds,
+        confidence=confidence,
+        average=average,
+    )

@@ -1,0 +1,161 @@
+"""Detection confusion matrix with a background class, as a ``torchmetrics.Metric``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from objdet.functional.confusion import (
+    Normalize,
+    confusion_precision_recall_f1,
+    detection_confusion_matrix,
+    normalize_confusion_matrix,
+)
+from objdet.ops.boxes import BOX_FORMATS
+from objdet.training.metrics._detection_inputs import flatten_detections
+
+
+class ConfusionMatrix(Metric):
+    """Detection confusion matrix (C + 1, C + 1): rows ground truth, columns predictions, C = background.
+
+    In every image the detections with score >= ``conf_threshold`` are matched to the non-crowd
+    GTs one-to-one, class-agnostically, greedily by descending IoU over pairs with IoU >=
+    ``iou_threshold`` (ties: higher score, then lower detection index, then lower GT index).
+    A matched pair adds one at (GT class, detection class); an unmatched detection one at
+    (C, detection class), a false positive; an unmatched GT one at (GT class, C), a false
+    negative; [C, C] is 0. Crowd GTs (``iscrowd=1``) are neither counted nor matched, and an
+    unmatched detection whose intersection with a crowd GT covers >= ``iou_threshold`` of its
+    own area is dropped (COCO's crowd rule). So row i sums to the non-crowd GTs of class i and
+    column j to the counted detections of class j.
+
+    The state is the matrix itself (sum-reduced under DDP); matching runs in ``update()`` on
+    the inputs' device, vectorised over the batch.
+
+    Args:
+        num_classes: C; labels must lie in 0..C-1.
+        iou_threshold: minimum IoU of a match, in (0, 1].
+        conf_threshold: minimum score of a counted detection (scores are used raw: any real value).
+        class_names: optional C names, used by :meth:`plot`.
+        box_format: "xyxy", "xywh" or "cxcywh".
+
+    Example:
+        >>> import torch
+        >>> from objdet.training.metrics import ConfusionMatrix
+        >>> metric = ConfusionMatrix(num_classes=2)
+        >>> preds = [dict(boxes=torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30], [50.0, 50, 60, 60]]),
+        ...               scores=torch.tensor([0.9, 0.8, 0.7]), labels=torch.tensor([0, 0, 1]))]
+        >>> target = [dict(boxes=torch.tensor([[0.0, 0, 10, 10], [21.0, 20, 30, 30], [80.0, 80, 90, 90]]),
+        ...                labels=torch.tensor([0, 1, 1]))]
+        >>> metric.update(preds, target)
+        >>> metric.compute()
+        tensor([[1, 0, 0],
+                [1, 0, 1],
+                [0, 1, 0]])
+        >>> {k: v.tolist() for k, v in metric.per_class_metrics().items()}
+        {'precision': [0.5, 0.0], 'recall': [1.0, 0.0], 'f1': [0.6666666666666666, 0.0]}
+    """
+
+    is_differentiable = False
+    higher_is_better = None
+    full_state_update = False
+    matrix: Tensor
+
+    def __init__(
+        self,
+        num_classes: int = 80,
+        iou_threshold: float = 0.5,
+        conf_threshold: float = 0.25,
+        class_names: Sequence[str] | None = None,
+        box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}")
+        if not isinstance(iou_threshold, int | float) or not 0.0 < float(iou_threshold) <= 1.0:
+            raise ValueError(f"`iou_threshold` must be a float in (0, 1], got {iou_threshold!r}")
+        if (
+            not isinstance(conf_threshold, int | float)
+            or isinstance(conf_threshold, bool)
+            or math.isnan(conf_threshold)
+        ):
+            raise ValueError(f"`conf_threshold` must be a real number (not NaN), got {conf_threshold!r}")
+        if box_format not in BOX_FORMATS:
+            raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
+        if class_names is not None:
+            class_names = list(class_names)
+            if len(class_names) != num_classes or not all(isinstance(n, str) for n in class_names):
+                raise ValueError(
+                    f"`class_names` must be {num_classes} strings (one per class), got {len(class_names)}"
+                )
+        self.num_classes = num_classes
+        self.iou_threshold = float(iou_threshold)
+        self.conf_threshold = float(conf_threshold)
+        self.class_names = class_names
+        self.box_format = box_format
+        size = num_classes + 1
+        self.add_state("matrix", default=torch.zeros(size, size, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, preds: Sequence[dict[str, Tensor]], target: Sequence[dict[str, Tensor]]) -> None:
+        """Match one batch of images and add its counts.
+
+        Args:
+            preds: one dict per image with ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,).
+            target: one dict per image with ``boxes`` (M, 4), ``labels`` (M,), optional ``iscrowd`` (M,).
+        """
+        flat = flatten_detections(preds, target, self.box_format, num_classes=self.num_classes)
+        self.matrix += detection_confusion_matrix(
+            flat.det_img,
+            flat.det_label,
+            flat.det_score,
+            flat.det_xywh,
+            flat.gt_img,
+            flat.gt_label,
+            flat.gt_xywh,
+            flat.gt_crowd,
+            self.num_classes,
+            iou_threshold=self.iou_threshold,
+            conf_threshold=self.conf_threshold,
+        ).to(self.matrix.device)
+
+    def compute(self) -> Tensor:
+        """The int64 (C + 1, C + 1) matrix: rows ground truth, columns predictions, index C background."""
+        return self.matrix.clone()
+
+    def normalized(self, normalize: Normalize = "true") -> Tensor:
+        """The matrix in float64 normalised by true class (rows), predicted class (columns) or total.
+
+        See :func:`objdet.functional.confusion.normalize_confusion_matrix`.
+        """
+        return normalize_confusion_matrix(self.compute(), normalize)
+
+    def per_class_metrics(self) -> dict[str, Tensor]:
+        """``{"precision", "recall", "f1"}``: float64 (C,) each at ``conf_threshold``, NaN where undefined.
+
+        See :func:`objdet.functional.confusion.confusion_precision_recall_f1`.
+        """
+        return confusion_precision_recall_f1(self.compute())
+
+    def plot(
+        self,
+        val: Tensor | None = None,
+        ax: Any = None,
+        normalize: Normalize | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> tuple[Any, Any]:
+        """Draw the matrix (``val`` or the computed one); returns ``(fig, ax)`` like torchmetrics.
+
+        Uses :func:`objdet.plotting.detection.plot_confusion_matrix` (``normalize``: None for
+        counts, "true", "pred" or "all"); ``class_names`` defaults to the constructor's.
+        """
+        from objdet.plotting.detection import plot_confusion_matrix
+
+        matrix = self.compute() if val is None else val
+        names = class_names if class_names is not None else self.class_names
+        details = f"IoU ≥ {self.iou_threshold:g}, score ≥ {self.conf_threshold:g}"
+        return plot_confusion_matrix(matrix, class_names=names, normalize=normalize, ax=ax, details=details)

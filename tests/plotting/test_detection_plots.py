@@ -1,0 +1,244 @@
+"""Detection figures render to PNG, carry the labels they promise, and survive 1, 80 and 0 classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from objdet.functional.curves import detection_curves
+from objdet.plotting.detection import (
+    plot_ap_bars,
+    plot_confidence_curves,
+    plot_confusion_matrix,
+    plot_detection_curves,
+    plot_pr_curves,
+)
+from objdet.training.metrics import ClasswiseAP, ConfusionMatrix, MeanAveragePrecision
+from tests.helpers.coco_reference import make_dataset, to_torch
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.savefig(path, dpi=50)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def _texts(ax) -> list[str]:  # type: ignore[no-untyped-def]
+    return [t.get_text() for t in ax.texts]
+
+
+def _synthetic(n_classes: int, n_images: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    g = np.random.default_rng(seed)
+    preds, target = [], []
+    for _ in range(n_images):
+        m = int(g.integers(1, 8))
+        xy = g.uniform(0, 300, (m, 2))
+        gt = np.concatenate([xy, xy + g.uniform(10, 80, (m, 2))], 1)
+        labels = g.integers(0, n_classes, m)
+        dt = gt + g.normal(0, 4, gt.shape)
+        dt[:, 2:] = np.maximum(dt[:, 2:], dt[:, :2] + 1)
+        dl = np.where(g.random(m) < 0.15, g.integers(0, n_classes, m), labels)
+        preds.append(
+            {"boxes": torch.tensor(dt), "scores": torch.tensor(g.random(m)), "labels": torch.tensor(dl)}
+        )
+        target.append({"boxes": torch.tensor(gt), "labels": torch.tensor(labels)})
+    return preds, target
+
+
+# ----------------------------------------------------------------------------- confusion matrix
+
+
+def test_confusion_matrix_few_classes(tmp_path: Path) -> None:
+    m = np.array([[5, 1, 0, 2], [0, 3, 1, 0], [0, 0, 0, 1], [1, 2, 0, 0]])
+    fig, ax = plot_confusion_matrix(m, ["cat", "dog", "eel"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog", "eel", "background"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cat", "dog", "eel", "background"]
+    assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "ground truth"
+    assert sorted(_texts(ax)) == sorted(str(v) for v in m[m > 0])  # every non-zero count written
+    assert len(fig.axes) == 2  # the matrix and its colour bar
+    assert fig.axes[1].get_ylabel() == "count"
+    _save(fig, tmp_path / "cm_counts.png")
+    fig, ax = plot_confusion_matrix(m, ["cat", "dog", "eel"], normalize="true")
+    assert "0.62" in _texts(ax)  # 5 / 8 in the first row
+    assert fig.axes[1].get_ylabel() == "fraction" and "rows" in ax.get_title()
+    _save(fig, tmp_path / "cm_true.png")
+
+
+def test_confusion_matrix_one_and_eighty_classes(tmp_path: Path) -> None:
+    fig1, ax = plot_confusion_matrix(np.array([[3, 1], [2, 0]]))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "background"]
+    _save(fig1, tmp_path / "cm_1.png")
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 3, (81, 81)) * (rng.random((81, 81)) < 0.05) + np.diag(rng.integers(5, 40, 81))
+    big[80, 80] = 0
+    names = [f"class {i}" for i in range(80)]
+    fig80, ax = plot_confusion_matrix(big, names, normalize="pred")
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == "class 0" and labels[-1] == "background" and len(labels) == 81
+    assert ax.get_xticklabels()[0].get_rotation() == 90
+    assert _texts(ax) == []  # no numbers in 6561 cells
+    assert fig80.get_size_inches()[0] > 2 * fig1.get_size_inches()[0]  # the figure grows with C
+    _save(fig80, tmp_path / "cm_80.png")
+    _fig, ax = plot_confusion_matrix(np.eye(151, dtype=np.int64))  # beyond 100 classes: labels thinned
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(ticks) < 100 and ticks[-1] == "background"
+
+
+def test_confusion_matrix_no_data_and_errors(tmp_path: Path) -> None:
+    fig, ax = plot_confusion_matrix(torch.zeros(3, 3, dtype=torch.int64))
+    assert any("no data" in t for t in _texts(ax))
+    _save(fig, tmp_path / "cm_empty.png")
+    with pytest.raises(ValueError, match="square"):
+        plot_confusion_matrix(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"class_names.*2 entries.*got 3"):
+        plot_confusion_matrix(np.ones((3, 3)), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="normalize"):
+        plot_confusion_matrix(np.ones((3, 3)), normalize="rows")  # type: ignore[arg-type]
+
+
+def test_confusion_matrix_metric_plot(tmp_path: Path) -> None:
+    preds, target = _synthetic(3, 20)
+    metric = ConfusionMatrix(num_classes=3, class_names=["a", "b", "c"])
+    metric.update(preds, target)
+    fig, ax = metric.plot()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c", "background"]
+    assert "IoU ≥ 0.5" in ax.get_title()
+    _save(fig, tmp_path / "metric_cm.png")
+    fig, ax = metric.plot(normalize="all", class_names=["x", "y", "z"])
+    assert next(t.get_text() for t in ax.get_yticklabels()) == "x"
+    # drawing into a given axes
+    other = Figure()
+    target_ax = other.add_subplot(1, 1, 1)
+    fig2, ax2 = metric.plot(ax=target_ax)
+    assert fig2 is other and ax2 is target_ax
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def test_pr_curves_lines_and_legend(tmp_path: Path) -> None:
+    rec = np.linspace(0, 1, 101)
+    prec = np.stack([np.clip(1 - rec * k / 3, 0, 1) for k in (1, 2, 3)] + [np.full(101, -1.0)])
+    fig, ax = plot_pr_curves(rec, prec, class_names=["a", "b", "c", "no-gt"], iou_threshold=0.5)
+    assert len(ax.get_lines()) == 4  # three classes with GT and the mean
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0].startswith("all classes  mAP@0.5 = ")
+    assert any(t.startswith("a  ") for t in legend) and not any("no-gt" in t for t in legend)
+    assert ax.get_xlabel() == "recall" and ax.get_ylabel() == "precision"
+    mean_line = [ln for ln in ax.get_lines() if ln.get_linewidth() == 3.0]
+    assert len(mean_line) == 1
+    np.testing.assert_allclose(mean_line[0].get_ydata(), prec[:3].mean(0))
+    _save(fig, tmp_path / "pr.png")
+    many = np.tile(prec[:1], (80, 1))
+    fig, ax = plot_pr_curves(rec, many)
+    assert len(ax.get_lines()) == 81 and len(ax.get_legend().get_texts()) == 1  # no 80-entry legend
+    _save(fig, tmp_path / "pr_80.png")
+    fig, ax = plot_pr_curves(rec, prec[3:])
+    assert any("no data" in t for t in _texts(ax))
+    with pytest.raises(ValueError, match="ap"):
+        plot_pr_curves(rec, prec, ap=[0.5])
+
+
+def test_confidence_curves_best_point(tmp_path: Path) -> None:
+    x = np.linspace(0, 1, 11)
+    per = np.stack([np.sin(x * 3) / 2, np.full(11, np.nan)])
+    overall = np.sin(x * 3) / 2
+    fig, ax = plot_confidence_curves(x, per, overall, best_confidence=0.5, class_names=["a", "nothing"])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0] == "all classes" and legend[1].startswith("F1 0.499 at 0.5")
+    assert ax.get_xlabel() == "confidence threshold" and ax.get_ylabel() == "F1"
+    _save(fig, tmp_path / "f1.png")
+    fig, ax = plot_confidence_curves(x, np.full((0, 11), np.nan), None)
+    assert any("no data" in t for t in _texts(ax))
+    with pytest.raises(ValueError, match="overall"):
+        plot_confidence_curves(x, per, overall[:3])
+
+
+def test_ap_bars_sorted(tmp_path: Path) -> None:
+    fig, ax = plot_ap_bars([0.2, -1.0, 0.9, 0.5], ["a", "b", "c", "d"], xlabel="AP@0.5")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "d", "a", "b (no GT)"]
+    assert len(ax.patches) == 4 and ax.get_xlabel() == "AP@0.5"
+    assert ax.get_legend().get_texts()[0].get_text() == "mean 0.533"
+    _save(fig, tmp_path / "ap.png")
+    fig80, ax = plot_ap_bars(np.linspace(0, 1, 80))
+    assert next(t.get_text() for t in ax.get_yticklabels()) == "79"
+    assert fig80.get_size_inches()[1] > 10
+    _save(fig80, tmp_path / "ap_80.png")
+    for empty in ([], [-1.0, -1.0]):
+        fig, ax = plot_ap_bars(empty)
+        assert any("no data" in t for t in _texts(ax))
+        _save(fig, tmp_path / "ap_empty.png")
+
+
+@pytest.mark.parametrize("n_classes", [1, 80])
+def test_metric_plots_every_kind(tmp_path: Path, n_classes: int) -> None:
+    preds, target = _synthetic(n_classes, 30 if n_classes == 1 else 120)
+    metric = MeanAveragePrecision(class_metrics=True)
+    metric.update(preds, target)
+    names = [f"c{i}" for i in range(n_classes)]
+    for kind, ylabel in (("pr", "precision"), ("f1", "F1"), ("precision", "precision"), ("recall", "recall")):
+        fig, ax = metric.plot(kind=kind, class_names=names)  # type: ignore[arg-type]
+        assert ax.get_ylabel() == ylabel
+        _save(fig, tmp_path / f"map_{n_classes}_{kind}.png")
+    fig, ax = metric.plot(kind="ap", class_names=names)
+    assert len(ax.patches) == n_classes
+    fig, ax = metric.plot(metric.compute())  # torchmetrics' call pattern still draws the PR curves
+    assert ax.get_xlabel() == "recall"
+    fig, ax = metric.plot([metric.compute(), metric.compute()])  # a list: scalars over time
+    _save(fig, tmp_path / "history.png")
+    curves = metric.curves(0.75)
+    fig, ax = metric.plot(curves, kind="f1")
+    assert "0.75" in ax.get_title()
+    with pytest.raises(ValueError, match="kind"):
+        metric.plot(kind="roc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="class_names"):
+        metric.plot(class_names=["only one"] if n_classes > 1 else [])
+
+
+def test_classwise_ap_plot(tmp_path: Path) -> None:
+    preds, target = to_torch(make_dataset(3, n_images=10))
+    names = ["cat", "dog", "eel", "fox"]
+    metric = ClasswiseAP(num_classes=4, class_names=names, iou_threshold=None, box_format="xywh")
+    metric.update(preds, target)
+    values = metric.compute()
+    fig, ax = metric.plot()
+    shown = [t.get_text().replace(" (no GT)", "") for t in ax.get_yticklabels()]
+    assert sorted(shown) == sorted(names) and ax.get_xlabel() == "AP@0.50:0.95"
+    by_value = sorted((v for v in values.values() if v >= 0), reverse=True)
+    widths = [p.get_width() for p in ax.patches][: len(by_value)]
+    np.testing.assert_allclose(widths, [float(v) for v in by_value], rtol=1e-6)
+    _save(fig, tmp_path / "classwise.png")
+    fig, ax = metric.plot(kind="pr")
+    legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert "cat" in legend and "mAP@0.5" in legend
+    _save(fig, tmp_path / "classwise_pr.png")
+
+
+def test_empty_metric_plots(tmp_path: Path) -> None:
+    for kind in ("pr", "f1", "precision", "recall", "ap"):
+        fig, ax = MeanAveragePrecision().plot(kind=kind)  # type: ignore[arg-type]
+        assert any("no data" in t for t in _texts(ax)), kind
+        _save(fig, tmp_path / f"empty_{kind}.png")
+    fig, ax = ConfusionMatrix(num_classes=80).plot()
+    assert any("no data" in t for t in _texts(ax))
+
+
+def test_plot_detection_curves_functional() -> None:
+    c = detection_curves(
+        torch.tensor([0.9, 0.6, 0.3]),
+        torch.tensor([2, 2, 5]),
+        torch.tensor([True, False, True]),
+        torch.tensor([False, False, False]),
+        torch.tensor([2, 5]),
+        torch.tensor([2, 1]),
+        0.5,
+    )
+    names = [f"n{i}" for i in range(6)]
+    _fig, ax = plot_detection_curves(c, "pr", class_names=names)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("n2  ") for t in legend) and any(t.startswith("n5  ") for t in legend)
+    with pytest.raises(ValueError, match="class_names"):
+        plot_detection_curves(c, "pr", class_names=names[:3])
