@@ -261,18 +261,25 @@ def coco_summarize(tables: CocoTables, iou_thresholds: Tensor, max_dets: list[in
     )
 
 
-def per_class_ap_ar(tables: CocoTables, max_dets: list[int]) -> tuple[Tensor, Tensor]:
+def per_class_ap_ar(
+    tables: CocoTables, max_dets: list[int], iou_index: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Per-class AP and AR at area 'all', as pycocotools' stats[0] and stats[8] for each class alone.
 
     AP is the mean over IoU thresholds and recall points at maxDets = 100 (pycocotools' fixed
     value for stats[0]; -1 for every class when 100 is not one of ``max_dets``), AR the mean over
-    IoU thresholds at ``max_dets[2]``. Classes without GT give -1.
+    IoU thresholds at ``max_dets[2]``. Classes without GT give -1. ``iou_index`` restricts both
+    to one IoU threshold (its index in the tables), e.g. the per-class AP50.
     """
     at_100 = [i for i, m in enumerate(max_dets) if m == 100]
-    n_thr, n_rec, n_cls = tables.precision.shape[:3]
-    prec = tables.precision[..., 0, :][..., at_100]  # (T, R, K, #100)
+    precision, recall = tables.precision, tables.recall
+    if iou_index is not None:
+        precision = precision[iou_index : iou_index + 1]
+        recall = recall[iou_index : iou_index + 1]
+    n_thr, n_rec, n_cls = precision.shape[:3]
+    prec = precision[..., 0, :][..., at_100]  # (T, R, K, #100)
     prec = prec.permute(0, 1, 3, 2).reshape(1, n_thr * n_rec * len(at_100), n_cls)
-    rec = tables.recall[..., 0, 2]  # (T, K)
+    rec = recall[..., 0, 2]  # (T, K)
     defined_p = prec > -1
     ap = torch.where(defined_p, prec, 0.0).sum((0, 1)) / defined_p.sum((0, 1)).clamp(min=1)
     ap = torch.where(defined_p.any(0).any(0), ap, -1.0)
