@@ -181,7 +181,7 @@ def mask_area(masks: Tensor) -> Tensor:
     masks = check_masks(masks)
     if masks.device.type == "cpu":
         return torch.from_numpy(_popcount_rows(pack_masks(masks)))
-    return masks.reshape(masks.shape[0], -1).sum(1, dtype=torch.int64)
+    return masks.flatten(1).sum(1, dtype=torch.int64)
 
 
 def mask_intersection(masks1: Tensor, masks2: Tensor, method: MaskMethod = "auto") -> Tensor:
@@ -338,7 +338,7 @@ def mask_batch(
         )
 
     def area(m: Tensor) -> Tensor:
-        return m.reshape(m.shape[0], -1).sum(1, dtype=torch.int64)
+        return m.flatten(1).sum(1, dtype=torch.int64)
 
     det_area = torch.cat([area(m) for m in det_masks]) if det_masks else torch.zeros(0, dtype=torch.int64)
     gt_area = torch.cat([area(m) for m in gt_masks]) if gt_masks else torch.zeros(0, dtype=torch.int64)
@@ -363,5 +363,4 @@ def mask_batch(
         _n_gt=n_gt,
         _det_start=starts(n_det),
         _gt_start=starts(n_gt),
-        _sizes=sizes,
     )
