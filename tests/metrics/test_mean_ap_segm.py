@@ -364,3 +364,24 @@ def test_segm_on_cuda_matches_cpu() -> None:
     for t in ("bbox", "segm"):
         sa, sb = cpu.coco_eval(iou_type=t)[0], gpu.coco_eval(iou_type=t)[0].cpu()
         assert torch.equal(sa, sb), t
+
+
+# ---------------------------------------------------------------- DDP
+def _ddp_worker(rank: int, world_size: int, plan: list[list[tuple[int, int]]]) -> dict:
+    preds, target = to_torch_segm(make_segm_dataset(9, n_images=8), with_boxes=True)
+    metric = MeanAveragePrecision(box_format="xywh", iou_type=("bbox", "segm"), class_metrics=True)
+    for a, b in plan[rank]:
+        metric.update(preds[a:b], target[a:b])
+    return {k: v.numpy() for k, v in metric.compute().items()}
+
+
+def test_tuple_form_under_ddp_with_an_idle_rank_matches_one_process() -> None:
+    from tests.helpers.ddp import run_distributed
+
+    plan = [[(0, 3), (3, 8)], []]
+    results = run_distributed(_ddp_worker, world_size=2, payload=plan)
+    single = _ddp_worker(0, 1, [[(0, 8)]])
+    for res in results:
+        assert set(res) == set(single)
+        for key, value in single.items():
+            np.testing.assert_array_equal(res[key], value, err_msg=key)

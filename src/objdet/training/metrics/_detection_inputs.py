@@ -43,6 +43,7 @@ class FlatDetections:
     gt_crowd: Tensor  # (G,) bool
     gt_area: Tensor  # (G,) float64
     gt_area_given: Tensor | None = None  # (G,) float64, 0 where not given
+    det_area_given: Tensor | None = None  # (D,) float64 preds' optional ``area``, NaN where not given
     det_masks: list[Tensor] | None = None  # per image (n_i, H_i, W_i) bool
     gt_masks: list[Tensor] | None = None  # per image (m_i, H_i, W_i) bool
 
@@ -163,6 +164,9 @@ def flatten_detections(
 
     d_boxes, d_scores, d_labels, g_boxes, g_labels, g_crowd, g_area = [], [], [], [], [], [], []
     d_masks: list[Tensor] = []
+    d_area: list[Tensor] = []
+    d_area_given: list[bool] = []
+    f64 = torch.float64
     g_masks: list[Tensor] = []
     d_count, g_count = [], []
     device: torch.device | None = None
@@ -200,6 +204,13 @@ def flatten_detections(
             g_masks.append(gmasks)
         d_boxes.append(dboxes if dboxes is not None else torch.zeros(n, 4, device=device))
         d_scores.append(scores)
+        darea = _vector(p, "area", "preds", i, n, "any", required=False, ref=ref)
+        if darea is not None:  # optional, not in torchmetrics (see the metric): checked image by image
+            bad = ~torch.isfinite(darea.to(f64)) | (darea < 0)
+            if bool(bad.any()):
+                raise ValueError(f"preds[{i}]['area'] must have finite values >= 0, got {darea[bad][0].item()}")
+        d_area.append(darea if darea is not None else torch.full((n,), float("nan"), dtype=f64, device=device))
+        d_area_given.append(darea is not None)
         d_labels.append(labels)
         g_boxes.append(gboxes if gboxes is not None else torch.zeros(m, 4, device=device))
         g_labels.append(glabels)
@@ -209,7 +220,6 @@ def flatten_detections(
         g_count.append(m)
 
     device = device or torch.device("cpu")
-    f64 = torch.float64
 
     def cat(xs: list, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> Tensor:
         if not xs:
@@ -225,6 +235,7 @@ def flatten_detections(
     det_boxes_in, gt_boxes_in = _cat_boxes(d_boxes, device), _cat_boxes(g_boxes, device)
     det_boxes, gt_boxes = det_boxes_in.to(f64), gt_boxes_in.to(f64)
     det_score, det_label = cat(d_scores, f64), cat(d_labels, torch.int64)
+    det_area = cat(d_area, f64) if any(d_area_given) else None  # NaN where an image's preds have no 'area'
     gt_label, gt_crowd_raw, gt_area_raw = cat(g_labels, torch.int64), cat(g_crowd, f64), cat(g_area, f64)
 
     det_xywh = _to_xywh_float64(det_boxes_in, box_format)
@@ -276,6 +287,7 @@ def flatten_detections(
         gt_crowd=gt_crowd_raw.bool(),
         gt_area=gt_area,
         gt_area_given=gt_area_raw,
+        det_area_given=det_area,
         det_masks=d_masks if masks else None,
         gt_masks=g_masks if masks else None,
     )

@@ -80,6 +80,12 @@ class MeanAveragePrecision(Metric):
     ``segm``, images without GT masks still count (their detections are false positives), as in
     pycocotools.
 
+    Detection areas only decide which unmatched detections an area range ignores. pycocotools
+    takes them from its ``loadRes``: the box area when the results carry boxes (also for
+    ``segm``), else the mask area. An optional ``area`` (N,) in preds (an extension; torchmetrics
+    ignores that key) sets them, so that :func:`objdet.io.load_coco_dt` reproduces pycocotools on
+    result files; without it a detection's area is its box's (bbox) or its mask's (segm).
+
     Boxes are converted to xywh in the input's precision, as torchmetrics does, then matched in
     float64 with pycocotools' formula: float64 inputs give pycocotools' numbers, float32 inputs
     torchmetrics' numbers. Differences from torchmetrics: the default IoU and recall grids are
@@ -219,7 +225,8 @@ class MeanAveragePrecision(Metric):
 
         Args:
             preds: one dict per image with ``boxes`` (N, 4) (for "bbox"), ``masks`` (N, H, W)
-                (for "segm"), ``scores`` (N,), ``labels`` (N,).
+                (for "segm"), ``scores`` (N,), ``labels`` (N,), optional ``area`` (N,) (see the
+                class docstring).
             target: one dict per image with ``boxes`` (M, 4) (for "bbox"), ``masks`` (M, H, W)
                 (for "segm"), ``labels`` (M,), optional ``iscrowd`` (M,) and ``area`` (M,) (a
                 positive area is used, otherwise the mask's pixel count with masks, else the box's).
@@ -244,10 +251,21 @@ class MeanAveragePrecision(Metric):
             # the mask area is the default GT area for every IoU type once masks are given (torchmetrics)
             flat.gt_area = torch.where(given > 0, given, masks.gt_area.to(given))
         for iou_type in self.iou_type:
+            # detection areas (for the area ranges): the mask's or the box's, unless preds give `area`
+            det_area = masks.det_area.to(torch.float64) if iou_type == "segm" and masks is not None else None
+            if flat.det_area_given is not None:
+                if det_area is None:
+                    assert flat.det_xywh is not None
+                    det_area = flat.det_xywh[:, 2] * flat.det_xywh[:, 3]
+                det_area = torch.where(torch.isnan(flat.det_area_given), det_area, flat.det_area_given)
             for mode in self._modes:
-                self._update_mode(mode, flat, self._prefixes[iou_type], masks if iou_type == "segm" else None)
+                self._update_mode(
+                    mode, flat, self._prefixes[iou_type], masks if iou_type == "segm" else None, det_area
+                )
 
-    def _update_mode(self, mode: str, flat: FlatDetections, prefix: str, masks: MaskBatch | None) -> None:
+    def _update_mode(
+        self, mode: str, flat: FlatDetections, prefix: str, masks: MaskBatch | None, det_area: Tensor | None
+    ) -> None:
         det_label, gt_label = flat.det_label, flat.gt_label
         if mode == "micro":
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
@@ -267,7 +285,7 @@ class MeanAveragePrecision(Metric):
             area_ranges,
             self.max_detection_thresholds[-1],
             return_ious=self.extended_summary and mode == self._modes[0],
-            det_area=masks.det_area if masks is not None else None,
+            det_area=det_area,
             pair_iou=masks.pair_iou if masks is not None else None,
         )
         name = f"{prefix}{mode}"
