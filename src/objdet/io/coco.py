@@ -218,8 +218,10 @@ class LazyImages(Sequence[dict[str, Tensor]]):
         return (self._build(i) for i in range(self._n))
 
 
-def _split(order: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
-    return np.split(order, np.cumsum(counts)[:-1]) if len(counts) else []
+def _bounds(counts: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of every group in an array sorted by group."""
+    ends = np.cumsum(counts)
+    return list(zip((ends - counts).tolist(), ends.tolist(), strict=True))
 
 
 def _convert_boxes(xywh: np.ndarray, box_format: str) -> Tensor:
@@ -355,34 +357,29 @@ def load_coco_gt(
 
     label_values = cat_pos if labels == "contiguous" else ann_cat
     order = np.argsort(img_pos, kind="stable")  # file order within an image, as pycocotools
-    groups = _split(order, np.bincount(img_pos, minlength=len(sorted_imgs)))
+    bounds = _bounds(np.bincount(img_pos, minlength=len(sorted_imgs)))
     sizes = [(int(heights[k]), int(widths[k])) for k in img_order.tolist()]
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    label_t, crowd_t = torch.from_numpy(label_values), torch.from_numpy(crowd)
-    area_t, ids_t = torch.from_numpy(area), torch.from_numpy(ann_ids)
-    boxes_t = _convert_boxes(boxes, box_format) if boxes is not None else None
-    rles: list[dict] = [{}] * len(anns)
+    # every field permuted once into image order; an image is then a slice (a view)
+    fields = {"labels": label_values, "iscrowd": crowd, "area": area, "annotation_ids": ann_ids}
+    columns = {key: torch.from_numpy(np.ascontiguousarray(v[order])) for key, v in fields.items()}
+    if boxes is not None:
+        columns["boxes"] = _convert_boxes(np.ascontiguousarray(boxes[order]), box_format)
+    rles: list[dict] = []
     if "segm" in types:  # every segmentation to compressed RLE now (checks it), decoded when an image is read
-        for rows, (h, w) in zip(groups, sizes, strict=True):
-            for k in rows.tolist():
-                rles[k] = _rle(segms[k], h or None, w or None, f"annotations[{k}]")
+        image_of = np.repeat(np.arange(len(sizes)), np.diff([0, *[e for _, e in bounds]]))
+        for k, i in zip(order.tolist(), image_of.tolist(), strict=True):
+            h, w = sizes[i]
+            rles.append(_rle(segms[k], h or None, w or None, f"annotations[{k}]"))
 
     def build(i: int) -> dict[str, Tensor]:
-        rows = torch.from_numpy(groups[i])
-        out = {
-            "labels": label_t[rows],
-            "iscrowd": crowd_t[rows],
-            "area": area_t[rows],
-            "annotation_ids": ids_t[rows],
-        }
-        if boxes_t is not None:
-            out["boxes"] = boxes_t[rows]
+        a, b = bounds[i]
+        out = {key: col[a:b] for key, col in columns.items()}
         if "segm" in types:
             h, w = sizes[i]
-            image_rles = [rles[k] for k in groups[i].tolist()]
-            if not h and image_rles:
-                h, w = image_rles[0]["size"]
-            out["masks"] = _decode(image_rles, h, w)
+            if not h and b > a:
+                h, w = rles[a]["size"]
+            out["masks"] = _decode(rles[a:b], h, w)
         return {k: v.to(dev) for k, v in out.items()}
 
     return CocoGroundTruth(
@@ -443,12 +440,12 @@ def load_coco_dt(
     boxes = np.zeros((len(results), 4), dtype=np.float64)
     boxes[has_box] = _boxes(results, "results", np.flatnonzero(has_box))
     rles: list[dict] = [{}] * len(results)
-    for k in range(len(results)):
-        if "segm" in types or not has_box[k]:
-            if "segmentation" not in results[k]:
-                raise ValueError(f"results[{k}] has no key 'bbox' (keys seen: {sorted(results[k])})")
-            h, w = gt.image_sizes[int(img_pos[k])]
-            rles[k] = _rle(results[k]["segmentation"], h or None, w or None, f"results[{k}]")
+    need_rle = range(len(results)) if "segm" in types else np.flatnonzero(~has_box).tolist()
+    for k in need_rle:  # polygons and uncompressed RLE to compressed RLE (checks them), decoded when read
+        if "segmentation" not in results[k]:
+            raise ValueError(f"results[{k}] has no key 'bbox' (keys seen: {sorted(results[k])})")
+        h, w = gt.image_sizes[int(img_pos[k])]
+        rles[k] = _rle(results[k]["segmentation"], h or None, w or None, f"results[{k}]")
     no_box = np.flatnonzero(~has_box)
     if len(no_box):
         boxes[no_box] = mask_utils.toBbox([rles[k] for k in no_box.tolist()]).reshape(-1, 4)
@@ -458,22 +455,22 @@ def load_coco_dt(
         area[no_box] = mask_utils.area([rles[k] for k in no_box.tolist()])
     label_values = cat_pos if gt.labels == "contiguous" else cat
     order = np.argsort(img_pos, kind="stable")
-    groups = _split(order, np.bincount(img_pos, minlength=len(gt.image_ids)))
+    bounds = _bounds(np.bincount(img_pos, minlength=len(gt.image_ids)))
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    label_t, score_t, area_t = torch.from_numpy(label_values), torch.from_numpy(score), torch.from_numpy(area)
-    boxes_t = _convert_boxes(boxes, gt.box_format) if "bbox" in types else None
+    fields = {"scores": score, "labels": label_values, "area": area}
+    columns = {key: torch.from_numpy(np.ascontiguousarray(v[order])) for key, v in fields.items()}
+    if "bbox" in types:
+        columns["boxes"] = _convert_boxes(np.ascontiguousarray(boxes[order]), gt.box_format)
+    sorted_rles = [rles[k] for k in order.tolist()] if "segm" in types else []
 
     def build(i: int) -> dict[str, Tensor]:
-        rows = torch.from_numpy(groups[i])
-        out = {"scores": score_t[rows], "labels": label_t[rows], "area": area_t[rows]}
-        if boxes_t is not None:
-            out["boxes"] = boxes_t[rows]
+        a, b = bounds[i]
+        out = {key: col[a:b] for key, col in columns.items()}
         if "segm" in types:
             h, w = gt.image_sizes[i]
-            image_rles = [rles[k] for k in groups[i].tolist()]
-            if not h and image_rles:
-                h, w = image_rles[0]["size"]
-            out["masks"] = _decode(image_rles, h, w)
+            if not h and b > a:
+                h, w = sorted_rles[a]["size"]
+            out["masks"] = _decode(sorted_rles[a:b], h, w)
         return {k: v.to(dev) for k, v in out.items()}
 
     return LazyImages(len(gt.image_ids), build)
