@@ -1,4 +1,4 @@
-"""Pure tensor kernels: box formats, the box IoU family and COCO matching. No state, any device."""
+"""Pure tensor kernels: box formats, the box IoU family, mask IoU and COCO matching. No state, any device."""
 
 from objdet.ops.boxes import (
     BOX_FORMATS,
@@ -13,6 +13,7 @@ from objdet.ops.boxes import (
     elementwise_generalized_box_iou,
     generalized_box_iou,
 )
+from objdet.ops.masks import mask_area, mask_intersection, mask_iou
 
 __all__ = [
     "BOX_FORMATS",
@@ -26,4 +27,7 @@ __all__ = [
     "elementwise_distance_box_iou",
     "elementwise_generalized_box_iou",
     "generalized_box_iou",
+    "mask_area",
+    "mask_intersection",
+    "mask_iou",
 ]

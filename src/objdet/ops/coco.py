@@ -23,11 +23,14 @@ always final, so the rounds end; in practice they are as many as the longest cha
 detections competing for the same GTs, a handful, not the number of detections.
 
 IoU is computed as pycocotools' C code does (``bbIou``), in float64 on xywh boxes, so
-that decisions at a threshold are bit-identical.
+that decisions at a threshold are bit-identical. Any other IoU (masks: ``segm``) plugs in
+through ``pair_iou``, a function that gives the IoU of the candidate (detection, GT) pairs;
+everything else (ordering, greedy rounds, flags) is shared.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -132,20 +135,28 @@ def _group_keys(
     return det_img * span + inverse[: det_label.numel()], gt_img * span + inverse[det_label.numel() :]
 
 
+#: ``pair_iou(det_index, gt_index, gt_crowd)``: IoU (P,) float64 of P pairs given by input-order
+#: indices, with COCO's crowd rule for the GTs flagged in ``gt_crowd`` (G,).
+PairIoU = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
 def coco_match(
     det_img: Tensor,
     det_label: Tensor,
     det_score: Tensor,
-    det_xywh: Tensor,
+    det_xywh: Tensor | None,
     gt_img: Tensor,
     gt_label: Tensor,
-    gt_xywh: Tensor,
+    gt_xywh: Tensor | None,
     gt_crowd: Tensor,
     gt_area: Tensor,
     iou_thresholds: Tensor,
     area_ranges: Tensor,
     max_det: int,
     return_ious: bool = False,
+    *,
+    det_area: Tensor | None = None,
+    pair_iou: PairIoU | None = None,
 ) -> MatchResult:
     """Match detections to GTs with pycocotools' rules (see the module docstring).
 
@@ -157,10 +168,18 @@ def coco_match(
         iou_thresholds: (T,) float64. area_ranges: (A, 2) float64, inclusive at both ends.
         max_det: detections per (image, class) that take part (pycocotools' ``maxDets[-1]``).
         return_ious: also return every (image, class) IoU block (see :class:`MatchResult`).
+        det_area: (D,) detection areas for the area ranges (default: the boxes' w * h).
+        pair_iou: IoU of candidate pairs (see :data:`PairIoU`; default: pycocotools' box IoU
+            of ``det_xywh`` and ``gt_xywh``). With both ``det_area`` and ``pair_iou`` given the
+            boxes are not used and may be None (masks: ``segm``).
 
     Returns:
         MatchResult with flags packed over the T * A lanes.
     """
+    if pair_iou is None and (det_xywh is None or gt_xywh is None):
+        raise ValueError("coco_match needs det_xywh and gt_xywh unless pair_iou is given")
+    if det_area is None and det_xywh is None:
+        raise ValueError("coco_match needs det_area or det_xywh")
     device = det_score.device
     n_det = det_score.numel()
     n_thr, n_area = iou_thresholds.numel(), area_ranges.shape[0]
@@ -180,7 +199,7 @@ def coco_match(
     # GTs sorted by group, stable (input order within a group).
     gorder = torch.sort(gt_key, stable=True).indices
     gkey = gt_key[gorder]
-    g_xywh, g_crowd, g_area = gt_xywh[gorder], gt_crowd[gorder], gt_area[gorder]
+    g_crowd, g_area = gt_crowd[gorder], gt_area[gorder]
     g_ignored = coco_gt_ignored(g_crowd, g_area, area_ranges)  # (A, G)
 
     # Candidate pairs: every kept detection with every GT of its group, IoU >= lowest threshold.
@@ -189,8 +208,11 @@ def coco_match(
     pair_det = torch.repeat_interleave(torch.arange(n_kept, device=device), count)
     first_pair = torch.cumsum(count, 0) - count
     pair_gt = start[pair_det] + torch.arange(pair_det.numel(), device=device) - first_pair[pair_det]
-    d_xywh = det_xywh[order]
-    iou = coco_pair_iou(d_xywh[pair_det], g_xywh[pair_gt], g_crowd[pair_gt])
+    if pair_iou is None:
+        assert det_xywh is not None and gt_xywh is not None
+        iou = coco_pair_iou(det_xywh[order[pair_det]], gt_xywh[gorder[pair_gt]], g_crowd[pair_gt])
+    else:
+        iou = pair_iou(order[pair_det], gorder[pair_gt], gt_crowd)
     iou_groups = iou_values = None
     if return_ious:
         iou_values = iou
@@ -248,7 +270,11 @@ def coco_match(
     # one extra all-False column stands for "no GT" (also when the batch has no GT at all)
     g_ignored_pad = torch.cat([g_ignored, g_ignored.new_zeros(n_area, 1)], 1)
     gt_ign = g_ignored_pad[lane_area].gather(1, torch.where(matched, matched_gt, gkey.numel()))  # (L, kept)
-    d_area = d_xywh[:, 2] * d_xywh[:, 3]
+    if det_area is None:
+        assert det_xywh is not None
+        d_area = det_xywh[order, 2] * det_xywh[order, 3]
+    else:
+        d_area = det_area[order].to(torch.float64)
     det_out = outside_area_ranges(d_area, area_ranges)  # (A, kept)
     tp = matched & ~gt_ign
     ignored = (matched & gt_ign) | (~matched & det_out[lane_area])

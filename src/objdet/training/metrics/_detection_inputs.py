@@ -2,8 +2,10 @@
 
 ``preds`` and ``target`` are lists with one dict per image. preds: ``boxes`` (N, 4) float,
 ``scores`` (N,) float, ``labels`` (N,) int. target: ``boxes`` (M, 4) float, ``labels`` (M,)
-int, optional ``iscrowd`` (M,) in {0, 1} and ``area`` (M,) float. Errors name the field,
-the image index, what was seen and what was expected.
+int, optional ``iscrowd`` (M,) in {0, 1} and ``area`` (M,) float. With masks (iou_type
+"segm"), ``masks`` (N, H, W) on both sides, bool or 0/1 values, the same (H, W) for the
+detections and the GTs of one image; ``boxes`` are then needed only for "bbox". Errors name
+the field, the image index, what was seen and what was expected.
 """
 
 from __future__ import annotations
@@ -18,22 +20,32 @@ import torch
 from torch import Tensor
 
 from objdet.ops.boxes import BOX_FORMATS, box_convert
+from objdet.ops.masks import check_masks
 
 
 @dataclass
 class FlatDetections:
-    """A batch of images flattened: per detection and per GT, the image index in the batch."""
+    """A batch of images flattened: per detection and per GT, the image index in the batch.
+
+    Without boxes (masks only) ``det_xywh`` / ``gt_xywh`` are None and ``gt_area`` holds the
+    given areas (0 where none was given); with boxes ``gt_area`` is the given positive area,
+    else the box area. ``gt_area_given`` is always the given area, 0 where absent.
+    """
 
     n_images: int
     det_img: Tensor  # (D,) int64
-    det_xywh: Tensor  # (D, 4) float64
+    det_xywh: Tensor | None  # (D, 4) float64
     det_score: Tensor  # (D,) float64
     det_label: Tensor  # (D,) int64
     gt_img: Tensor  # (G,) int64
-    gt_xywh: Tensor  # (G, 4) float64
+    gt_xywh: Tensor | None  # (G, 4) float64
     gt_label: Tensor  # (G,) int64
     gt_crowd: Tensor  # (G,) bool
     gt_area: Tensor  # (G,) float64
+    gt_area_given: Tensor | None = None  # (G,) float64, 0 where not given
+    det_area_given: Tensor | None = None  # (D,) float64 preds' optional ``area``, NaN where not given
+    det_masks: list[Tensor] | None = None  # per image (n_i, H_i, W_i) bool
+    gt_masks: list[Tensor] | None = None  # per image (m_i, H_i, W_i) bool
 
 
 def _is_list_of_dicts(x: Any) -> bool:
@@ -63,8 +75,27 @@ def _boxes(item: dict, side: str, i: int) -> Tensor:
     return boxes
 
 
+def _masks(item: dict, side: str, i: int, n: int | None) -> Tensor:
+    """The image's masks as (n, H, W) bool (checked: 0/1 values, count ``n`` if given)."""
+    value = _tensor(item, "masks", side, i)
+    assert value is not None
+    masks = check_masks(value, f"{side}[{i}]['masks']")
+    if n is not None and masks.shape[0] != n:
+        raise ValueError(
+            f"{side}[{i}]['masks'] must hold one mask per box ({n}), got shape {tuple(value.shape)}"
+        )
+    return masks
+
+
 def _vector(
-    item: dict, key: str, side: str, i: int, n: int, kind: str, required: bool = True
+    item: dict,
+    key: str,
+    side: str,
+    i: int,
+    n: int,
+    kind: str,
+    required: bool = True,
+    ref: str = "boxes",
 ) -> Tensor | None:
     value = _tensor(item, key, side, i, required)
     if value is None:
@@ -75,7 +106,7 @@ def _vector(
         value = value.reshape(1)
     if value.shape != (n,):
         raise ValueError(
-            f"{side}[{i}]['{key}'] must have shape ({n},) to match 'boxes', got {tuple(value.shape)}"
+            f"{side}[{i}]['{key}'] must have shape ({n},) to match '{ref}', got {tuple(value.shape)}"
         )
     if kind == "float" and not value.is_floating_point():
         raise TypeError(f"{side}[{i}]['{key}'] must be a floating point tensor, got {value.dtype}")
@@ -109,11 +140,17 @@ def flatten_detections(
     target: Any,
     box_format: str,
     num_classes: int | None = None,
+    boxes: bool = True,
+    masks: bool = False,
 ) -> FlatDetections:
     """Validate ``preds``/``target`` and flatten them (boxes to float64 xywh).
 
-    ``num_classes`` (optional) restricts labels to 0..num_classes-1.
+    ``num_classes`` (optional) restricts labels to 0..num_classes-1. ``boxes`` / ``masks``:
+    which of the two the inputs must carry (at least one); what is not needed is not read.
+    Masks are kept per image (no copy of bool masks) in ``det_masks`` / ``gt_masks``.
     """
+    if not (boxes or masks):
+        raise ValueError("flatten_detections needs boxes, masks or both")
     if box_format not in BOX_FORMATS:
         raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
     if not _is_list_of_dicts(preds):
@@ -126,26 +163,56 @@ def flatten_detections(
         )
 
     d_boxes, d_scores, d_labels, g_boxes, g_labels, g_crowd, g_area = [], [], [], [], [], [], []
+    d_masks: list[Tensor] = []
+    d_area: list[Tensor] = []
+    d_area_given: list[bool] = []
+    f64 = torch.float64
+    g_masks: list[Tensor] = []
     d_count, g_count = [], []
     device: torch.device | None = None
+    ref = "boxes" if boxes else "masks"
     for i, (p, t) in enumerate(zip(preds, target, strict=True)):
-        boxes = _boxes(p, "preds", i)
-        n = boxes.shape[0]
-        scores = _vector(p, "scores", "preds", i, n, "float")
-        labels = _vector(p, "labels", "preds", i, n, "int")
-        gboxes = _boxes(t, "target", i)
-        m = gboxes.shape[0]
-        glabels = _vector(t, "labels", "target", i, m, "int")
-        crowd = _vector(t, "iscrowd", "target", i, m, "any", required=False)
-        area = _vector(t, "area", "target", i, m, "any", required=False)
-        device = device or boxes.device
-        for name, v in (("preds boxes", boxes), ("target boxes", gboxes)):
-            if v.device != device:
+        dboxes = _boxes(p, "preds", i) if boxes else None
+        dmasks = _masks(p, "preds", i, dboxes.shape[0] if dboxes is not None else None) if masks else None
+        n = dboxes.shape[0] if dboxes is not None else dmasks.shape[0]  # type: ignore[union-attr]
+        scores = _vector(p, "scores", "preds", i, n, "float", ref=ref)
+        labels = _vector(p, "labels", "preds", i, n, "int", ref=ref)
+        gboxes = _boxes(t, "target", i) if boxes else None
+        gmasks = _masks(t, "target", i, gboxes.shape[0] if gboxes is not None else None) if masks else None
+        m = gboxes.shape[0] if gboxes is not None else gmasks.shape[0]  # type: ignore[union-attr]
+        glabels = _vector(t, "labels", "target", i, m, "int", ref=ref)
+        crowd = _vector(t, "iscrowd", "target", i, m, "any", required=False, ref=ref)
+        area = _vector(t, "area", "target", i, m, "any", required=False, ref=ref)
+        first = dboxes if dboxes is not None else dmasks
+        assert first is not None
+        device = device or first.device
+        for name, v in (
+            ("preds boxes", dboxes),
+            ("target boxes", gboxes),
+            ("preds masks", dmasks),
+            ("target masks", gmasks),
+        ):
+            if v is not None and v.device != device:
                 raise ValueError(f"image {i}: {name} are on {v.device}, other inputs on {device}")
-        d_boxes.append(boxes)
+        if dmasks is not None and gmasks is not None:
+            if dmasks.shape[0] and gmasks.shape[0] and dmasks.shape[1:] != gmasks.shape[1:]:
+                raise ValueError(
+                    f"preds[{i}]['masks'] have size (H, W) = {tuple(dmasks.shape[1:])} but target[{i}]['masks'] "
+                    f"have {tuple(gmasks.shape[1:])}; the masks of one image must have the same size"
+                )
+            d_masks.append(dmasks)
+            g_masks.append(gmasks)
+        d_boxes.append(dboxes if dboxes is not None else torch.zeros(n, 4, device=device))
         d_scores.append(scores)
+        darea = _vector(p, "area", "preds", i, n, "any", required=False, ref=ref)
+        if darea is not None:  # optional, not in torchmetrics (see the metric): checked image by image
+            bad = ~torch.isfinite(darea.to(f64)) | (darea < 0)
+            if bool(bad.any()):
+                raise ValueError(f"preds[{i}]['area'] must have finite values >= 0, got {darea[bad][0].item()}")
+        d_area.append(darea if darea is not None else torch.full((n,), float("nan"), dtype=f64, device=device))
+        d_area_given.append(darea is not None)
         d_labels.append(labels)
-        g_boxes.append(gboxes)
+        g_boxes.append(gboxes if gboxes is not None else torch.zeros(m, 4, device=device))
         g_labels.append(glabels)
         g_crowd.append(crowd if crowd is not None else torch.zeros(m, dtype=torch.int64, device=device))
         g_area.append(area if area is not None else torch.zeros(m, dtype=torch.float64, device=device))
@@ -153,7 +220,6 @@ def flatten_detections(
         g_count.append(m)
 
     device = device or torch.device("cpu")
-    f64 = torch.float64
 
     def cat(xs: list, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> Tensor:
         if not xs:
@@ -169,6 +235,7 @@ def flatten_detections(
     det_boxes_in, gt_boxes_in = _cat_boxes(d_boxes, device), _cat_boxes(g_boxes, device)
     det_boxes, gt_boxes = det_boxes_in.to(f64), gt_boxes_in.to(f64)
     det_score, det_label = cat(d_scores, f64), cat(d_labels, torch.int64)
+    det_area = cat(d_area, f64) if any(d_area_given) else None  # NaN where an image's preds have no 'area'
     gt_label, gt_crowd_raw, gt_area_raw = cat(g_labels, torch.int64), cat(g_crowd, f64), cat(g_area, f64)
 
     det_xywh = _to_xywh_float64(det_boxes_in, box_format)
@@ -204,18 +271,23 @@ def flatten_detections(
                         f"{side}[{image}]['{key}'] must have {expected}, got {values[row].tolist()}"
                     )
 
-    # Area: a given positive area is used, otherwise the box area (torchmetrics' rule).
+    # Area: a given positive area is used, otherwise the box area (torchmetrics' rule); the
+    # mask area replaces the box area where masks are used (see the metric).
     box_area = gt_xywh[:, 2] * gt_xywh[:, 3]
-    gt_area = torch.where(gt_area_raw > 0, gt_area_raw, box_area)
+    gt_area = torch.where(gt_area_raw > 0, gt_area_raw, box_area) if boxes else gt_area_raw
     return FlatDetections(
         n_images=len(preds),
         det_img=det_img,
-        det_xywh=det_xywh,
+        det_xywh=det_xywh if boxes else None,
         det_score=det_score,
         det_label=det_label,
         gt_img=gt_img,
-        gt_xywh=gt_xywh,
+        gt_xywh=gt_xywh if boxes else None,
         gt_label=gt_label,
         gt_crowd=gt_crowd_raw.bool(),
         gt_area=gt_area,
+        gt_area_given=gt_area_raw,
+        det_area_given=det_area,
+        det_masks=d_masks if masks else None,
+        gt_masks=g_masks if masks else None,
     )

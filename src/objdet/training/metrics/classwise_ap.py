@@ -24,9 +24,12 @@ class ClasswiseAP(MeanAveragePrecision):
         class_names: optional names (length num_classes); default ``class_<i>``.
         iou_threshold: IoU threshold of the AP; ``None`` averages 0.50:0.05:0.95 (COCO AP).
         box_format: "xyxy", "xywh" or "cxcywh".
+        iou_type (keyword): "bbox" (default), "segm" (masks, see :class:`MeanAveragePrecision`)
+            or ("bbox", "segm").
 
     ``compute()`` returns ``{"<name>_AP": value}`` for every class; a class without ground
-    truth gets -1, as in pycocotools.
+    truth gets -1, as in pycocotools. With ``iou_type=("bbox", "segm")`` the keys get
+    torchmetrics' prefixes: ``bbox_<name>_AP`` and ``segm_<name>_AP``.
 
     Example:
         >>> import torch
@@ -77,11 +80,16 @@ class ClasswiseAP(MeanAveragePrecision):
 
     def compute(self) -> dict[str, Tensor]:
         """``{"<name>_AP": AP}`` for every class, -1 for classes without ground truth."""
-        _, tables = self.coco_eval(full=False)
-        ap, _ = per_class_ap_ar(tables, self.max_detection_thresholds)
-        values = torch.full((self.num_classes,), -1.0, dtype=torch.float64, device=self.device)
-        values[tables.classes.long()] = ap
-        return {f"{name}_AP": values[i].to(torch.float32) for i, name in enumerate(self.class_names)}
+        out = {}
+        for iou_type, prefix in self._prefixes.items():
+            _, tables = self.coco_eval(full=False, iou_type=iou_type)
+            ap, _ = per_class_ap_ar(tables, self.max_detection_thresholds)
+            values = torch.full((self.num_classes,), -1.0, dtype=torch.float64, device=self.device)
+            values[tables.classes.long()] = ap
+            out.update(
+                {f"{prefix}{name}_AP": values[i].to(torch.float32) for i, name in enumerate(self.class_names)}
+            )
+        return out
 
     def plot(
         self,
@@ -103,7 +111,8 @@ class ClasswiseAP(MeanAveragePrecision):
         names = list(class_names) if class_names is not None else self.class_names
         if kind == "ap" and not isinstance(val, list | DetectionCurves):
             values = val if isinstance(val, dict) else self.compute()
-            ap = [float(values[f"{name}_AP"]) for name in self.class_names]
+            prefix = next(iter(self._prefixes.values()))
+            ap = [float(values[f"{prefix}{name}_AP"]) for name in self.class_names]
             at = "0.50:0.95" if self.iou_threshold is None else f"{self.iou_threshold:g}"
             iou = "IoU 0.50:0.95" if self.iou_threshold is None else f"IoU ≥ {at}"
             return plot_ap_bars(ap, names, ax=ax, xlabel=f"AP@{at}", title=f"AP per class ({iou})")

@@ -22,10 +22,25 @@ from objdet.functional.coco import (
 from objdet.functional.curves import DetectionCurves, coco_state_curves
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.ops.coco import coco_gt_ignored, coco_match
+from objdet.ops.masks import MaskBatch, mask_batch
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
 
 _STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
 _AR_AREA_NAMES = ("mar_small", "mar_medium", "mar_large")
+_IOU_TYPES = ("bbox", "segm")
+
+
+def _iou_types(value: Any) -> tuple[str, ...]:
+    """``iou_type`` as torchmetrics reads it: "bbox", "segm", or a tuple of them (no repeats)."""
+    types = (value,) if isinstance(value, str) else value
+    if (
+        not isinstance(types, tuple | list)
+        or not types
+        or any(t not in _IOU_TYPES for t in types)
+        or len(set(types)) != len(types)
+    ):
+        raise ValueError(f"`iou_type` must be 'bbox', 'segm' or a tuple of both, got {value!r}")
+    return tuple(types)
 
 
 def _float_list(value: Any, name: str) -> list[float] | None:
@@ -43,14 +58,34 @@ def _float_list(value: Any, name: str) -> list[float] | None:
 
 
 class MeanAveragePrecision(Metric):
-    """COCO mAP/mAR for boxes, equal to pycocotools COCOeval, with a few bytes of state per detection.
+    """COCO mAP/mAR for boxes and masks, equal to pycocotools COCOeval, with a few bytes of state per detection.
 
-    Same constructor, inputs and output keys as ``torchmetrics.detection.MeanAveragePrecision``
-    (``iou_type="bbox"``): a user changes only the import. Matching runs in ``update()`` with the
-    rules of pycocotools; the state keeps per detection only its score, class, rank in its
-    (image, class) group and packed TP/ignored flags per (IoU threshold, area range), about 30
-    bytes, never boxes. Images are numbered in update order (under DDP: rank 0's images, then
-    rank 1's, ...), which only matters for ties in score between images, as in pycocotools.
+    Same constructor, inputs and output keys as ``torchmetrics.detection.MeanAveragePrecision``:
+    a user changes only the import. Matching runs in ``update()`` with the rules of pycocotools;
+    the state keeps per detection only its score, class, rank in its (image, class) group and
+    packed TP/ignored flags per (IoU threshold, area range), about 30 bytes, never boxes and never
+    masks: the state of a ``"segm"`` metric has the same size whatever the masks' resolution.
+    Images are numbered in update order (under DDP: rank 0's images, then rank 1's, ...), which
+    only matters for ties in score between images, as in pycocotools.
+
+    Masks (``iou_type="segm"``): ``masks`` (N, H, W) in preds and target, bool (or 0/1 values),
+    the detections' and GTs' masks of one image of the same size; ``boxes`` are then not needed.
+    Mask IoUs are exact pixel counts (see :func:`objdet.ops.mask_iou`), equal to pycocotools'
+    RLE IoUs; a crowd GT uses intersection / detection mask area. A GT's area is its positive
+    ``area`` if given, else its mask's pixel count; a detection's area is its mask's pixel count
+    (pycocotools' ``loadRes``). With ``iou_type=("bbox", "segm")`` both evaluations run on the
+    same inputs with independent states and the output keys get torchmetrics' prefixes
+    (``bbox_map``, ``segm_map``, ..., ``bbox_map_per_class``, ``segm_ious``, ...; ``classes``
+    stays unprefixed); as in torchmetrics, the default GT area is then the mask area for both
+    (as in COCO annotation files, whose ``area`` is the segmentation's). Unlike torchmetrics'
+    ``segm``, images without GT masks still count (their detections are false positives), as in
+    pycocotools.
+
+    Detection areas only decide which unmatched detections an area range ignores. pycocotools
+    takes them from its ``loadRes``: the box area when the results carry boxes (also for
+    ``segm``), else the mask area. An optional ``area`` (N,) in preds (an extension; torchmetrics
+    ignores that key) sets them, so that :func:`objdet.io.load_coco_dt` reproduces pycocotools on
+    result files; without it a detection's area is its box's (bbox) or its mask's (segm).
 
     Boxes are converted to xywh in the input's precision, as torchmetrics does, then matched in
     float64 with pycocotools' formula: float64 inputs give pycocotools' numbers, float32 inputs
@@ -63,7 +98,7 @@ class MeanAveragePrecision(Metric):
 
     Args:
         box_format: "xyxy", "xywh" or "cxcywh".
-        iou_type: "bbox".
+        iou_type: "bbox", "segm" or ("bbox", "segm").
         iou_thresholds: IoU thresholds (default 0.50:0.05:0.95).
         rec_thresholds: recall points (default 0:0.01:1).
         max_detection_thresholds: three increasing ints (default [1, 10, 100]).
@@ -99,7 +134,7 @@ class MeanAveragePrecision(Metric):
     def __init__(
         self,
         box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
-        iou_type: Literal["bbox"] | tuple[str, ...] = "bbox",
+        iou_type: Literal["bbox", "segm"] | tuple[str, ...] = "bbox",
         iou_thresholds: list[float] | None = None,
         rec_thresholds: list[float] | None = None,
         max_detection_thresholds: list[int] | None = None,
@@ -112,9 +147,7 @@ class MeanAveragePrecision(Metric):
         super().__init__(**kwargs)
         if box_format not in BOX_FORMATS:
             raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
-        iou_types = (iou_type,) if isinstance(iou_type, str) else tuple(iou_type)
-        if iou_types != ("bbox",):
-            raise ValueError(f"`iou_type` must be 'bbox', got {iou_type!r}")
+        iou_types = _iou_types(iou_type)
         if max_detection_thresholds is not None and (
             not isinstance(max_detection_thresholds, list | tuple)
             or len(max_detection_thresholds) != 3
@@ -133,7 +166,9 @@ class MeanAveragePrecision(Metric):
             raise ValueError(f"`backend` must be 'pycocotools' or 'faster_coco_eval', got {backend!r}")
 
         self.box_format = box_format
-        self.iou_type = "bbox"
+        self.iou_type = iou_types  # a tuple, as torchmetrics stores it
+        # state and output key prefix per IoU type: none for one type, torchmetrics' "bbox_" / "segm_" for two
+        self._prefixes = {t: "" if len(iou_types) == 1 else f"{t}_" for t in iou_types}
         self.iou_thresholds = _float_list(iou_thresholds, "iou_thresholds") or default_iou_thresholds()
         self.rec_thresholds = _float_list(rec_thresholds, "rec_thresholds") or default_rec_thresholds()
         if any(b < a for a, b in zip(self.rec_thresholds[:-1], self.rec_thresholds[1:], strict=True)):
@@ -155,24 +190,25 @@ class MeanAveragePrecision(Metric):
         self._list_states: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
         if average == "micro":  # classes are pooled in the state; remember which were seen
             self._list_states["seen_labels"] = (torch.int64, ())
-        for mode in self._modes:
+        for p, mode in ((p, mode) for p in self._prefixes.values() for mode in self._modes):
             self._list_states.update(
                 {
-                    f"{mode}_scores": (torch.float64, ()),
-                    f"{mode}_labels": (torch.int32, ()),
-                    f"{mode}_rank": (rank_dtype, ()),
-                    f"{mode}_tp": (torch.uint8, (n_bytes,)),
-                    f"{mode}_ignored": (torch.uint8, (n_bytes,)),
-                    f"{mode}_gt_labels": (torch.int32, ()),
-                    f"{mode}_gt_counts": (torch.int32, (len(AREA_RANGES),)),
+                    f"{p}{mode}_scores": (torch.float64, ()),
+                    f"{p}{mode}_labels": (torch.int32, ()),
+                    f"{p}{mode}_rank": (rank_dtype, ()),
+                    f"{p}{mode}_tp": (torch.uint8, (n_bytes,)),
+                    f"{p}{mode}_ignored": (torch.uint8, (n_bytes,)),
+                    f"{p}{mode}_gt_labels": (torch.int32, ()),
+                    f"{p}{mode}_gt_counts": (torch.int32, (len(AREA_RANGES),)),
                 }
             )
-        if extended_summary:  # the IoU blocks of pycocotools' `ious` (opt-in: this state grows with D x G)
+        for p in self._prefixes.values() if extended_summary else ():
+            # the IoU blocks of pycocotools' `ious` (opt-in: this state grows with D x G)
             self._list_states.update(
                 {
-                    "ious_values": (torch.float32, ()),
-                    "ious_index": (torch.int64, (4,)),  # image in its update, class, n_det, n_gt
-                    "ious_updates": (torch.int64, (2,)),  # per update: images, rows of ious_index
+                    f"{p}ious_values": (torch.float32, ()),
+                    f"{p}ious_index": (torch.int64, (4,)),  # image in its update, class, n_det, n_gt
+                    f"{p}ious_updates": (torch.int64, (2,)),  # per update: images, rows of ious_index
                 }
             )
         for name in self._list_states:
@@ -189,18 +225,48 @@ class MeanAveragePrecision(Metric):
         """Match one batch of images and keep the compact per-detection result.
 
         Args:
-            preds: one dict per image with ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,).
-            target: one dict per image with ``boxes`` (M, 4), ``labels`` (M,), optional
-                ``iscrowd`` (M,) and ``area`` (M,) (a positive area is used, otherwise the box's).
+            preds: one dict per image with ``boxes`` (N, 4) (for "bbox"), ``masks`` (N, H, W)
+                (for "segm"), ``scores`` (N,), ``labels`` (N,), optional ``area`` (N,) (see the
+                class docstring).
+            target: one dict per image with ``boxes`` (M, 4) (for "bbox"), ``masks`` (M, H, W)
+                (for "segm"), ``labels`` (M,), optional ``iscrowd`` (M,) and ``area`` (M,) (a
+                positive area is used, otherwise the mask's pixel count with masks, else the box's).
         """
-        flat = flatten_detections(preds, target, self.box_format, num_classes=self._label_range())
+        use_masks = "segm" in self.iou_type
+        flat = flatten_detections(
+            preds,
+            target,
+            self.box_format,
+            num_classes=self._label_range(),
+            boxes="bbox" in self.iou_type,
+            masks=use_masks,
+        )
         self.n_images += flat.n_images
         if self.average == "micro":
             self.seen_labels.append(torch.unique(torch.cat([flat.det_label, flat.gt_label])))
-        for mode in self._modes:
-            self._update_mode(mode, flat)
+        masks = None
+        if use_masks:
+            assert flat.det_masks is not None and flat.gt_masks is not None and flat.gt_area_given is not None
+            masks = mask_batch(flat.det_masks, flat.gt_masks)
+            given = flat.gt_area_given
+            # the mask area is the default GT area for every IoU type once masks are given (torchmetrics)
+            flat.gt_area = torch.where(given > 0, given, masks.gt_area.to(given))
+        for iou_type in self.iou_type:
+            # detection areas (for the area ranges): the mask's or the box's, unless preds give `area`
+            det_area = masks.det_area.to(torch.float64) if iou_type == "segm" and masks is not None else None
+            if flat.det_area_given is not None:
+                if det_area is None:
+                    assert flat.det_xywh is not None
+                    det_area = flat.det_xywh[:, 2] * flat.det_xywh[:, 3]
+                det_area = torch.where(torch.isnan(flat.det_area_given), det_area, flat.det_area_given)
+            for mode in self._modes:
+                self._update_mode(
+                    mode, flat, self._prefixes[iou_type], masks if iou_type == "segm" else None, det_area
+                )
 
-    def _update_mode(self, mode: str, flat: FlatDetections) -> None:
+    def _update_mode(
+        self, mode: str, flat: FlatDetections, prefix: str, masks: MaskBatch | None, det_area: Tensor | None
+    ) -> None:
         det_label, gt_label = flat.det_label, flat.gt_label
         if mode == "micro":
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
@@ -220,27 +286,30 @@ class MeanAveragePrecision(Metric):
             area_ranges,
             self.max_detection_thresholds[-1],
             return_ious=self.extended_summary and mode == self._modes[0],
+            det_area=det_area,
+            pair_iou=masks.pair_iou if masks is not None else None,
         )
-        rank_dtype = self._list_states[f"{mode}_rank"][0]
-        getattr(self, f"{mode}_scores").append(flat.det_score[result.keep])
-        getattr(self, f"{mode}_labels").append(det_label[result.keep].to(torch.int32))
-        getattr(self, f"{mode}_rank").append(result.rank.to(rank_dtype))
-        getattr(self, f"{mode}_tp").append(result.tp)
-        getattr(self, f"{mode}_ignored").append(result.ignored)
+        name = f"{prefix}{mode}"
+        rank_dtype = self._list_states[f"{name}_rank"][0]
+        getattr(self, f"{name}_scores").append(flat.det_score[result.keep])
+        getattr(self, f"{name}_labels").append(det_label[result.keep].to(torch.int32))
+        getattr(self, f"{name}_rank").append(result.rank.to(rank_dtype))
+        getattr(self, f"{name}_tp").append(result.tp)
+        getattr(self, f"{name}_ignored").append(result.ignored)
         # Non-ignored GT per (class, area range), one row per class present in this batch.
         classes, inverse = torch.unique(gt_label, return_inverse=True)
         counted = ~coco_gt_ignored(flat.gt_crowd, flat.gt_area, area_ranges)  # (A, G)
         counts = torch.zeros(classes.numel(), len(AREA_RANGES), dtype=torch.int32, device=device)
         counts.index_add_(0, inverse, counted.T.to(torch.int32))
-        getattr(self, f"{mode}_gt_labels").append(classes.to(torch.int32))
-        getattr(self, f"{mode}_gt_counts").append(counts)
+        getattr(self, f"{name}_gt_labels").append(classes.to(torch.int32))
+        getattr(self, f"{name}_gt_counts").append(counts)
         if result.iou_groups is not None and result.iou_values is not None:
             # Images are numbered at compute time by walking the updates in state order (which is
             # update order, rank after rank under DDP), so forward() and DDP merges stay right.
-            self.ious_index.append(result.iou_groups)
-            self.ious_values.append(result.iou_values.to(torch.float32))
+            getattr(self, f"{prefix}ious_index").append(result.iou_groups)
+            getattr(self, f"{prefix}ious_values").append(result.iou_values.to(torch.float32))
             n_rows = result.iou_groups.shape[0]
-            self.ious_updates.append(
+            getattr(self, f"{prefix}ious_updates").append(
                 torch.tensor([[flat.n_images, n_rows]], dtype=torch.int64, device=device)
             )
 
@@ -262,26 +331,27 @@ class MeanAveragePrecision(Metric):
         return dim_zero_cat(value)
 
     # ------------------------------------------------------------------ compute
-    def _tables(self, mode: str, full: bool, iou_thresholds: int | None = None) -> CocoTables:
+    def _tables(self, mode: str, full: bool, prefix: str = "") -> CocoTables:
+        name = f"{prefix}{mode}"
         return coco_accumulate(
-            self._state(f"{mode}_scores"),
-            self._state(f"{mode}_labels").long(),
-            self._state(f"{mode}_rank").long(),
-            self._state(f"{mode}_tp"),
-            self._state(f"{mode}_ignored"),
-            self._state(f"{mode}_gt_labels").long(),
-            self._state(f"{mode}_gt_counts").long(),
+            self._state(f"{name}_scores"),
+            self._state(f"{name}_labels").long(),
+            self._state(f"{name}_rank").long(),
+            self._state(f"{name}_tp"),
+            self._state(f"{name}_ignored"),
+            self._state(f"{name}_gt_labels").long(),
+            self._state(f"{name}_gt_counts").long(),
             len(self.iou_thresholds),
             torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
             self.max_detection_thresholds,
             full=full,
         )
 
-    def _ious(self, classes: Tensor) -> dict[tuple[int, int], Tensor | list]:
+    def _ious(self, classes: Tensor, prefix: str = "") -> dict[tuple[int, int], Tensor | list]:
         """pycocotools' ``ious``: {(image, class): (n_det, n_gt) IoU tensor, or [] if either is empty}."""
-        index, values = self._state("ious_index").tolist(), self._state("ious_values")
+        index, values = self._state(f"{prefix}ious_index").tolist(), self._state(f"{prefix}ious_values")
         blocks, row, start, first_image = {}, 0, 0, 0
-        for n_images, n_rows in self._state("ious_updates").tolist():
+        for n_images, n_rows in self._state(f"{prefix}ious_updates").tolist():
             for image, label, n_det, n_gt in index[row : row + n_rows]:
                 block = values[start : start + n_det * n_gt].reshape(n_det, n_gt)
                 blocks[(first_image + image, label)] = block
@@ -296,43 +366,54 @@ class MeanAveragePrecision(Metric):
             return torch.unique(self._state("seen_labels")).to(torch.int32)
         return tables.classes.to(torch.int32)
 
-    def coco_eval(self, full: bool = True) -> tuple[Tensor, CocoTables]:
+    def coco_eval(self, full: bool = True, iou_type: str | None = None) -> tuple[Tensor, CocoTables]:
         """pycocotools' ``stats`` (12,) and ``eval`` tables in float64, on the state so far.
 
         ``full=False`` fills only what the summary reads (precision at the last maxDet).
+        ``iou_type``: which evaluation ("bbox" or "segm"; default: the first of ``iou_type``).
         With no image seen, the stats are all -1 and the tables have no class.
         """
+        iou_type = self.iou_type[0] if iou_type is None else iou_type
+        if iou_type not in self._prefixes:
+            raise ValueError(f"`iou_type` must be one of {self.iou_type}, got {iou_type!r}")
         iou_thr = torch.tensor(self.iou_thresholds, dtype=torch.float64, device=self.device)
-        tables = self._tables(self._modes[0], full=full)
+        tables = self._tables(self._modes[0], full=full, prefix=self._prefixes[iou_type])
         if int(self.n_images) == 0:
             return torch.full((12,), -1.0, dtype=torch.float64, device=self.device), tables
         return coco_summarize(tables, iou_thr, self.max_detection_thresholds), tables
 
     def compute(self) -> dict[str, Tensor]:
-        """The 12 COCO numbers under torchmetrics' keys, plus per-class values and tables on request."""
+        """The 12 COCO numbers under torchmetrics' keys, plus per-class values and tables on request.
+
+        With ``iou_type=("bbox", "segm")`` every key but ``classes`` comes once per type, prefixed
+        ``bbox_`` / ``segm_``, as in torchmetrics.
+        """
         mdt = self.max_detection_thresholds
         ar_names = (f"mar_{mdt[0]}", f"mar_{mdt[1]}", f"mar_{mdt[2]}")
         names = (*_STAT_NAMES, *ar_names, *_AR_AREA_NAMES)
-        stats64, tables = self.coco_eval(full=self.extended_summary)
-        stats = stats64.to(torch.float32)
-        out = {name: stats[i] for i, name in enumerate(names)}
-        if int(self.n_images) == 0:  # torchmetrics returns only the stats and the (empty) classes
-            out["classes"] = torch.zeros(0, dtype=torch.int32, device=self.device)
-            return out
-        if self.extended_summary:
-            out["ious"] = self._ious(tables.classes)  # type: ignore[assignment]
-            out["precision"] = tables.precision
-            out["recall"] = tables.recall
-            out["scores"] = tables.scores
-        if self.class_metrics:
-            class_tables = tables if self._modes[0] == "macro" else self._tables("macro", full=False)
-            ap, ar = per_class_ap_ar(class_tables, mdt)
-            out["map_per_class"] = ap.to(torch.float32)
-            out[f"mar_{mdt[-1]}_per_class"] = ar.to(torch.float32)
-        else:
-            out["map_per_class"] = torch.tensor([-1.0])
-            out[f"mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
-        out["classes"] = self._classes(tables)
+        out: dict[str, Any] = {}
+        classes = torch.zeros(0, dtype=torch.int32, device=self.device)
+        for iou_type, p in self._prefixes.items():
+            stats64, tables = self.coco_eval(full=self.extended_summary, iou_type=iou_type)
+            stats = stats64.to(torch.float32)
+            out.update({f"{p}{name}": stats[i] for i, name in enumerate(names)})
+            if int(self.n_images) == 0:  # torchmetrics returns only the stats and the (empty) classes
+                continue
+            if self.extended_summary:
+                out[f"{p}ious"] = self._ious(tables.classes, p)
+                out[f"{p}precision"] = tables.precision
+                out[f"{p}recall"] = tables.recall
+                out[f"{p}scores"] = tables.scores
+            if self.class_metrics:
+                class_tables = tables if self._modes[0] == "macro" else self._tables("macro", False, p)
+                ap, ar = per_class_ap_ar(class_tables, mdt)
+                out[f"{p}map_per_class"] = ap.to(torch.float32)
+                out[f"{p}mar_{mdt[-1]}_per_class"] = ar.to(torch.float32)
+            else:
+                out[f"{p}map_per_class"] = torch.tensor([-1.0])
+                out[f"{p}mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
+            classes = self._classes(tables)
+        out["classes"] = classes
         return out
 
     def curves(
