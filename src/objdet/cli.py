@@ -49,6 +49,20 @@ _SUMMARY_ROWS = (
     ("Average Recall", "AR", "0.50:0.95", "large", 2),
 )
 _MAX_DETS = (1, 10, 100)
+_STAT_KEYS = (
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+)
 
 
 class InputError(ValueError):
@@ -176,6 +190,12 @@ def evaluate(
         class_table.append(row)
 
     metrics = {key: _plain(value) for key, value in result.items() if key != "classes"}
+    # The JSON carries pycocotools' float64 numbers (compute() rounds them to float32).
+    for key, value in zip(_STAT_KEYS, stats64.cpu().tolist(), strict=True):
+        metrics[key] = value
+    by_label = dict(zip(table_classes, zip(ap.tolist(), ar.tolist(), strict=True), strict=True))
+    metrics["map_per_class"] = [by_label.get(c, (-1.0, -1.0))[0] for c in classes.tolist()]
+    metrics["mar_100_per_class"] = [by_label.get(c, (-1.0, -1.0))[1] for c in classes.tolist()]
     metrics["classes"] = [gt.category_ids[c] for c in classes.tolist()]
     metrics["class_names"] = [names[c] for c in classes.tolist()]
     metrics["iou_type"] = iou_type

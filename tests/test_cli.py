@@ -1,0 +1,242 @@
+"""``objdet eval``: numbers equal to pycocotools on files, outputs written, bad files rejected in one line."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from objdet.cli import Progress, main
+from objdet.data import demo_files
+from tests.helpers.coco_reference import make_dataset
+
+STAT_KEYS = [
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+]
+PNGS = [
+    "confusion_matrix.png",
+    "confusion_matrix_normalized.png",
+    "pr_curves.png",
+    "f1_confidence.png",
+    "ap_per_class.png",
+]
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def cocoeval(gt_path: Path, dt_path: Path, iou_type: str) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        dt = gt.loadRes(str(dt_path))
+        ev = COCOeval(gt, dt, iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+def per_class_ap(ev: COCOeval) -> dict[int, float]:
+    """pycocotools' AP@[.5:.95] of each category alone (area all, maxDets 100)."""
+    out = {}
+    for k, cat in enumerate(ev.params.catIds):
+        p = ev.eval["precision"][:, :, k, 0, -1]
+        out[cat] = float(p[p > -1].mean()) if (p > -1).any() else -1.0
+    return out
+
+
+def write_generated(tmp_path: Path, seed: int) -> tuple[Path, Path, dict[int, int]]:
+    """A generated data set as COCO files with arbitrary image and category ids."""
+    images = make_dataset(seed, n_images=12, n_classes=4, max_gt=10)
+    cat_of = {c: 100 + 7 * c for c in range(4)}
+    gt_anns, results, imgs = [], [], []
+    for i, im in enumerate(images):
+        image_id = 5000 - 3 * i  # not in file order
+        imgs.append({"id": image_id, "width": 640, "height": 480})
+        for j in range(len(im.gt_boxes)):
+            box = im.gt_boxes[j].tolist()
+            area = float(im.gt_area[j]) if im.gt_area is not None and im.gt_area[j] > 0 else box[2] * box[3]
+            gt_anns.append(
+                {
+                    "id": len(gt_anns) + 1,
+                    "image_id": image_id,
+                    "category_id": cat_of[int(im.gt_labels[j]) % 4],
+                    "bbox": box,
+                    "area": area,
+                    "iscrowd": int(im.gt_crowd[j]),
+                }
+            )
+        for j in range(len(im.dt_boxes)):
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": cat_of[int(im.dt_labels[j]) % 4],
+                    "bbox": im.dt_boxes[j].tolist(),
+                    "score": float(im.dt_scores[j]),
+                }
+            )
+    cats = [{"id": cat_of[c], "name": f"thing{c}"} for c in range(4)]
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps({"images": imgs, "annotations": gt_anns, "categories": cats}))
+    dt_path.write_text(json.dumps(results))
+    n_gt = {cat: sum(1 for a in gt_anns if a["category_id"] == cat and not a["iscrowd"]) for cat in cat_of.values()}
+    return gt_path, dt_path, n_gt
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_generated_files_equal_pycocotools(tmp_path: Path, seed: int) -> None:
+    gt_path, dt_path, n_gt = write_generated(tmp_path, seed)
+    code, out, err = run("eval", str(gt_path), str(dt_path), "--json", str(tmp_path / "m.json"))
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    ev = cocoeval(gt_path, dt_path, "bbox")
+    np.testing.assert_allclose([metrics[k] for k in STAT_KEYS], ev.stats, rtol=0, atol=1e-9)
+    reference = per_class_ap(ev)
+    got = dict(zip(metrics["classes"], metrics["map_per_class"], strict=True))
+    assert set(got) <= set(reference)
+    for cat, value in got.items():
+        assert value == pytest.approx(reference[cat], abs=1e-9)
+    matrix = np.array(metrics["confusion_matrix"]["matrix"])
+    assert matrix.shape == (5, 5)
+    # rows are ground truth: each class row sums to its non-crowd GT count in the file
+    cats = sorted(n_gt)
+    assert matrix[:4].sum(1).tolist() == [n_gt[c] for c in cats]
+    assert metrics["confusion_matrix"]["labels"] == ["thing0", "thing1", "thing2", "thing3", "background"]
+    # the printed summary carries the same numbers as pycocotools' summarize()
+    assert f"maxDets=100 ] = {ev.stats[0]:0.3f}" in out
+    assert not err
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_demo_equals_pycocotools_and_writes_plots(tmp_path: Path, iou_type: str) -> None:
+    out_dir = tmp_path / "out"
+    code, out, _ = run("eval", "--demo", "--iou-type", iou_type, "--out", str(out_dir))
+    assert code == 0
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    gt_path, dt_path = demo_files()
+    ev = cocoeval(gt_path, dt_path, iou_type)
+    np.testing.assert_allclose([metrics[k] for k in STAT_KEYS], ev.stats, rtol=0, atol=1e-9)
+    assert metrics["class_names"] == ["circle", "square", "triangle", "diamond", "star"]
+    for name in PNGS:
+        data = (out_dir / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
+    assert not list(out_dir.glob(".*tmp"))
+    for name in ("circle", "star", f"COCO {iou_type} evaluation", "wrote"):
+        assert name in out
+
+
+def test_quiet_class_names_and_no_plots(tmp_path: Path) -> None:
+    names = ["a", "b", "c", "d", "e"]
+    code, out, err = run("eval", "--demo", "-q", "--no-plots", "--out", str(tmp_path), "--class-names", *names)
+    assert code == 0 and out == "" and err == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["class_names"] == names
+    assert [row["class"] for row in metrics["per_class"]] == names
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[object, object, str]]:
+    gt = json.loads(demo_files()[0].read_text())
+    dt = json.loads(demo_files()[1].read_text())
+    no_annotations = {k: v for k, v in gt.items() if k != "annotations"}
+    bad_image = [dict(dt[0], image_id=987654), *dt[1:]]
+    bad_category = [*dt[:3], dict(dt[3], category_id=42)]
+    bad_box = [*dt[:5], dict(dt[5], bbox=[1.0, 2.0, 3.0])]
+    no_score = [*dt[:2], {k: v for k, v in dt[2].items() if k != "score"}]
+    return {
+        "invalid json": ("{", dt, "invalid JSON"),
+        "missing key": (no_annotations, dt, "annotations"),
+        "unknown image": (gt, bad_image, "987654"),
+        "unknown category": (gt, bad_category, "42"),
+        "malformed bbox": (gt, bad_box, "bbox"),
+        "missing score": (gt, no_score, "score"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["invalid json", "missing key", "unknown image", "unknown category", "malformed bbox", "missing score"],
+)
+def test_bad_files_give_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    gt, dt, expected = _bad_inputs(tmp_path)[case]
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(gt if isinstance(gt, str) else json.dumps(gt))
+    dt_path.write_text(dt if isinstance(dt, str) else json.dumps(dt))
+    out_dir, json_path = tmp_path / "out", tmp_path / "metrics.json"
+    code, out, err = run("eval", str(gt_path), str(dt_path), "--out", str(out_dir), "--json", str(json_path))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("objdet: error: ") and expected in err, err
+    assert out == ""
+    assert not out_dir.exists() and not json_path.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["eval", "missing.json", "missing2.json"], "no such file"),
+        (["eval", "--demo", "--class-names", "a", "b"], "--class-names: expected 5 names"),
+        (["eval", "--demo", "--device", "tpu"], "--device"),
+        (["eval"], "expected GT.json and DT.json"),
+        (["eval", "--demo", "--iou-threshold", "1.5"], "--iou-threshold"),
+    ],
+)
+def test_bad_arguments(argv: list[str], expected: str) -> None:
+    code, _, err = run(*argv)
+    assert code == 2 and err.startswith("objdet: error: ") and expected in err, err
+
+
+def test_progress_bar_on_a_terminal_only_after_its_delay() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    bar = Progress(10, stream, delay=0.0)
+    bar.update(5)
+    bar.close()
+    assert "5/10 images" in stream.getvalue() and stream.getvalue().endswith("\n")
+    slow = Tty()
+    bar = Progress(10, slow, delay=60.0)
+    bar.update(5)
+    bar.close()
+    assert slow.getvalue() == ""
+
+
+def test_python_dash_m_entry_point(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "objdet", "eval", "--demo", "-q", "--json", str(tmp_path / "m.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["n_images"] == 48
+    bad = subprocess.run(
+        [sys.executable, "-m", "objdet", "eval", str(tmp_path / "nope.json"), str(tmp_path / "nope.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("no such file")
