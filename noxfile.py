@@ -55,9 +55,9 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """The main job on embedded data."""
+    """The main job on the embedded demo data: ``objdet eval --demo``, plots in out/demo."""
     _install(session)
-    session.run("python", "examples/coco_demo.py", *session.posargs)
+    session.run("objdet", "eval", "--demo", "--out", "out/demo", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -1,6 +1,7 @@
 """objdet demo: COCO box evaluation on a generated data set, checked against pycocotools.
 
-Run with ``nox -s demo`` (or ``python examples/coco_demo.py`` where objdet is installed).
+Run with ``python examples/coco_demo.py`` where objdet is installed
+(``nox -s demo`` runs ``objdet eval --demo``).
 """
 
 from __future__ import annotations

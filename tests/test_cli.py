@@ -101,7 +101,10 @@ def write_generated(tmp_path: Path, seed: int) -> tuple[Path, Path, dict[int, in
     gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
     gt_path.write_text(json.dumps({"images": imgs, "annotations": gt_anns, "categories": cats}))
     dt_path.write_text(json.dumps(results))
-    n_gt = {cat: sum(1 for a in gt_anns if a["category_id"] == cat and not a["iscrowd"]) for cat in cat_of.values()}
+    n_gt = {
+        cat: sum(1 for a in gt_anns if a["category_id"] == cat and not a["iscrowd"])
+        for cat in cat_of.values()
+    }
     return gt_path, dt_path, n_gt
 
 
@@ -149,7 +152,9 @@ def test_demo_equals_pycocotools_and_writes_plots(tmp_path: Path, iou_type: str)
 
 def test_quiet_class_names_and_no_plots(tmp_path: Path) -> None:
     names = ["a", "b", "c", "d", "e"]
-    code, out, err = run("eval", "--demo", "-q", "--no-plots", "--out", str(tmp_path), "--class-names", *names)
+    code, out, err = run(
+        "eval", "--demo", "-q", "--no-plots", "--out", str(tmp_path), "--class-names", *names
+    )
     assert code == 0 and out == "" and err == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -226,9 +226,8 @@ def format_summary(stats: Sequence[float], iou_type: str) -> str:
     """pycocotools' twelve summary lines."""
     lines = [f"COCO {iou_type} evaluation"]
     for (title, short, iou, area, det), value in zip(_SUMMARY_ROWS, stats, strict=True):
-        lines.append(
-            f" {title:<18} ({short}) @[ IoU={iou:<9} | area={area:>6} | maxDets={_MAX_DETS[det]:>3} ] = {value:0.3f}"
-        )
+        where = f"IoU={iou:<9} | area={area:>6} | maxDets={_MAX_DETS[det]:>3}"
+        lines.append(f" {title:<18} ({short}) @[ {where} ] = {value:0.3f}")
     return "\n".join(lines)
 
 
@@ -247,7 +246,8 @@ def format_class_table(rows: Sequence[dict[str, Any]], conf_threshold: float) ->
     for r in rows:
         lines.append(
             f"{r['class']:<{width}}  {r['category_id']:>5}  {r['n_gt']:>6}  {num(r['AP'])}  {num(r['AP50'])}"
-            f"  {num(r['AP75'])}  {num(r['AR100'])}  {num(r['precision'])}  {num(r['recall'])}  {num(r['f1'])}"
+            f"  {num(r['AP75'])}  {num(r['AR100'])}"
+            f"  {num(r['precision'])}  {num(r['recall'])}  {num(r['f1'])}"
         )
     return "\n".join(lines)
 
@@ -410,7 +410,9 @@ def _load(read: Callable[[], Any], path: Path) -> Any:
         raise InputError(f"{path}: {err}") from None
 
 
-def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stderr: IO[str] | None = None
+) -> int:
     """Entry point of ``objdet``; returns the exit code (0, or 2 for bad input)."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
