@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -143,12 +144,13 @@ def evaluate(
     names = list(class_names) if class_names is not None else list(gt.category_names)
     n_classes = len(gt.category_ids)
     device = gt.target[0]["labels"].device if len(gt.target) else torch.device("cpu")
-    mean_ap = MeanAveragePrecision(box_format=gt.box_format, iou_type=iou_type, class_metrics=True)
+    box_format: Any = gt.box_format
+    mean_ap = MeanAveragePrecision(box_format=box_format, iou_type=iou_type, class_metrics=True)  # type: ignore[arg-type]
     confusion = ConfusionMatrix(
         num_classes=max(n_classes, 1),
         iou_threshold=iou_threshold,
         conf_threshold=conf_threshold,
-        box_format=gt.box_format,
+        box_format=box_format,
     )
     mean_ap.to(device)
     confusion.to(device)
@@ -252,7 +254,7 @@ def format_class_table(rows: Sequence[dict[str, Any]], conf_threshold: float) ->
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+def _atomic_write(path: Path, write: Callable[[IO[Any]], object], binary: bool = False) -> None:
     """Write through a temporary file in the same directory, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -293,7 +295,7 @@ def write_plots(out: Path, evaluation: Evaluation, conf_threshold: float, iou_th
     written = []
     for name, fig in figures.items():
         path = out / name
-        _atomic_write(path, lambda f, fig=fig: fig.savefig(f, format="png", dpi=110), binary=True)
+        _atomic_write(path, partial(fig.savefig, format="png", dpi=110), binary=True)
         written.append(path)
     return written
 

@@ -30,6 +30,8 @@ _CONFUSED_WITH = {0: 4, 1: 3, 2: 4, 3: 1, 4: 0}
 
 def _outline(kind: int, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
     """Polygon vertices (K, 2) of shape ``kind`` centred at (cx, cy) with radius r."""
+    t: np.ndarray
+    rad: np.ndarray
     if kind == 0:
         t = np.linspace(0, 2 * math.pi, 28, endpoint=False)
         rad = np.full_like(t, r)
@@ -71,7 +73,9 @@ def _uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
 def generate(seed: int = 2026) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The demo ground truth (a COCO dict) and detections (a COCO result list)."""
     rng = np.random.default_rng(seed)
-    images, annotations, results = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for image_id in range(1, N_IMAGES + 1):
         images.append(
             {"id": image_id, "width": WIDTH, "height": HEIGHT, "file_name": f"shapes_{image_id:03d}.png"}
