@@ -84,7 +84,7 @@ class ShapesDetectionModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         loss = self.net(batch["images"].mean((2, 3))).pow(2).mean()
-        self.log("val_loss", loss)
+        self.log("val_loss", loss, batch_size=len(batch["targets"]))
         return {"preds": fake_predictions(batch["targets"], seed=batch_idx), "targets": batch["targets"]}
 
     def configure_optimizers(self) -> Any:
@@ -162,3 +162,28 @@ class AnomalyModule(pl.LightningModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(AnomalyDataset(self.n_val, offset=10_000), batch_size=self.batch_size)
+
+
+# -- trainer -----------------------------------------------------------------------------------------
+def make_trainer(root: Any, logger: str = "none", **kwargs: Any) -> pl.Trainer:
+    """A quiet CPU trainer under ``root``; ``logger`` is "none", "csv" or "tb" (saved under root/<logger>)."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: Any = {
+        "none": False,
+        "csv": lambda: CSVLogger(str(root), name="csv"),
+        "tb": lambda: TensorBoardLogger(str(root), name="tb"),
+    }[logger]
+    options: dict[str, Any] = {
+        "default_root_dir": str(root),
+        "max_epochs": 2,
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": loggers() if callable(loggers) else loggers,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "log_every_n_steps": 1,
+    }
+    options.update(kwargs)
+    return pl.Trainer(**options)
