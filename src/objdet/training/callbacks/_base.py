@@ -357,18 +357,22 @@ class ValidationOutputsCallback(FigureCallback):
 class ValidationMetricCallback(ValidationOutputsCallback):
     """Base class of callbacks that own a torchmetrics ``Metric`` fed from validation outputs.
 
-    Subclasses implement :meth:`make_metric` (build the metric with ``sync_on_compute=False``:
-    the callback syncs it itself), :meth:`update_metric`, :meth:`draw` and optionally
-    :meth:`scalars`. Per active validation epoch:
+    Subclasses implement :meth:`make_metric`, :meth:`update_metric`, :meth:`draw` and
+    optionally :meth:`scalars`. Per active validation epoch:
 
     1. every rank: the metric is moved to the module's device and reset; each batch goes to
        :meth:`update_metric`;
-    2. every rank: one explicit state sync (a no-op without DDP), ``compute()`` on the global
-       state, kept in ``last_values``;
-    3. rank 0 only, still on the synced state and inside ``try/except``:
-       ``draw(trainer, metric, values)``, routed to the loggers;
-    4. every rank: the local state is restored, and :meth:`scalars` are logged through
-       ``pl_module.log`` (already global, so ``sync_dist=False``; usable by ModelCheckpoint).
+    2. every rank: ``compute()`` (torchmetrics syncs the states across ranks, computes, restores
+       the local states and caches the result), kept in ``last_values``;
+    3. every rank: the states are synced once more (``Metric.sync_context``, a no-op without
+       DDP) so that, on rank 0 only and inside ``try/except``, ``draw(trainer, metric, values)``
+       sees the global state (a ``metric.plot()`` that calls ``compute()`` gets the cached
+       values, without collectives); the local states are restored afterwards;
+    4. every rank: :meth:`scalars` are logged through ``pl_module.log`` (already global, so
+       ``sync_dist=False``; ModelCheckpoint / EarlyStopping can monitor them).
+
+    The metric must keep torchmetrics' defaults ``sync_on_compute=True`` and
+    ``compute_with_cache=True``.
     """
 
     def __init__(self, tag: str, **kwargs: Any) -> None:
@@ -384,16 +388,17 @@ class ValidationMetricCallback(ValidationOutputsCallback):
             metric = self.make_metric()
             if not isinstance(metric, Metric):
                 raise TypeError(f"make_metric() must return a torchmetrics Metric, got {type(metric).__name__}")
-            if metric.sync_on_compute:
+            if not (metric.sync_on_compute and metric.compute_with_cache):
                 raise ValueError(
-                    f"{type(self).__name__}.make_metric() must build the metric with sync_on_compute=False: "
-                    "the callback syncs the state itself so that rank 0 draws the global state"
+                    f"{type(self).__name__}.make_metric() must keep sync_on_compute=True and compute_with_cache=True "
+                    f"(got {metric.sync_on_compute} and {metric.compute_with_cache}): values must be global and "
+                    "drawing must not recompute"
                 )
             self._metric = metric
         return self._metric
 
     def make_metric(self) -> Metric:
-        """A new metric, built with ``sync_on_compute=False``."""
+        """A new metric (torchmetrics' sync and cache defaults kept)."""
         raise NotImplementedError
 
     def update_metric(self, metric: Metric, data: dict[str, Any]) -> None:
@@ -418,9 +423,9 @@ class ValidationMetricCallback(ValidationOutputsCallback):
 
     def finish_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metric = self.metric
-        with metric.sync_context():
-            values = metric.compute()
-            self.last_values = values
+        values = metric.compute()  # every rank: synced, computed, local state restored, cached
+        self.last_values = values
+        with metric.sync_context():  # every rank: the global state again, for rank 0 to draw
             self.draw_and_log(trainer, lambda: self.draw(trainer, metric, values))
         for key, value in self.scalars(values).items():
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False)

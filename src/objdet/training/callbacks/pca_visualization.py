@@ -82,9 +82,7 @@ class PCAVisualizationCallback(ValidationMetricCallback):
         self._generator = torch.Generator().manual_seed(seed)
 
     def make_metric(self) -> Metric:
-        return ExplainedVarianceMetric(
-            n_components=self.n_components, channel_dim=self.channel_dim, sync_on_compute=False
-        )
+        return ExplainedVarianceMetric(n_components=self.n_components, channel_dim=self.channel_dim)
 
     def reset_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().reset_epoch(trainer, pl_module)

@@ -69,8 +69,8 @@ class ScoreHistogramCallback(ValidationMetricCallback):
 
     def make_metric(self) -> Metric:
         if self.use_targets:
-            return AnomalyDetectionMetrics(threshold=self.threshold, sync_on_compute=False, **self.metric_kwargs)
-        return ScoreStatisticsMetric(sync_on_compute=False, **self.metric_kwargs)
+            return AnomalyDetectionMetrics(threshold=self.threshold, **self.metric_kwargs)
+        return ScoreStatisticsMetric(**self.metric_kwargs)
 
     def update_metric(self, metric: Metric, data: dict[str, Any]) -> None:
         if self.use_targets:
