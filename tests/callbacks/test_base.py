@@ -47,7 +47,7 @@ class FakeWandb:
 
 
 class FakeMlflow:
-    """What an MLflow logger offers: ``run_id`` and ``experiment.log_figure(run_id, figure, artifact_file)``."""
+    """What an MLflow logger offers: ``run_id``, ``experiment.log_figure(run_id, figure, artifact_file)``."""
 
     def __init__(self) -> None:
         self.run_id = "run-123"
@@ -166,7 +166,9 @@ def test_draw_and_log_failure_warns_and_only_rank_zero_draws(tmp_path: Path) -> 
     def broken() -> Figure:
         raise RuntimeError("injected plotting bug")
 
-    with pytest.warns(RuntimeWarning, match=r"_Drawer: drawing or logging 'test/fig' failed .*injected plotting bug"):
+    with pytest.warns(
+        RuntimeWarning, match=r"_Drawer: drawing or logging 'test/fig' failed .*injected plotting bug"
+    ):
         assert cb.draw_and_log(_trainer(tmp_path, []), broken) == []
     assert cb.figures_logged == {}
 
@@ -183,7 +185,9 @@ def test_draw_and_log_failure_warns_and_only_rank_zero_draws(tmp_path: Path) -> 
     calls: list[int] = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert cb.draw_and_log(_trainer(tmp_path, [], rank0=False), lambda: calls.append(1) or _figure()) == []
+        assert (
+            cb.draw_and_log(_trainer(tmp_path, [], rank0=False), lambda: calls.append(1) or _figure()) == []
+        )
     assert calls == []
 
 
@@ -240,7 +244,9 @@ def test_images_come_from_the_batch_or_extract() -> None:
     out = cb.extract_outputs({"preds": [1], "targets": [2], "extra": 0}, [images, None])
     assert set(out) == {"preds", "targets", "images"} and out["images"] is images
     other = torch.rand(2, 3, 8, 8)
-    cb = DetectionVisualizationCallback(extract=lambda o, b: {"preds": o[0], "targets": o[1], "images": other})
+    cb = DetectionVisualizationCallback(
+        extract=lambda o, b: {"preds": o[0], "targets": o[1], "images": other}
+    )
     out = cb.extract_outputs(([1], [2]), {"images": images})
     assert out["images"] is other and out["preds"] == [1]
 

@@ -92,7 +92,9 @@ def test_ddp_two_processes(tmp_path: Path) -> None:
     expected_pca = {k: v.item() for k, v in ev.compute().items()}
     for rank, res in enumerate(results):
         assert res["epochs"] == 2
-        assert res["hist"] == pytest.approx(expected, abs=0, nan_ok=True), rank  # counts and histograms: exact
+        assert res["hist"] == pytest.approx(expected, abs=0, nan_ok=True), (
+            rank
+        )  # counts and histograms: exact
         assert res["pca"] == pytest.approx(expected_pca, abs=1e-12), rank
     # rank 0 drew the global state (all 12 maps of 16 x 16 scores, not its 6) and logged the figures;
     # the heatmap's plotting error became a warning on rank 0 and nobody hung

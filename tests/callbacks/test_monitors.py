@@ -37,7 +37,9 @@ class _GradRecorder(Callback):
         }
 
 
-def test_gradient_monitor_matches_brute_force_and_is_gated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gradient_monitor_matches_brute_force_and_is_gated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
     original = torch._foreach_norm
 
@@ -116,7 +118,11 @@ def test_gradient_monitor_vanishing_and_several_optimizers() -> None:
     monitor = GradientMonitorCallback(log_every_n_steps=1)
     with pytest.warns(RuntimeWarning, match="gradients vanish at step 0"):
         monitor.on_before_optimizer_step(_fake_trainer(0, [opt_a, opt_b]), model, opt_a)  # type: ignore[arg-type]
-    assert set(monitor.last_values) == {"grad/opt0/norm_total", "grad/opt0/max_abs", "grad/opt0/nonfinite_count"}
+    assert set(monitor.last_values) == {
+        "grad/opt0/norm_total",
+        "grad/opt0/max_abs",
+        "grad/opt0/nonfinite_count",
+    }
     monitor.on_before_optimizer_step(_fake_trainer(0, [opt_a, opt_b]), model, opt_b)  # type: ignore[arg-type]
     assert monitor.last_values["grad/opt1/norm_total"] == 3.0
     with pytest.raises(ValueError, match="log_every_n_steps"):
@@ -162,7 +168,9 @@ def test_lr_monitor_naming_never_collides() -> None:
 def test_lr_monitor_epoch_interval_accumulation_and_history_cap(tmp_path: Path) -> None:
     per_epoch = LearningRateMonitorCallback(logging_interval="epoch", plot=False, tag="train/lr_per_epoch")
     per_step = LearningRateMonitorCallback(log_every_n_steps=1, max_history=4, plot=False)
-    trainer = make_trainer(tmp_path, "csv", callbacks=[per_epoch, per_step], max_epochs=3, accumulate_grad_batches=2)
+    trainer = make_trainer(
+        tmp_path, "csv", callbacks=[per_epoch, per_step], max_epochs=3, accumulate_grad_batches=2
+    )
     trainer.fit(ShapesDetectionModule())  # 4 batches per epoch, 2 optimizer steps per epoch
     assert per_epoch.history == {"lr/opt0-SGD/pg0": [[0.0, 0.1], [2.0, 0.05], [4.0, 0.025]]}
     # steps 0..5 each recorded once despite 2 batches per step; the 5th point exceeded max_history=4,
@@ -199,11 +207,15 @@ def test_fail_on_no_train_batches(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="limit_train_batches=0"):
         trainer.fit(ShapesDetectionModule())
     trainer = make_trainer(tmp_path, "none", callbacks=[FailOnNoTrainBatches()], num_sanity_val_steps=0)
-    with pytest.raises(ValueError, match="training epoch 0 ran no batch: dataset of unknown size, batch_size 4"):
+    with pytest.raises(
+        ValueError, match="training epoch 0 ran no batch: dataset of unknown size, batch_size 4"
+    ):
         trainer.fit(_EmptyIterable())
     # without the callback Lightning finishes quietly; with it and data, nothing happens
     make_trainer(tmp_path, "none", max_epochs=1, num_sanity_val_steps=0).fit(_SmallData())
-    make_trainer(tmp_path, "none", callbacks=[FailOnNoTrainBatches()], max_epochs=1).fit(ShapesDetectionModule())
+    make_trainer(tmp_path, "none", callbacks=[FailOnNoTrainBatches()], max_epochs=1).fit(
+        ShapesDetectionModule()
+    )
 
 
 # -- sample selection ------------------------------------------------------------------------------------
@@ -221,12 +233,16 @@ def test_detection_visualization_keeps_only_what_it_draws() -> None:
     }
     target = {"boxes": torch.zeros(1, 4), "labels": torch.tensor([2])}
     for _ in range(3):  # 6 images offered, 3 kept
-        cb.update_batch(_rank0(), None, {"preds": [pred, pred], "targets": [target, target], "images": images})  # type: ignore[arg-type]
+        cb.update_batch(
+            _rank0(), None, {"preds": [pred, pred], "targets": [target, target], "images": images}
+        )  # type: ignore[arg-type]
     assert len(cb._images) == 3
     kept = cb._preds[0]
     # the 2 best of the scores >= 0.5, with their boxes and labels
     assert torch.equal(kept["scores"], pred["scores"][[3, 0]])
-    assert torch.equal(kept["boxes"], pred["boxes"][[3, 0]]) and torch.equal(kept["labels"], pred["labels"][[3, 0]])
+    assert torch.equal(kept["boxes"], pred["boxes"][[3, 0]]) and torch.equal(
+        kept["labels"], pred["labels"][[3, 0]]
+    )
     with pytest.raises(ValueError, match=r"got 2 preds, 1 targets and 2 images"):
         cb.update_batch(_rank0(), None, {"preds": [pred, pred], "targets": [target], "images": images})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"`preds\[0\]` must be a dict with 'boxes', 'scores' and 'labels'"):

@@ -73,7 +73,9 @@ def _pngs(run: dict[str, Any]) -> set[str]:
     """PNG names written anywhere under the run's root, checked to be where the logger kind puts them."""
     root: Path = run["root"]
     found = sorted(root.rglob("*.png"))
-    expected_dir = {"none": root / "figures", "csv": root / "csv" / "version_0" / "figures"}.get(run["logger"])
+    expected_dir = {"none": root / "figures", "csv": root / "csv" / "version_0" / "figures"}.get(
+        run["logger"]
+    )
     for path in found:
         assert path.parent == expected_dir, path
         assert path.read_bytes()[:4] == b"\x89PNG"
@@ -86,7 +88,9 @@ def _csv_rows(run: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _tb(run: dict[str, Any]) -> EventAccumulator:
-    events = EventAccumulator(str(run["root"] / "tb" / "version_0"), size_guidance={"images": 0, "scalars": 0})
+    events = EventAccumulator(
+        str(run["root"] / "tb" / "version_0"), size_guidance={"images": 0, "scalars": 0}
+    )
     events.Reload()
     return events
 
@@ -138,7 +142,13 @@ def test_detection_figures(detection_run: dict[str, Any]) -> None:
 
 def test_gradient_monitor_keys(detection_run: dict[str, Any]) -> None:
     cb = detection_run["cb"]["grad"]
-    keys = {"grad/norm_total", "grad/max_abs", "grad/nonfinite_count", "grad/norm/net.weight", "grad/norm/net.bias"}
+    keys = {
+        "grad/norm_total",
+        "grad/max_abs",
+        "grad/nonfinite_count",
+        "grad/norm/net.weight",
+        "grad/norm/net.bias",
+    }
     assert set(cb.last_values) == keys
     logged = _logged(detection_run)
     if detection_run["logger"] != "none":
@@ -261,7 +271,9 @@ def test_bad_outputs_fail_with_the_callbacks_message(tmp_path: Path) -> None:
             return {"loss": torch.tensor(0.0)}
 
     trainer = make_trainer(tmp_path, "none", callbacks=[DetectionVisualizationCallback()], max_epochs=1)
-    with pytest.raises(ValueError, match=r"DetectionVisualizationCallback: `outputs` of validation_step must"):
+    with pytest.raises(
+        ValueError, match=r"DetectionVisualizationCallback: `outputs` of validation_step must"
+    ):
         trainer.fit(NoPreds())
 
 

@@ -63,7 +63,9 @@ def fake_predictions(targets: list[dict[str, Tensor]], seed: int) -> list[dict[s
         preds.append(
             {
                 "boxes": torch.cat([boxes, fp]),
-                "scores": torch.cat([0.6 + 0.4 * torch.rand(n, generator=g), 0.3 + 0.4 * torch.rand(1, generator=g)]),
+                "scores": torch.cat(
+                    [0.6 + 0.4 * torch.rand(n, generator=g), 0.3 + 0.4 * torch.rand(1, generator=g)]
+                ),
                 "labels": torch.cat([t["labels"], torch.tensor([1])]),
             }
         )

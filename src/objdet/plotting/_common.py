@@ -70,7 +70,7 @@ def figure_to_rgb(fig: Figure) -> np.ndarray:
 
 
 def close_figure(fig: Figure) -> None:
-    """Release a figure: pyplot's registry if pyplot made it (pyplot is never imported here), then clear it."""
+    """Release a figure: from pyplot's registry if pyplot made it (never imported here), then clear it."""
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None and getattr(fig.canvas, "manager", None) is not None:
         pyplot.close(fig)

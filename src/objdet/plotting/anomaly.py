@@ -58,9 +58,10 @@ def plot_score_histogram(
     """Histogram of normal vs anomalous scores, each normalised to its own total.
 
     ``normal`` / ``anomalous``: 1-D scores (or bin centres with ``*_weights`` counts, as the
-    metrics pass them). Values outside the ``[clip_quantile, 1 - clip_quantile]`` range of all
-    scores are gathered into the outermost bars (noted in the legend). ``threshold`` draws a
-    vertical line, ``stats`` a box of named values (e.g. AUROC, AP, quantiles).
+    metrics pass them). Values outside the range from the smallest ``clip_quantile`` quantile to
+    the largest ``1 - clip_quantile`` quantile of the classes are gathered into the outermost
+    bars (noted in the axis label). ``threshold`` draws a vertical line, ``stats`` a box of
+    named values (e.g. AUROC, AP, quantiles).
     """
     groups: list[tuple[np.ndarray, np.ndarray, str, str]] = []
     for values, weights, label, color in (
@@ -75,11 +76,11 @@ def plot_score_histogram(
         groups.append((v[keep], w[keep], label, color))
     fig, ax = new_figure((7.0, 4.2)) if ax is None else (figure_of(ax), ax)
     all_v = np.concatenate([g[0] for g in groups]) if groups else np.zeros(0)
-    all_w = np.concatenate([g[1] for g in groups]) if groups else np.zeros(0)
     clipped = False
     if all_v.size:
-        lo = _weighted_quantile(all_v, all_w, clip_quantile)
-        hi = _weighted_quantile(all_v, all_w, 1 - clip_quantile)
+        # per class, so that the tail of a rare class is not clipped away by the common one
+        lo = min(_weighted_quantile(v, w, clip_quantile) for v, w, _, _ in groups if v.size)
+        hi = max(_weighted_quantile(v, w, 1 - clip_quantile) for v, w, _, _ in groups if v.size)
         if threshold is not None and np.isfinite(threshold):
             lo, hi = min(lo, threshold), max(hi, threshold)
         if hi <= lo:

@@ -134,9 +134,7 @@ def draw_detections(
         for i in keep:
             x1, y1, x2, y2 = boxes[i]
             color = _class_color(int(labels[i]), num_colors)
-            ax.add_patch(
-                Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.8)
-            )
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.8))
             above = y1 > 0.08 * height
             ax.text(
                 x1,
@@ -199,7 +197,9 @@ def plot_detections(
     fig, axes = new_subplots(rows, cols, (panel_size * cols, panel_size * aspect * rows + 0.45))
     num_colors = 10
     if class_names is not None:
-        num_colors = len(class_names) if not isinstance(class_names, Mapping) else max(class_names, default=0) + 1
+        num_colors = (
+            len(class_names) if not isinstance(class_names, Mapping) else max(class_names, default=0) + 1
+        )
     for k, ax in enumerate(axes.flat):
         if k >= n:
             ax.axis("off")
@@ -226,7 +226,15 @@ def plot_detections(
         axes.flat[0].text(0.5, 0.5, "no images", ha="center", va="center", color="0.4")
     handles = []
     if preds is not None:
-        handles.append(Line2D([], [], color="C0", linewidth=1.8, label=f"prediction (score ≥ {score_threshold:g})"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.25",
+                linewidth=1.8,
+                label=f"prediction (score ≥ {score_threshold:g}, class colour)",
+            )
+        )
     if targets is not None:
         handles.append(
             Line2D([], [], color="0.35", linewidth=1.3, linestyle=(0, (3, 2)), label="ground truth")

@@ -11,14 +11,28 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from objdet.training.callbacks import (
-        AnomalyHeatmapCallback,
-        DetectionVisualizationCallback,
-        FailOnNoTrainBatches,
-        GradientMonitorCallback,
-        LearningRateMonitorCallback,
-        PCAVisualizationCallback,
-        ScoreHistogramCallback,
-        TrainingProgressCallback,
+        AnomalyHeatmapCallback as AnomalyHeatmapCallback,
+    )
+    from objdet.training.callbacks import (
+        DetectionVisualizationCallback as DetectionVisualizationCallback,
+    )
+    from objdet.training.callbacks import (
+        FailOnNoTrainBatches as FailOnNoTrainBatches,
+    )
+    from objdet.training.callbacks import (
+        GradientMonitorCallback as GradientMonitorCallback,
+    )
+    from objdet.training.callbacks import (
+        LearningRateMonitorCallback as LearningRateMonitorCallback,
+    )
+    from objdet.training.callbacks import (
+        PCAVisualizationCallback as PCAVisualizationCallback,
+    )
+    from objdet.training.callbacks import (
+        ScoreHistogramCallback as ScoreHistogramCallback,
+    )
+    from objdet.training.callbacks import (
+        TrainingProgressCallback as TrainingProgressCallback,
     )
 
 #: public name -> module under objdet.training.callbacks that defines it

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
@@ -108,13 +107,14 @@ def log_figure(
     name = figure_file_name(tag, trainer.current_epoch, step)
     dirs: list[Path] = [Path(save_dir)] if save_dir is not None else []
     for logger in trainer.loggers:
-        kind = logger_kind(logger)
+        target: Any = logger  # the methods used below are found by duck typing (see logger_kind)
+        kind = logger_kind(target)
         if kind == "wandb":
-            logger.log_image(key=tag, images=[figure_to_rgb(fig)], step=step)
+            target.log_image(key=tag, images=[figure_to_rgb(fig)], step=step)
         elif kind == "mlflow":
-            logger.experiment.log_figure(logger.run_id, fig, f"figures/{name}")
+            target.experiment.log_figure(target.run_id, fig, f"figures/{name}")
         elif kind == "tensorboard":
-            logger.experiment.add_figure(tag, fig, global_step=step, close=False)
+            target.experiment.add_figure(tag, fig, global_step=step, close=False)
         elif save_dir is None:
             dirs.append(_files_dir(logger, trainer))
     if not trainer.loggers and save_dir is None:
@@ -200,7 +200,9 @@ class FigureCallback(Callback):
         return (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     # -- drawing ---------------------------------------------------------------------------------
-    def draw_and_log(self, trainer: pl.Trainer, draw: Callable[[], Drawn], tag: str | None = None) -> list[Path]:
+    def draw_and_log(
+        self, trainer: pl.Trainer, draw: Callable[[], Drawn], tag: str | None = None
+    ) -> list[Path]:
         """On global rank 0: call ``draw()``, log what it returns (:func:`log_figure`), close the figures.
 
         ``draw`` returns one figure (logged under ``tag``, default ``self.tag``) or ``{tag: figure}``.
@@ -231,7 +233,7 @@ class FigureCallback(Callback):
         return list(self.last_files)
 
     def log_scalars(self, trainer: pl.Trainer, values: Mapping[str, float], step: int | None = None) -> None:
-        """``log_metrics(values, step)`` on every logger (rank 0 only, as the loggers do) at ``global_step``."""
+        """``log_metrics(values, step)`` on every logger (rank 0 only, as loggers do), at global_step."""
         if not values:
             return
         step = trainer.global_step if step is None else step
@@ -249,7 +251,7 @@ class FigureCallback(Callback):
 
 
 class ValidationOutputsCallback(FigureCallback):
-    """Base class of callbacks fed from ``outputs`` of ``on_validation_batch_end`` (never by calling the model).
+    """Base class of callbacks fed from ``outputs`` of ``on_validation_batch_end`` (never from the model).
 
     By default ``outputs`` (what ``validation_step`` returns) must be a dict with the keys in
     ``required_keys`` (``optional_keys`` are used when present); with ``extract``,
@@ -275,7 +277,9 @@ class ValidationOutputsCallback(FigureCallback):
     def __init__(self, tag: str, extract: ExtractFn | None = None, **kwargs: Any) -> None:
         super().__init__(tag, **kwargs)
         if extract is not None and not callable(extract):
-            raise TypeError(f"`extract` must be a callable (outputs, batch) -> dict, got {type(extract).__name__}")
+            raise TypeError(
+                f"`extract` must be a callable (outputs, batch) -> dict, got {type(extract).__name__}"
+            )
         self.extract = extract
         self._active = False
 
@@ -387,12 +391,14 @@ class ValidationMetricCallback(ValidationOutputsCallback):
         if self._metric is None:
             metric = self.make_metric()
             if not isinstance(metric, Metric):
-                raise TypeError(f"make_metric() must return a torchmetrics Metric, got {type(metric).__name__}")
+                raise TypeError(
+                    f"make_metric() must return a torchmetrics Metric, got {type(metric).__name__}"
+                )
             if not (metric.sync_on_compute and metric.compute_with_cache):
                 raise ValueError(
-                    f"{type(self).__name__}.make_metric() must keep sync_on_compute=True and compute_with_cache=True "
-                    f"(got {metric.sync_on_compute} and {metric.compute_with_cache}): values must be global and "
-                    "drawing must not recompute"
+                    f"{type(self).__name__}.make_metric() must keep sync_on_compute=True and "
+                    f"compute_with_cache=True (got {metric.sync_on_compute} and "
+                    f"{metric.compute_with_cache}): values must be global and drawing must not recompute"
                 )
             self._metric = metric
         return self._metric
@@ -429,17 +435,3 @@ class ValidationMetricCallback(ValidationOutputsCallback):
             self.draw_and_log(trainer, lambda: self.draw(trainer, metric, values))
         for key, value in self.scalars(values).items():
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False)
-
-
-def _as_float(value: Tensor | float) -> float:
-    return float(value.item()) if isinstance(value, Tensor) else float(value)
-
-
-def to_floats(values: Mapping[str, Tensor | float]) -> dict[str, float]:
-    """Python floats of a dict of scalars (one host transfer for all tensors on one device)."""
-    tensors = {k: v for k, v in values.items() if isinstance(v, Tensor)}
-    out = {k: _as_float(v) for k, v in values.items() if not isinstance(v, Tensor)}
-    if tensors:
-        stacked = torch.stack([v.detach().reshape(()).to(torch.float64).cpu() for v in tensors.values()])
-        out.update(zip(tensors, stacked.tolist(), strict=True))
-    return out

@@ -20,7 +20,9 @@ def _maps(value: Any, name: str, owner: str) -> Tensor:
     if t.dim() == 4 and t.shape[1] == 1:
         t = t[:, 0]
     if t.dim() != 3:
-        raise ValueError(f"{owner}: `{name}` must be (B, H, W) or (B, 1, H, W) maps, got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{owner}: `{name}` must be (B, H, W) or (B, 1, H, W) maps, got shape {tuple(t.shape)}"
+        )
     return t
 
 
@@ -87,7 +89,9 @@ class AnomalyHeatmapCallback(ValidationOutputsCallback):
             )
         images = data.get("images")
         if images is not None and len(images) != scores.shape[0]:
-            raise ValueError(f"{owner}: {len(images)} images for {scores.shape[0]} score maps; expected equal")
+            raise ValueError(
+                f"{owner}: {len(images)} images for {scores.shape[0]} score maps; expected equal"
+            )
         if not trainer.is_global_zero:
             return
         split = self.balance and targets is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,10 +41,8 @@ def describe_loader(loader: Any) -> str:
         parts.append(f"drop_last={drop_last}")
     sampler = getattr(loader, "sampler", None)
     if sampler is not None and hasattr(sampler, "num_replicas"):
-        try:
+        with contextlib.suppress(TypeError):
             parts.append(f"{len(sampler)} samples per rank after {type(sampler).__name__}")
-        except TypeError:
-            pass
     return ", ".join(parts)
 
 

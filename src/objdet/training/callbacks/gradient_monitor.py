@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
@@ -87,7 +88,11 @@ class GradientMonitorCallback(FigureCallback):
         self._warn(values["norm_total"], values["nonfinite_count"], trainer.global_step)
 
     def _statistics(self, params: list[Tensor]) -> dict[str, float]:
-        grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]  # type: ignore[union-attr]
+        grads: list[Tensor] = []
+        for p in params:
+            g = p.grad
+            assert g is not None  # params were filtered on it
+            grads.append(g.coalesce().values() if g.is_sparse else g)
         device = grads[0].device
         norms = torch.stack([n.to(device, torch.float64) for n in torch._foreach_norm(grads, self.norm_type)])
         maxima = torch.stack([m.to(device, torch.float64) for m in torch._foreach_norm(grads, math.inf)])

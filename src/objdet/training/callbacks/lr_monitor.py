@@ -44,7 +44,7 @@ class LearningRateMonitorCallback(FigureCallback):
     of training (rank 0) and logged under ``tag`` (see :func:`objdet.plotting.training.plot_lr_schedule`).
     """
 
-    persistent = (*FigureCallback.persistent, "history")
+    persistent = (*FigureCallback.persistent, "history", "epoch_starts")
 
     def __init__(
         self,
@@ -62,7 +62,9 @@ class LearningRateMonitorCallback(FigureCallback):
         super().__init__(tag, save_dir=save_dir, dpi=dpi)
         if logging_interval not in ("step", "epoch"):
             raise ValueError(f"`logging_interval` must be 'step' or 'epoch', got {logging_interval!r}")
-        if log_every_n_steps is not None and (not isinstance(log_every_n_steps, int) or log_every_n_steps < 1):
+        if log_every_n_steps is not None and (
+            not isinstance(log_every_n_steps, int) or log_every_n_steps < 1
+        ):
             raise ValueError(f"`log_every_n_steps` must be a positive int or None, got {log_every_n_steps!r}")
         if not isinstance(max_history, int) or max_history < 2:
             raise ValueError(f"`max_history` must be an int >= 2, got {max_history!r}")
@@ -74,6 +76,8 @@ class LearningRateMonitorCallback(FigureCallback):
         self.max_history = max_history
         self.prefix = prefix
         self.history: dict[str, list[list[float]]] = {}
+        #: optimizer step at which each training epoch started (for the plot's epoch axis)
+        self.epoch_starts: list[int] = []
         self.last_values: dict[str, float] = {}
         self._last_step = -1
 
@@ -117,20 +121,23 @@ class LearningRateMonitorCallback(FigureCallback):
         if self.logging_interval != "step":
             return
         step = trainer.global_step
-        every = self.log_every_n_steps or trainer.log_every_n_steps
+        every = self.log_every_n_steps or int(getattr(trainer, "log_every_n_steps", 50))
         if step == self._last_step or step % every != 0:
             return
         self._last_step = step
         self._record(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if len(self.epoch_starts) <= trainer.current_epoch:
+            self.epoch_starts.append(trainer.global_step)
         if self.logging_interval == "epoch":
             self._record(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.plot and any(self.history.values()):
             history = {k: list(v) for k, v in self.history.items()}
-            self.draw_and_log(trainer, lambda: plot_lr_schedule(history)[0])
+            starts = list(self.epoch_starts)
+            self.draw_and_log(trainer, lambda: plot_lr_schedule(history, starts)[0])
 
     def _record(self, trainer: pl.Trainer) -> None:
         values = self.read(trainer)

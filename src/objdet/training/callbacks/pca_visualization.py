@@ -48,7 +48,8 @@ class PCAVisualizationCallback(ValidationMetricCallback):
     required_keys = ("features",)
     optional_keys = ("labels", "feature_scores")
     outputs_help = (
-        "Expected features as (N, C) vectors or (B, C, ...) cubes, optionally labels or feature_scores per row."
+        "Expected features as (N, C) vectors or (B, C, ...) cubes, optionally labels or feature_scores "
+        "per row."
     )
 
     def __init__(
@@ -103,8 +104,9 @@ class PCAVisualizationCallback(ValidationMetricCallback):
                 value = value.repeat_interleave(per_item)
             if value.numel() != rows.shape[0]:
                 raise ValueError(
-                    f"{type(self).__name__}: `{key}` has {value.numel()} values for {rows.shape[0]} feature rows "
-                    f"(features of shape {tuple(feats.shape)}); expected one per row or one per batch item"
+                    f"{type(self).__name__}: `{key}` has {value.numel()} values for {rows.shape[0]} "
+                    f"feature rows (features of shape {tuple(feats.shape)}); expected one per row or one "
+                    "per batch item"
                 )
             out[key] = value
         return out
@@ -148,7 +150,7 @@ class PCAVisualizationCallback(ValidationMetricCallback):
                 n_dims=self.n_dims,
                 max_points=self.max_points,
                 class_names=names,
-                title=f"PCA projection — epoch {trainer.current_epoch} ({buffer['features'].shape[0]} points)",
+                title=f"PCA projection — epoch {trainer.current_epoch} ({len(buffer['features'])} points)",
             )[0]
         fig, ax = metric.plot()
         ax.set_title(f"Scree plot — epoch {trainer.current_epoch}")

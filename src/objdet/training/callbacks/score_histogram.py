@@ -80,8 +80,8 @@ class ScoreHistogramCallback(ValidationMetricCallback):
 
     def draw(self, trainer: pl.Trainer, metric: Metric, values: Any) -> Figure:
         fig, ax = metric.plot()
-        ax.set_title(f"{ax.get_title()} — epoch {trainer.current_epoch}")
-        return fig  # type: ignore[no-any-return]
+        ax.set_title(f"{ax.get_title()} ({self.tag}, epoch {trainer.current_epoch})")
+        return fig
 
     def scalars(self, values: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {f"{self.prefix}{k}": v for k, v in values.items()}
