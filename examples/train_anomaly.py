@@ -202,6 +202,7 @@ def main() -> None:
     parser.add_argument(
         "--image-threshold", type=float, default=3.5, help="threshold on the largest pixel score"
     )
+    parser.add_argument("--plot-every", type=int, default=4, help="epochs between heatmap / PCA figures")
     parser.add_argument("--out", type=Path, default=Path("out/anomaly"))
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)"
@@ -223,7 +224,7 @@ def main() -> None:
         else CSVLogger(str(args.out), name="logs")
     )
     callbacks = [
-        AnomalyHeatmapCallback(threshold=args.threshold, num_samples=6, every_n_epochs=4),
+        AnomalyHeatmapCallback(threshold=args.threshold, num_samples=6, every_n_epochs=args.plot_every),
         ScoreHistogramCallback(
             threshold=args.threshold,
             prefix="val/pixel/",
@@ -237,7 +238,7 @@ def main() -> None:
             extract=image_level,
             metric_kwargs={"score_range": (-6.0, 14.0)},
         ),
-        PCAVisualizationCallback(class_names=DEFECTS, every_n_epochs=4),
+        PCAVisualizationCallback(class_names=DEFECTS, every_n_epochs=args.plot_every),
         LearningRateMonitorCallback(log_every_n_steps=1),
         GradientMonitorCallback(log_every_n_steps=5, per_layer=False),
         TrainingProgressCallback(),
