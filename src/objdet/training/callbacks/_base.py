@@ -32,6 +32,8 @@ from torchmetrics import Metric
 from objdet.plotting._common import close_figure, figure_to_rgb
 
 __all__ = [
+    "DETECTION_KEYS",
+    "DETECTION_OUTPUTS_HELP",
     "ExtractFn",
     "FigureCallback",
     "ValidationMetricCallback",
@@ -46,6 +48,12 @@ __all__ = [
 ExtractFn = Callable[[Any, Any], Mapping[str, Any]]
 #: What a draw function returns: one figure (logged under the callback's tag) or ``{tag: figure}``.
 Drawn = Figure | Mapping[str, Figure]
+#: ``required_keys`` / ``outputs_help`` of the callbacks fed with detections.
+DETECTION_KEYS = ("preds", "targets")
+DETECTION_OUTPUTS_HELP = (
+    "Expected preds/targets as lists with one dict per image in the torchmetrics detection format "
+    "(preds: boxes, scores, labels; targets: boxes, labels)."
+)
 
 
 # ------------------------------------------------------------------------------------------------

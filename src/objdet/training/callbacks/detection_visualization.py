@@ -10,7 +10,12 @@ import lightning.pytorch as pl
 import torch
 
 from objdet.plotting.images import plot_detections
-from objdet.training.callbacks._base import ExtractFn, ValidationOutputsCallback
+from objdet.training.callbacks._base import (
+    DETECTION_KEYS,
+    DETECTION_OUTPUTS_HELP,
+    ExtractFn,
+    ValidationOutputsCallback,
+)
 
 __all__ = ["DetectionVisualizationCallback"]
 
@@ -41,13 +46,9 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         tag, every_n_epochs, save_dir, dpi, extract: see :class:`ValidationOutputsCallback`.
     """
 
-    required_keys = ("preds", "targets")
-    optional_keys = ()
+    required_keys = DETECTION_KEYS
     needs_images = True
-    outputs_help = (
-        "Expected preds/targets as lists with one dict per image in the torchmetrics detection format "
-        "(preds: boxes, scores, labels; targets: boxes, labels)."
-    )
+    outputs_help = DETECTION_OUTPUTS_HELP
 
     def __init__(
         self,
