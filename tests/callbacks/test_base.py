@@ -131,6 +131,19 @@ def test_log_figure_save_dir_and_no_logger(tmp_path: Path) -> None:
     assert not (Path(csv.log_dir) / "figures").exists()
 
 
+def test_log_figure_failing_logger_does_not_stop_the_others(tmp_path: Path) -> None:
+    class BrokenWandb(FakeWandb):
+        def log_image(self, key: str, images: list[Any], step: int | None = None) -> None:
+            raise ConnectionError("offline")
+
+    csv = CSVLogger(str(tmp_path), name="csv")
+    with pytest.raises(
+        RuntimeError, match=r"logging figure 'x' failed for BrokenWandb: ConnectionError: offline"
+    ):
+        log_figure(_trainer(tmp_path, [BrokenWandb(), csv]), _figure(), "x")
+    assert _is_png(Path(csv.log_dir) / "figures" / "x_epoch002_step000007.png")
+
+
 # -- rank-zero drawing --------------------------------------------------------------------------------
 class _Drawer(FigureCallback):
     persistent = (*FigureCallback.persistent, "history")

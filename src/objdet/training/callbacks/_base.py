@@ -9,8 +9,8 @@ Three layers, each adding one concern (subclass the lowest one that fits):
   (or a user ``extract(outputs, batch)``), checks the keys it needs and hands one dict per batch
   to :meth:`~ValidationOutputsCallback.update_batch`.
 * :class:`ValidationMetricCallback` -- owns a torchmetrics ``Metric``: reset and update on every
-  rank, one explicit state sync and ``compute()`` on every rank at the end of the validation
-  epoch, drawing of the synced (global) state on rank 0, scalars through ``pl_module.log``.
+  rank, ``compute()`` on every rank at the end of the validation epoch, drawing of the synced
+  (global) state on rank 0, scalars through ``pl_module.log``.
 """
 
 from __future__ import annotations
@@ -110,28 +110,39 @@ def log_figure(
     otherwise under ``<logger.log_dir>/figures`` for each logger that takes no figures
     (CSVLogger), or ``<trainer.default_root_dir>/figures`` without any logger. ``step``
     defaults to ``trainer.global_step``. Call on rank 0 only; the figure is not closed here.
+    A destination that fails does not stop the others: a ``RuntimeError`` naming every failure
+    is raised once all were tried.
     """
     step = trainer.global_step if step is None else step
     name = figure_file_name(tag, trainer.current_epoch, step)
     dirs: list[Path] = [Path(save_dir)] if save_dir is not None else []
+    errors: list[str] = []
     for logger in trainer.loggers:
         target: Any = logger  # the methods used below are found by duck typing (see logger_kind)
-        kind = logger_kind(target)
-        if kind == "wandb":
-            target.log_image(key=tag, images=[figure_to_rgb(fig)], step=step)
-        elif kind == "mlflow":
-            target.experiment.log_figure(target.run_id, fig, f"figures/{name}")
-        elif kind == "tensorboard":
-            target.experiment.add_figure(tag, fig, global_step=step, close=False)
-        elif save_dir is None:
-            dirs.append(_files_dir(logger, trainer))
+        try:
+            kind = logger_kind(target)
+            if kind == "wandb":
+                target.log_image(key=tag, images=[figure_to_rgb(fig)], step=step)
+            elif kind == "mlflow":
+                target.experiment.log_figure(target.run_id, fig, f"figures/{name}")
+            elif kind == "tensorboard":
+                target.experiment.add_figure(tag, fig, global_step=step, close=False)
+            elif save_dir is None:
+                dirs.append(_files_dir(logger, trainer))
+        except Exception as err:
+            errors.append(f"{type(logger).__name__}: {type(err).__name__}: {err}")
     if not trainer.loggers and save_dir is None:
         dirs.append(Path(trainer.default_root_dir) / "figures")
     written: list[Path] = []
     for d in dict.fromkeys(p.resolve() for p in dirs):
-        d.mkdir(parents=True, exist_ok=True)
-        fig.savefig(d / name, dpi=dpi)
-        written.append(d / name)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fig.savefig(d / name, dpi=dpi)
+            written.append(d / name)
+        except Exception as err:
+            errors.append(f"PNG in {d}: {type(err).__name__}: {err}")
+    if errors:
+        raise RuntimeError(f"logging figure {tag!r} failed for " + "; ".join(errors))
     return written
 
 
