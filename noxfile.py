@@ -67,3 +67,10 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/box_iou.py")
     session.run("python", "benchmarks/coco_bbox.py", *session.posargs)
     session.run("python", "benchmarks/anomaly.py")
+
+
+@nox.session(python=PYTHON)
+def examples(session: nox.Session) -> None:
+    """The Lightning examples on synthetic data (CPU; figures under out/)."""
+    _install(session)
+    session.run("python", "examples/train_anomaly.py", *session.posargs)
