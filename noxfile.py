@@ -80,3 +80,10 @@ def docs(session: nox.Session) -> None:
         "sphinx-build", "-E", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", *session.posargs
     )
     session.run("sphinx-build", "-E", "-W", "--keep-going", "-b", "doctest", "docs", "docs/_build/doctest")
+
+
+@nox.session(python=PYTHON)
+def examples(session: nox.Session) -> None:
+    """The Lightning examples on synthetic data (CPU; figures under out/)."""
+    _install(session)
+    session.run("python", "examples/train_anomaly.py", *session.posargs)

@@ -1,0 +1,113 @@
+"""Two CPU processes (gloo) running Lightning DDP with the metric callbacks; a plotting error on rank 0."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torchmetrics import Metric
+
+from objdet.training import AnomalyHeatmapCallback, PCAVisualizationCallback, ScoreHistogramCallback
+from objdet.training.metrics import AnomalyDetectionMetrics, ExplainedVarianceMetric
+from tests.helpers.ddp import run_distributed
+from tests.helpers.lightning_models import AnomalyDataset, AnomalyModule
+
+DPI = 40
+
+
+class _RecordingHistogram(ScoreHistogramCallback):
+    """Records how many scores the state it draws holds (the synced, global state on rank 0)."""
+
+    drawn_counts: list[int]
+
+    def draw(self, trainer: Any, metric: Metric, values: Any) -> Figure:
+        self.drawn_counts = [*getattr(self, "drawn_counts", []), int(metric.histogram.sum())]
+        return super().draw(trainer, metric, values)
+
+
+def _broken_grid(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("injected plotting bug on rank 0")
+
+
+def _worker(rank: int, world_size: int, root: str) -> dict[str, Any]:
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger
+
+    import objdet.training.callbacks.anomaly_heatmap as heatmap_module
+
+    # the process group exists already (harness); Lightning joins it instead of launching processes
+    os.environ.update(LOCAL_RANK=str(rank), RANK=str(rank), WORLD_SIZE=str(world_size), NODE_RANK="0")
+    heatmap_module.plot_anomaly_heatmap_grid = _broken_grid  # every drawing of this callback fails
+    torch.manual_seed(0)
+    module = AnomalyModule(lr=0.0)  # weights stay at their (seeded) initial values
+    hist = _RecordingHistogram(threshold=0.05, dpi=DPI)
+    heat = AnomalyHeatmapCallback(threshold=0.05, dpi=DPI)
+    pca = PCAVisualizationCallback(dpi=DPI)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=world_size,
+        strategy="ddp",
+        callbacks=[hist, heat, pca],
+        max_epochs=2,
+        default_root_dir=root,
+        logger=CSVLogger(root, name="csv"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(module)
+    return {
+        "hist": {k: v.item() for k, v in hist.last_values.items()},
+        "pca": {k: v.item() for k, v in pca.last_values.items()},
+        "drawn_counts": getattr(hist, "drawn_counts", []),
+        "figures": {**hist.figures_logged, **heat.figures_logged, **pca.figures_logged},
+        "warnings": [str(w.message) for w in caught if "injected" in str(w.message)],
+        "epochs": trainer.current_epoch,
+    }
+
+
+def test_ddp_two_processes(tmp_path: Path) -> None:
+    results = run_distributed(_worker, world_size=2, payload=str(tmp_path), timeout=240)
+    # one process over the whole validation set, same weights
+    torch.manual_seed(0)
+    module = AnomalyModule(lr=0.0)
+    data = AnomalyDataset(module.n_val, offset=10_000)
+    images = torch.stack([data[i][0] for i in range(len(data))])
+    masks = torch.stack([data[i][1] for i in range(len(data))])
+    with torch.no_grad():
+        out = module.validation_step((images, masks), 0)
+    ref = AnomalyDetectionMetrics(threshold=0.05)
+    ref.update(out["scores"], out["targets"])
+    expected = {k: v.item() for k, v in ref.compute().items()}
+    ev = ExplainedVarianceMetric(n_components=2)
+    ev.update(out["features"])
+    expected_pca = {k: v.item() for k, v in ev.compute().items()}
+    for rank, res in enumerate(results):
+        assert res["epochs"] == 2
+        assert res["hist"] == pytest.approx(expected, abs=0, nan_ok=True), (
+            rank
+        )  # counts and histograms: exact
+        assert res["pca"] == pytest.approx(expected_pca, abs=1e-12), rank
+    # rank 0 drew the global state (all 12 maps of 16 x 16 scores, not its 6) and logged the figures;
+    # the heatmap's plotting error became a warning on rank 0 and nobody hung
+    assert results[0]["drawn_counts"] == [12 * 16 * 16] * 2
+    assert results[0]["figures"] == {"val/anomaly_scores": 2, "val/pca/projection": 2, "val/pca/scree": 2}
+    assert len(results[0]["warnings"]) == 2 and "val/anomaly_heatmaps" in results[0]["warnings"][0]
+    assert results[1]["drawn_counts"] == [] and results[1]["figures"] == {} and results[1]["warnings"] == []
+    names = sorted(p.name for p in (tmp_path / "csv" / "version_0" / "figures").iterdir())
+    assert names == [
+        "val_anomaly_scores_epoch000_step000002.png",
+        "val_anomaly_scores_epoch001_step000004.png",
+        "val_pca_projection_epoch000_step000002.png",
+        "val_pca_projection_epoch001_step000004.png",
+        "val_pca_scree_epoch000_step000002.png",
+        "val_pca_scree_epoch001_step000004.png",
+    ]
