@@ -358,7 +358,9 @@ def plot_ap_bars(
         class_names: K names (default ``0..K-1``).
         xlabel: axis label, e.g. "AP@0.5".
 
-    The figure grows with the number of classes (about 0.17 inch per bar beyond 20).
+    The mean over the classes with GT is a dashed line, its value in the legend (in the axis
+    label when the shortest bars leave no room for a legend; no line with a single class).
+    The figure grows with the number of classes (about 0.17 inch per bar beyond 12).
 
     Example:
         >>> from objdet.plotting.detection import plot_ap_bars
@@ -392,16 +394,23 @@ def plot_ap_bars(
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_xlim(0, 1.0)
     if n <= 40:
-        for yi, v, i in zip(y, vals, order, strict=True):
-            if defined[i]:
+        for yi, v, i, color in zip(y, vals, order, colors, strict=True):
+            if defined[i]:  # after the bar, or inside its end when it reaches the right edge;
+                inside = float(v) > 0.88  # on a patch of the bar's (or white) colour over the mean line
                 ax.text(
-                    float(v) + 0.01,
+                    float(v) - 0.01 if inside else float(v) + 0.01,
                     float(yi),
                     f"{v:.3f}",
+                    ha="right" if inside else "left",
                     va="center",
                     fontsize=font - 1,
-                    color="0.2",
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.6},
+                    color="0.1" if inside else "0.2",
+                    bbox={
+                        "facecolor": color if inside else "white",
+                        "edgecolor": "none",
+                        "alpha": 0.8,
+                        "pad": 0.6,
+                    },
                 )
     ax.grid(axis="x", alpha=0.3, linewidth=0.6)
     n_defined = int(defined.sum())
@@ -409,13 +418,11 @@ def plot_ap_bars(
         mean = float(a[defined].mean())
         ax.axvline(mean, color=_BEST, linestyle="--", linewidth=1.2, label=f"mean {mean:.3f}", zorder=2)
         # lower right is free when the last rows (the shortest bars, or "no GT") leave room for
-        # the legend and the value labels; otherwise the legend goes above the axes, right-aligned
+        # the legend; otherwise the legend would hide bars: the mean goes into the axis label
         if float(vals[-3:].max()) <= 0.68:
             ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
         else:
-            ax.legend(
-                loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=9, framealpha=0.9, borderaxespad=0.2
-            )
+            ax.set_xlabel(f"{xlabel}  (dashed line: mean {mean:.3f})")
     return fig, ax
 
 
