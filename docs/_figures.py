@@ -7,6 +7,7 @@ To add a figure: write ``def fig_<name>(out: Path) -> None`` here; ``draw_all`` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from objdet.plotting.variance import plot_pca_scatter
 from objdet.training.metrics import (
     AnomalyDetectionMetrics,
     ComponentOrthogonalityMetric,
+    ConfusionMatrix,
     ExplainedVarianceMetric,
+    MeanAveragePrecision,
     ScoreStatisticsMetric,
 )
 
@@ -166,6 +169,120 @@ def fig_confusion_matrix_layout(out: Path) -> None:
         arrowprops={"arrowstyle": "->", "color": "#35a"},
         annotation_clip=False,
     )
+    _save(fig, out)
+
+
+#: Classes of the simulated detector of the detection figures.
+DET_NAMES = ["person", "car", "truck", "bicycle", "dog", "cat"]
+
+
+@functools.cache
+def detections(n_images: int = 300, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """A simulated detector on 640 x 480 images with the six classes of ``DET_NAMES``.
+
+    Classes differ in frequency and difficulty; small objects are missed more often; cars and
+    trucks, dogs and cats (and bicycles as persons) get confused; some boxes are badly placed,
+    some objects detected twice, and every image has a few low-scoring detections on
+    background. Returns (preds, target) in torchmetrics' format, xyxy float64.
+    """
+    rng = np.random.default_rng(seed)
+    freq = np.array([0.34, 0.26, 0.1, 0.1, 0.1, 0.1])
+    found = np.array([0.92, 0.9, 0.8, 0.7, 0.85, 0.82])  # detection rate of a large object
+    partner = {1: 2, 2: 1, 4: 5, 5: 4, 3: 0}  # the class it is mistaken for ...
+    confused = {1: 0.08, 2: 0.25, 4: 0.15, 5: 0.18, 3: 0.1}  # ... and how often
+    preds, target = [], []
+    for _ in range(n_images):
+        m = int(rng.integers(1, 9))
+        labels = rng.choice(6, m, p=freq)
+        size = np.exp(rng.uniform(np.log(12), np.log(260), (m, 1))) * rng.uniform(0.6, 1.6, (m, 2))
+        xy = rng.uniform(0, 1, (m, 2)) * (np.array([640.0, 480.0]) - size)
+        gt = np.concatenate([xy, xy + size], 1)
+        crowd = (labels == 0) & (rng.random(m) < 0.03)
+        boxes, scores, det_labels = [], [], []
+        for box, label, side in zip(gt, labels, np.sqrt(size.prod(1)), strict=True):
+            if rng.random() > found[label] / (1 + np.exp(-(side - 24) / 8)):
+                continue  # missed: more often when small
+            wrong = label in partner and rng.random() < confused[label]
+            poor = rng.random() < 0.12
+            noise = rng.normal(0, (0.2 if poor else 0.05) * side, 4)
+            boxes.append(box + noise)
+            det_labels.append(partner[label] if wrong else label)
+            scores.append(rng.beta(3, 3) if wrong or poor else rng.beta(7, 2))
+            if rng.random() < 0.08:  # a duplicate, lower and looser
+                boxes.append(box + rng.normal(0, 0.12 * side, 4))
+                det_labels.append(label)
+                scores.append(scores[-1] * rng.uniform(0.3, 0.8))
+        for _ in range(rng.poisson(1.2)):  # detections on background
+            xy0 = rng.uniform(0, 560, 2)
+            boxes.append(np.concatenate([xy0, xy0 + rng.uniform(10, 80, 2)]))
+            det_labels.append(int(rng.choice(6, p=freq)))
+            scores.append(rng.beta(1.5, 5))
+        det = np.array(boxes).reshape(-1, 4)
+        det[:, 2:] = np.maximum(det[:, 2:], det[:, :2] + 1)
+        preds.append(
+            {
+                "boxes": torch.from_numpy(det),
+                "scores": torch.tensor(scores, dtype=torch.float64),
+                "labels": torch.tensor(det_labels, dtype=torch.int64),
+            }
+        )
+        target.append(
+            {
+                "boxes": torch.from_numpy(gt),
+                "labels": torch.from_numpy(labels),
+                "iscrowd": torch.from_numpy(crowd.astype(np.int64)),
+            }
+        )
+    return preds, target
+
+
+@functools.cache
+def detection_metric() -> MeanAveragePrecision:
+    preds, target = detections()
+    metric = MeanAveragePrecision(class_metrics=True)
+    metric.update(preds, target)
+    return metric
+
+
+def detection_confusion_matrix() -> ConfusionMatrix:
+    preds, target = detections()
+    metric = ConfusionMatrix(num_classes=len(DET_NAMES), class_names=DET_NAMES)
+    metric.update(preds, target)
+    return metric
+
+
+def fig_confusion_matrix(out: Path) -> None:
+    fig, _ = detection_confusion_matrix().plot()
+    _save(fig, out)
+
+
+def fig_confusion_matrix_normalized(out: Path) -> None:
+    fig, _ = detection_confusion_matrix().plot(normalize="true")
+    _save(fig, out)
+
+
+def fig_pr_curves(out: Path) -> None:
+    fig, _ = detection_metric().plot(kind="pr", class_names=DET_NAMES)
+    _save(fig, out)
+
+
+def fig_f1_confidence(out: Path) -> None:
+    fig, _ = detection_metric().plot(kind="f1", class_names=DET_NAMES)
+    _save(fig, out)
+
+
+def fig_precision_confidence(out: Path) -> None:
+    fig, _ = detection_metric().plot(kind="precision", class_names=DET_NAMES)
+    _save(fig, out)
+
+
+def fig_recall_confidence(out: Path) -> None:
+    fig, _ = detection_metric().plot(kind="recall", class_names=DET_NAMES)
+    _save(fig, out)
+
+
+def fig_ap_bars(out: Path) -> None:
+    fig, _ = detection_metric().plot(kind="ap", class_names=DET_NAMES)
     _save(fig, out)
 
 

@@ -242,3 +242,39 @@ def test_plot_detection_curves_functional() -> None:
     assert any(t.startswith("n2  ") for t in legend) and any(t.startswith("n5  ") for t in legend)
     with pytest.raises(ValueError, match="class_names"):
         plot_detection_curves(c, "pr", class_names=names[:3])
+
+
+def _box_image(side: float, score: float) -> tuple[dict, dict]:
+    """One image, one GT of class 0 with a detection shifted by 2 px (IoU < 1, so mAP < 1 for small sides)."""
+    gt = torch.tensor([[10.0, 10.0, 10.0 + side, 10.0 + side]])
+    return (
+        {"boxes": gt + 2.0, "scores": torch.tensor([score]), "labels": torch.tensor([0])},
+        {"boxes": gt, "labels": torch.tensor([0])},
+    )
+
+
+@pytest.mark.parametrize("class_metrics", [False, True])
+def test_map_history_plot_leaves_out_placeholders(class_metrics: bool) -> None:
+    import matplotlib.pyplot as plt
+
+    metric = MeanAveragePrecision(class_metrics=class_metrics)
+    results = []
+    for side, score in ((20.0, 0.9), (25.0, 0.8), (200.0, 0.7)):  # small, small, then a large object
+        pred, gt = _box_image(side, score)
+        metric.update([pred], [gt])
+        results.append(metric.compute())
+    assert all(float(r["map_medium"]) == -1.0 for r in results)  # no medium GT at any step
+    assert float(results[0]["map_large"]) == -1.0 and float(results[2]["map_large"]) > 0
+    figures_before = plt.get_fignums()
+    fig, ax = metric.plot(results)
+    assert isinstance(fig, Figure) and plt.get_fignums() == figures_before  # no pyplot figure left open
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(legend) == sorted(lines)
+    # per-class values ([-1] placeholders without class_metrics, one class's AP with it) are no time series
+    assert not any(k.endswith("_per_class") or k == "classes" for k in lines)
+    assert "map_medium" not in lines and "mar_medium" not in lines  # undefined at every step
+    assert {"map", "map_50", "map_small", "map_large", "mar_100"} <= set(lines)
+    np.testing.assert_allclose(lines["map"].get_ydata(), [float(r["map"]) for r in results], rtol=1e-6)
+    large = np.asarray(lines["map_large"].get_ydata(), dtype=float)
+    assert np.isnan(large[0]) and large[2] == pytest.approx(float(results[2]["map_large"]))  # -1 is a gap

@@ -57,18 +57,18 @@ class DetectionCurves:
     precision: Tensor  #: (K, S) NaN where no counted detection
     recall: Tensor  #: (K, S) NaN without GT
     f1: Tensor  #: (K, S) NaN with neither GT nor detection
-    average: str  #: "micro" or "macro": how the overall curves pool the classes
-    overall_precision: Tensor  #: (S,)
-    overall_recall: Tensor  #: (S,)
-    overall_f1: Tensor  #: (S,)
+    average: str  #: how the overall curves pool the classes, "micro" or "macro"
+    overall_precision: Tensor  #: (S,) precision of all classes, pooled as ``average`` says
+    overall_recall: Tensor  #: (S,) recall of all classes, pooled as ``average`` says
+    overall_f1: Tensor  #: (S,) F1 of all classes, pooled as ``average`` says
     best_confidence: Tensor  #: () lowest confidence with the highest overall F1 (NaN if none)
     best_f1: Tensor  #: () overall F1 there
-    class_best_confidence: Tensor  #: (K,) the same per class
-    class_best_f1: Tensor  #: (K,)
+    class_best_confidence: Tensor  #: (K,) per class, the lowest confidence with its highest F1
+    class_best_f1: Tensor  #: (K,) per class, its F1 there
 
     @property
     def map(self) -> Tensor:
-        """() mean AP over the classes with GT (-1 if none): pycocotools' AP at t (e.g. mAP@0.5)."""
+        """() mean AP over the classes with GT, -1 if none; pycocotools' AP at t (e.g. mAP@0.5)."""
         defined = self.ap > -1
         if not bool(defined.any()):
             return torch.tensor(-1.0, dtype=torch.float64, device=self.ap.device)

@@ -79,7 +79,7 @@ def plot_confusion_matrix(
         class_names: C names (default ``0..C-1``); the last row/column is ``background_label``.
         normalize: None (counts), "true" (rows sum to 1), "pred" (columns) or "all".
         ax: draw into this axes; by default a new figure whose size grows with C.
-        title: default "Confusion matrix (<normalisation>)", with ``details`` on a second line.
+        title: default "Confusion matrix, <counts or normalisation>", with ``details`` on a second line.
         details: extra text for the default title, e.g. the thresholds.
         annotate: write the value in every non-zero cell (default: when C + 1 <= 25).
         cmap: matplotlib colour map; zero cells are left white.
@@ -103,10 +103,10 @@ def plot_confusion_matrix(
     cell = 0.55 if n <= 10 else 0.36 if n <= 25 else 0.2 if n <= 100 else 0.12
     side = min(max(n * cell + 2.6, 4.8), 30.0)
     fig, ax = new_figure((side + 1.2, side)) if ax is None else (figure_of(ax), ax)
-    mode = {None: "counts", "true": "normalised by ground truth (rows)", "pred": "normalised by prediction"}
-    mode["all"] = "normalised by total"
+    mode = {None: "counts", "true": "normalised by ground truth (rows)"}
+    mode.update({"pred": "normalised by prediction (columns)", "all": "normalised by total"})
     big = 13 if n > 25 else 11
-    default = f"Confusion matrix ({mode[normalize]})" + (f"\n{details}" if details else "")
+    default = f"Confusion matrix, {mode[normalize]}" + (f"\n{details}" if details else "")
     ax.set_title(title if title is not None else default, fontsize=big)
     ax.set_xlabel("predicted", fontsize=big)
     ax.set_ylabel("ground truth", fontsize=big)
@@ -358,7 +358,9 @@ def plot_ap_bars(
         class_names: K names (default ``0..K-1``).
         xlabel: axis label, e.g. "AP@0.5".
 
-    The figure grows with the number of classes (about 0.17 inch per bar beyond 20).
+    The mean over the classes with GT is a dashed line, its value in the legend (in the axis
+    label when the shortest bars leave no room for a legend; no line with a single class).
+    The figure grows with the number of classes (about 0.17 inch per bar beyond 12).
 
     Example:
         >>> from objdet.plotting.detection import plot_ap_bars
@@ -391,14 +393,36 @@ def plot_ap_bars(
     ax.invert_yaxis()
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_xlim(0, 1.0)
-    mean = float(a[defined].mean())
-    ax.axvline(mean, color=_BEST, linestyle="--", linewidth=1.2, label=f"mean {mean:.3f}")
     if n <= 40:
-        for yi, v, i in zip(y, vals, order, strict=True):
-            if defined[i]:
-                ax.text(float(v) + 0.01, float(yi), f"{v:.3f}", va="center", fontsize=font - 1, color="0.2")
+        for yi, v, i, color in zip(y, vals, order, colors, strict=True):
+            if defined[i]:  # after the bar, or inside its end when it reaches the right edge;
+                inside = float(v) > 0.88  # on a patch of the bar's (or white) colour over the mean line
+                ax.text(
+                    float(v) - 0.01 if inside else float(v) + 0.01,
+                    float(yi),
+                    f"{v:.3f}",
+                    ha="right" if inside else "left",
+                    va="center",
+                    fontsize=font - 1,
+                    color="0.1" if inside else "0.2",
+                    bbox={
+                        "facecolor": color if inside else "white",
+                        "edgecolor": "none",
+                        "alpha": 0.8,
+                        "pad": 0.6,
+                    },
+                )
     ax.grid(axis="x", alpha=0.3, linewidth=0.6)
-    ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
+    n_defined = int(defined.sum())
+    if n_defined > 1:  # with one class the mean is that bar
+        mean = float(a[defined].mean())
+        ax.axvline(mean, color=_BEST, linestyle="--", linewidth=1.2, label=f"mean {mean:.3f}", zorder=2)
+        # lower right is free when the last rows (the shortest bars, or "no GT") leave room for
+        # the legend; otherwise the legend would hide bars: the mean goes into the axis label
+        if float(vals[-3:].max()) <= 0.68:
+            ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
+        else:
+            ax.set_xlabel(f"{xlabel}  (dashed line: mean {mean:.3f})")
     return fig, ax
 
 

@@ -63,8 +63,8 @@ class MeanAveragePrecision(Metric):
     Same constructor, inputs and output keys as ``torchmetrics.detection.MeanAveragePrecision``:
     a user changes only the import. Matching runs in ``update()`` with the rules of pycocotools;
     the state keeps per detection only its score, class, rank in its (image, class) group and
-    packed TP/ignored flags per (IoU threshold, area range), about 30 bytes, never boxes and never
-    masks: the state of a ``"segm"`` metric has the same size whatever the masks' resolution.
+    packed TP/ignored flags per (IoU threshold, area range), about 24 bytes with the default thresholds, never
+    boxes and never masks: the state of a ``"segm"`` metric has the same size whatever the masks' resolution.
     Images are numbered in update order (under DDP: rank 0's images, then rank 1's, ...), which
     only matters for ties in score between images, as in pycocotools.
 
@@ -492,16 +492,34 @@ class MeanAveragePrecision(Metric):
         bars); see :mod:`objdet.plotting.detection`. The curves come from :meth:`curves` (so
         under DDP call it on every rank), or from ``val`` when it is a ``DetectionCurves``; a
         ``val`` dict from ``compute()`` is accepted and not needed. A list of ``compute()``
-        results draws their scalars over time (torchmetrics' plot). ``class_names`` is indexed
-        by class id.
+        results draws their scalars over time (torchmetrics' plot): the per-class values (and
+        their ``[-1]`` placeholders without ``class_metrics``) are left out, -1 (undefined, e.g.
+        no ground truth in an area range) is a gap, and a value undefined in every result is
+        left out. ``class_names`` is indexed by class id.
         """
         if isinstance(val, list):
-            scalars = [
-                {k: v for k, v in d.items() if isinstance(v, Tensor) and v.numel() == 1 and k != "classes"}
-                for d in val
-            ]
-            return self._plot(scalars, ax)
+            return self._plot_history(val, ax)
         from objdet.plotting.detection import plot_detection_curves
 
         curves = val if isinstance(val, DetectionCurves) else self.curves(iou_threshold)
         return plot_detection_curves(curves, kind=kind, class_names=class_names, ax=ax)
+
+    def _plot_history(self, val: list[dict[str, Tensor]], ax: Any) -> tuple[Any, Any]:
+        """torchmetrics' plot of the scalar results over time, on an Agg figure, legend beside the axes."""
+        from objdet.plotting._common import figure_of, new_figure
+
+        keys = [
+            k
+            for k, v in (val[0] if val else {}).items()
+            if isinstance(v, Tensor) and v.numel() == 1 and k != "classes" and not k.endswith("_per_class")
+        ]
+        keys = [k for k in keys if any(float(d[k]) != -1.0 for d in val)]
+        nan = torch.tensor(float("nan"))
+        scalars = [
+            {k: torch.where(d[k] == -1.0, nan, d[k].detach().cpu().float()) for k in keys} for d in val
+        ]
+        fig, ax = new_figure((7.2, 4.2)) if ax is None else (figure_of(ax), ax)
+        self._plot(scalars, ax)
+        if ax.get_legend() is not None:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        return fig, ax
