@@ -63,8 +63,9 @@ class MeanAveragePrecision(Metric):
     Same constructor, inputs and output keys as ``torchmetrics.detection.MeanAveragePrecision``:
     a user changes only the import. Matching runs in ``update()`` with the rules of pycocotools;
     the state keeps per detection only its score, class, rank in its (image, class) group and
-    packed TP/ignored flags per (IoU threshold, area range), about 24 bytes with the default thresholds, never
-    boxes and never masks: the state of a ``"segm"`` metric has the same size whatever the masks' resolution.
+    packed TP/ignored flags per (IoU threshold, area range), about 24 bytes with the default
+    thresholds, never boxes and never masks: the state of a ``"segm"`` metric has the same size
+    whatever the masks' resolution.
     Images are numbered in update order (under DDP: rank 0's images, then rank 1's, ...), which
     only matters for ties in score between images, as in pycocotools.
 
