@@ -286,6 +286,19 @@ def fig_ap_bars(out: Path) -> None:
     _save(fig, out)
 
 
+def fig_cli_demo_confusion_matrix(out: Path) -> None:
+    """What ``objdet eval --demo --out DIR`` writes (the command line run in-process)."""
+    import shutil
+    import tempfile
+
+    from objdet.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if main(["eval", "--demo", "-q", "--out", tmp]) != 0:
+            raise RuntimeError("objdet eval --demo failed")
+        shutil.copy(Path(tmp) / "confusion_matrix.png", out)
+
+
 def figures() -> dict[str, Callable[[Path], None]]:
     return {
         name[4:]: fn for name, fn in sorted(globals().items()) if name.startswith("fig_") and callable(fn)

@@ -47,7 +47,7 @@ myst_heading_anchors = 3
 # resolve. Without intersphinx, names of other libraries cannot, so those are let through.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|torchmetrics|numpy|np|matplotlib|lightning|collections\.abc|typing)(\..*)?"),
+    (r"py:.*", r"(torch|torchmetrics|numpy|np|matplotlib|lightning|collections\.abc|typing|os)(\..*)?"),
     (r"py:.*", r"(Tensor|Figure|Axes|Metric|Sequence|Mapping|Callable|Any)"),
 ]
 

@@ -1,13 +1,13 @@
 """COCO JSON <-> torchmetrics-format tensors (boxes, labels, scores, crowd flags, areas, masks).
 
-Reading: :func:`load_coco_gt` reads a COCO annotation file (or the dict) and returns a
-:class:`CocoGroundTruth` whose ``target`` holds one dict per image, ordered by image id;
-:func:`load_coco_dt` reads a COCO results file (or the list) and returns the matching
+Reading: :func:`~objdet.io.load_coco_gt` reads a COCO annotation file (or the dict) and returns a
+:class:`~objdet.io.CocoGroundTruth` whose ``target`` holds one dict per image, ordered by image id;
+:func:`~objdet.io.load_coco_dt` reads a COCO results file (or the list) and returns the matching
 ``preds`` list, one dict per GT image in the same order. Both feed
 :class:`objdet.training.metrics.MeanAveragePrecision` directly (``box_format="xywh"``, COCO's
 own box format, unless another ``box_format`` is asked for).
 
-Writing: :func:`to_coco_gt` and :func:`to_coco_results` turn the same lists of dicts back into
+Writing: :func:`~objdet.io.to_coco_gt` and :func:`~objdet.io.to_coco_results` turn the same lists of dicts back into
 JSON-ready objects (masks as compressed RLE with ASCII ``counts``).
 
 Segmentations may be polygons, uncompressed RLE (``counts`` a list, as COCO's crowd
@@ -20,7 +20,7 @@ batch.
 Labels: COCO category ids are arbitrary integers. With ``labels="category_id"`` (the
 default, as torchmetrics' ``coco_to_tm``) the labels are the category ids themselves, so the
 metric's ``classes`` are COCO's ``catIds``; with ``labels="contiguous"`` they are 0..K-1 in
-increasing category id order (what :class:`ClasswiseAP` needs), and
+increasing category id order (what :class:`~objdet.training.metrics.ClasswiseAP` needs), and
 ``CocoGroundTruth.category_ids[label]`` maps back.
 
 Validation: missing keys, detections or annotations whose ``image_id`` / ``category_id`` is
@@ -29,7 +29,7 @@ not in the GT, malformed ``bbox`` (not 4 finite numbers, negative width or heigh
 the field, the entry's index and the value seen.
 
 Detection areas follow pycocotools' ``loadRes``: the box area for results that carry a
-``bbox`` (also in ``segm`` evaluation), else the mask's pixel count; :func:`load_coco_dt`
+``bbox`` (also in ``segm`` evaluation), else the mask's pixel count; :func:`~objdet.io.load_coco_dt`
 returns them as ``area`` in every preds dict, which the metric uses, so that results on files
 equal pycocotools'. (pycocotools picks one rule for the whole file from its first result; here
 each result picks its own, which is the same for files whose results all look alike.)

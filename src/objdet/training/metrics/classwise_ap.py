@@ -24,7 +24,7 @@ class ClasswiseAP(MeanAveragePrecision):
         class_names: optional names (length num_classes); default ``class_<i>``.
         iou_threshold: IoU threshold of the AP; ``None`` averages 0.50:0.05:0.95 (COCO AP).
         box_format: "xyxy", "xywh" or "cxcywh".
-        iou_type (keyword): "bbox" (default), "segm" (masks, see :class:`MeanAveragePrecision`)
+        iou_type: keyword argument, "bbox" (default), "segm" (masks, see :class:`MeanAveragePrecision`)
             or ("bbox", "segm").
 
     ``compute()`` returns ``{"<name>_AP": value}`` for every class; a class without ground
