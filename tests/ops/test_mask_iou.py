@@ -188,6 +188,17 @@ def test_mask_batch_pair_counts_equal_brute_force(seed: int, n_images: int) -> N
     for k, (p, q) in enumerate(pairs):
         ref = _pycocotools_iou(flat_d[p][None], flat_g[q][None], [int(crowd[q])])[0, 0]
         assert results[0][k].item() == ref
+    # with labels only same-label pairs are prepared; asking for another pair is an error
+    dl = torch.from_numpy(rng.integers(0, 3, len(flat_d)))
+    gl = torch.from_numpy(rng.integers(0, 3, len(flat_g)))
+    same = [k for k, (p, q) in enumerate(pairs) if dl[p] == gl[q]]
+    other = [k for k, (p, q) in enumerate(pairs) if dl[p] != gl[q]]
+    for method in ("packed", "matmul"):
+        batch = mask_batch(dets, gts, dl, gl, method=method)
+        assert batch.pair_intersection(di[same], gi[same]).tolist() == [expected[k] for k in same], method
+        if other:
+            with pytest.raises(ValueError, match="was not prepared"):
+                batch.pair_intersection(di[other[:1]], gi[other[:1]])
 
 
 # ---------------------------------------------------------------- bad input

@@ -246,7 +246,14 @@ class MeanAveragePrecision(Metric):
         masks = None
         if use_masks:
             assert flat.det_masks is not None and flat.gt_masks is not None and flat.gt_area_given is not None
-            masks = mask_batch(flat.det_masks, flat.gt_masks)
+            # COCO matches per class: same-label pairs are enough, unless a class-agnostic (micro) pass runs
+            same_label = "micro" not in self._modes
+            masks = mask_batch(
+                flat.det_masks,
+                flat.gt_masks,
+                flat.det_label if same_label else None,
+                flat.gt_label if same_label else None,
+            )
             given = flat.gt_area_given
             # the mask area is the default GT area for every IoU type once masks are given (torchmetrics)
             flat.gt_area = torch.where(given > 0, given, masks.gt_area.to(given))
