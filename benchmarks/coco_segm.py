@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import os
 import time
@@ -78,8 +79,13 @@ def make_image(seed: int, image: int) -> dict[str, Any]:
             k = int(rng.integers(0, m))
             cy, cx, ry, rx = shapes[k]
             s = rng.choice([0.05, 0.15, 0.3])
-            _ellipse_into(dt[j], cy + rng.normal(0, s * ry), cx + rng.normal(0, s * rx),
-                          ry * np.exp(rng.normal(0, s)), rx * np.exp(rng.normal(0, s)))
+            _ellipse_into(
+                dt[j],
+                cy + rng.normal(0, s * ry),
+                cx + rng.normal(0, s * rx),
+                ry * np.exp(rng.normal(0, s)),
+                rx * np.exp(rng.normal(0, s)),
+            )
             if rng.random() < 0.85:
                 dl[j] = gl[k]
         else:
@@ -133,9 +139,9 @@ def reference_eval(module: str, gt_dataset: dict, results: list[dict]) -> tuple[
         return None
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = gt_dataset
+        gt.dataset = copy.deepcopy(gt_dataset)  # loadRes / createIndex change what they are given
         gt.createIndex()
-        dt = gt.loadRes(results)
+        dt = gt.loadRes(copy.deepcopy(results))
         t0 = time.perf_counter()
         ev = COCOeval(gt, dt, "segm")
         ev.evaluate()
@@ -189,20 +195,36 @@ def main() -> None:
         t_ours += time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        rles = [(torchmetrics_encode(p["masks"]), torchmetrics_encode(t["masks"])) for p, t in zip(preds, target)]
+        rles = [
+            (torchmetrics_encode(p["masks"]), torchmetrics_encode(t["masks"]))
+            for p, t in zip(preds, target, strict=True)
+        ]
         t_encode += time.perf_counter() - t0
 
-
-        for k, (im, (d_rle, g_rle)) in enumerate(zip(batch, rles)):
+        for k, (im, (d_rle, g_rle)) in enumerate(zip(batch, rles, strict=True)):
             img_id = start + k
             images_json.append({"id": img_id, "height": im["h"], "width": im["w"]})
             for j, r in enumerate(g_rle):
-                anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": int(im["gl"][j]),
-                             "segmentation": r, "area": float(im["gt"][j].sum()), "iscrowd": int(im["crowd"][j]),
-                             "bbox": [0, 0, 0, 0]})
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": img_id,
+                        "category_id": int(im["gl"][j]),
+                        "segmentation": r,
+                        "area": float(im["gt"][j].sum()),
+                        "iscrowd": int(im["crowd"][j]),
+                        "bbox": [0, 0, 0, 0],
+                    }
+                )
             for j, r in enumerate(d_rle):
-                results.append({"image_id": img_id, "category_id": int(im["dl"][j]), "segmentation": r,
-                                "score": float(im["scores"][j])})
+                results.append(
+                    {
+                        "image_id": img_id,
+                        "category_id": int(im["dl"][j]),
+                        "segmentation": r,
+                        "score": float(im["scores"][j]),
+                    }
+                )
             n_det += len(d_rle)
             n_gt += len(g_rle)
             n_pixels += im["h"] * im["w"] * (len(d_rle) + len(g_rle))
@@ -214,14 +236,17 @@ def main() -> None:
     t_compute = time.perf_counter() - t0
     t_ours += t_compute
     stats_ours = metric.coco_eval(full=False)[0].cpu().numpy()
-    gt_dataset = {"images": images_json, "annotations": anns,
-                  "categories": [{"id": c} for c in range(N_CLASSES)]}
+    gt_dataset = {
+        "images": images_json,
+        "annotations": anns,
+        "categories": [{"id": c} for c in range(N_CLASSES)],
+    }
 
     print(
         f"{args.images} images, {n_gt} GT, {n_det} detections, {n_pixels / 1e9:.2f} G mask pixels, "
         f"device {args.device}, {torch.get_num_threads()} threads"
     )
-    print(f"\n| step | time (s) |\n|---|---:|")
+    print("\n| step | time (s) |\n|---|---:|")
     print(f"| objdet update + compute ({args.device}) | {t_ours:.3f} |")
     print(f"| of which compute | {t_compute:.3f} |")
     print(f"| floor: one pass over the mask pixels (numpy.packbits) | {t_floor:.3f} |")
@@ -241,7 +266,10 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for module, (t_eval, stats) in refs.items():
         ref = t_encode + t_eval
-        print(f"| encode + {module} | {ref:.3f} | **{t_ours / ref:.3f}** | {np.abs(stats - stats_ours).max():.2e} |")
+        print(
+            f"| encode + {module} | {ref:.3f} | **{t_ours / ref:.3f}** | "
+            f"{np.abs(stats - stats_ours).max():.2e} |"
+        )
     print(f"| floor (one pass) | {t_floor:.3f} | {t_ours / t_floor:.2f} x the floor | |")
     size = state_bytes(metric)
     print(f"\nstate: {size} bytes, {size / max(n_det, 1):.1f} B per detection (no masks kept)")

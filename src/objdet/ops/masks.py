@@ -51,7 +51,9 @@ def _popcount(values: np.ndarray) -> np.ndarray:
     """Set bits of every element (uint8 or uint64) -> uint8."""
     if hasattr(np, "bitwise_count"):  # numpy >= 2.0
         return np.bitwise_count(values)
-    return _POPCOUNT8[values.view(np.uint8)].reshape(*values.shape, -1).sum(-1, dtype=np.uint8)  # pragma: no cover
+    return (
+        _POPCOUNT8[values.view(np.uint8)].reshape(*values.shape, -1).sum(-1, dtype=np.uint8)
+    )  # pragma: no cover
 
 
 def _popcount_rows(packed: np.ndarray) -> np.ndarray:
@@ -103,7 +105,8 @@ def _check_pair(masks1: Tensor, masks2: Tensor) -> tuple[Tensor, Tensor]:
     a, b = check_masks(masks1, "masks1"), check_masks(masks2, "masks2")
     if a.shape[0] and b.shape[0] and a.shape[1:] != b.shape[1:]:
         raise ValueError(
-            f"`masks1` and `masks2` must have the same (H, W), got {tuple(a.shape[1:])} and {tuple(b.shape[1:])}"
+            f"`masks1` and `masks2` must have the same (H, W), got {tuple(a.shape[1:])} and "
+            f"{tuple(b.shape[1:])}"
         )
     if a.device != b.device:
         raise ValueError(f"`masks1` is on {a.device} and `masks2` on {b.device}; expected one device")
@@ -284,15 +287,22 @@ class MaskBatch:
 
     def pair_intersection(self, det_index: Tensor, gt_index: Tensor) -> Tensor:
         """Pixels in both masks for pairs (P,) of detection and GT indices -> (P,) int64."""
+        if det_index.numel() == 0:
+            return self.pair_counts[:0]
         key = det_index * self.gt_area.numel() + gt_index
-        pos = torch.searchsorted(self.pair_keys, key).clamp(max=max(self.pair_keys.numel() - 1, 0))
+        last = max(self.pair_keys.numel() - 1, 0)
+        if (
+            key.device.type == "cpu"
+        ):  # numpy: torch's CPU searchsorted opens a parallel region even for tiny inputs
+            pos = torch.from_numpy(np.searchsorted(self.pair_keys.numpy(), key.numpy()).clip(max=last))
+        else:
+            pos = torch.searchsorted(self.pair_keys, key).clamp(max=last)
         if self.pair_keys.numel() == 0 or not bool((self.pair_keys[pos] == key).all()):
-            if key.numel():
-                raise ValueError(
-                    "pair_intersection: a (detection, GT) pair was not prepared by mask_batch (pairs must "
-                    "belong to one image, and have one label if mask_batch was given labels)"
-                )
-        return self.pair_counts[pos] if key.numel() else self.pair_counts[:0]
+            raise ValueError(
+                "pair_intersection: a (detection, GT) pair was not prepared by mask_batch (pairs must "
+                "belong to one image, and have one label if mask_batch was given labels)"
+            )
+        return self.pair_counts[pos]
 
     def pair_iou(self, det_index: Tensor, gt_index: Tensor, gt_crowd: Tensor) -> Tensor:
         """IoU (P,) float64 of detection/GT pairs; crowd GTs ((G,) bool) use intersection / detection area."""
@@ -303,9 +313,7 @@ class MaskBatch:
 
 
 def _image_index(counts: list[int], device: torch.device) -> Tensor:
-    return torch.repeat_interleave(
-        torch.arange(len(counts), device=device), torch.tensor(counts, dtype=torch.int64, device=device)
-    )
+    return torch.from_numpy(np.repeat(np.arange(len(counts), dtype=np.int64), counts)).to(device)
 
 
 def mask_batch(
@@ -334,7 +342,9 @@ def mask_batch(
         ([4, 3], [0.14285714285714285, 0.4])
     """
     if len(det_masks) != len(gt_masks):
-        raise ValueError(f"need one mask tensor per image on both sides, got {len(det_masks)} and {len(gt_masks)}")
+        raise ValueError(
+            f"need one mask tensor per image on both sides, got {len(det_masks)} and {len(gt_masks)}"
+        )
     tensors = [*det_masks, *gt_masks]
     device = tensors[0].device if tensors else torch.device("cpu")
     resolved = _resolve(method, device)
@@ -370,10 +380,10 @@ def mask_batch(
         else:
             det_areas.append(dm.flatten(1).sum(1, dtype=torch.int64))
             gt_areas.append(gm.flatten(1).sum(1, dtype=torch.int64))
-            block = _matmul_intersection(dm, gm) if n and m else torch.zeros(0, dtype=torch.int64, device=device)
-            if local_d.size:
-                block = block[torch.from_numpy(local_d).to(device), torch.from_numpy(local_g).to(device)]
-            counts.append(block.flatten())
+            if local_d.size:  # only the pairs asked for (every pair of the image without labels)
+                block = _matmul_intersection(dm, gm)
+                pairs = (torch.from_numpy(local_d).to(device), torch.from_numpy(local_g).to(device))
+                counts.append(block[pairs])
 
     def cat(parts: list[Tensor]) -> Tensor:
         return torch.cat(parts).to(device) if parts else torch.zeros(0, dtype=torch.int64, device=device)

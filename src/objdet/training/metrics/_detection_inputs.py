@@ -197,7 +197,8 @@ def flatten_detections(
         if dmasks is not None and gmasks is not None:
             if dmasks.shape[0] and gmasks.shape[0] and dmasks.shape[1:] != gmasks.shape[1:]:
                 raise ValueError(
-                    f"preds[{i}]['masks'] have size (H, W) = {tuple(dmasks.shape[1:])} but target[{i}]['masks'] "
+                    f"preds[{i}]['masks'] have size (H, W) = {tuple(dmasks.shape[1:])} but "
+                    f"target[{i}]['masks'] "
                     f"have {tuple(gmasks.shape[1:])}; the masks of one image must have the same size"
                 )
             d_masks.append(dmasks)
@@ -208,8 +209,12 @@ def flatten_detections(
         if darea is not None:  # optional, not in torchmetrics (see the metric): checked image by image
             bad = ~torch.isfinite(darea.to(f64)) | (darea < 0)
             if bool(bad.any()):
-                raise ValueError(f"preds[{i}]['area'] must have finite values >= 0, got {darea[bad][0].item()}")
-        d_area.append(darea if darea is not None else torch.full((n,), float("nan"), dtype=f64, device=device))
+                raise ValueError(
+                    f"preds[{i}]['area'] must have finite values >= 0, got {darea[bad][0].item()}"
+                )
+        d_area.append(
+            darea if darea is not None else torch.full((n,), float("nan"), dtype=f64, device=device)
+        )
         d_area_given.append(darea is not None)
         d_labels.append(labels)
         g_boxes.append(gboxes if gboxes is not None else torch.zeros(m, 4, device=device))

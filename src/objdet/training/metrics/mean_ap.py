@@ -57,7 +57,7 @@ def _float_list(value: Any, name: str) -> list[float] | None:
 
 
 class MeanAveragePrecision(Metric):
-    """COCO mAP/mAR for boxes and masks, equal to pycocotools COCOeval, with a few bytes of state per detection.
+    """COCO mAP/mAR for boxes and masks, equal to pycocotools COCOeval, a few bytes of state per detection.
 
     Same constructor, inputs and output keys as ``torchmetrics.detection.MeanAveragePrecision``:
     a user changes only the import. Matching runs in ``update()`` with the rules of pycocotools;
