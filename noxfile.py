@@ -67,3 +67,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/box_iou.py")
     session.run("python", "benchmarks/coco_bbox.py", *session.posargs)
     session.run("python", "benchmarks/anomaly.py")
+    session.run("python", "benchmarks/coco_segm.py")

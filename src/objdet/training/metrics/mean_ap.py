@@ -117,6 +117,19 @@ class MeanAveragePrecision(Metric):
         >>> result = metric.compute()
         >>> round(result["map"].item(), 4), round(result["map_50"].item(), 4)
         (0.6, 1.0)
+
+        With masks:
+
+        >>> gt_mask = torch.zeros(1, 10, 10, dtype=torch.bool); gt_mask[0, 2:8, 2:8] = True
+        >>> det_mask = torch.zeros(1, 10, 10, dtype=torch.bool); det_mask[0, 2:8, 3:8] = True
+        >>> segm = MeanAveragePrecision(iou_type=("bbox", "segm"), box_format="xywh")
+        >>> segm.update([dict(masks=det_mask, boxes=torch.tensor([[3.0, 2.0, 5.0, 6.0]]),
+        ...                   scores=torch.tensor([0.9]), labels=torch.tensor([0]))],
+        ...             [dict(masks=gt_mask, boxes=torch.tensor([[2.0, 2.0, 6.0, 6.0]]),
+        ...                   labels=torch.tensor([0]))])
+        >>> out = segm.compute()  # mask IoU 30 / 36
+        >>> round(out["segm_map"].item(), 4), round(out["bbox_map_75"].item(), 4)
+        (0.7, 1.0)
     """
 
     is_differentiable = False
