@@ -370,6 +370,13 @@ M = torch.zeros(1, 8, 8, dtype=torch.bool)
         ),
         ([_p(M)], [_t(M)], ("bbox", "segm"), ValueError, r"preds\[0\] has no key 'boxes'"),
         ([_p(torch.zeros(1, 8, 8, dtype=torch.complex64))], [_t(M)], "segm", TypeError, "complex64"),
+        (
+            [{**_p(M), "area": torch.tensor([-1.0])}],
+            [_t(M)],
+            "segm",
+            ValueError,
+            r"preds\[0\]\['area'\] must have finite values >= 0, got -1.0",
+        ),
     ],
 )
 def test_bad_mask_input_names_the_field(preds, target, iou_type, error, match) -> None:

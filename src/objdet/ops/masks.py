@@ -278,8 +278,6 @@ class MaskBatch:
 
     det_area: Tensor
     gt_area: Tensor
-    det_img: Tensor
-    gt_img: Tensor
     method: str
     #: sorted keys det_index * G + gt_index of the prepared pairs, and their intersections
     pair_keys: Tensor
@@ -310,10 +308,6 @@ class MaskBatch:
         d_area = self.det_area[det_index]
         union = torch.where(gt_crowd[gt_index], d_area, d_area + self.gt_area[gt_index] - inter)
         return _ratio(inter, union)
-
-
-def _image_index(counts: list[int], device: torch.device) -> Tensor:
-    return torch.from_numpy(np.repeat(np.arange(len(counts), dtype=np.int64), counts)).to(device)
 
 
 def mask_batch(
@@ -391,8 +385,6 @@ def mask_batch(
     return MaskBatch(
         det_area=cat(det_areas),
         gt_area=cat(gt_areas),
-        det_img=_image_index(d_counts, device),
-        gt_img=_image_index(g_counts, device),
         method=resolved,
         pair_keys=torch.from_numpy(np.concatenate(keys) if keys else np.zeros(0, np.int64)).to(device),
         pair_counts=cat(counts),
