@@ -66,7 +66,9 @@ def make_segm_dataset(seed: int, n_images: int = 8, n_classes: int = 4) -> list[
         m = 0 if i % 5 == 1 else int(rng.integers(1, 7))
         gt, segm, params = [], [], []
         for _ in range(m):
-            kind = rng.choice(["ellipse", "ellipse", "polygon", "border", "empty"], p=[0.4, 0.2, 0.25, 0.1, 0.05])
+            kind = rng.choice(
+                ["ellipse", "ellipse", "polygon", "border", "empty"], p=[0.4, 0.2, 0.25, 0.1, 0.05]
+            )
             cy, cx = rng.uniform(-5, h + 5), rng.uniform(-5, w + 5)
             r = rng.uniform(2, max(h, w) / 2.5) if h < 100 else rng.uniform(20, 80)
             if kind == "polygon":
@@ -78,8 +80,10 @@ def make_segm_dataset(seed: int, n_images: int = 8, n_classes: int = 4) -> list[
                 band = np.zeros((h, w), bool)
                 k = int(rng.integers(1, 6))
                 side = int(rng.integers(0, 4))
-                band[(slice(None, k), slice(-k, None), slice(None), slice(None))[side],
-                     (slice(None), slice(None), slice(None, k), slice(-k, None))[side]] = True
+                band[
+                    (slice(None, k), slice(-k, None), slice(None), slice(None))[side],
+                    (slice(None), slice(None), slice(None, k), slice(-k, None))[side],
+                ] = True
                 gt.append(band)
                 segm.append("rle")
                 params.append(("mask", band))
@@ -111,28 +115,52 @@ def make_segm_dataset(seed: int, n_images: int = 8, n_classes: int = 4) -> list[
                     if p[0] == "ellipse":
                         _, cy, cx, ry, rx = p
                         s = rng.choice([0.05, 0.2, 0.4])
-                        d = ellipse(h, w, cy + rng.normal(0, s * ry), cx + rng.normal(0, s * rx),
-                                    ry * np.exp(rng.normal(0, s)), rx * np.exp(rng.normal(0, s)))
+                        d = ellipse(
+                            h,
+                            w,
+                            cy + rng.normal(0, s * ry),
+                            cx + rng.normal(0, s * rx),
+                            ry * np.exp(rng.normal(0, s)),
+                            rx * np.exp(rng.normal(0, s)),
+                        )
                     else:
                         d = np.roll(p[1], int(rng.integers(-2, 3)), axis=int(rng.integers(0, 2)))
                     dts.append(d)
                     dls.append(labels[j] if rng.random() > 0.1 else rng.integers(0, n_classes))
             for _ in range(int(rng.integers(0, 5))):
-                dts.append(ellipse(h, w, rng.uniform(0, h), rng.uniform(0, w), rng.uniform(1, 20), rng.uniform(1, 20)))
+                dts.append(
+                    ellipse(
+                        h, w, rng.uniform(0, h), rng.uniform(0, w), rng.uniform(1, 20), rng.uniform(1, 20)
+                    )
+                )
                 dls.append(rng.integers(0, n_classes))
             if rng.random() < 0.3:
                 dts.append(np.zeros((h, w), bool))
                 dls.append(rng.integers(0, n_classes))
             if i == 2:  # > 100 detections of class 0 in one image
                 for _ in range(110):
-                    dts.append(ellipse(h, w, rng.uniform(0, h), rng.uniform(0, w), rng.uniform(2, 15), rng.uniform(2, 15)))
+                    dts.append(
+                        ellipse(
+                            h, w, rng.uniform(0, h), rng.uniform(0, w), rng.uniform(2, 15), rng.uniform(2, 15)
+                        )
+                    )
                     dls.append(0)
         n = len(dts)
         dt_masks = np.array(dts, dtype=bool).reshape(n, h, w)
         scores = np.where(rng.random(n) < 0.5, rng.choice(score_levels, n), rng.random(n))
         images.append(
-            SegmImage(h, w, gt_masks, labels.astype(np.int64), crowd, area, dt_masks, scores,
-                      np.array(dls, dtype=np.int64), segm)
+            SegmImage(
+                h,
+                w,
+                gt_masks,
+                labels.astype(np.int64),
+                crowd,
+                area,
+                dt_masks,
+                scores,
+                np.array(dls, dtype=np.int64),
+                segm,
+            )
         )
     return images
 

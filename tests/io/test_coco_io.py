@@ -26,14 +26,35 @@ HAND_GT = {
     ],
     "annotations": [
         # image 12, uncompressed RLE, column-major: 2 off, 3 on, 7 off -> (2,0), (0,1), (1,1)
-        {"id": 5, "image_id": 12, "category_id": 17, "iscrowd": 1, "area": 3.0, "bbox": [0, 0, 2, 3],
-         "segmentation": {"size": [3, 4], "counts": [2, 3, 7]}},
+        {
+            "id": 5,
+            "image_id": 12,
+            "category_id": 17,
+            "iscrowd": 1,
+            "area": 3.0,
+            "bbox": [0, 0, 2, 3],
+            "segmentation": {"size": [3, 4], "counts": [2, 3, 7]},
+        },
         # image 30, polygon: the rectangle x in [1, 3], y in [1, 2] (pycocotools rasterises its pixels)
-        {"id": 2, "image_id": 30, "category_id": 3, "iscrowd": 0, "area": 6.0, "bbox": [1, 1, 2, 1],
-         "segmentation": [[1, 1, 3, 1, 3, 2, 1, 2]]},
+        {
+            "id": 2,
+            "image_id": 30,
+            "category_id": 3,
+            "iscrowd": 0,
+            "area": 6.0,
+            "bbox": [1, 1, 2, 1],
+            "segmentation": [[1, 1, 3, 1, 3, 2, 1, 2]],
+        },
         # image 30, compressed RLE written by pycocotools (filled below)
-        {"id": 9, "image_id": 30, "category_id": 17, "iscrowd": 0, "area": 2.0, "bbox": [4, 0, 1, 2],
-         "segmentation": None},
+        {
+            "id": 9,
+            "image_id": 30,
+            "category_id": 17,
+            "iscrowd": 0,
+            "area": 2.0,
+            "bbox": [4, 0, 1, 2],
+            "segmentation": None,
+        },
     ],
     "categories": [{"id": 17, "name": "dog"}, {"id": 3, "name": "cat"}],
 }
@@ -43,12 +64,27 @@ _r = mask_utils.encode(np.asfortranarray(RLE_MASK))
 HAND_GT["annotations"][2]["segmentation"] = {"size": _r["size"], "counts": _r["counts"].decode("ascii")}
 
 HAND_DT = [
-    {"image_id": 30, "category_id": 3, "bbox": [1.0, 1.0, 2.0, 1.5], "score": 0.9,
-     "segmentation": {"size": [4, 5], "counts": _r["counts"].decode("ascii")}},
-    {"image_id": 12, "category_id": 17, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.3,
-     "segmentation": {"size": [3, 4], "counts": [0, 1, 11]}},
-    {"image_id": 30, "category_id": 17, "bbox": [3.5, 0.0, 1.5, 2.0], "score": 0.7,
-     "segmentation": [[4, 0, 5, 0, 5, 2, 4, 2]]},
+    {
+        "image_id": 30,
+        "category_id": 3,
+        "bbox": [1.0, 1.0, 2.0, 1.5],
+        "score": 0.9,
+        "segmentation": {"size": [4, 5], "counts": _r["counts"].decode("ascii")},
+    },
+    {
+        "image_id": 12,
+        "category_id": 17,
+        "bbox": [0.0, 0.0, 1.0, 1.0],
+        "score": 0.3,
+        "segmentation": {"size": [3, 4], "counts": [0, 1, 11]},
+    },
+    {
+        "image_id": 30,
+        "category_id": 17,
+        "bbox": [3.5, 0.0, 1.5, 2.0],
+        "score": 0.7,
+        "segmentation": [[4, 0, 5, 0, 5, 2, 4, 2]],
+    },
 ]
 
 
@@ -149,7 +185,9 @@ def test_bbox_round_trip_and_parity_with_contiguous_labels() -> None:
     back = load_coco_dt(dt_json, gt)
     assert gt.image_ids == ids and gt.category_ids == cats
     for i in range(len(preds)):
-        assert torch.equal(back[i]["boxes"], preds[i]["boxes"]) and torch.equal(back[i]["scores"], preds[i]["scores"])
+        assert torch.equal(back[i]["boxes"], preds[i]["boxes"]) and torch.equal(
+            back[i]["scores"], preds[i]["scores"]
+        )
         assert torch.equal(back[i]["labels"], preds[i]["labels"])
         t = gt.target[i]
         assert torch.equal(t["boxes"], target[i]["boxes"]) and torch.equal(t["labels"], target[i]["labels"])
@@ -169,7 +207,9 @@ def test_segm_round_trip_keeps_masks_areas_and_crowd() -> None:
 
     preds, target = to_torch_segm(images)
     sizes = [(im.height, im.width) for im in images]
-    gt_json = json.loads(json.dumps(to_coco_gt(target, iou_type="segm", image_sizes=sizes, category_ids=range(4))))
+    gt_json = json.loads(
+        json.dumps(to_coco_gt(target, iou_type="segm", image_sizes=sizes, category_ids=range(4)))
+    )
     dt_json = json.loads(json.dumps(to_coco_results(preds, iou_type="segm")))
     gt = load_coco_gt(gt_json, iou_type="segm")
     back = load_coco_dt(dt_json, gt)
@@ -215,22 +255,62 @@ def _gt(**changes: object) -> dict:
     [
         (_gt(images=KeyError), "bbox", r"ground truth has no key 'images'"),
         (_gt(annotations__1__bbox=KeyError), "bbox", r"annotations\[1\] has no key 'bbox'"),
-        (_gt(annotations__1__bbox=[1, 2, 3]), "bbox", r"annotations\[1\]\['bbox'\] must be 4 finite numbers .* got \[1, 2, 3\]"),
-        (_gt(annotations__0__bbox=[0, 0, -1, 2]), "bbox", r"annotations\[0\]\['bbox'\] .* got \[0, 0, -1, 2\]"),
+        (
+            _gt(annotations__1__bbox=[1, 2, 3]),
+            "bbox",
+            r"annotations\[1\]\['bbox'\] must be 4 finite numbers .* got \[1, 2, 3\]",
+        ),
+        (
+            _gt(annotations__0__bbox=[0, 0, -1, 2]),
+            "bbox",
+            r"annotations\[0\]\['bbox'\] .* got \[0, 0, -1, 2\]",
+        ),
         (_gt(annotations__0__bbox=["a", 0, 1, 2]), "bbox", r"annotations\[0\]\['bbox'\]"),
-        (_gt(annotations__2__image_id=7), "bbox", r"annotations\[2\]\['image_id'\] = 7 is not in the GT 'images'"),
-        (_gt(annotations__2__category_id=4), "bbox", r"annotations\[2\]\['category_id'\] = 4 is not in the GT 'categories'"),
-        (_gt(annotations__0__image_id="12"), "bbox", r"annotations\[0\]\['image_id'\] must be an integer, got '12'"),
+        (
+            _gt(annotations__2__image_id=7),
+            "bbox",
+            r"annotations\[2\]\['image_id'\] = 7 is not in the GT 'images'",
+        ),
+        (
+            _gt(annotations__2__category_id=4),
+            "bbox",
+            r"annotations\[2\]\['category_id'\] = 4 is not in the GT 'categories'",
+        ),
+        (
+            _gt(annotations__0__image_id="12"),
+            "bbox",
+            r"annotations\[0\]\['image_id'\] must be an integer, got '12'",
+        ),
         (_gt(annotations__0__iscrowd=2), "bbox", r"annotations\[0\]\['iscrowd'\] must be 0 or 1, got 2"),
         (_gt(annotations__0__area=-1), "bbox", r"annotations\[0\]\['area'\] must be a finite number >= 0"),
         (_gt(annotations__2__id=5), "bbox", r"annotations has the 'id' 5 more than once"),
         (_gt(images__2__id=12), "bbox", r"images has the 'id' 12 more than once"),
         (_gt(annotations__1__segmentation=KeyError), "segm", r"annotations\[1\] has no key 'segmentation'"),
-        (_gt(annotations__2__segmentation__size=[4, 6]), "segm", r"annotations\[2\]\['segmentation'\]\['size'\] is \[4, 6\] but the image is"),
-        (_gt(annotations__0__segmentation__counts=[2, 3, 8]), "segm", r"must sum to height \* width = 12, got 13"),
-        (_gt(annotations__1__segmentation=[]), "segm", r"annotations\[1\]\['segmentation'\] must be a non-empty list of polygons"),
-        (_gt(images__0__height=KeyError), "segm", r"annotations\[1\]: polygon 'segmentation' needs the image's 'height'"),
-        (_gt(annotations__1__segmentation=5), "segm", r"annotations\[1\]\['segmentation'\] must be polygons or an RLE dict"),
+        (
+            _gt(annotations__2__segmentation__size=[4, 6]),
+            "segm",
+            r"annotations\[2\]\['segmentation'\]\['size'\] is \[4, 6\] but the image is",
+        ),
+        (
+            _gt(annotations__0__segmentation__counts=[2, 3, 8]),
+            "segm",
+            r"must sum to height \* width = 12, got 13",
+        ),
+        (
+            _gt(annotations__1__segmentation=[]),
+            "segm",
+            r"annotations\[1\]\['segmentation'\] must be a non-empty list of polygons",
+        ),
+        (
+            _gt(images__0__height=KeyError),
+            "segm",
+            r"annotations\[1\]: polygon 'segmentation' needs the image's 'height'",
+        ),
+        (
+            _gt(annotations__1__segmentation=5),
+            "segm",
+            r"annotations\[1\]\['segmentation'\] must be polygons or an RLE dict",
+        ),
     ],
 )
 def test_bad_ground_truth_names_the_field(data: dict, iou_type: str, match: str) -> None:
@@ -259,7 +339,11 @@ def _dt(k: int, **changes: object) -> list:
         (_dt(2, bbox=[1, 2]), "bbox", r"results\[2\]\['bbox'\] must be 4 finite numbers .* got \[1, 2\]"),
         (_dt(1, bbox=KeyError, segmentation=KeyError), "bbox", r"results\[1\] has no key 'bbox'"),
         (_dt(1, segmentation=KeyError), "segm", r"results\[1\] has no key 'segmentation'"),
-        (_dt(0, segmentation={"size": [3, 4], "counts": "abc"}), "segm", r"results\[0\]\['segmentation'\]\['size'\] is \[3, 4\]"),
+        (
+            _dt(0, segmentation={"size": [3, 4], "counts": "abc"}),
+            "segm",
+            r"results\[0\]\['segmentation'\]\['size'\] is \[3, 4\]",
+        ),
         ({"image_id": 1}, "bbox", r"the COCO results must be a JSON list"),
         ([5], "bbox", r"results\[0\] must be a JSON object"),
     ],
@@ -272,10 +356,13 @@ def test_bad_results_name_the_field(results: object, iou_type: str, match: str) 
 
 def test_writer_errors() -> None:
     with pytest.raises(ValueError, match=r"preds\[0\] has no key 'masks'"):
-        to_coco_results([{"scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)}], iou_type="segm")
+        to_coco_results(
+            [{"scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)}], iou_type="segm"
+        )
     with pytest.raises(ValueError, match=r"`image_ids` must have one id per image \(1\), got 2"):
         to_coco_gt([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}], image_ids=[1, 2])
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\]"):
         to_coco_results(
-            [{"boxes": torch.zeros(1, 4), "scores": torch.ones(1), "labels": torch.tensor([2])}], category_ids=[5, 6]
+            [{"boxes": torch.zeros(1, 4), "scores": torch.ones(1), "labels": torch.tensor([2])}],
+            category_ids=[5, 6],
         )

@@ -8,6 +8,8 @@ torchvision) for the tuple form's keys and area rules.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -59,13 +61,15 @@ def test_generator_covers_the_corners() -> None:
     assert "uncompressed" in segm and any(im.gt_crowd.any() for im in images), "crowd RLE GTs"
     assert any((im.gt_masks.sum((1, 2)) == 0).any() for im in images if len(im.gt_masks)), "empty GT mask"
     assert any((im.dt_masks.sum((1, 2)) == 0).any() for im in images if len(im.dt_masks)), "empty detection"
-    border = [m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any() for im in images for m in im.gt_masks]
+    border = [
+        m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any() for im in images for m in im.gt_masks
+    ]
     assert any(border), "masks touching the border"
     assert len({(im.height, im.width) for im in images}) > 3, "images of several sizes"
-    assert any(len(im.gt_masks) == 0 and len(im.dt_masks) for im in images), "detections on an image without GT"
-    assert any(
-        (im.gt_masks.sum((1, 2)) > 96**2).any() for im in images if len(im.gt_masks)
-    ), "large objects"
+    assert any(len(im.gt_masks) == 0 and len(im.dt_masks) for im in images), (
+        "detections on an image without GT"
+    )
+    assert any((im.gt_masks.sum((1, 2)) > 96**2).any() for im in images if len(im.gt_masks)), "large objects"
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -94,7 +98,9 @@ def test_segm_class_metrics_and_classwise_ap_match_per_category_evaluation() -> 
     images = make_segm_dataset(7)
     preds, target = to_torch_segm(images)
     out = _run(MeanAveragePrecision(iou_type="segm", class_metrics=True), preds, target, 4).compute()
-    classwise = _run(ClasswiseAP(num_classes=4, iou_threshold=None, iou_type="segm"), preds, target, 4).compute()
+    classwise = _run(
+        ClasswiseAP(num_classes=4, iou_threshold=None, iou_type="segm"), preds, target, 4
+    ).compute()
     for i, c in enumerate(out["classes"].tolist()):
         ref = run_cocoeval(segm_cocoeval(images), catIds=[c]).stats
         assert abs(out["map_per_class"][i].item() - ref[0]) < 1e-6
@@ -133,7 +139,7 @@ def test_micro_average_segm_matches_class_agnostic_pycocotools() -> None:
 
 # ---------------------------------------------------------------- the tuple form against torchmetrics
 def _torchmetrics_reference(images: list, iou_type: tuple[str, ...], **kwargs: bool) -> dict:
-    """torchmetrics 1.9's compute (its pycocotools pipeline) on the images, without its torchvision box step."""
+    """torchmetrics 1.9's compute (its pycocotools pipeline) on the images, minus its torchvision box step."""
     from torchmetrics.detection.helpers import CocoBackend, _calculate_map_with_coco
 
     def rle(masks: np.ndarray) -> tuple:
@@ -201,7 +207,9 @@ def test_tuple_form_equals_torchmetrics_keys_and_values(iou_type: tuple[str, ...
     ]
     assert sum(int(c.sum()) for c in crossing) >= 2
     ref = _torchmetrics_reference(images, iou_type, class_metrics=True, extended_summary=True)
-    assert {"bbox_map", "segm_map", "bbox_ious", "segm_precision", "segm_map_per_class", "classes"} <= set(ref)
+    assert {"bbox_map", "segm_map", "bbox_ious", "segm_precision", "segm_map_per_class", "classes"} <= set(
+        ref
+    )
     preds, target = to_torch_segm(images, with_boxes=True)
     metric = MeanAveragePrecision(
         box_format="xywh",
@@ -302,23 +310,73 @@ M = torch.zeros(1, 8, 8, dtype=torch.bool)
 @pytest.mark.parametrize(
     ("preds", "target", "iou_type", "error", "match"),
     [
-        ([{"scores": torch.rand(1), "labels": torch.zeros(1, dtype=torch.long)}], [_t(M)], "segm", ValueError,
-         r"preds\[0\] has no key 'masks'"),
-        ([_p(M)], [{"labels": torch.zeros(1, dtype=torch.long)}], "segm", ValueError,
-         r"target\[0\] has no key 'masks'"),
-        ([_p(M)], [_t(torch.zeros(1, 8, 9, dtype=torch.bool))], "segm", ValueError,
-         r"preds\[0\]\['masks'\] have size \(H, W\) = \(8, 8\) but target\[0\]\['masks'\] have \(8, 9\)"),
-        ([_p(M.to(torch.uint8) + 2)], [_t(M)], "segm", ValueError,
-         r"`preds\[0\]\['masks'\]` must be boolean or hold only the values 0 and 1 \(torch.uint8\), got the value 2"),
-        ([_p(M)], [_t(M.float() + 0.5)], "segm", ValueError, r"`target\[0\]\['masks'\]` must be boolean .* 0.5"),
-        ([_p(M.flatten(1))], [_t(M)], "segm", ValueError, r"`preds\[0\]\['masks'\]` must have shape \(N, H, W\)"),
+        (
+            [{"scores": torch.rand(1), "labels": torch.zeros(1, dtype=torch.long)}],
+            [_t(M)],
+            "segm",
+            ValueError,
+            r"preds\[0\] has no key 'masks'",
+        ),
+        (
+            [_p(M)],
+            [{"labels": torch.zeros(1, dtype=torch.long)}],
+            "segm",
+            ValueError,
+            r"target\[0\] has no key 'masks'",
+        ),
+        (
+            [_p(M)],
+            [_t(torch.zeros(1, 8, 9, dtype=torch.bool))],
+            "segm",
+            ValueError,
+            r"preds\[0\]\['masks'\] have size \(H, W\) = \(8, 8\) but target\[0\]\['masks'\] have \(8, 9\)",
+        ),
+        (
+            [_p(M.to(torch.uint8) + 2)],
+            [_t(M)],
+            "segm",
+            ValueError,
+            r"`preds\[0\]\['masks'\]` must be boolean or hold only the values 0 and 1 \(torch.uint8\), "
+            r"got the value 2",
+        ),
+        (
+            [_p(M)],
+            [_t(M.float() + 0.5)],
+            "segm",
+            ValueError,
+            r"`target\[0\]\['masks'\]` must be boolean .* 0.5",
+        ),
+        (
+            [_p(M.flatten(1))],
+            [_t(M)],
+            "segm",
+            ValueError,
+            r"`preds\[0\]\['masks'\]` must have shape \(N, H, W\)",
+        ),
         ([_p([[0]])], [_t(M)], "segm", TypeError, r"preds\[0\]\['masks'\] must be a torch.Tensor, got list"),
-        ([_p(M.repeat(2, 1, 1))], [_t(M)], "segm", ValueError,
-         r"preds\[0\]\['scores'\] must have shape \(2,\) to match 'masks', got \(1,\)"),
-        ([{**_p(M.repeat(2, 1, 1)), "boxes": torch.zeros(1, 4)}], [{**_t(M), "boxes": torch.zeros(1, 4)}],
-         ("bbox", "segm"), ValueError, r"preds\[0\]\['masks'\] must hold one mask per box \(1\)"),
+        (
+            [_p(M.repeat(2, 1, 1))],
+            [_t(M)],
+            "segm",
+            ValueError,
+            r"preds\[0\]\['scores'\] must have shape \(2,\) to match 'masks', got \(1,\)",
+        ),
+        (
+            [{**_p(M.repeat(2, 1, 1)), "boxes": torch.zeros(1, 4)}],
+            [{**_t(M), "boxes": torch.zeros(1, 4)}],
+            ("bbox", "segm"),
+            ValueError,
+            r"preds\[0\]\['masks'\] must hold one mask per box \(1\)",
+        ),
         ([_p(M)], [_t(M)], ("bbox", "segm"), ValueError, r"preds\[0\] has no key 'boxes'"),
         ([_p(torch.zeros(1, 8, 8, dtype=torch.complex64))], [_t(M)], "segm", TypeError, "complex64"),
+        (
+            [{**_p(M), "area": torch.tensor([-1.0])}],
+            [_t(M)],
+            "segm",
+            ValueError,
+            r"preds\[0\]\['area'\] must have finite values >= 0, got -1.0",
+        ),
     ],
 )
 def test_bad_mask_input_names_the_field(preds, target, iou_type, error, match) -> None:
@@ -346,11 +404,13 @@ def test_segm_batch_split_invariance(seed: int, cuts: list[int]) -> None:
     whole.update(preds, target)
     split = MeanAveragePrecision(iou_type="segm", class_metrics=True)
     bounds = sorted({0, len(preds), *cuts})
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         split.update(preds[a:b], target[a:b])
     sa, ta = whole.coco_eval()
     sb, tb = split.coco_eval()
-    assert torch.equal(sa, sb) and torch.equal(ta.precision, tb.precision) and torch.equal(ta.recall, tb.recall)
+    assert (
+        torch.equal(sa, sb) and torch.equal(ta.precision, tb.precision) and torch.equal(ta.recall, tb.recall)
+    )
 
 
 @pytest.mark.cuda

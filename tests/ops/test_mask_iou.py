@@ -55,7 +55,9 @@ def _pycocotools_iou(a: torch.Tensor, b: torch.Tensor, crowd: list[int]) -> np.n
     h=st.integers(1, 40),
     w=st.integers(1, 70),
 )
-def test_intersection_and_area_equal_brute_force_on_both_paths(seed: int, n: int, m: int, h: int, w: int) -> None:
+def test_intersection_and_area_equal_brute_force_on_both_paths(
+    seed: int, n: int, m: int, h: int, w: int
+) -> None:
     rng = np.random.default_rng(seed)
     a, b = _random_masks(rng, n, h, w), _random_masks(rng, m, h, w)
     expected = _brute_intersection(a, b)
@@ -67,7 +69,13 @@ def test_intersection_and_area_equal_brute_force_on_both_paths(seed: int, n: int
 
 
 @settings(max_examples=30)
-@given(seed=st.integers(0, 2**31), n=st.integers(1, 5), m=st.integers(1, 5), h=st.integers(1, 33), w=st.integers(1, 47))
+@given(
+    seed=st.integers(0, 2**31),
+    n=st.integers(1, 5),
+    m=st.integers(1, 5),
+    h=st.integers(1, 33),
+    w=st.integers(1, 47),
+)
 def test_iou_is_bit_identical_to_pycocotools_with_crowd(seed: int, n: int, m: int, h: int, w: int) -> None:
     rng = np.random.default_rng(seed)
     a, b = _random_masks(rng, n, h, w), _random_masks(rng, m, h, w)
@@ -89,7 +97,9 @@ def test_dtypes_non_contiguous_and_empty_inputs() -> None:
     assert torch.equal(mask_iou(a[::2], b), ref[::2])
     assert mask_iou(a[:0], b).shape == (0, 3) and mask_iou(a, b[:0]).shape == (4, 0)
     assert mask_iou(torch.zeros(0), b).shape == (0, 3)  # an empty tensor of any shape: no masks
-    assert mask_iou(torch.zeros(2, 0, 5, dtype=torch.bool), torch.zeros(1, 0, 5, dtype=torch.bool)).tolist() == [
+    assert mask_iou(
+        torch.zeros(2, 0, 5, dtype=torch.bool), torch.zeros(1, 0, 5, dtype=torch.bool)
+    ).tolist() == [
         [0.0],
         [0.0],
     ]
@@ -104,7 +114,9 @@ def test_chunked_paths_give_the_same_counts(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(masks_module, "_CHUNK_FLOATS", 600)
     monkeypatch.setattr(masks_module, "_EXACT_FLOAT32", 64)
     for method in ("packed", "matmul"):
-        np.testing.assert_array_equal(mask_intersection(a, b, method=method).numpy(), expected, err_msg=method)
+        np.testing.assert_array_equal(
+            mask_intersection(a, b, method=method).numpy(), expected, err_msg=method
+        )
 
 
 def test_matmul_counts_stay_exact_beyond_float32_integers() -> None:
@@ -125,7 +137,8 @@ def test_memory_stays_bounded_for_100_by_100_masks_of_1024_squared() -> None:
         yy = torch.arange(s)
         # mask i: rows [4i, 4i + 600), all columns of [0, 300 + 2i)
         def make(offset):
-            rows = (yy[None, :] >= 4 * idx[:, None] + offset) & (yy[None, :] < 4 * idx[:, None] + offset + 600)
+            top = 4 * idx[:, None] + offset
+            rows = (yy[None, :] >= top) & (yy[None, :] < top + 600)
             cols = yy[None, :] < 300 + 2 * idx[:, None]
             return rows[:, :, None] & cols[:, None, :]
         a, b = make(0), make(7)
@@ -188,19 +201,60 @@ def test_mask_batch_pair_counts_equal_brute_force(seed: int, n_images: int) -> N
     for k, (p, q) in enumerate(pairs):
         ref = _pycocotools_iou(flat_d[p][None], flat_g[q][None], [int(crowd[q])])[0, 0]
         assert results[0][k].item() == ref
+    # with labels only same-label pairs are prepared; asking for another pair is an error
+    dl = torch.from_numpy(rng.integers(0, 3, len(flat_d)))
+    gl = torch.from_numpy(rng.integers(0, 3, len(flat_g)))
+    same = [k for k, (p, q) in enumerate(pairs) if dl[p] == gl[q]]
+    other = [k for k, (p, q) in enumerate(pairs) if dl[p] != gl[q]]
+    for method in ("packed", "matmul"):
+        batch = mask_batch(dets, gts, dl, gl, method=method)
+        assert batch.pair_intersection(di[same], gi[same]).tolist() == [expected[k] for k in same], method
+        if other:
+            with pytest.raises(ValueError, match="was not prepared"):
+                batch.pair_intersection(di[other[:1]], gi[other[:1]])
 
 
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("a", "b", "kwargs", "error", "match"),
     [
-        (torch.zeros(1, 4, 4), torch.zeros(1, 4, 5), {}, ValueError, r"same \(H, W\), got \(4, 4\) and \(4, 5\)"),
-        (torch.full((1, 2, 2), 2), torch.zeros(1, 2, 2), {}, ValueError, r"`masks1` must be boolean .* got the value 2"),
+        (
+            torch.zeros(1, 4, 4),
+            torch.zeros(1, 4, 5),
+            {},
+            ValueError,
+            r"same \(H, W\), got \(4, 4\) and \(4, 5\)",
+        ),
+        (
+            torch.full((1, 2, 2), 2),
+            torch.zeros(1, 2, 2),
+            {},
+            ValueError,
+            r"`masks1` must be boolean .* got the value 2",
+        ),
         (torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.5), {}, ValueError, r"`masks2` .* got the value 0.5"),
-        (torch.zeros(4, 4), torch.zeros(1, 4, 4), {}, ValueError, r"`masks1` must have shape \(N, H, W\), got \(4, 4\)"),
+        (
+            torch.zeros(4, 4),
+            torch.zeros(1, 4, 4),
+            {},
+            ValueError,
+            r"`masks1` must have shape \(N, H, W\), got \(4, 4\)",
+        ),
         ([[0]], torch.zeros(1, 4, 4), {}, TypeError, "`masks1` must be a torch.Tensor, got list"),
-        (torch.zeros(1, 2, 2), torch.zeros(2, 2, 2), {"iscrowd": torch.zeros(3)}, ValueError, r"`iscrowd` .* \(2,\)"),
-        (torch.zeros(1, 2, 2), torch.zeros(2, 2, 2), {"method": "rle"}, ValueError, "`method` must be one of"),
+        (
+            torch.zeros(1, 2, 2),
+            torch.zeros(2, 2, 2),
+            {"iscrowd": torch.zeros(3)},
+            ValueError,
+            r"`iscrowd` .* \(2,\)",
+        ),
+        (
+            torch.zeros(1, 2, 2),
+            torch.zeros(2, 2, 2),
+            {"method": "rle"},
+            ValueError,
+            "`method` must be one of",
+        ),
         (torch.zeros(1, 2, 2, dtype=torch.complex64), torch.zeros(1, 2, 2), {}, TypeError, "complex64"),
     ],
 )

@@ -68,28 +68,28 @@ def _read_json(source: Any, kind: type, what: str) -> Any:
         with open(source) as f:
             source = json.load(f)
     if not isinstance(source, kind):
-        raise ValueError(f"{what} must be a JSON {kind.__name__} (or a path to one), got {type(source).__name__}")
+        raise ValueError(
+            f"{what} must be a JSON {kind.__name__} (or a path to one), got {type(source).__name__}"
+        )
     return source
 
 
 def _column(
     entries: list[dict], key: str, what: str, dtype: type, required: bool = True, default: Any = None
 ) -> np.ndarray:
-    """One field of every entry as a numpy array; a missing or malformed value raises ValueError naming it."""
+    """One field of every entry as a numpy array; a missing or malformed value raises ValueError."""
     try:
-        if required:
-            values = [e[key] for e in entries]
-        else:
-            values = [e.get(key, default) for e in entries]
+        values = [e[key] for e in entries] if required else [e.get(key, default) for e in entries]
     except KeyError:
         k = next(i for i, e in enumerate(entries) if key not in e)
         raise ValueError(f"{what}[{k}] has no key '{key}' (keys seen: {sorted(entries[k])})") from None
     except (TypeError, AttributeError):
         k = next(i for i, e in enumerate(entries) if not isinstance(e, dict))
         raise ValueError(f"{what}[{k}] must be a JSON object, got {type(entries[k]).__name__}") from None
+    arr: np.ndarray | None
     try:
         arr = np.array(values, dtype=dtype)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         arr = None
     ok = arr is not None and arr.shape == (len(entries),)
     if ok and dtype is np.int64:
@@ -116,9 +116,11 @@ def _boxes(entries: list[dict], what: str, rows: np.ndarray | None = None) -> np
         arr = np.array(values, dtype=np.float64).reshape(len(values), -1)
     except (TypeError, ValueError):
         arr = np.zeros((0, 0))
-    bad = np.ones(len(values), bool) if arr.shape != (len(values), 4) else ~np.isfinite(arr).all(1) | (
-        arr[:, 2:] < 0
-    ).any(1)
+    bad = (
+        np.ones(len(values), bool)
+        if arr.shape != (len(values), 4)
+        else ~np.isfinite(arr).all(1) | (arr[:, 2:] < 0).any(1)
+    )
     if bad.any():
         for j, v in enumerate(values):
             ok = (
@@ -150,21 +152,29 @@ def _locate(values: np.ndarray, known: np.ndarray, what: str, key: str, owner: s
 
 
 def _rle(segm: Any, height: int | None, width: int | None, what: str) -> dict:
-    """One segmentation (polygons, uncompressed or compressed RLE) as a compressed RLE dict, as pycocotools does."""
+    """One segmentation (polygons, uncompressed or compressed RLE) as compressed RLE, as pycocotools does."""
     if isinstance(segm, list):
         if not segm or not all(isinstance(p, list) and len(p) >= 4 for p in segm):
-            raise ValueError(f"{what}['segmentation'] must be a non-empty list of polygons [x0, y0, x1, y1, ...]")
+            raise ValueError(
+                f"{what}['segmentation'] must be a non-empty list of polygons [x0, y0, x1, y1, ...]"
+            )
         if not height or not width:
             raise ValueError(f"{what}: polygon 'segmentation' needs the image's 'height' and 'width'")
         return mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
     if not isinstance(segm, dict) or "counts" not in segm or "size" not in segm:
-        raise ValueError(f"{what}['segmentation'] must be polygons or an RLE dict with 'size' and 'counts', got {segm!r:.80}")
+        raise ValueError(
+            f"{what}['segmentation'] must be polygons or an RLE dict with 'size' and 'counts', "
+            f"got {segm!r:.80}"
+        )
     size = segm["size"]
-    if not (isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size)):
+    if not (
+        isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size)
+    ):
         raise ValueError(f"{what}['segmentation']['size'] must be [height, width], got {size!r}")
     if height is not None and width is not None and height and width and list(size) != [height, width]:
         raise ValueError(
-            f"{what}['segmentation']['size'] is {list(size)} but the image is [height, width] = {[height, width]}"
+            f"{what}['segmentation']['size'] is {list(size)} but the image is "
+            f"[height, width] = {[height, width]}"
         )
     counts = segm["counts"]
     if isinstance(counts, list):  # uncompressed RLE
@@ -176,7 +186,9 @@ def _rle(segm: Any, height: int | None, width: int | None, what: str) -> dict:
         return mask_utils.frPyObjects(segm, size[0], size[1])
     if isinstance(counts, str | bytes):
         return {"size": list(size), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    raise ValueError(f"{what}['segmentation']['counts'] must be a list or a string, got {type(counts).__name__}")
+    raise ValueError(
+        f"{what}['segmentation']['counts'] must be a list or a string, got {type(counts).__name__}"
+    )
 
 
 def _decode(rles: list[dict], height: int, width: int) -> Tensor:
@@ -314,7 +326,9 @@ def load_coco_gt(
         if key not in data:
             raise ValueError(f"the COCO ground truth has no key '{key}' (keys seen: {sorted(data)})")
         if not isinstance(data[key], list):
-            raise ValueError(f"the COCO ground truth's '{key}' must be a list, got {type(data[key]).__name__}")
+            raise ValueError(
+                f"the COCO ground truth's '{key}' must be a list, got {type(data[key]).__name__}"
+            )
     images, anns, cats = data["images"], data["annotations"], data["categories"]
 
     img_ids = _column(images, "id", "images", np.int64)
@@ -508,7 +522,9 @@ def _category(labels: Tensor, category_ids: Sequence[int] | None) -> list[int]:
         return values.tolist()
     table = torch.tensor([int(c) for c in category_ids], dtype=torch.int64)
     if values.numel() and (values.min() < 0 or values.max() >= len(table)):
-        raise ValueError(f"labels must lie in [0, {len(table) - 1}] to index `category_ids`, got {values.tolist()}")
+        raise ValueError(
+            f"labels must lie in [0, {len(table) - 1}] to index `category_ids`, got {values.tolist()}"
+        )
     return table[values].tolist()
 
 
@@ -539,7 +555,12 @@ def to_coco_results(
     ids = _ids(image_ids, len(preds))
     out = []
     for i, (image_id, p) in enumerate(zip(ids, preds, strict=True)):
-        for key in ("scores", "labels", *(["boxes"] if "bbox" in types else []), *(["masks"] if "segm" in types else [])):
+        for key in (
+            "scores",
+            "labels",
+            *(["boxes"] if "bbox" in types else []),
+            *(["masks"] if "segm" in types else []),
+        ):
             if key not in p:
                 raise ValueError(f"preds[{i}] has no key '{key}' (keys seen: {sorted(p)})")
         scores = p["scores"].detach().cpu().to(torch.float64).tolist()
@@ -581,9 +602,15 @@ def to_coco_gt(
     """
     types = _iou_types(iou_type)
     ids = _ids(image_ids, len(target))
-    images, anns, seen = [], [], set()
+    images: list[dict] = []
+    anns: list[dict] = []
+    seen: set[int] = set()
     for i, (image_id, t) in enumerate(zip(ids, target, strict=True)):
-        for key in ("labels", *(["boxes"] if "bbox" in types else []), *(["masks"] if "segm" in types else [])):
+        for key in (
+            "labels",
+            *(["boxes"] if "bbox" in types else []),
+            *(["masks"] if "segm" in types else []),
+        ):
             if key not in t:
                 raise ValueError(f"target[{i}] has no key '{key}' (keys seen: {sorted(t)})")
         n = int(t["labels"].numel())
@@ -600,9 +627,16 @@ def to_coco_gt(
             image["height"], image["width"] = (int(s) for s in t["masks"].shape[1:])
         images.append(image)
         if rles:
-            mask_area = mask_utils.area([{"size": r["size"], "counts": r["counts"].encode()} for r in rles]).tolist()
+            mask_area = mask_utils.area(
+                [{"size": r["size"], "counts": r["counts"].encode()} for r in rles]
+            ).tolist()
         for j in range(n):
-            a: dict[str, Any] = {"id": len(anns) + 1, "image_id": image_id, "category_id": cats[j], "iscrowd": crowd[j]}
+            a: dict[str, Any] = {
+                "id": len(anns) + 1,
+                "image_id": image_id,
+                "category_id": cats[j],
+                "iscrowd": crowd[j],
+            }
             if given[j] > 0:
                 a["area"] = given[j]
             elif rles is not None:

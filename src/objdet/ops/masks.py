@@ -8,7 +8,8 @@ intersections:
 * ``"packed"`` (the CPU default): every mask is packed to bits once (``numpy.packbits``, one
   pass over the pixels, 1/8 of the memory after it); areas and intersections are popcounts of
   64-pixel words (``numpy.bitwise_count``), so everything after the packing pass reads only
-  the packed words.
+  the packed bits. Intersections are computed only for the pairs asked for (the metric asks
+  for (detection, GT) pairs of the same image and class).
 * ``"matmul"`` (the CUDA default): intersections are a matrix product of the masks as
   float32 0/1 matrices, ``A @ B.T``. Products of 0/1 are exact and float32 holds every
   integer up to 2**24 exactly, so the reduction is kept exact by splitting the pixel
@@ -38,7 +39,7 @@ MaskMethod = Literal["auto", "packed", "matmul"]
 MASK_METHODS: tuple[str, ...] = ("auto", "packed", "matmul")
 
 #: Elements per chunk: about 16-32 MiB of temporaries per step on either path.
-_CHUNK_WORDS = 1 << 21  # uint64 words of packed masks (16 MiB)
+_CHUNK_WORDS = 1 << 17  # uint64 words of packed masks (1 MiB: stays in cache, reused)
 _CHUNK_FLOATS = 1 << 23  # float32 mask elements converted at once (32 MiB)
 #: float32 sums of 0/1 products are exact up to 2**24.
 _EXACT_FLOAT32 = 1 << 24
@@ -46,11 +47,31 @@ _EXACT_FLOAT32 = 1 << 24
 _POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def _popcount_rows(words: np.ndarray) -> np.ndarray:
-    """Number of set bits in every row of a (N, W) uint64 array -> (N,) int64."""
+def _popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits of every element (uint8 or uint64) -> uint8."""
     if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-        return np.bitwise_count(words).sum(1, dtype=np.int64)
-    return _POPCOUNT8[words.view(np.uint8)].sum(1, dtype=np.int64)  # pragma: no cover - numpy < 2
+        return np.bitwise_count(values)
+    return (
+        _POPCOUNT8[values.view(np.uint8)].reshape(*values.shape, -1).sum(-1, dtype=np.uint8)
+    )  # pragma: no cover
+
+
+def _popcount_rows(packed: np.ndarray) -> np.ndarray:
+    """Set bits in every row of a C-contiguous (N, B) uint8 array -> (N,) int64.
+
+    The rows are read as 64-bit words where they are whole (unaligned loads of the same
+    memory, no copy), the last B % 8 bytes as bytes.
+    """
+    n, n_bytes = packed.shape
+    full = n_bytes // 8
+    # uint32 accumulation is several times faster than int64 and exact below 2**32 pixels per mask
+    total = np.zeros(n, dtype=np.uint32)
+    if full and n:
+        words = np.ndarray((n, full), dtype=np.uint64, buffer=packed, strides=(packed.strides[0], 8))
+        total += np.add.reduce(_popcount(words), axis=1, dtype=np.uint32)
+    if n_bytes % 8 and n:
+        total += np.add.reduce(_popcount(packed[:, full * 8 :]), axis=1, dtype=np.uint32)
+    return total.astype(np.int64)
 
 
 # ------------------------------------------------------------------------------ validation
@@ -84,7 +105,8 @@ def _check_pair(masks1: Tensor, masks2: Tensor) -> tuple[Tensor, Tensor]:
     a, b = check_masks(masks1, "masks1"), check_masks(masks2, "masks2")
     if a.shape[0] and b.shape[0] and a.shape[1:] != b.shape[1:]:
         raise ValueError(
-            f"`masks1` and `masks2` must have the same (H, W), got {tuple(a.shape[1:])} and {tuple(b.shape[1:])}"
+            f"`masks1` and `masks2` must have the same (H, W), got {tuple(a.shape[1:])} and "
+            f"{tuple(b.shape[1:])}"
         )
     if a.device != b.device:
         raise ValueError(f"`masks1` is on {a.device} and `masks2` on {b.device}; expected one device")
@@ -103,39 +125,40 @@ def _resolve(method: str, device: torch.device) -> str:
 
 # ------------------------------------------------------------------------------ packed path
 def pack_masks(masks: Tensor) -> np.ndarray:
-    """Pack (N, H, W) bool CPU masks into (N, ceil(H * W / 64)) uint64 words, one pass over the pixels.
+    """Pack (N, H, W) bool CPU masks into (N, ceil(H * W / 8)) uint8 bytes, one pass over the pixels.
 
-    Bit order inside a word is irrelevant to popcounts; padding bits are 0.
+    The bit order is irrelevant to popcounts; the last byte's padding bits are 0.
     """
     n = masks.shape[0]
-    pixels = masks.shape[1] * masks.shape[2]
-    n_bytes = -(-pixels // 64) * 8
-    out = np.zeros((n, n_bytes), dtype=np.uint8)
-    if n and pixels:
-        # packbits reads bytes; a bool array viewed as uint8 is the same memory and packs faster.
-        # Chunks bound the copy that a non-contiguous input needs.
-        step = max(1, (_CHUNK_WORDS * 8) // pixels)
-        for s in range(0, n, step):
-            chunk = masks[s : s + step].reshape(-1, pixels).numpy().view(np.uint8)
-            out[s : s + step, : -(-pixels // 8)] = np.packbits(chunk, axis=1)
-    return out.view(np.uint64)
+    pixels = masks.shape[1] * masks.shape[2] if masks.ndim == 3 else 0
+    step = max(1, (_CHUNK_WORDS * 64) // max(pixels, 1))
+    # packbits reads bytes: a bool array viewed as uint8 is the same memory and packs faster
+    if n <= step and masks.is_contiguous():
+        return np.packbits(masks.reshape(n, pixels).numpy().view(np.uint8), axis=1)
+    out = np.empty((n, -(-pixels // 8)), dtype=np.uint8)
+    for s in range(0, n, step):  # chunks bound the copy a non-contiguous input needs
+        chunk = masks[s : s + step].reshape(-1, pixels).numpy().view(np.uint8)
+        out[s : s + step] = np.packbits(chunk, axis=1)
+    return out
 
 
 def _packed_pair_counts(p1: np.ndarray, i1: np.ndarray, p2: np.ndarray, i2: np.ndarray) -> np.ndarray:
-    """popcount(p1[i1[k]] & p2[i2[k]]) for every k -> (P,) int64, in bounded chunks."""
-    n_pairs, n_words = i1.shape[0], p1.shape[1]
+    """popcount(p1[i1[k]] & p2[i2[k]]) for every k -> (P,) int64, in bounded chunks (rows: packed bytes)."""
+    n_pairs, n_bytes = i1.shape[0], p1.shape[1]
     out = np.zeros(n_pairs, dtype=np.int64)
-    if n_pairs == 0 or n_words == 0:
+    if n_pairs == 0 or n_bytes == 0:
         return out
-    step = max(1, _CHUNK_WORDS // n_words)
-    a = np.empty((min(step, n_pairs), n_words), dtype=np.uint64)
-    b = np.empty_like(a)
+    padded = -(-n_bytes // 8) * 8  # gathered rows padded with zero bytes to whole, aligned words
+    step = max(1, (_CHUNK_WORDS * 8) // padded)
+    a = np.zeros((min(step, n_pairs), padded), dtype=np.uint8)
+    b = np.zeros_like(a)
     for s in range(0, n_pairs, step):
         k = min(step, n_pairs - s)
-        np.take(p1, i1[s : s + k], axis=0, out=a[:k])
-        np.take(p2, i2[s : s + k], axis=0, out=b[:k])
-        np.bitwise_and(a[:k], b[:k], out=a[:k])
-        out[s : s + k] = _popcount_rows(a[:k])
+        np.take(p1, i1[s : s + k], axis=0, out=a[:k, :n_bytes], mode="clip")  # indices are valid
+        np.take(p2, i2[s : s + k], axis=0, out=b[:k, :n_bytes], mode="clip")
+        wa = a[:k].view(np.uint64)
+        np.bitwise_and(wa, b[:k].view(np.uint64), out=wa)
+        out[s : s + k] = np.add.reduce(_popcount(wa), axis=1, dtype=np.uint32)
     return out
 
 
@@ -248,37 +271,36 @@ class MaskBatch:
 
     Built by :func:`mask_batch`. Detections and GTs are numbered across the batch in input
     order (image 0's first, ...). ``det_area`` / ``gt_area`` are (D,) / (G,) int64 pixel
-    counts; :meth:`pair_iou` gives the IoU of any (detection, GT) pairs of the same image.
+    counts; :meth:`pair_iou` gives the IoU of (detection, GT) pairs of the same image (and,
+    if the batch was prepared with labels, of the same label). No mask is kept: only the
+    intersections of the pairs that can be asked for.
     """
 
     det_area: Tensor
     gt_area: Tensor
-    det_img: Tensor
-    gt_img: Tensor
     method: str
-    # packed path: packed words of every mask (rows padded to the batch's largest image)
-    _det_packed: np.ndarray | None = None
-    _gt_packed: np.ndarray | None = None
-    # matmul path: per image, its (n_i, m_i) intersection block flattened, and where it starts
-    _blocks: Tensor | None = None
-    _block_start: Tensor | None = None
-    _n_gt: Tensor | None = None
-    _det_start: Tensor | None = None
-    _gt_start: Tensor | None = None
+    #: sorted keys det_index * G + gt_index of the prepared pairs, and their intersections
+    pair_keys: Tensor
+    pair_counts: Tensor
 
     def pair_intersection(self, det_index: Tensor, gt_index: Tensor) -> Tensor:
-        """Pixels in both masks for pairs (P,) of detection and GT indices of the same image -> (P,) int64."""
-        if self._det_packed is not None and self._gt_packed is not None:
-            counts = _packed_pair_counts(
-                self._det_packed, det_index.cpu().numpy(), self._gt_packed, gt_index.cpu().numpy()
+        """Pixels in both masks for pairs (P,) of detection and GT indices -> (P,) int64."""
+        if det_index.numel() == 0:
+            return self.pair_counts[:0]
+        key = det_index * self.gt_area.numel() + gt_index
+        last = max(self.pair_keys.numel() - 1, 0)
+        if (
+            key.device.type == "cpu"
+        ):  # numpy: torch's CPU searchsorted opens a parallel region even for tiny inputs
+            pos = torch.from_numpy(np.searchsorted(self.pair_keys.numpy(), key.numpy()).clip(max=last))
+        else:
+            pos = torch.searchsorted(self.pair_keys, key).clamp(max=last)
+        if self.pair_keys.numel() == 0 or not bool((self.pair_keys[pos] == key).all()):
+            raise ValueError(
+                "pair_intersection: a (detection, GT) pair was not prepared by mask_batch (pairs must "
+                "belong to one image, and have one label if mask_batch was given labels)"
             )
-            return torch.from_numpy(counts).to(det_index.device)
-        assert self._blocks is not None and self._block_start is not None and self._n_gt is not None
-        assert self._det_start is not None and self._gt_start is not None
-        img = self.det_img[det_index]
-        local_det = det_index - self._det_start[img]
-        local_gt = gt_index - self._gt_start[img]
-        return self._blocks[self._block_start[img] + local_det * self._n_gt[img] + local_gt]
+        return self.pair_counts[pos]
 
     def pair_iou(self, det_index: Tensor, gt_index: Tensor, gt_crowd: Tensor) -> Tensor:
         """IoU (P,) float64 of detection/GT pairs; crowd GTs ((G,) bool) use intersection / detection area."""
@@ -288,79 +310,82 @@ class MaskBatch:
         return _ratio(inter, union)
 
 
-def _image_index(counts: list[int], device: torch.device) -> Tensor:
-    return torch.repeat_interleave(
-        torch.arange(len(counts), device=device), torch.tensor(counts, dtype=torch.int64, device=device)
-    )
-
-
 def mask_batch(
-    det_masks: Sequence[Tensor], gt_masks: Sequence[Tensor], method: MaskMethod = "auto"
+    det_masks: Sequence[Tensor],
+    gt_masks: Sequence[Tensor],
+    det_labels: Tensor | None = None,
+    gt_labels: Tensor | None = None,
+    method: MaskMethod = "auto",
 ) -> MaskBatch:
-    """Prepare the masks of a batch of images for pair IoUs (areas computed here, once).
+    """Areas of a batch's masks and the intersections of its (detection, GT) pairs, image by image.
 
     ``det_masks[i]`` (n_i, H_i, W_i) and ``gt_masks[i]`` (m_i, H_i, W_i) are the bool masks of
-    image i (already checked, e.g. with :func:`check_masks`); images may differ in size.
-    On the packed path every mask is packed once; on the matmul path the (n_i, m_i)
-    intersection block of every image is computed here (the metric needs most of them).
+    image i (already checked, e.g. with :func:`check_masks`); images may differ in size. With
+    ``det_labels`` (D,) and ``gt_labels`` (G,) (flattened over the batch) only pairs of the same
+    label are prepared, which is all that COCO matching per class needs; otherwise every pair of
+    an image. One image is processed at a time, so the extra memory is that of one image's
+    packed masks (packed path) or its float32 pixel chunks (matmul path), not the batch's.
+
+    Example:
+        >>> import torch
+        >>> det = torch.zeros(2, 3, 3, dtype=torch.bool); det[0, :2, :2] = True; det[1, 2] = True
+        >>> gt = torch.zeros(1, 3, 3, dtype=torch.bool); gt[0, 1:, 1:] = True
+        >>> batch = mask_batch([det], [gt])
+        >>> batch.det_area.tolist(), batch.pair_iou(torch.tensor([0, 1]), torch.tensor([0, 0]),
+        ...                                         torch.tensor([False])).tolist()
+        ([4, 3], [0.14285714285714285, 0.4])
     """
     if len(det_masks) != len(gt_masks):
-        raise ValueError(f"need one mask tensor per image on both sides, got {len(det_masks)} and {len(gt_masks)}")
+        raise ValueError(
+            f"need one mask tensor per image on both sides, got {len(det_masks)} and {len(gt_masks)}"
+        )
     tensors = [*det_masks, *gt_masks]
     device = tensors[0].device if tensors else torch.device("cpu")
     resolved = _resolve(method, device)
     d_counts = [int(m.shape[0]) for m in det_masks]
     g_counts = [int(m.shape[0]) for m in gt_masks]
-    det_img, gt_img = _image_index(d_counts, device), _image_index(g_counts, device)
+    n_gt = sum(g_counts)
+    d_first = np.cumsum([0, *d_counts])[:-1].tolist()
+    g_first = np.cumsum([0, *g_counts])[:-1].tolist()
+    dl = det_labels.cpu().numpy() if det_labels is not None else None
+    gl = gt_labels.cpu().numpy() if gt_labels is not None else None
 
-    if resolved == "packed":
-        packed = [pack_masks(m) for m in tensors]
-        n_words = max([p.shape[1] for p in packed], default=0)
+    det_areas: list[Tensor] = []
+    gt_areas: list[Tensor] = []
+    keys: list[np.ndarray] = []
+    counts: list[Tensor] = []
+    for i, (dm, gm) in enumerate(zip(det_masks, gt_masks, strict=True)):
+        n, m = d_counts[i], g_counts[i]
+        # the pairs of this image, in (detection, GT) order: their keys come out sorted
+        if n and m:
+            if dl is not None and gl is not None:
+                same = dl[d_first[i] : d_first[i] + n, None] == gl[None, g_first[i] : g_first[i] + m]
+                local_d, local_g = np.nonzero(same)
+            else:
+                local_d, local_g = np.divmod(np.arange(n * m, dtype=np.int64), m)
+        else:
+            local_d = local_g = np.zeros(0, dtype=np.int64)
+        keys.append((local_d + d_first[i]) * n_gt + (local_g + g_first[i]))
+        if resolved == "packed":
+            pd, pg = pack_masks(dm), pack_masks(gm)
+            det_areas.append(torch.from_numpy(_popcount_rows(pd)))
+            gt_areas.append(torch.from_numpy(_popcount_rows(pg)))
+            counts.append(torch.from_numpy(_packed_pair_counts(pd, local_d, pg, local_g)))
+        else:
+            det_areas.append(dm.flatten(1).sum(1, dtype=torch.int64))
+            gt_areas.append(gm.flatten(1).sum(1, dtype=torch.int64))
+            if local_d.size:  # only the pairs asked for (every pair of the image without labels)
+                block = _matmul_intersection(dm, gm)
+                pairs = (torch.from_numpy(local_d).to(device), torch.from_numpy(local_g).to(device))
+                counts.append(block[pairs])
 
-        def stack(parts: list[np.ndarray]) -> np.ndarray:
-            rows = sum(p.shape[0] for p in parts)
-            out = np.zeros((rows, n_words), dtype=np.uint64)
-            r = 0
-            for p in parts:
-                out[r : r + p.shape[0], : p.shape[1]] = p
-                r += p.shape[0]
-            return out
-
-        det_p, gt_p = stack(packed[: len(det_masks)]), stack(packed[len(det_masks) :])
-        return MaskBatch(
-            det_area=torch.from_numpy(_popcount_rows(det_p)).to(device),
-            gt_area=torch.from_numpy(_popcount_rows(gt_p)).to(device),
-            det_img=det_img,
-            gt_img=gt_img,
-            method=resolved,
-            _det_packed=det_p,
-            _gt_packed=gt_p,
-        )
-
-    def area(m: Tensor) -> Tensor:
-        return m.flatten(1).sum(1, dtype=torch.int64)
-
-    det_area = torch.cat([area(m) for m in det_masks]) if det_masks else torch.zeros(0, dtype=torch.int64)
-    gt_area = torch.cat([area(m) for m in gt_masks]) if gt_masks else torch.zeros(0, dtype=torch.int64)
-    blocks = [
-        _matmul_intersection(d, g).flatten() if d.shape[0] and g.shape[0] else det_area.new_zeros(0)
-        for d, g in zip(det_masks, gt_masks, strict=True)
-    ]
-    n_gt = torch.tensor(g_counts, dtype=torch.int64, device=device)
-    n_det = torch.tensor(d_counts, dtype=torch.int64, device=device)
-
-    def starts(counts: Tensor) -> Tensor:
-        return torch.cumsum(counts, 0) - counts
+    def cat(parts: list[Tensor]) -> Tensor:
+        return torch.cat(parts).to(device) if parts else torch.zeros(0, dtype=torch.int64, device=device)
 
     return MaskBatch(
-        det_area=det_area.to(device),
-        gt_area=gt_area.to(device),
-        det_img=det_img,
-        gt_img=gt_img,
+        det_area=cat(det_areas),
+        gt_area=cat(gt_areas),
         method=resolved,
-        _blocks=torch.cat(blocks) if blocks else det_area.new_zeros(0),
-        _block_start=starts(n_det * n_gt),
-        _n_gt=n_gt,
-        _det_start=starts(n_det),
-        _gt_start=starts(n_gt),
+        pair_keys=torch.from_numpy(np.concatenate(keys) if keys else np.zeros(0, np.int64)).to(device),
+        pair_counts=cat(counts),
     )

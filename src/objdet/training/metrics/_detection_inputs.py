@@ -164,8 +164,7 @@ def flatten_detections(
 
     d_boxes, d_scores, d_labels, g_boxes, g_labels, g_crowd, g_area = [], [], [], [], [], [], []
     d_masks: list[Tensor] = []
-    d_area: list[Tensor] = []
-    d_area_given: list[bool] = []
+    d_area: list[Tensor | None] = []  # preds' optional 'area', rarely given
     f64 = torch.float64
     g_masks: list[Tensor] = []
     d_count, g_count = [], []
@@ -197,7 +196,8 @@ def flatten_detections(
         if dmasks is not None and gmasks is not None:
             if dmasks.shape[0] and gmasks.shape[0] and dmasks.shape[1:] != gmasks.shape[1:]:
                 raise ValueError(
-                    f"preds[{i}]['masks'] have size (H, W) = {tuple(dmasks.shape[1:])} but target[{i}]['masks'] "
+                    f"preds[{i}]['masks'] have size (H, W) = {tuple(dmasks.shape[1:])} but "
+                    f"target[{i}]['masks'] "
                     f"have {tuple(gmasks.shape[1:])}; the masks of one image must have the same size"
                 )
             d_masks.append(dmasks)
@@ -208,9 +208,10 @@ def flatten_detections(
         if darea is not None:  # optional, not in torchmetrics (see the metric): checked image by image
             bad = ~torch.isfinite(darea.to(f64)) | (darea < 0)
             if bool(bad.any()):
-                raise ValueError(f"preds[{i}]['area'] must have finite values >= 0, got {darea[bad][0].item()}")
-        d_area.append(darea if darea is not None else torch.full((n,), float("nan"), dtype=f64, device=device))
-        d_area_given.append(darea is not None)
+                raise ValueError(
+                    f"preds[{i}]['area'] must have finite values >= 0, got {darea[bad][0].item()}"
+                )
+        d_area.append(darea)
         d_labels.append(labels)
         g_boxes.append(gboxes if gboxes is not None else torch.zeros(m, 4, device=device))
         g_labels.append(glabels)
@@ -235,7 +236,10 @@ def flatten_detections(
     det_boxes_in, gt_boxes_in = _cat_boxes(d_boxes, device), _cat_boxes(g_boxes, device)
     det_boxes, gt_boxes = det_boxes_in.to(f64), gt_boxes_in.to(f64)
     det_score, det_label = cat(d_scores, f64), cat(d_labels, torch.int64)
-    det_area = cat(d_area, f64) if any(d_area_given) else None  # NaN where an image's preds have no 'area'
+    det_area = None  # NaN where an image's preds have no 'area'
+    if any(a is not None for a in d_area):
+        fill = [torch.full((n,), float("nan"), dtype=f64, device=device) for n in d_count]
+        det_area = cat([a if a is not None else f for a, f in zip(d_area, fill, strict=True)], f64)
     gt_label, gt_crowd_raw, gt_area_raw = cat(g_labels, torch.int64), cat(g_crowd, f64), cat(g_area, f64)
 
     det_xywh = _to_xywh_float64(det_boxes_in, box_format)

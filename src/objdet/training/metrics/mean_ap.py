@@ -58,7 +58,7 @@ def _float_list(value: Any, name: str) -> list[float] | None:
 
 
 class MeanAveragePrecision(Metric):
-    """COCO mAP/mAR for boxes and masks, equal to pycocotools COCOeval, with a few bytes of state per detection.
+    """COCO mAP/mAR for boxes and masks, equal to pycocotools COCOeval, a few bytes of state per detection.
 
     Same constructor, inputs and output keys as ``torchmetrics.detection.MeanAveragePrecision``:
     a user changes only the import. Matching runs in ``update()`` with the rules of pycocotools;
@@ -119,6 +119,19 @@ class MeanAveragePrecision(Metric):
         >>> result = metric.compute()
         >>> round(result["map"].item(), 4), round(result["map_50"].item(), 4)
         (0.6, 1.0)
+
+        With masks:
+
+        >>> gt_mask = torch.zeros(1, 10, 10, dtype=torch.bool); gt_mask[0, 2:8, 2:8] = True
+        >>> det_mask = torch.zeros(1, 10, 10, dtype=torch.bool); det_mask[0, 2:8, 3:8] = True
+        >>> segm = MeanAveragePrecision(iou_type=("bbox", "segm"), box_format="xywh")
+        >>> segm.update([dict(masks=det_mask, boxes=torch.tensor([[3.0, 2.0, 5.0, 6.0]]),
+        ...                   scores=torch.tensor([0.9]), labels=torch.tensor([0]))],
+        ...             [dict(masks=gt_mask, boxes=torch.tensor([[2.0, 2.0, 6.0, 6.0]]),
+        ...                   labels=torch.tensor([0]))])
+        >>> out = segm.compute()  # mask IoU 30 / 36
+        >>> round(out["segm_map"].item(), 4), round(out["bbox_map_75"].item(), 4)
+        (0.7, 1.0)
     """
 
     is_differentiable = False
@@ -248,7 +261,14 @@ class MeanAveragePrecision(Metric):
         masks = None
         if use_masks:
             assert flat.det_masks is not None and flat.gt_masks is not None and flat.gt_area_given is not None
-            masks = mask_batch(flat.det_masks, flat.gt_masks)
+            # COCO matches per class: same-label pairs are enough, unless a class-agnostic (micro) pass runs
+            same_label = "micro" not in self._modes
+            masks = mask_batch(
+                flat.det_masks,
+                flat.gt_masks,
+                flat.det_label if same_label else None,
+                flat.gt_label if same_label else None,
+            )
             given = flat.gt_area_given
             # the mask area is the default GT area for every IoU type once masks are given (torchmetrics)
             flat.gt_area = torch.where(given > 0, given, masks.gt_area.to(given))
