@@ -7,8 +7,8 @@ Reading: :func:`~objdet.io.load_coco_gt` reads a COCO annotation file (or the di
 :class:`objdet.training.metrics.MeanAveragePrecision` directly (``box_format="xywh"``, COCO's
 own box format, unless another ``box_format`` is asked for).
 
-Writing: :func:`~objdet.io.to_coco_gt` and :func:`~objdet.io.to_coco_results` turn the same lists of dicts back into
-JSON-ready objects (masks as compressed RLE with ASCII ``counts``).
+Writing: :func:`~objdet.io.to_coco_gt` and :func:`~objdet.io.to_coco_results` turn the same
+lists of dicts back into JSON-ready objects (masks as compressed RLE with ASCII ``counts``).
 
 Segmentations may be polygons, uncompressed RLE (``counts`` a list, as COCO's crowd
 annotations) or compressed RLE (``counts`` a string), in GT and in results; they are decoded

@@ -109,6 +109,7 @@ class ConfusionMatrix(Metric):
             target: one dict per image with ``boxes`` (M, 4), ``labels`` (M,), optional ``iscrowd`` (M,).
         """
         flat = flatten_detections(preds, target, self.box_format, num_classes=self.num_classes)
+        assert flat.det_xywh is not None and flat.gt_xywh is not None  # boxes are required by default
         self.matrix += detection_confusion_matrix(
             flat.det_img,
             flat.det_label,
