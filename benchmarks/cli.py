@@ -31,21 +31,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from coco_bbox import make_data
+from objdet.functional.coco import coco_stat_names
 
-STAT_KEYS = (
-    "map",
-    "map_50",
-    "map_75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar_1",
-    "mar_10",
-    "mar_100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
-)
+STAT_KEYS = coco_stat_names()
 
 FASTER_SCRIPT = """
 import contextlib, io, json, sys

@@ -15,6 +15,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from objdet.functional.coco import coco_stat_names
 from objdet.training.metrics import ClasswiseAP, MeanAveragePrecision
 
 CLASSES = ["person", "bicycle", "car", "dog", "cat", "chair"]
@@ -115,20 +116,7 @@ def main() -> None:
         f"objdet COCO evaluation: {len(preds)} images, {n_gt} ground truths, {n_det} detections, "
         f"{len(CLASSES)} classes ({elapsed * 1000:.0f} ms)\n"
     )
-    for key in (
-        "map",
-        "map_50",
-        "map_75",
-        "map_small",
-        "map_medium",
-        "map_large",
-        "mar_1",
-        "mar_10",
-        "mar_100",
-        "mar_small",
-        "mar_medium",
-        "mar_large",
-    ):
+    for key in coco_stat_names():
         print(f"  {key:<12} {result[key].item():7.4f}")
     print(f"\n  {'class':<10} {'AP@[.5:.95]':>12} {'AR@100':>8} {'AP@.5':>8}")
     for i, c in enumerate(result["classes"].tolist()):

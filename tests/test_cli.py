@@ -16,22 +16,10 @@ from pycocotools.cocoeval import COCOeval
 
 from objdet.cli import Progress, main
 from objdet.data import demo_files
+from objdet.functional.coco import coco_stat_names
 from tests.helpers.coco_reference import make_dataset
 
-STAT_KEYS = [
-    "map",
-    "map_50",
-    "map_75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar_1",
-    "mar_10",
-    "mar_100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
-]
+STAT_KEYS = coco_stat_names()
 PNGS = [
     "confusion_matrix.png",
     "confusion_matrix_normalized.png",

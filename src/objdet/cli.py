@@ -31,7 +31,7 @@ from typing import IO, Any
 import torch
 from torch import Tensor
 
-from objdet.functional.coco import per_class_ap_ar
+from objdet.functional.coco import coco_stat_names, per_class_ap_ar
 from objdet.io import CocoGroundTruth, load_coco_dt, load_coco_gt
 
 EXIT_BAD_INPUT = 2
@@ -50,20 +50,7 @@ _SUMMARY_ROWS = (
     ("Average Recall", "AR", "0.50:0.95", "large", 2),
 )
 _MAX_DETS = (1, 10, 100)
-_STAT_KEYS = (
-    "map",
-    "map_50",
-    "map_75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar_1",
-    "mar_10",
-    "mar_100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
-)
+_STAT_KEYS = coco_stat_names(_MAX_DETS)
 
 
 class InputError(ValueError):

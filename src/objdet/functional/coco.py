@@ -22,6 +22,7 @@ range, maxDet) combinations needed (4 for the summary, 12 with the full tables).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,17 @@ AREA_RANGES: tuple[tuple[float, float], ...] = (
     (96.0**2, 1e10),
 )
 AREA_LABELS: tuple[str, ...] = ("all", "small", "medium", "large")
+
+
+def coco_stat_names(max_dets: Sequence[int] = (1, 10, 100)) -> tuple[str, ...]:
+    """torchmetrics' names of the 12 numbers of :func:`coco_summarize`, in that order.
+
+    Example:
+        >>> coco_stat_names()[:3], coco_stat_names()[6:9]
+        (('map', 'map_50', 'map_75'), ('mar_1', 'mar_10', 'mar_100'))
+    """
+    ap = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+    return (*ap, *(f"mar_{m}" for m in max_dets), "mar_small", "mar_medium", "mar_large")
 
 
 def default_iou_thresholds() -> list[float]:

@@ -14,6 +14,7 @@ from objdet.functional.coco import (
     AREA_RANGES,
     CocoTables,
     coco_accumulate,
+    coco_stat_names,
     coco_summarize,
     default_iou_thresholds,
     default_rec_thresholds,
@@ -25,8 +26,6 @@ from objdet.ops.coco import coco_gt_ignored, coco_match
 from objdet.ops.masks import MaskBatch, mask_batch
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
 
-_STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
-_AR_AREA_NAMES = ("mar_small", "mar_medium", "mar_large")
 _IOU_TYPES = ("bbox", "segm")
 
 
@@ -410,8 +409,7 @@ class MeanAveragePrecision(Metric):
         ``bbox_`` / ``segm_``, as in torchmetrics.
         """
         mdt = self.max_detection_thresholds
-        ar_names = (f"mar_{mdt[0]}", f"mar_{mdt[1]}", f"mar_{mdt[2]}")
-        names = (*_STAT_NAMES, *ar_names, *_AR_AREA_NAMES)
+        names = coco_stat_names(mdt)
         out: dict[str, Any] = {}
         classes = torch.zeros(0, dtype=torch.int32, device=self.device)
         for iou_type, p in self._prefixes.items():
