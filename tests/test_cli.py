@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,9 @@ def test_demo_equals_pycocotools_and_writes_plots(tmp_path: Path, iou_type: str)
         data = (out_dir / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
     assert not list(out_dir.glob(".*tmp"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out_dir / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
     for name in ("circle", "star", f"COCO {iou_type} evaluation", "wrote"):
         assert name in out
 

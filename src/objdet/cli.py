@@ -248,10 +248,17 @@ def _atomic_write(path: Path, write: Callable[[IO[Any]], object], binary: bool =
     try:
         with os.fdopen(fd, "wb" if binary else "w") as handle:
             write(handle)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, metrics: dict[str, Any]) -> None:
