@@ -395,10 +395,20 @@ def plot_ap_bars(
     ax.axvline(mean, color=_BEST, linestyle="--", linewidth=1.2, label=f"mean {mean:.3f}")
     if n <= 40:
         for yi, v, i in zip(y, vals, order, strict=True):
-            if defined[i]:
-                ax.text(float(v) + 0.01, float(yi), f"{v:.3f}", va="center", fontsize=font - 1, color="0.2")
+            if defined[i]:  # inside the end of a long bar (so it stays in the axes), else after it
+                inside = v > 0.88
+                ax.text(
+                    float(v) - 0.01 if inside else float(v) + 0.01,
+                    float(yi),
+                    f"{v:.3f}",
+                    va="center",
+                    ha="right" if inside else "left",
+                    fontsize=font - 1,
+                    color="0.1" if inside else "0.2",
+                )
     ax.grid(axis="x", alpha=0.3, linewidth=0.6)
-    ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
+    # above the top right corner of the axes: never over a bar or its value
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=9, frameon=False, borderaxespad=0.1)
     return fig, ax
 
 

@@ -388,9 +388,11 @@ class ValidationMetricCallback(ValidationOutputsCallback):
     2. every rank: ``compute()`` (torchmetrics syncs the states across ranks, computes, restores
        the local states and caches the result), kept in ``last_values``;
     3. every rank: the states are synced once more (``Metric.sync_context``, a no-op without
-       DDP) so that, on rank 0 only and inside ``try/except``, ``draw(trainer, metric, values)``
-       sees the global state (a ``metric.plot()`` that calls ``compute()`` gets the cached
-       values, without collectives); the local states are restored afterwards;
+       DDP); inside it :meth:`after_compute` runs on every rank (derived values of the global
+       state, e.g. curves, without collectives), then, on rank 0 only and inside
+       ``try/except``, ``draw(trainer, metric, values)`` sees the global state (a
+       ``metric.plot()`` that calls ``compute()`` gets the cached values, without
+       collectives); the local states are restored afterwards;
     4. every rank: :meth:`scalars` are logged through ``pl_module.log`` (already global, so
        ``sync_dist=False``; ModelCheckpoint / EarlyStopping can monitor them).
 
@@ -434,6 +436,16 @@ class ValidationMetricCallback(ValidationOutputsCallback):
         """Figure(s) of the synced metric and its computed ``values`` (rank 0 only; no collectives)."""
         raise NotImplementedError
 
+    def after_compute(self, trainer: pl.Trainer, metric: Metric, values: Any) -> None:
+        """Every rank, on the synced (global) state, before drawing: derive more values. Default: nothing.
+
+        Runs inside ``metric.sync_context()``, so methods of the metric that gather the state
+        themselves unless it is synced (e.g. ``MeanAveragePrecision.curves()``) use no
+        collectives here. It runs on every rank with the same global state, so an error here is
+        raised on every rank alike (no hang); keep anything that may fail on one rank only
+        for :meth:`draw`.
+        """
+
     def scalars(self, values: Any) -> Mapping[str, Tensor | float]:
         """Scalars to log with ``pl_module.log`` from the computed ``values``. Default: none."""
         return {}
@@ -451,6 +463,7 @@ class ValidationMetricCallback(ValidationOutputsCallback):
         values = metric.compute()  # every rank: synced, computed, local state restored, cached
         self.last_values = values
         with metric.sync_context():  # every rank: the global state again, for rank 0 to draw
+            self.after_compute(trainer, metric, values)
             self.draw_and_log(trainer, lambda: self.draw(trainer, metric, values))
         for key, value in self.scalars(values).items():
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False)
