@@ -31,9 +31,9 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shapes import CLASSES, ShapesDataModule, TinyCenterNet  # noqa: E402
+from shapes import CLASSES, ShapesDataModule, TinyCenterNet
 
-from objdet.training import (  # noqa: E402
+from objdet.training import (
     ConfusionMatrixCallback,
     DetectionVisualizationCallback,
     FailOnNoTrainBatches,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning.pytorch as pl
 import torch
@@ -117,8 +117,8 @@ class PRCurveCallback(ValidationMetricCallback):
         extract: ExtractFn | None = None,
     ) -> None:
         super().__init__(tag, extract=extract, every_n_epochs=every_n_epochs, save_dir=save_dir, dpi=dpi)
-        plots = (plots,) if isinstance(plots, str) else tuple(plots)
-        bad = [p for p in plots if p not in _KINDS]
+        kinds: tuple[PlotKind, ...] = (cast(PlotKind, plots),) if isinstance(plots, str) else tuple(plots)
+        bad = [p for p in kinds if p not in _KINDS]
         if bad:
             raise ValueError(f"`plots` must hold only {_KINDS}, got {bad}")
         if not isinstance(confidence_steps, int) or confidence_steps < 2:
@@ -127,7 +127,7 @@ class PRCurveCallback(ValidationMetricCallback):
             raise ValueError(f"`average` must be 'micro' or 'macro', got {average!r}")
         self.class_names = class_names
         self.iou_threshold = float(iou_threshold)
-        self.plots = plots
+        self.plots = kinds
         self.confidence_steps = confidence_steps
         self.average = average
         self.box_format = box_format
@@ -183,7 +183,8 @@ class PRCurveCallback(ValidationMetricCallback):
 
     def scalars(self, values: Mapping[str, Tensor]) -> dict[str, float]:
         keys = [k for k in _SUMMARY if k in values]
-        summary = torch.stack([values[k].detach().double().reshape(()) for k in keys]).tolist() if keys else []
+        stacked = [values[k].detach().double().reshape(()) for k in keys]
+        summary = torch.stack(stacked).tolist() if keys else []
         out = {f"{self.prefix}{k}": v for k, v in zip(keys, summary, strict=True)}
         curves = self.last_curves
         if curves is None:
