@@ -4,7 +4,10 @@ from objdet.training.callbacks._base import (
     FigureCallback,
     ValidationMetricCallback,
     ValidationOutputsCallback,
+    batch_images,
+    figure_file_name,
     log_figure,
+    logger_kind,
 )
 from objdet.training.callbacks.anomaly_heatmap import AnomalyHeatmapCallback
 from objdet.training.callbacks.confusion_matrix import ConfusionMatrixCallback
@@ -31,5 +34,8 @@ __all__ = [
     "TrainingProgressCallback",
     "ValidationMetricCallback",
     "ValidationOutputsCallback",
+    "batch_images",
+    "figure_file_name",
     "log_figure",
+    "logger_kind",
 ]

@@ -368,7 +368,7 @@ class ValidationOutputsCallback(FigureCallback):
         raise NotImplementedError
 
     def finish_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """End of an active validation epoch (every rank); draw through :meth:`draw_and_log`."""
+        """End of an active validation epoch (every rank); draw through :meth:`~FigureCallback.draw_and_log`."""
         raise NotImplementedError
 
     @staticmethod
