@@ -423,7 +423,7 @@ def test_pca_values(anomaly_run: dict[str, Any]) -> None:
     if anomaly_run["logger"] != "none":
         logged = _logged(anomaly_run)
         for key in ("comp_0", "comp_1", "cumulative"):
-            assert len(logged[f"val/pca/{key}"]) == 1  # every_n_epochs=2
+            assert len(logged[f"val/pca/{key}"]) == 2  # every epoch, though drawn every 2 epochs
 
 
 # -- failures, resumption, validate ------------------------------------------------------------------------
@@ -485,6 +485,46 @@ def test_validate_runs_regardless_of_every_n_epochs(tmp_path: Path) -> None:
     trainer.validate(ShapesDetectionModule())
     assert cb.figures_logged == {"val/detections": 1}
     assert [p.name for p in (tmp_path / "figures").iterdir()] == ["val_detections_epoch000_step000000.png"]
+
+
+def test_metric_callbacks_log_every_epoch_and_draw_every_n(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    cm = ConfusionMatrixCallback(num_classes=3, save_dir=None, every_n_epochs=2, dpi=DPI)
+    pr = PRCurveCallback(every_n_epochs=2, plots=("pr",), dpi=DPI)
+    lazy = PRCurveCallback(
+        every_n_epochs=2, compute_every_epoch=False, plots=("ap",), tag="lazy", prefix="lazy/"
+    )
+    seen: list[tuple[int, bool]] = []
+
+    class Spy(ConfusionMatrixCallback):
+        def finish_epoch(self, trainer: Any, pl_module: Any) -> None:
+            seen.append((trainer.current_epoch, self.drawing_epoch))
+            super().finish_epoch(trainer, pl_module)
+
+    spy = Spy(num_classes=3, save_dir=None, every_n_epochs=3, tag="spy", prefix="spy/", dpi=DPI)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/map", mode="max")
+    stop = EarlyStopping(monitor="val/cm/f1", mode="max", patience=10)
+    trainer = make_trainer(
+        tmp_path,
+        "csv",
+        callbacks=[cm, pr, lazy, spy, checkpoint, stop],
+        max_epochs=3,
+        num_sanity_val_steps=2,
+        enable_checkpointing=True,
+    )
+    trainer.fit(ShapesDetectionModule(n_train=4))  # 1 step per epoch; monitors find their keys at epoch 0
+    assert seen == [(0, False), (1, False), (2, True)]  # not in the sanity check
+    logged = _logged({"root": tmp_path, "logger": "csv"})
+    assert len(logged["val/map"]) == len(logged["val/cm/f1"]) == len(logged["spy/f1"]) == 3
+    assert len(logged["lazy/map"]) == 1  # compute_every_epoch=False: only in drawing epochs
+    assert sorted(p.name for p in (tmp_path / "csv" / "version_0" / "figures").iterdir()) == [
+        "lazy_ap_epoch001_step000002.png",
+        "spy_epoch002_step000003.png",
+        "val_confusion_matrix_epoch001_step000002.png",
+        "val_curves_pr_epoch001_step000002.png",
+    ]
+    assert checkpoint.best_model_score is not None
 
 
 def test_every_n_epochs_and_sanity_check(tmp_path: Path) -> None:

@@ -368,7 +368,7 @@ class ValidationOutputsCallback(FigureCallback):
         raise NotImplementedError
 
     def finish_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """End of an active validation epoch (every rank); draw through :meth:`~FigureCallback.draw_and_log`."""
+        """End of an active validation epoch (every rank); draw with :meth:`~FigureCallback.draw_and_log`."""
         raise NotImplementedError
 
     @staticmethod
@@ -381,7 +381,12 @@ class ValidationMetricCallback(ValidationOutputsCallback):
     """Base class of callbacks that own a torchmetrics ``Metric`` fed from validation outputs.
 
     Subclasses implement :meth:`make_metric`, :meth:`update_metric`, :meth:`draw` and
-    optionally :meth:`scalars`. Per active validation epoch:
+    optionally :meth:`scalars`. With ``compute_every_epoch=True`` (default) the metric is
+    updated, computed and its scalars logged at every validation epoch but the sanity check
+    (so ModelCheckpoint / EarlyStopping always find them), and figures are drawn only where
+    :meth:`~FigureCallback.should_run` holds (every ``every_n_epochs``; see
+    :attr:`drawing_epoch`); with ``False`` the other epochs are skipped entirely. Per
+    active validation epoch:
 
     1. every rank: the metric is moved to the module's device and reset; each batch goes to
        :meth:`update_metric`;
@@ -389,8 +394,8 @@ class ValidationMetricCallback(ValidationOutputsCallback):
        the local states and caches the result), kept in ``last_values``;
     3. every rank: the states are synced once more (``Metric.sync_context``, a no-op without
        DDP); inside it :meth:`after_compute` runs on every rank (derived values of the global
-       state, e.g. curves, without collectives), then, on rank 0 only and inside
-       ``try/except``, ``draw(trainer, metric, values)`` sees the global state (a
+       state, e.g. curves, without collectives), then, in a drawing epoch, on rank 0 only and
+       inside ``try/except``, ``draw(trainer, metric, values)`` sees the global state (a
        ``metric.plot()`` that calls ``compute()`` gets the cached values, without
        collectives); the local states are restored afterwards;
     4. every rank: :meth:`scalars` are logged through ``pl_module.log`` (already global, so
@@ -400,11 +405,24 @@ class ValidationMetricCallback(ValidationOutputsCallback):
     ``compute_with_cache=True``.
     """
 
-    def __init__(self, tag: str, **kwargs: Any) -> None:
+    def __init__(self, tag: str, compute_every_epoch: bool = True, **kwargs: Any) -> None:
         super().__init__(tag, **kwargs)
+        self.compute_every_epoch = compute_every_epoch
         self._metric: Metric | None = None
+        self._drawing = False
         #: what ``compute()`` returned at the last active validation epoch (every rank).
         self.last_values: Any = None
+
+    @property
+    def drawing_epoch(self) -> bool:
+        """Whether the current validation epoch ends with drawing (``should_run`` held at its start)."""
+        return self._drawing
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._drawing = self.should_run(trainer)
+        self._active = self._drawing or (self.compute_every_epoch and not trainer.sanity_checking)
+        if self._active:
+            self.reset_epoch(trainer, pl_module)
 
     @property
     def metric(self) -> Metric:
@@ -464,6 +482,7 @@ class ValidationMetricCallback(ValidationOutputsCallback):
         self.last_values = values
         with metric.sync_context():  # every rank: the global state again, for rank 0 to draw
             self.after_compute(trainer, metric, values)
-            self.draw_and_log(trainer, lambda: self.draw(trainer, metric, values))
+            if self._drawing:
+                self.draw_and_log(trainer, lambda: self.draw(trainer, metric, values))
         for key, value in self.scalars(values).items():
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False)

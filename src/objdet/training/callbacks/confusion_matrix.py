@@ -29,13 +29,13 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
 
     Reads ``outputs["preds"]`` and ``outputs["targets"]`` of ``validation_step`` (lists with
     one dict per image in the torchmetrics detection format; targets may carry ``iscrowd``),
-    or what ``extract(outputs, batch)`` returns. Each validated epoch (every
-    ``every_n_epochs``, never in the sanity check):
+    or what ``extract(outputs, batch)`` returns. Each validation epoch but the sanity check:
 
     * every rank updates the matrix and computes it (summed over ranks): ``last_values`` is the
       int64 (C + 1, C + 1) matrix, rows ground truth, columns predictions, index C background;
-    * rank 0 draws it (:func:`objdet.plotting.detection.plot_confusion_matrix`, counts or
-      ``normalize``-d, thresholds and epoch in the title) and logs the figure under ``tag``:
+    * every ``every_n_epochs`` epochs rank 0 draws it
+      (:func:`objdet.plotting.detection.plot_confusion_matrix`, counts or ``normalize``-d,
+      thresholds and epoch in the title) and logs the figure under ``tag``:
       a PNG ``<tag>_epoch<EEE>_step<SSSSSS>.png`` (``val_confusion_matrix_epoch003_step000120.png``)
       in ``save_dir``, and the figure to each logger that takes figures (TensorBoard, W&B,
       MLflow). With ``save_dir=None`` the PNG goes where :func:`~objdet.training.callbacks.log_figure`
@@ -57,7 +57,10 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
         iou_threshold: minimum IoU of a match, in (0, 1].
         conf_threshold: minimum score of a counted detection.
         normalize: None (counts), "true" (rows sum to 1), "pred" (columns) or "all".
-        every_n_epochs: draw and log every n validated epochs (always under ``trainer.validate``).
+        every_n_epochs: draw every n validated epochs (always under ``trainer.validate``).
+        compute_every_epoch: compute and log the scalars at every validation epoch (default),
+            not only in the drawing ones (see
+            :class:`~objdet.training.callbacks.ValidationMetricCallback`).
         box_format: "xyxy", "xywh" or "cxcywh".
         log_per_class: also log the per-class scalars.
         prefix: prefix of the logged scalars.
@@ -94,6 +97,7 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
         conf_threshold: float = 0.25,
         normalize: Literal["true", "pred", "all"] | None = None,
         every_n_epochs: int = 1,
+        compute_every_epoch: bool = True,
         box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
         log_per_class: bool = True,
         prefix: str = "val/cm/",
@@ -101,7 +105,14 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
         dpi: float = 100,
         extract: ExtractFn | None = None,
     ) -> None:
-        super().__init__(tag, extract=extract, every_n_epochs=every_n_epochs, save_dir=save_dir, dpi=dpi)
+        super().__init__(
+            tag,
+            compute_every_epoch=compute_every_epoch,
+            extract=extract,
+            every_n_epochs=every_n_epochs,
+            save_dir=save_dir,
+            dpi=dpi,
+        )
         if normalize not in (None, "true", "pred", "all"):
             raise ValueError(f"`normalize` must be None, 'true', 'pred' or 'all', got {normalize!r}")
         self.num_classes = num_classes

@@ -36,16 +36,17 @@ class PRCurveCallback(ValidationMetricCallback):
 
     Reads ``outputs["preds"]`` and ``outputs["targets"]`` of ``validation_step`` (lists with
     one dict per image in the torchmetrics detection format), or what ``extract(outputs,
-    batch)`` returns. Each validated epoch (every ``every_n_epochs``, never in the sanity check):
+    batch)`` returns. Each validation epoch but the sanity check:
 
     * every rank updates the metric and computes it (COCO evaluation of all ranks' images):
       ``last_values`` is ``compute()``'s dict; then, on the synced state and without further
       collectives, the curves at ``iou_threshold`` (``metric.curves()``): ``last_curves``, a
       :class:`~objdet.functional.curves.DetectionCurves`;
-    * rank 0 draws, for each entry of ``plots``, a figure logged under ``{tag}/{kind}``
-      (:func:`objdet.plotting.detection.plot_detection_curves`): ``"pr"`` precision-recall
-      per class and their mean, ``"f1"`` / ``"precision"`` / ``"recall"`` vs the confidence
-      threshold with the best-F1 threshold marked, ``"ap"`` per-class AP bars. Files are
+    * every ``every_n_epochs`` epochs rank 0 draws, for each entry of ``plots``, a figure
+      logged under ``{tag}/{kind}`` (:func:`objdet.plotting.detection.plot_detection_curves`):
+      ``"pr"`` precision-recall per class and their mean, ``"f1"`` / ``"precision"`` /
+      ``"recall"`` vs the confidence threshold with the best-F1 threshold marked, ``"ap"``
+      per-class AP bars. Files are
       named ``<tag>_<kind>_epoch<EEE>_step<SSSSSS>.png`` (``val_curves_pr_epoch003_step000120.png``),
       see :func:`~objdet.training.callbacks.log_figure` for where they go;
     * every rank logs (``pl_module.log``): ``{prefix}map``, ``{prefix}map_50``,
@@ -72,6 +73,9 @@ class PRCurveCallback(ValidationMetricCallback):
         metric_kwargs: further arguments of :class:`~objdet.training.metrics.MeanAveragePrecision`
             (e.g. ``iou_thresholds``, ``max_detection_thresholds``).
         prefix: prefix of the logged scalars.
+        compute_every_epoch: compute and log the scalars at every validation epoch (default),
+            not only in the drawing ones (see
+            :class:`~objdet.training.callbacks.ValidationMetricCallback`).
         tag, every_n_epochs, save_dir, dpi, extract: see
             :class:`~objdet.training.callbacks.ValidationOutputsCallback`.
 
@@ -112,11 +116,19 @@ class PRCurveCallback(ValidationMetricCallback):
         prefix: str = "val/",
         tag: str = "val/curves",
         every_n_epochs: int = 1,
+        compute_every_epoch: bool = True,
         save_dir: str | Path | None = None,
         dpi: float = 100,
         extract: ExtractFn | None = None,
     ) -> None:
-        super().__init__(tag, extract=extract, every_n_epochs=every_n_epochs, save_dir=save_dir, dpi=dpi)
+        super().__init__(
+            tag,
+            compute_every_epoch=compute_every_epoch,
+            extract=extract,
+            every_n_epochs=every_n_epochs,
+            save_dir=save_dir,
+            dpi=dpi,
+        )
         kinds: tuple[PlotKind, ...] = (cast(PlotKind, plots),) if isinstance(plots, str) else tuple(plots)
         bad = [p for p in kinds if p not in _KINDS]
         if bad:
