@@ -405,6 +405,8 @@ def plot_ap_bars(
                     ha="right" if inside else "left",
                     fontsize=font - 1,
                     color="0.1" if inside else "0.2",
+                    # drawn over the mean line, which stays visible between the bars
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "alpha": 0.6, "linewidth": 0},
                 )
     ax.grid(axis="x", alpha=0.3, linewidth=0.6)
     # above the top right corner of the axes: never over a bar or its value
