@@ -385,8 +385,8 @@ class ValidationMetricCallback(ValidationOutputsCallback):
     updated, computed and its scalars logged at every validation epoch but the sanity check
     (so ModelCheckpoint / EarlyStopping always find them), and figures are drawn only where
     :meth:`~FigureCallback.should_run` holds (every ``every_n_epochs``; see
-    :attr:`drawing_epoch`); with ``False`` the other epochs are skipped entirely. Per
-    active validation epoch:
+    :attr:`~ValidationMetricCallback.drawing_epoch`); with ``False`` the other epochs are
+    skipped entirely. Per active validation epoch:
 
     1. every rank: the metric is moved to the module's device and reset; each batch goes to
        :meth:`update_metric`;
