@@ -87,3 +87,4 @@ def examples(session: nox.Session) -> None:
     """The Lightning examples on synthetic data (CPU; figures under out/)."""
     _install(session)
     session.run("python", "examples/train_anomaly.py", *session.posargs)
+    session.run("python", "examples/train_detector.py", *session.posargs)

@@ -49,6 +49,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(torch|torchmetrics|numpy|np|matplotlib|lightning|collections\.abc|typing|os)(\..*)?"),
     (r"py:.*", r"(Tensor|Figure|Axes|Metric|Sequence|Mapping|Callable|Any)"),
+    (r"py:class", r"(Path|ExtractFn|PlotKind)"),  # type aliases and pathlib in callback signatures
 ]
 
 # autodoc + napoleon: Google-style docstrings as written in src/.

@@ -111,3 +111,91 @@ def test_ddp_two_processes(tmp_path: Path) -> None:
         "val_pca_scree_epoch000_step000002.png",
         "val_pca_scree_epoch001_step000004.png",
     ]
+
+
+# -- detection callbacks ---------------------------------------------------------------------------------
+CLASSES = ["red", "green", "blue"]
+
+
+def _detection_callbacks(root: str) -> list[Any]:
+    from objdet.training import ConfusionMatrixCallback, DetectionVisualizationCallback, PRCurveCallback
+
+    return [
+        ConfusionMatrixCallback(num_classes=3, class_names=CLASSES, save_dir=Path(root) / "cm", dpi=DPI),
+        PRCurveCallback(class_names=CLASSES, dpi=DPI),
+        DetectionVisualizationCallback(num_samples=4, class_names=CLASSES, dpi=DPI),
+    ]
+
+
+def _detection_worker(rank: int, world_size: int, root: str) -> dict[str, Any]:
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger
+
+    import objdet.training.callbacks.pr_curve as pr_module
+    from tests.helpers.lightning_models import ShapesDetectionModule
+
+    os.environ.update(LOCAL_RANK=str(rank), RANK=str(rank), WORLD_SIZE=str(world_size), NODE_RANK="0")
+    if rank == 0:  # only rank 0 draws: its PR figures fail, the other ranks must not wait for it
+        pr_module.plot_detection_curves = _broken_grid
+    torch.manual_seed(0)
+    cm, pr, vis = callbacks = _detection_callbacks(root)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=world_size,
+        strategy="ddp",
+        callbacks=callbacks,
+        max_epochs=2,
+        default_root_dir=root,
+        logger=CSVLogger(root, name="csv"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(ShapesDetectionModule())
+    return {
+        "cm": cm.last_values.tolist(),
+        "map": {k: v.tolist() for k, v in pr.last_values.items()},
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
+        "figures": {**cm.figures_logged, **pr.figures_logged, **vis.figures_logged},
+        "warnings": [str(w.message) for w in caught if "injected" in str(w.message)],
+        "epochs": trainer.current_epoch,
+    }
+
+
+def test_ddp_detection_callbacks(tmp_path: Path) -> None:
+    from tests.helpers.lightning_models import ShapesDetectionModule, make_trainer
+
+    results = run_distributed(_detection_worker, world_size=2, payload=str(tmp_path / "ddp"), timeout=240)
+    # the same fit in one process
+    single = _detection_callbacks(str(tmp_path / "single"))
+    make_trainer(tmp_path / "single", "csv", callbacks=single, num_sanity_val_steps=0).fit(
+        ShapesDetectionModule()
+    )
+    for rank, res in enumerate(results):
+        assert res["epochs"] == 2, rank
+        assert res["cm"] == single[0].last_values.tolist(), rank
+        assert res["map"] == {k: v.tolist() for k, v in single[1].last_values.items()}, rank
+    assert results[0]["metrics"] == results[1]["metrics"]  # every rank logs the same (global) scalars
+    assert "val/map_50" in results[0]["metrics"] and "val/cm/f1/red" in results[0]["metrics"]
+    # rank 0 wrote the confusion matrices (the same pictures as one process) and the detections; its PR
+    # figures failed with a warning per epoch; rank 1 drew nothing
+    assert results[0]["figures"] == {"val/confusion_matrix": 2, "val/detections": 2}
+    assert len(results[0]["warnings"]) == 2 and "val/curves" in results[0]["warnings"][0]
+    assert results[1]["figures"] == {} and results[1]["warnings"] == []
+    ddp_cm = sorted((tmp_path / "ddp" / "cm").iterdir())
+    single_cm = sorted((tmp_path / "single" / "cm").iterdir())
+    assert [p.name for p in ddp_cm] == [
+        "val_confusion_matrix_epoch000_step000002.png",
+        "val_confusion_matrix_epoch001_step000004.png",
+    ]
+    assert [p.name for p in single_cm] == [
+        "val_confusion_matrix_epoch000_step000004.png",
+        "val_confusion_matrix_epoch001_step000008.png",
+    ]
+    for ddp_png, single_png in zip(ddp_cm, single_cm, strict=True):
+        assert ddp_png.read_bytes() == single_png.read_bytes()
+    figures = sorted(p.name for p in (tmp_path / "ddp" / "csv" / "version_0" / "figures").iterdir())
+    assert figures == ["val_detections_epoch000_step000002.png", "val_detections_epoch001_step000004.png"]

@@ -17,23 +17,36 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from objdet.training import (
     AnomalyHeatmapCallback,
+    ConfusionMatrixCallback,
     DetectionVisualizationCallback,
     FailOnNoTrainBatches,
     GradientMonitorCallback,
     LearningRateMonitorCallback,
     PCAVisualizationCallback,
+    PRCurveCallback,
     ScoreHistogramCallback,
     TrainingProgressCallback,
 )
-from tests.helpers.lightning_models import AnomalyDataset, AnomalyModule, ShapesDetectionModule, make_trainer
+from tests.helpers.lightning_models import (
+    AnomalyDataset,
+    AnomalyModule,
+    ShapesDataset,
+    ShapesDetectionModule,
+    collate_shapes,
+    fake_predictions,
+    make_trainer,
+)
 
 LOGGERS = ["none", "csv", "tb"]
 DPI = 40
+CLASSES = ["red", "green", "blue"]
 
 
-def _detection_callbacks() -> dict[str, Any]:
+def _detection_callbacks(root: Path) -> dict[str, Any]:
     return {
-        "vis": DetectionVisualizationCallback(num_samples=6, class_names=["red", "green", "blue"], dpi=DPI),
+        "vis": DetectionVisualizationCallback(num_samples=6, class_names=CLASSES, dpi=DPI),
+        "cm": ConfusionMatrixCallback(num_classes=3, class_names=CLASSES, save_dir=root / "cm", dpi=DPI),
+        "pr": PRCurveCallback(class_names=CLASSES, dpi=DPI),
         "grad": GradientMonitorCallback(log_every_n_steps=3, per_layer=True),
         "lr": LearningRateMonitorCallback(log_every_n_steps=1, dpi=DPI),
         "progress": TrainingProgressCallback(verbose=False, dpi=DPI),
@@ -59,7 +72,7 @@ def _fit(root: Path, logger: str, module: Any, callbacks: dict[str, Any]) -> dic
 def detection_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp(f"det_{request.param}")
-    return _fit(root, request.param, ShapesDetectionModule(), _detection_callbacks())
+    return _fit(root, request.param, ShapesDetectionModule(), _detection_callbacks(root))
 
 
 @pytest.fixture(scope="module", params=LOGGERS)
@@ -70,9 +83,10 @@ def anomaly_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 def _pngs(run: dict[str, Any]) -> set[str]:
-    """PNG names written anywhere under the run's root, checked to be where the logger kind puts them."""
+    """PNG names written under the run's root (but the confusion matrices' save_dir), checked to be where
+    the logger kind puts them."""
     root: Path = run["root"]
-    found = sorted(root.rglob("*.png"))
+    found = sorted(p for p in root.rglob("*.png") if p.parent != root / "cm")
     expected_dir = {"none": root / "figures", "csv": root / "csv" / "version_0" / "figures"}.get(
         run["logger"]
     )
@@ -126,18 +140,34 @@ def _figures(run: dict[str, Any]) -> dict[str, list[int]]:
 def test_detection_figures(detection_run: dict[str, Any]) -> None:
     pngs = _pngs(detection_run)
     figures = _figures(detection_run)
+    per_epoch = ["val/detections", "val/curves/pr", "val/curves/f1", "val/curves/ap"]
     if detection_run["logger"] == "tb":
-        assert pngs == set()  # TensorBoard took every figure
-        assert figures == {"val/detections": [4, 8], "train/lr_schedule": [8], "train/epoch_durations": [8]}
-    else:
+        assert pngs == set()  # TensorBoard took every figure (the confusion matrix also went to save_dir)
+        assert figures == {
+            **{tag: [4, 8] for tag in [*per_epoch, "val/confusion_matrix"]},
+            "train/lr_schedule": [8],
+            "train/epoch_durations": [8],
+        }
+    else:  # the confusion matrix only in its save_dir
         assert pngs == {
-            "val_detections_epoch000_step000004.png",
-            "val_detections_epoch001_step000008.png",
+            *(
+                f"{tag.replace('/', '_')}_epoch00{e}_step00000{4 * e + 4}.png"
+                for tag in per_epoch
+                for e in (0, 1)
+            ),
             "train_lr_schedule_epoch002_step000008.png",
             "train_epoch_durations_epoch002_step000008.png",
         }
     # the sanity check drew nothing: two validated epochs, two figures
     assert detection_run["cb"]["vis"].figures_logged == {"val/detections": 2}
+    assert detection_run["cb"]["pr"].figures_logged == {f"val/curves/{k}": 2 for k in ("pr", "f1", "ap")}
+    cm_files = sorted(p.name for p in (detection_run["root"] / "cm").iterdir())
+    assert cm_files == [
+        "val_confusion_matrix_epoch000_step000004.png",
+        "val_confusion_matrix_epoch001_step000008.png",
+    ]
+    for name in cm_files:
+        assert (detection_run["root"] / "cm" / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_gradient_monitor_keys(detection_run: dict[str, Any]) -> None:
@@ -190,6 +220,153 @@ def test_progress_values(detection_run: dict[str, Any]) -> None:
         assert logged["progress/eta_seconds"][4] == pytest.approx(cb.epochs[0]["total_s"], rel=1e-5)
         for key in ("epoch_seconds", "train_seconds", "val_seconds", "steps_per_second"):
             assert sorted(logged[f"progress/{key}"]) == [4, 8]
+
+
+def _validation_outputs(module: ShapesDetectionModule) -> tuple[list[dict], list[dict]]:
+    """What validation_step returns for the whole validation set (predictions do not depend on weights)."""
+    preds: list[dict] = []
+    targets: list[dict] = []
+    for i in range(0, module.n_val, module.batch_size):
+        batch = collate_shapes([ShapesDataset(module.n_val, offset=10_000)[j] for j in range(i, i + 4)])
+        preds += fake_predictions(batch["targets"])
+        targets += batch["targets"]
+    return preds, targets
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def plain_confusion_matrix(
+    preds: list[dict], targets: list[dict], c: int, iou_thr: float = 0.5, conf: float = 0.25
+) -> list[list[int]]:
+    """Brute force: per image, greedy one-to-one matching of all (det, GT) pairs by IoU, then score."""
+    m = [[0] * (c + 1) for _ in range(c + 1)]
+    for p, t in zip(preds, targets, strict=True):
+        dets = [
+            (box, float(s), int(lab))
+            for box, s, lab in zip(p["boxes"].tolist(), p["scores"], p["labels"], strict=True)
+            if s >= conf
+        ]
+        gts = list(zip(t["boxes"].tolist(), t["labels"].tolist(), strict=True))
+        pairs = [
+            (-_iou(d[0], g[0]), -d[1], di, gi)
+            for di, d in enumerate(dets)
+            for gi, g in enumerate(gts)
+            if _iou(d[0], g[0]) >= iou_thr
+        ]
+        det_gt: dict[int, int] = {}
+        for _, _, di, gi in sorted(pairs):
+            if di not in det_gt and gi not in det_gt.values():
+                det_gt[di] = gi
+        for di, d in enumerate(dets):
+            m[gts[det_gt[di]][1] if di in det_gt else c][d[2]] += 1
+        for gi, g in enumerate(gts):
+            if gi not in det_gt.values():
+                m[g[1]][c] += 1
+    return m
+
+
+def test_confusion_matrix_values(detection_run: dict[str, Any]) -> None:
+    from objdet.training.metrics import ConfusionMatrix
+
+    preds, targets = _validation_outputs(detection_run["module"])
+    expected = plain_confusion_matrix(preds, targets, 3)
+    assert sum(expected[3]) > 0 and expected[0][1] + expected[1][2] + expected[2][0] > 0  # FPs, confusions
+    cb = detection_run["cb"]["cm"]
+    assert cb.last_values.tolist() == expected
+    reference = ConfusionMatrix(num_classes=3)
+    reference.update(preds, targets)
+    assert reference.compute().tolist() == expected
+    # scalars: plain precision / recall / F1 per class and over all classes
+    col = [sum(row[j] for row in expected) for j in range(3)]
+    row = [sum(expected[i][:4]) for i in range(3)]
+    tp = [expected[k][k] for k in range(3)]
+    values = {"val/cm/precision": sum(tp) / sum(col), "val/cm/recall": sum(tp) / sum(row)}
+    values["val/cm/f1"] = 2 * sum(tp) / (sum(col) + sum(row))
+    for k, name in enumerate(CLASSES):
+        values[f"val/cm/precision/{name}"] = tp[k] / col[k]
+        values[f"val/cm/recall/{name}"] = tp[k] / row[k]
+        values[f"val/cm/f1/{name}"] = 2 * tp[k] / (col[k] + row[k])
+    metrics = detection_run["trainer"].callback_metrics
+    assert {k: float(metrics[k]) for k in values} == pytest.approx(values, rel=1e-6)
+    if detection_run["logger"] != "none":
+        logged = _logged(detection_run)
+        steps = sorted(logged["val_loss"])  # pl_module.log: Lightning's steps of epoch-level values
+        assert len(steps) == 2
+        for key, value in values.items():
+            assert logged[key] == pytest.approx(dict.fromkeys(steps, value), rel=1e-6), key
+
+
+def _pycocotools_reference(preds: list[dict], targets: list[dict]) -> tuple[Any, Any]:
+    """pycocotools' summary and its evaluated COCOeval on the outputs (boxes to xywh float64)."""
+    import contextlib
+    import io
+
+    from tests.helpers.coco_reference import Image, _cocoeval
+
+    def xywh(boxes: torch.Tensor) -> np.ndarray:
+        b = boxes.double().reshape(-1, 4).numpy()
+        return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1)
+
+    images = [
+        Image(
+            xywh(t["boxes"]),
+            t["labels"].numpy(),
+            np.zeros(len(t["labels"]), dtype=np.int64),
+            None,
+            xywh(p["boxes"]),
+            p["scores"].double().numpy(),
+            p["labels"].numpy(),
+        )
+        for p, t in zip(preds, targets, strict=True)
+    ]
+    ev = _cocoeval(images)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats, ev
+
+
+def test_pr_curve_values(detection_run: dict[str, Any]) -> None:
+    preds, targets = _validation_outputs(detection_run["module"])
+    stats, ev = _pycocotools_reference(preds, targets)
+    cb = detection_run["cb"]["pr"]
+    assert cb.last_values["map"].item() == pytest.approx(stats[0], abs=1e-6)
+    assert cb.last_values["map_50"].item() == pytest.approx(stats[1], abs=1e-6)
+    # per-class AP@0.5: pycocotools' precision table at IoU 0.5, area all, maxDets 100
+    expected = {"val/map": stats[0], "val/map_50": stats[1], "val/map_75": stats[2], "val/mar_100": stats[8]}
+    for k, cat in enumerate(ev.params.catIds):
+        p = ev.eval["precision"][0, :, k, 0, 2]
+        expected[f"val/ap_50/{CLASSES[cat]}"] = float(p[p > -1].mean())
+    # best micro F1 over the confidence grid, brute force on pycocotools' per-detection matches at IoU 0.5
+    scores, tp, n_gt = [], [], 0
+    for e in ev.evalImgs:
+        if e is None or e["aRng"] != [0, 1e10]:
+            continue
+        keep = ~np.asarray(e["dtIgnore"][0], dtype=bool)
+        scores += list(np.asarray(e["dtScores"])[keep])
+        tp += list(np.asarray(e["dtMatches"][0])[keep] > 0)
+        n_gt += int((~np.asarray(e["gtIgnore"], dtype=bool)).sum())
+    s, t = np.array(scores), np.array(tp)
+    f1 = [2 * t[s >= c].sum() / ((s >= c).sum() + n_gt) for c in np.linspace(0, 1, 1001)]
+    expected["val/best_f1"] = max(f1)
+    expected["val/best_f1_confidence"] = float(np.linspace(0, 1, 1001)[int(np.argmax(f1))])
+    metrics = detection_run["trainer"].callback_metrics
+    assert {k: float(metrics[k]) for k in expected} == pytest.approx(expected, abs=1e-6)
+    assert set(k for k in metrics if k.startswith("val/") and k != "val_loss" and "/cm/" not in k) == set(
+        expected
+    )
+    if detection_run["logger"] != "none":
+        logged = _logged(detection_run)
+        steps = sorted(logged["val_loss"])
+        for key, value in expected.items():
+            assert logged[key] == pytest.approx(dict.fromkeys(steps, value), abs=1e-6), key
 
 
 # -- anomaly run ------------------------------------------------------------------------------------------
@@ -246,7 +423,7 @@ def test_pca_values(anomaly_run: dict[str, Any]) -> None:
     if anomaly_run["logger"] != "none":
         logged = _logged(anomaly_run)
         for key in ("comp_0", "comp_1", "cumulative"):
-            assert len(logged[f"val/pca/{key}"]) == 1  # every_n_epochs=2
+            assert len(logged[f"val/pca/{key}"]) == 2  # every epoch, though drawn every 2 epochs
 
 
 # -- failures, resumption, validate ------------------------------------------------------------------------
@@ -308,6 +485,46 @@ def test_validate_runs_regardless_of_every_n_epochs(tmp_path: Path) -> None:
     trainer.validate(ShapesDetectionModule())
     assert cb.figures_logged == {"val/detections": 1}
     assert [p.name for p in (tmp_path / "figures").iterdir()] == ["val_detections_epoch000_step000000.png"]
+
+
+def test_metric_callbacks_log_every_epoch_and_draw_every_n(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    cm = ConfusionMatrixCallback(num_classes=3, save_dir=None, every_n_epochs=2, dpi=DPI)
+    pr = PRCurveCallback(every_n_epochs=2, plots=("pr",), dpi=DPI)
+    lazy = PRCurveCallback(
+        every_n_epochs=2, compute_every_epoch=False, plots=("ap",), tag="lazy", prefix="lazy/"
+    )
+    seen: list[tuple[int, bool]] = []
+
+    class Spy(ConfusionMatrixCallback):
+        def finish_epoch(self, trainer: Any, pl_module: Any) -> None:
+            seen.append((trainer.current_epoch, self.drawing_epoch))
+            super().finish_epoch(trainer, pl_module)
+
+    spy = Spy(num_classes=3, save_dir=None, every_n_epochs=3, tag="spy", prefix="spy/", dpi=DPI)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/map", mode="max")
+    stop = EarlyStopping(monitor="val/cm/f1", mode="max", patience=10)
+    trainer = make_trainer(
+        tmp_path,
+        "csv",
+        callbacks=[cm, pr, lazy, spy, checkpoint, stop],
+        max_epochs=3,
+        num_sanity_val_steps=2,
+        enable_checkpointing=True,
+    )
+    trainer.fit(ShapesDetectionModule(n_train=4))  # 1 step per epoch; monitors find their keys at epoch 0
+    assert seen == [(0, False), (1, False), (2, True)]  # not in the sanity check
+    logged = _logged({"root": tmp_path, "logger": "csv"})
+    assert len(logged["val/map"]) == len(logged["val/cm/f1"]) == len(logged["spy/f1"]) == 3
+    assert len(logged["lazy/map"]) == 1  # compute_every_epoch=False: only in drawing epochs
+    assert sorted(p.name for p in (tmp_path / "csv" / "version_0" / "figures").iterdir()) == [
+        "lazy_ap_epoch001_step000002.png",
+        "spy_epoch002_step000003.png",
+        "val_confusion_matrix_epoch001_step000002.png",
+        "val_curves_pr_epoch001_step000002.png",
+    ]
+    assert checkpoint.best_model_score is not None
 
 
 def test_every_n_epochs_and_sanity_check(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """Tiny Lightning modules and synthetic data for callback tests (CPU, a fraction of a second per fit).
 
-* :func:`shapes_batch` / :class:`ShapesDetectionModule`: images with coloured squares, their GT
-  boxes, and a "detector" whose validation_step returns the GT boxes jittered, scored, with a
-  few false positives (the callbacks never call the model, so a learned detector is not needed
-  to test them). Batches are dicts ``{"images", "targets"}``.
+* :func:`shapes_sample` / :class:`ShapesDetectionModule`: images with coloured squares, their GT
+  boxes, and a "detector" whose validation_step returns the GT boxes jittered, scored, some
+  with the wrong class, with a false positive per image (the callbacks never call the model,
+  so a learned detector is not needed to test them); the predictions of an image depend on
+  it alone, not on the batching (one process and DDP see the same). Batches are dicts
+  ``{"images", "targets"}``.
 * :func:`anomaly_batch` / :class:`AnomalyModule`: textures with bright defects, a one-layer
   convolutional autoencoder; validation_step returns ``scores`` (B, H, W), ``targets``,
   ``features`` (B, C) and image ``labels``. Batches are tuples ``(images, masks)``.
@@ -52,13 +54,20 @@ def collate_shapes(items: list[tuple[Tensor, dict[str, Tensor]]]) -> dict[str, A
     return {"images": torch.stack([im for im, _ in items]), "targets": [t for _, t in items]}
 
 
-def fake_predictions(targets: list[dict[str, Tensor]], seed: int) -> list[dict[str, Tensor]]:
-    """GT boxes jittered by ~1 px with scores in [0.6, 1) plus one false positive scored 0.3-0.7."""
-    g = torch.Generator().manual_seed(seed)
+def image_seed(target: dict[str, Tensor]) -> int:
+    """A seed that depends only on the image's ground truth (so predictions do not depend on batching)."""
+    return int(target["boxes"].sum().item() * 16) + 1009 * int(target["labels"].sum().item())
+
+
+def fake_predictions(targets: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+    """Per image (seeded by its GT): the GT boxes jittered by ~1 px with scores in [0.6, 1), one in four
+    given the next class, plus one false positive of class 1 at (2, 2, 12, 12) scored 0.3-0.7."""
     preds = []
     for t in targets:
+        g = torch.Generator().manual_seed(image_seed(t))
         n = t["boxes"].shape[0]
         boxes = t["boxes"] + torch.randn(n, 4, generator=g)
+        labels = torch.where(torch.rand(n, generator=g) < 0.25, (t["labels"] + 1) % 3, t["labels"])
         fp = torch.tensor([[2.0, 2.0, 12.0, 12.0]])
         preds.append(
             {
@@ -66,7 +75,7 @@ def fake_predictions(targets: list[dict[str, Tensor]], seed: int) -> list[dict[s
                 "scores": torch.cat(
                     [0.6 + 0.4 * torch.rand(n, generator=g), 0.3 + 0.4 * torch.rand(1, generator=g)]
                 ),
-                "labels": torch.cat([t["labels"], torch.tensor([1])]),
+                "labels": torch.cat([labels, torch.tensor([1])]),
             }
         )
     return preds
@@ -87,7 +96,7 @@ class ShapesDetectionModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         loss = self.net(batch["images"].mean((2, 3))).pow(2).mean()
         self.log("val_loss", loss, batch_size=len(batch["targets"]))
-        return {"preds": fake_predictions(batch["targets"], seed=batch_idx), "targets": batch["targets"]}
+        return {"preds": fake_predictions(batch["targets"]), "targets": batch["targets"]}
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9, weight_decay=1e-4)

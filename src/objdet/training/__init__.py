@@ -14,6 +14,9 @@ if TYPE_CHECKING:
         AnomalyHeatmapCallback as AnomalyHeatmapCallback,
     )
     from objdet.training.callbacks import (
+        ConfusionMatrixCallback as ConfusionMatrixCallback,
+    )
+    from objdet.training.callbacks import (
         DetectionVisualizationCallback as DetectionVisualizationCallback,
     )
     from objdet.training.callbacks import (
@@ -29,6 +32,9 @@ if TYPE_CHECKING:
         PCAVisualizationCallback as PCAVisualizationCallback,
     )
     from objdet.training.callbacks import (
+        PRCurveCallback as PRCurveCallback,
+    )
+    from objdet.training.callbacks import (
         ScoreHistogramCallback as ScoreHistogramCallback,
     )
     from objdet.training.callbacks import (
@@ -38,11 +44,13 @@ if TYPE_CHECKING:
 #: public name -> module under objdet.training.callbacks that defines it
 _CALLBACKS = {
     "AnomalyHeatmapCallback": "anomaly_heatmap",
+    "ConfusionMatrixCallback": "confusion_matrix",
     "DetectionVisualizationCallback": "detection_visualization",
     "FailOnNoTrainBatches": "fail_on_no_train_batches",
     "GradientMonitorCallback": "gradient_monitor",
     "LearningRateMonitorCallback": "lr_monitor",
     "PCAVisualizationCallback": "pca_visualization",
+    "PRCurveCallback": "pr_curve",
     "ScoreHistogramCallback": "score_histogram",
     "TrainingProgressCallback": "progress",
 }

@@ -4,28 +4,38 @@ from objdet.training.callbacks._base import (
     FigureCallback,
     ValidationMetricCallback,
     ValidationOutputsCallback,
+    batch_images,
+    figure_file_name,
     log_figure,
+    logger_kind,
 )
 from objdet.training.callbacks.anomaly_heatmap import AnomalyHeatmapCallback
+from objdet.training.callbacks.confusion_matrix import ConfusionMatrixCallback
 from objdet.training.callbacks.detection_visualization import DetectionVisualizationCallback
 from objdet.training.callbacks.fail_on_no_train_batches import FailOnNoTrainBatches
 from objdet.training.callbacks.gradient_monitor import GradientMonitorCallback
 from objdet.training.callbacks.lr_monitor import LearningRateMonitorCallback
 from objdet.training.callbacks.pca_visualization import PCAVisualizationCallback
+from objdet.training.callbacks.pr_curve import PRCurveCallback
 from objdet.training.callbacks.progress import TrainingProgressCallback
 from objdet.training.callbacks.score_histogram import ScoreHistogramCallback
 
 __all__ = [
     "AnomalyHeatmapCallback",
+    "ConfusionMatrixCallback",
     "DetectionVisualizationCallback",
     "FailOnNoTrainBatches",
     "FigureCallback",
     "GradientMonitorCallback",
     "LearningRateMonitorCallback",
     "PCAVisualizationCallback",
+    "PRCurveCallback",
     "ScoreHistogramCallback",
     "TrainingProgressCallback",
     "ValidationMetricCallback",
     "ValidationOutputsCallback",
+    "batch_images",
+    "figure_file_name",
     "log_figure",
+    "logger_kind",
 ]

@@ -368,7 +368,7 @@ class ValidationOutputsCallback(FigureCallback):
         raise NotImplementedError
 
     def finish_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """End of an active validation epoch (every rank); draw through :meth:`draw_and_log`."""
+        """End of an active validation epoch (every rank); draw with :meth:`~FigureCallback.draw_and_log`."""
         raise NotImplementedError
 
     @staticmethod
@@ -381,16 +381,23 @@ class ValidationMetricCallback(ValidationOutputsCallback):
     """Base class of callbacks that own a torchmetrics ``Metric`` fed from validation outputs.
 
     Subclasses implement :meth:`make_metric`, :meth:`update_metric`, :meth:`draw` and
-    optionally :meth:`scalars`. Per active validation epoch:
+    optionally :meth:`scalars`. With ``compute_every_epoch=True`` (default) the metric is
+    updated, computed and its scalars logged at every validation epoch but the sanity check
+    (so ModelCheckpoint / EarlyStopping always find them), and figures are drawn only where
+    :meth:`~FigureCallback.should_run` holds (every ``every_n_epochs``; see
+    :attr:`~ValidationMetricCallback.drawing_epoch`); with ``False`` the other epochs are
+    skipped entirely. Per active validation epoch:
 
     1. every rank: the metric is moved to the module's device and reset; each batch goes to
        :meth:`update_metric`;
     2. every rank: ``compute()`` (torchmetrics syncs the states across ranks, computes, restores
        the local states and caches the result), kept in ``last_values``;
     3. every rank: the states are synced once more (``Metric.sync_context``, a no-op without
-       DDP) so that, on rank 0 only and inside ``try/except``, ``draw(trainer, metric, values)``
-       sees the global state (a ``metric.plot()`` that calls ``compute()`` gets the cached
-       values, without collectives); the local states are restored afterwards;
+       DDP); inside it :meth:`after_compute` runs on every rank (derived values of the global
+       state, e.g. curves, without collectives), then, in a drawing epoch, on rank 0 only and
+       inside ``try/except``, ``draw(trainer, metric, values)`` sees the global state (a
+       ``metric.plot()`` that calls ``compute()`` gets the cached values, without
+       collectives); the local states are restored afterwards;
     4. every rank: :meth:`scalars` are logged through ``pl_module.log`` (already global, so
        ``sync_dist=False``; ModelCheckpoint / EarlyStopping can monitor them).
 
@@ -398,11 +405,24 @@ class ValidationMetricCallback(ValidationOutputsCallback):
     ``compute_with_cache=True``.
     """
 
-    def __init__(self, tag: str, **kwargs: Any) -> None:
+    def __init__(self, tag: str, compute_every_epoch: bool = True, **kwargs: Any) -> None:
         super().__init__(tag, **kwargs)
+        self.compute_every_epoch = compute_every_epoch
         self._metric: Metric | None = None
+        self._drawing = False
         #: what ``compute()`` returned at the last active validation epoch (every rank).
         self.last_values: Any = None
+
+    @property
+    def drawing_epoch(self) -> bool:
+        """Whether the current validation epoch ends with drawing (``should_run`` held at its start)."""
+        return self._drawing
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._drawing = self.should_run(trainer)
+        self._active = self._drawing or (self.compute_every_epoch and not trainer.sanity_checking)
+        if self._active:
+            self.reset_epoch(trainer, pl_module)
 
     @property
     def metric(self) -> Metric:
@@ -434,6 +454,16 @@ class ValidationMetricCallback(ValidationOutputsCallback):
         """Figure(s) of the synced metric and its computed ``values`` (rank 0 only; no collectives)."""
         raise NotImplementedError
 
+    def after_compute(self, trainer: pl.Trainer, metric: Metric, values: Any) -> None:
+        """Every rank, on the synced (global) state, before drawing: derive more values. Default: nothing.
+
+        Runs inside ``metric.sync_context()``, so methods of the metric that gather the state
+        themselves unless it is synced (e.g. ``MeanAveragePrecision.curves()``) use no
+        collectives here. It runs on every rank with the same global state, so an error here is
+        raised on every rank alike (no hang); keep anything that may fail on one rank only
+        for :meth:`draw`.
+        """
+
     def scalars(self, values: Any) -> Mapping[str, Tensor | float]:
         """Scalars to log with ``pl_module.log`` from the computed ``values``. Default: none."""
         return {}
@@ -451,6 +481,8 @@ class ValidationMetricCallback(ValidationOutputsCallback):
         values = metric.compute()  # every rank: synced, computed, local state restored, cached
         self.last_values = values
         with metric.sync_context():  # every rank: the global state again, for rank 0 to draw
-            self.draw_and_log(trainer, lambda: self.draw(trainer, metric, values))
+            self.after_compute(trainer, metric, values)
+            if self._drawing:
+                self.draw_and_log(trainer, lambda: self.draw(trainer, metric, values))
         for key, value in self.scalars(values).items():
             pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=False)

@@ -42,6 +42,8 @@ class PCAVisualizationCallback(ValidationMetricCallback):
         class_names: names of the labels (sequence indexed by label or ``{label: name}``).
         channel_dim: channel dimension of ``features``.
         prefix: prefix of the logged scalars.
+        compute_every_epoch: compute and log the ratios at every validation epoch (default),
+            not only in those that draw (every ``every_n_epochs``; see :class:`ValidationMetricCallback`).
         tag, every_n_epochs, save_dir, dpi, extract: see :class:`ValidationOutputsCallback`.
     """
 
@@ -62,12 +64,20 @@ class PCAVisualizationCallback(ValidationMetricCallback):
         prefix: str = "val/pca/",
         tag: str = "val/pca",
         every_n_epochs: int = 1,
+        compute_every_epoch: bool = True,
         save_dir: str | Path | None = None,
         dpi: float = 100,
         extract: ExtractFn | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(tag, extract=extract, every_n_epochs=every_n_epochs, save_dir=save_dir, dpi=dpi)
+        super().__init__(
+            tag,
+            compute_every_epoch=compute_every_epoch,
+            extract=extract,
+            every_n_epochs=every_n_epochs,
+            save_dir=save_dir,
+            dpi=dpi,
+        )
         if n_dims not in (2, 3):
             raise ValueError(f"`n_dims` must be 2 or 3, got {n_dims!r}")
         if not isinstance(max_points, int) or max_points < 1:
@@ -116,7 +126,7 @@ class PCAVisualizationCallback(ValidationMetricCallback):
 
     def update_batch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, data: dict[str, Any]) -> None:
         super().update_batch(trainer, pl_module, data)
-        if not trainer.is_global_zero:
+        if not (trainer.is_global_zero and self.drawing_epoch):  # points are kept only to be drawn
             return
         rows = self._rows(data)
         # uniform sample without replacement: keep the rows with the smallest i.i.d. random keys

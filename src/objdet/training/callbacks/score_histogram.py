@@ -39,6 +39,8 @@ class ScoreHistogramCallback(ValidationMetricCallback):
         use_targets: see above.
         metric_kwargs: further arguments of the metric (e.g. ``score_range``, ``quantiles``).
         prefix: prefix of the logged scalars.
+        compute_every_epoch: compute and log the scalars at every validation epoch (default),
+            not only in those that draw (every ``every_n_epochs``; see :class:`ValidationMetricCallback`).
         tag, every_n_epochs, save_dir, dpi, extract: see :class:`ValidationOutputsCallback`.
     """
 
@@ -56,11 +58,19 @@ class ScoreHistogramCallback(ValidationMetricCallback):
         prefix: str = "val/anomaly/",
         tag: str = "val/anomaly_scores",
         every_n_epochs: int = 1,
+        compute_every_epoch: bool = True,
         save_dir: str | Path | None = None,
         dpi: float = 100,
         extract: ExtractFn | None = None,
     ) -> None:
-        super().__init__(tag, extract=extract, every_n_epochs=every_n_epochs, save_dir=save_dir, dpi=dpi)
+        super().__init__(
+            tag,
+            compute_every_epoch=compute_every_epoch,
+            extract=extract,
+            every_n_epochs=every_n_epochs,
+            save_dir=save_dir,
+            dpi=dpi,
+        )
         self.threshold = threshold
         self.use_targets = use_targets
         self.metric_kwargs = dict(metric_kwargs or {})

@@ -1,0 +1,213 @@
+"""COCO mAP of every validated epoch, with PR curves, F1 vs confidence and per-class AP bars."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import lightning.pytorch as pl
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+from torchmetrics import Metric
+
+from objdet.functional.curves import DetectionCurves
+from objdet.plotting._common import close_figure
+from objdet.plotting.detection import plot_detection_curves
+from objdet.training.callbacks._base import (
+    DETECTION_KEYS,
+    DETECTION_OUTPUTS_HELP,
+    ExtractFn,
+    ValidationMetricCallback,
+)
+from objdet.training.metrics.mean_ap import MeanAveragePrecision
+
+__all__ = ["PRCurveCallback"]
+
+PlotKind = Literal["pr", "f1", "precision", "recall", "ap"]
+_KINDS = ("pr", "f1", "precision", "recall", "ap")
+#: scalars of ``compute()`` logged every validated epoch
+_SUMMARY = ("map", "map_50", "map_75", "mar_100")
+
+
+class PRCurveCallback(ValidationMetricCallback):
+    """Own a :class:`~objdet.training.metrics.MeanAveragePrecision`; log mAP, draw PR / F1 curves and AP bars.
+
+    Reads ``outputs["preds"]`` and ``outputs["targets"]`` of ``validation_step`` (lists with
+    one dict per image in the torchmetrics detection format), or what ``extract(outputs,
+    batch)`` returns. Each validation epoch but the sanity check:
+
+    * every rank updates the metric and computes it (COCO evaluation of all ranks' images):
+      ``last_values`` is ``compute()``'s dict; then, on the synced state and without further
+      collectives, the curves at ``iou_threshold`` (``metric.curves()``): ``last_curves``, a
+      :class:`~objdet.functional.curves.DetectionCurves`;
+    * every ``every_n_epochs`` epochs rank 0 draws, for each entry of ``plots``, a figure
+      logged under ``{tag}/{kind}`` (:func:`objdet.plotting.detection.plot_detection_curves`):
+      ``"pr"`` precision-recall per class and their mean, ``"f1"`` / ``"precision"`` /
+      ``"recall"`` vs the confidence threshold with the best-F1 threshold marked, ``"ap"``
+      per-class AP bars. Files are
+      named ``<tag>_<kind>_epoch<EEE>_step<SSSSSS>.png`` (``val_curves_pr_epoch003_step000120.png``),
+      see :func:`~objdet.training.callbacks.log_figure` for where they go;
+    * every rank logs (``pl_module.log``): ``{prefix}map``, ``{prefix}map_50``,
+      ``{prefix}map_75``, ``{prefix}mar_100`` (pycocotools' values, -1 when no GT was seen,
+      -1 for ``map_75`` when 0.75 is not among the metric's IoU thresholds), the best overall
+      F1 over the confidence thresholds and where it is reached (``{prefix}best_f1``,
+      ``{prefix}best_f1_confidence``) and, with ``log_per_class``, each class's AP at
+      ``iou_threshold`` (``{prefix}ap_50/<name>`` for 0.5, ``ap_75/<name>`` for 0.75, ...,
+      ``<name>`` = ``class_names[id]`` or ``class_<id>``). Undefined values (a class without
+      GT, F1 without any detection or GT) are not logged.
+
+    The per-class AP view is this callback's ``"ap"`` figure and ``ap_<t>/<name>`` scalars:
+    they come from the same curves as the PR figure, so a separate per-class AP callback would
+    only evaluate the same state twice.
+
+    Args:
+        class_names: names indexed by class id (a sequence or ``{id: name}``).
+        iou_threshold: IoU threshold of the curves; one of the metric's ``iou_thresholds``.
+        plots: which figures to draw (any of "pr", "f1", "precision", "recall", "ap").
+        confidence_steps: number of confidence thresholds of the confidence curves.
+        average: how the overall confidence curves pool the classes: "micro" or "macro".
+        box_format: "xyxy", "xywh" or "cxcywh".
+        log_per_class: also log the per-class AP scalars.
+        metric_kwargs: further arguments of :class:`~objdet.training.metrics.MeanAveragePrecision`
+            (e.g. ``iou_thresholds``, ``max_detection_thresholds``).
+        prefix: prefix of the logged scalars.
+        compute_every_epoch: compute and log the scalars at every validation epoch (default),
+            not only in the drawing ones (see
+            :class:`~objdet.training.callbacks.ValidationMetricCallback`).
+        tag, every_n_epochs, save_dir, dpi, extract: see
+            :class:`~objdet.training.callbacks.ValidationOutputsCallback`.
+
+    Example:
+        >>> import torch
+        >>> from objdet.training import PRCurveCallback
+        >>> cb = PRCurveCallback(class_names=["cat", "dog"])
+        >>> preds = [dict(boxes=torch.tensor([[0.0, 0, 10, 10], [50.0, 50, 60, 60]]),
+        ...               scores=torch.tensor([0.8, 0.3]), labels=torch.tensor([0, 0]))]
+        >>> target = [dict(boxes=torch.tensor([[0.0, 0, 10, 10]]), labels=torch.tensor([0]))]
+        >>> cb.metric.update(preds, target)  # in a fit: from each validation batch's outputs
+        >>> values = cb.metric.compute()
+        >>> cb.after_compute(None, cb.metric, values)  # the curves (every rank)
+        >>> for key, value in cb.scalars(values).items():
+        ...     print(f"{key:26s} {value:.3f}")
+        val/map                    1.000
+        val/map_50                 1.000
+        val/map_75                 1.000
+        val/mar_100                1.000
+        val/best_f1                1.000
+        val/best_f1_confidence     0.301
+        val/ap_50/cat              1.000
+    """
+
+    required_keys = DETECTION_KEYS
+    outputs_help = DETECTION_OUTPUTS_HELP
+
+    def __init__(
+        self,
+        class_names: Sequence[str] | Mapping[int, str] | None = None,
+        iou_threshold: float = 0.5,
+        plots: Sequence[PlotKind] = ("pr", "f1", "ap"),
+        confidence_steps: int = 1001,
+        average: Literal["micro", "macro"] = "micro",
+        box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
+        log_per_class: bool = True,
+        metric_kwargs: Mapping[str, Any] | None = None,
+        prefix: str = "val/",
+        tag: str = "val/curves",
+        every_n_epochs: int = 1,
+        compute_every_epoch: bool = True,
+        save_dir: str | Path | None = None,
+        dpi: float = 100,
+        extract: ExtractFn | None = None,
+    ) -> None:
+        super().__init__(
+            tag,
+            compute_every_epoch=compute_every_epoch,
+            extract=extract,
+            every_n_epochs=every_n_epochs,
+            save_dir=save_dir,
+            dpi=dpi,
+        )
+        kinds: tuple[PlotKind, ...] = (cast(PlotKind, plots),) if isinstance(plots, str) else tuple(plots)
+        bad = [p for p in kinds if p not in _KINDS]
+        if bad:
+            raise ValueError(f"`plots` must hold only {_KINDS}, got {bad}")
+        if not isinstance(confidence_steps, int) or confidence_steps < 2:
+            raise ValueError(f"`confidence_steps` must be an int >= 2, got {confidence_steps!r}")
+        if average not in ("micro", "macro"):
+            raise ValueError(f"`average` must be 'micro' or 'macro', got {average!r}")
+        self.class_names = class_names
+        self.iou_threshold = float(iou_threshold)
+        self.plots = kinds
+        self.confidence_steps = confidence_steps
+        self.average = average
+        self.box_format = box_format
+        self.log_per_class = log_per_class
+        self.metric_kwargs = dict(metric_kwargs or {})
+        self.prefix = prefix
+        #: the curves of the last validated epoch (every rank), from the global state
+        self.last_curves: DetectionCurves | None = None
+        thresholds = getattr(self.metric, "iou_thresholds", [])  # builds the metric: bad arguments fail here
+        if not any(abs(t - self.iou_threshold) < 1e-9 for t in thresholds):
+            raise ValueError(
+                f"`iou_threshold` must be one of the metric's iou_thresholds {thresholds}, "
+                f"got {iou_threshold!r}"
+            )
+
+    def make_metric(self) -> Metric:
+        return MeanAveragePrecision(box_format=self.box_format, **self.metric_kwargs)
+
+    def update_metric(self, metric: Metric, data: dict[str, Any]) -> None:
+        metric.update(data["preds"], data["targets"])
+
+    def class_name(self, class_id: int) -> str:
+        """The name of a class id: ``class_names[id]`` when there is one, else ``class_<id>``."""
+        names = self.class_names
+        if isinstance(names, Mapping):
+            return str(names.get(class_id, f"class_{class_id}"))
+        if names is not None and 0 <= class_id < len(names):
+            return str(names[class_id])
+        return f"class_{class_id}"
+
+    def after_compute(self, trainer: pl.Trainer, metric: Metric, values: Any) -> None:
+        assert isinstance(metric, MeanAveragePrecision)
+        self.last_curves = metric.curves(self.iou_threshold, self.confidence_steps, self.average)
+
+    def draw(self, trainer: pl.Trainer, metric: Metric, values: Any) -> dict[str, Figure]:
+        curves = self.last_curves
+        if curves is None:
+            return {}
+        ids = curves.classes.tolist()
+        names = {i: self.class_name(i) for i in ids}
+        by_id = [names.get(i, "") for i in range(max(ids) + 1)] if ids else None
+        figures: dict[str, Figure] = {}
+        try:
+            for kind in self.plots:
+                fig, ax = plot_detection_curves(curves, kind=kind, class_names=by_id)
+                figures[f"{self.tag}/{kind}"] = fig
+                ax.set_title(f"{ax.get_title()} — epoch {trainer.current_epoch}")
+        except Exception:
+            for fig in figures.values():  # drawn before the failure: not returned, so closed here
+                close_figure(fig)
+            raise
+        return figures
+
+    def scalars(self, values: Mapping[str, Tensor]) -> dict[str, float]:
+        keys = [k for k in _SUMMARY if k in values]
+        stacked = [values[k].detach().double().reshape(()) for k in keys]
+        summary = torch.stack(stacked).tolist() if keys else []
+        out = {f"{self.prefix}{k}": v for k, v in zip(keys, summary, strict=True)}
+        curves = self.last_curves
+        if curves is None:
+            return out
+        best_f1, best_conf = float(curves.best_f1), float(curves.best_confidence)
+        if best_f1 == best_f1:  # not NaN
+            out[f"{self.prefix}best_f1"] = best_f1
+            out[f"{self.prefix}best_f1_confidence"] = best_conf
+        if self.log_per_class:
+            at = f"ap_{round(curves.iou_threshold * 100):d}"
+            for class_id, ap in zip(curves.classes.tolist(), curves.ap.tolist(), strict=True):
+                if ap >= 0:  # -1: no GT of this class
+                    out[f"{self.prefix}{at}/{self.class_name(class_id)}"] = ap
+        return out
