@@ -127,7 +127,7 @@ def run_all(names: list[str], quick: bool) -> list[Row]:
 def _seconds(s: float | None) -> str:
     if s is None:
         return "n/a"
-    return f"{s:.3f} s" if s >= 0.1 else f"{1e3 * s:.2f} ms"
+    return f"{s:#.4g} s" if s >= 0.1 else f"{1e3 * s:#.4g} ms"  # 4 significant digits
 
 
 def _ratio(row: Row) -> str:
