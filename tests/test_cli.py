@@ -237,3 +237,29 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
         timeout=300,
     )
     assert bad.returncode == 2 and bad.stderr.strip().endswith("no such file")
+
+
+def test_single_category_file_equals_pycocotools(tmp_path: Path) -> None:
+    # one class: the metric's compute() gives 0-d `classes` / `map_per_class` (torchmetrics squeezes)
+    gt = {
+        "images": [{"id": 3, "height": 50, "width": 50}, {"id": 9, "height": 50, "width": 50}],
+        "annotations": [
+            {"id": 1, "image_id": 3, "category_id": 17, "bbox": [2, 2, 10, 10], "area": 100, "iscrowd": 0},
+            {"id": 2, "image_id": 9, "category_id": 17, "bbox": [5, 5, 20, 8], "area": 160, "iscrowd": 0},
+        ],
+        "categories": [{"id": 17, "name": "only"}],
+    }
+    dt = [
+        {"image_id": 3, "category_id": 17, "bbox": [2, 3, 10, 10], "score": 0.9},
+        {"image_id": 9, "category_id": 17, "bbox": [30, 30, 5, 5], "score": 0.8},
+    ]
+    gt_path, dt_path, json_path = tmp_path / "gt.json", tmp_path / "dt.json", tmp_path / "m.json"
+    gt_path.write_text(json.dumps(gt))
+    dt_path.write_text(json.dumps(dt))
+    code, _, err = run("eval", str(gt_path), str(dt_path), "--json", str(json_path))
+    assert code == 0, err
+    metrics = json.loads(json_path.read_text())
+    ev = cocoeval(gt_path, dt_path, "bbox")
+    np.testing.assert_allclose([metrics[k] for k in STAT_KEYS], ev.stats, rtol=0, atol=1e-9)
+    assert metrics["classes"] == [17] and metrics["class_names"] == ["only"]
+    assert metrics["map_per_class"] == pytest.approx([per_class_ap(ev)[17]], abs=1e-9)

@@ -153,7 +153,7 @@ def evaluate(
 
     stats64, tables = mean_ap.coco_eval(full=False)
     result = mean_ap.compute()
-    classes = result["classes"].long().cpu()
+    classes = result["classes"].long().cpu().reshape(-1)  # 0-d for one class (squeezed by Metric)
     ap, ar = per_class_ap_ar(tables, list(_MAX_DETS))
     thresholds = torch.tensor(mean_ap.iou_thresholds, dtype=torch.float64)
     at = {t: int((thresholds - t).abs().argmin()) for t in (0.5, 0.75)}

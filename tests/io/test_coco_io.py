@@ -318,6 +318,29 @@ def test_bad_ground_truth_names_the_field(data: dict, iou_type: str, match: str)
         load_coco_gt(data, iou_type=iou_type)
 
 
+def test_integral_floats_are_integers_as_in_json() -> None:
+    # JSON has one number type: writers that emit ids as 30.0 produce a valid file (pycocotools reads it)
+    floats = _gt(
+        images__0__id=30.0, images__0__height=4.0, annotations__1__image_id=30.0, annotations__1__iscrowd=0.0
+    )
+    floats["categories"][1]["id"] = 3.0
+    floats["annotations"][1]["category_id"] = 3.0
+    floats["annotations"][1]["id"] = 2.0
+    want, got = load_coco_gt(HAND_GT, iou_type="segm"), load_coco_gt(floats, iou_type="segm")
+    assert got.image_ids == want.image_ids and got.category_ids == want.category_ids
+    assert got.image_sizes == want.image_sizes
+    for a, b in zip(got.target, want.target, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    dt = copy.deepcopy(HAND_DT)
+    dt[0]["image_id"], dt[0]["category_id"] = 30.0, 3.0
+    for a, b in zip(load_coco_dt(dt, got), load_coco_dt(HAND_DT, want), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match=r"annotations\[0\]\['image_id'\] must be an integer, got 12.5"):
+        load_coco_gt(_gt(annotations__0__image_id=12.5))
+    with pytest.raises(ValueError, match=r"images\[1\]\['id'\] must fit in 64 bits"):
+        load_coco_gt(_gt(images__1__id=2**64))
+
+
 def _dt(k: int, **changes: object) -> list:
     results = copy.deepcopy(HAND_DT)
     for key, value in changes.items():

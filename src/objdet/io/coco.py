@@ -93,15 +93,24 @@ def _column(
         arr = None
     ok = arr is not None and arr.shape == (len(entries),)
     if ok and dtype is np.int64:
-        ok = all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values)
+        ok = all(_integral(v) for v in values)
     if not ok:
         kind = "an integer" if dtype is np.int64 else "a number"
         for k, v in enumerate(values):
-            good = isinstance(v, int | np.integer) if dtype is np.int64 else isinstance(v, int | float)
+            good = _integral(v) if dtype is np.int64 else isinstance(v, int | float)
             if not good or isinstance(v, bool):
                 raise ValueError(f"{what}[{k}]['{key}'] must be {kind}, got {v!r}")
+        k = next(k for k, v in enumerate(values) if abs(v) >= 2**63)
+        raise ValueError(f"{what}[{k}]['{key}'] must fit in 64 bits, got {values[k]!r}")
     assert arr is not None
     return arr
+
+
+def _integral(v: Any) -> bool:
+    """An integer, or a float with an integral value (JSON has one number type: 3.0 is 3)."""
+    if isinstance(v, float):
+        return v.is_integer()
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
 def _boxes(entries: list[dict], what: str, rows: np.ndarray | None = None) -> np.ndarray:
