@@ -325,3 +325,22 @@ def test_bad_segm_files_give_one_line_and_exit_2(tmp_path: Path, case: str, expe
     assert err.count("\n") == 1 and err.startswith("objdet: error: ") and expected in err, err
     assert out == ""
     assert not out_dir.exists() and not json_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--iou-threshold", "0"], "--iou-threshold: expected a value in (0, 1], got 0.0"),
+        (["--conf-threshold", "nan"], "--conf-threshold: expected a number, got nan"),
+        (["--out", "FILE"], "is a file, expected a directory"),
+        (["--json", "DIR"], "is a directory, expected a file name"),
+    ],
+)
+def test_bad_options_are_caught_before_evaluating(tmp_path: Path, option: list[str], expected: str) -> None:
+    (tmp_path / "FILE").write_text("keep")
+    (tmp_path / "DIR").mkdir()
+    option = [str(tmp_path / o) if o in ("FILE", "DIR") else o for o in option]
+    code, out, err = run("eval", "--demo", "--json", str(tmp_path / "m.json"), *option)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("objdet: error: ") and expected in err, err
+    assert out == "" and not (tmp_path / "m.json").exists()
+    assert (tmp_path / "FILE").read_text() == "keep" and not list((tmp_path / "DIR").iterdir())

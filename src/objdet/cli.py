@@ -340,8 +340,14 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         args.gt, args.dt = demo_files()
     elif args.gt is None or args.dt is None:
         raise InputError("expected GT.json and DT.json (or --demo)")
-    if not 0.0 <= args.iou_threshold <= 1.0:
-        raise InputError(f"--iou-threshold: expected a value in [0, 1], got {args.iou_threshold}")
+    if not 0.0 < args.iou_threshold <= 1.0:
+        raise InputError(f"--iou-threshold: expected a value in (0, 1], got {args.iou_threshold}")
+    if math.isnan(args.conf_threshold):
+        raise InputError("--conf-threshold: expected a number, got nan")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out: {args.out} is a file, expected a directory")
+    if args.json is not None and args.json.is_dir():
+        raise InputError(f"--json: {args.json} is a directory, expected a file name")
     if args.batch_size < 1:
         raise InputError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     device = _device(args.device)
