@@ -263,3 +263,84 @@ def test_single_category_file_equals_pycocotools(tmp_path: Path) -> None:
     np.testing.assert_allclose([metrics[k] for k in STAT_KEYS], ev.stats, rtol=0, atol=1e-9)
     assert metrics["classes"] == [17] and metrics["class_names"] == ["only"]
     assert metrics["map_per_class"] == pytest.approx([per_class_ap(ev)[17]], abs=1e-9)
+
+
+def _segm_files(gt_size: bool, gt_segm: dict, dt_segm: dict, categories: bool = True) -> tuple[dict, list]:
+    image: dict = {"id": 1, "height": 4, "width": 4} if gt_size else {"id": 1}
+    gt = {
+        "images": [image],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 5,
+                "bbox": [0, 0, 2, 2],
+                "area": 4,
+                "segmentation": gt_segm,
+            }
+        ]
+        if categories
+        else [],
+        "categories": [{"id": 5, "name": "a"}] if categories else [],
+    }
+    dt = [{"image_id": 1, "category_id": 5, "score": 0.5, "segmentation": dt_segm}] if categories else []
+    return gt, dt
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("invalid compressed RLE", "results of image 1: a compressed RLE 'segmentation' is invalid"),
+        ("results sized unlike the GT", "have size (H, W) = (2, 2) but target[0]['masks'] have (4, 4)"),
+        ("negative uncompressed counts", "must be integers >= 0"),
+        ("no categories", "has no 'categories'"),
+    ],
+)
+def test_bad_segm_files_give_one_line_and_exit_2(tmp_path: Path, case: str, expected: str) -> None:
+    full = {"size": [4, 4], "counts": [16]}
+    gt, dt = {
+        "invalid compressed RLE": _segm_files(True, full, {"size": [4, 4], "counts": "!!!!"}),
+        "results sized unlike the GT": _segm_files(
+            False, {"size": [4, 4], "counts": [16]}, {"size": [2, 2], "counts": [4]}
+        ),
+        "negative uncompressed counts": _segm_files(True, full, {"size": [4, 4], "counts": [20, -4]}),
+        "no categories": _segm_files(True, full, full, categories=False),
+    }[case]
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(gt))
+    dt_path.write_text(json.dumps(dt))
+    out_dir, json_path = tmp_path / "out", tmp_path / "metrics.json"
+    code, out, err = run(
+        "eval",
+        str(gt_path),
+        str(dt_path),
+        "--iou-type",
+        "segm",
+        "--out",
+        str(out_dir),
+        "--json",
+        str(json_path),
+    )
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("objdet: error: ") and expected in err, err
+    assert out == ""
+    assert not out_dir.exists() and not json_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--iou-threshold", "0"], "--iou-threshold: expected a value in (0, 1], got 0.0"),
+        (["--conf-threshold", "nan"], "--conf-threshold: expected a number, got nan"),
+        (["--out", "FILE"], "is a file, expected a directory"),
+        (["--json", "DIR"], "is a directory, expected a file name"),
+    ],
+)
+def test_bad_options_are_caught_before_evaluating(tmp_path: Path, option: list[str], expected: str) -> None:
+    (tmp_path / "FILE").write_text("keep")
+    (tmp_path / "DIR").mkdir()
+    option = [str(tmp_path / o) if o in ("FILE", "DIR") else o for o in option]
+    code, out, err = run("eval", "--demo", "--json", str(tmp_path / "m.json"), *option)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("objdet: error: ") and expected in err, err
+    assert out == "" and not (tmp_path / "m.json").exists()
+    assert (tmp_path / "FILE").read_text() == "keep" and not list((tmp_path / "DIR").iterdir())

@@ -340,8 +340,14 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         args.gt, args.dt = demo_files()
     elif args.gt is None or args.dt is None:
         raise InputError("expected GT.json and DT.json (or --demo)")
-    if not 0.0 <= args.iou_threshold <= 1.0:
-        raise InputError(f"--iou-threshold: expected a value in [0, 1], got {args.iou_threshold}")
+    if not 0.0 < args.iou_threshold <= 1.0:
+        raise InputError(f"--iou-threshold: expected a value in (0, 1], got {args.iou_threshold}")
+    if math.isnan(args.conf_threshold):
+        raise InputError("--conf-threshold: expected a number, got nan")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out: {args.out} is a file, expected a directory")
+    if args.json is not None and args.json.is_dir():
+        raise InputError(f"--json: {args.json} is a directory, expected a file name")
     if args.batch_size < 1:
         raise InputError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     device = _device(args.device)
@@ -349,6 +355,8 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     t0 = time.perf_counter()
     types = (args.iou_type,) if args.iou_type == "bbox" else ("bbox", "segm")
     gt = _load(lambda: load_coco_gt(args.gt, iou_type=types, labels="contiguous", device=device), args.gt)
+    if not gt.category_ids:
+        raise InputError(f"{args.gt}: the COCO ground truth has no 'categories': nothing to evaluate")
     preds = _load(lambda: load_coco_dt(args.dt, gt, device=device), args.dt)
     if args.class_names is not None and len(args.class_names) != len(gt.category_ids):
         raise InputError(
@@ -358,18 +366,22 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     t_load = time.perf_counter() - t0
     bar = Progress(len(gt.target), None if args.quiet or not stderr.isatty() else stderr)
     plots = args.out is not None and not args.no_plots
-    evaluation = evaluate(
-        gt,
-        preds,
-        iou_type=args.iou_type,
-        class_names=args.class_names,
-        iou_threshold=args.iou_threshold,
-        conf_threshold=args.conf_threshold,
-        batch_size=args.batch_size,
-        plots=plots,
-        progress=bar.update,
-    )
-    bar.close()
+    try:  # masks are decoded here (bad RLE, sizes of GT and results that differ): still bad input
+        evaluation = evaluate(
+            gt,
+            preds,
+            iou_type=args.iou_type,
+            class_names=args.class_names,
+            iou_threshold=args.iou_threshold,
+            conf_threshold=args.conf_threshold,
+            batch_size=args.batch_size,
+            plots=plots,
+            progress=bar.update,
+        )
+    except ValueError as err:
+        raise InputError(f"{args.gt}, {args.dt}: {err}") from None
+    finally:
+        bar.close()
     t_eval = time.perf_counter() - t0 - t_load
     evaluation.metrics["files"] = {"gt": str(args.gt), "dt": str(args.dt)}
     say(format_summary(evaluation.stats, args.iou_type))

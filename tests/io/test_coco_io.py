@@ -341,6 +341,32 @@ def test_integral_floats_are_integers_as_in_json() -> None:
         load_coco_gt(_gt(images__1__id=2**64))
 
 
+def test_rles_of_different_sizes_on_an_image_without_size_are_an_error() -> None:
+    data = _gt(images__1__height=KeyError, images__1__width=KeyError)  # image 12: only RLEs give its size
+    data["annotations"].append(
+        {
+            "id": 11,
+            "image_id": 12,
+            "category_id": 3,
+            "area": 1.0,
+            "segmentation": {"size": [2, 2], "counts": [4]},
+        }
+    )
+    gt = load_coco_gt(data, iou_type="segm")
+    with pytest.raises(
+        ValueError, match=r"annotations of image 12: the 'segmentation' sizes of one image differ"
+    ):
+        gt.target[0]
+    dt = [
+        {"image_id": 12, "category_id": 3, "score": 0.5, "segmentation": s}
+        for s in ({"size": [3, 4], "counts": [12]}, {"size": [2, 2], "counts": [4]})
+    ]
+    with pytest.raises(
+        ValueError, match=r"results of image 12: the 'segmentation' sizes of one image differ"
+    ):
+        load_coco_dt(dt, gt)[0]
+
+
 def _dt(k: int, **changes: object) -> list:
     results = copy.deepcopy(HAND_DT)
     for key, value in changes.items():

@@ -187,6 +187,10 @@ def _rle(segm: Any, height: int | None, width: int | None, what: str) -> dict:
         )
     counts = segm["counts"]
     if isinstance(counts, list):  # uncompressed RLE
+        if not all(_integral(c) and c >= 0 for c in counts):
+            raise ValueError(
+                f"{what}['segmentation']['counts'] (uncompressed RLE) must be integers >= 0, got {counts!r:.80}"
+            )
         if sum(counts) != size[0] * size[1]:
             raise ValueError(
                 f"{what}['segmentation']['counts'] (uncompressed RLE) must sum to height * width = "
@@ -200,11 +204,20 @@ def _rle(segm: Any, height: int | None, width: int | None, what: str) -> dict:
     )
 
 
-def _decode(rles: list[dict], height: int, width: int) -> Tensor:
+def _decode(rles: list[dict], height: int, width: int, what: str) -> Tensor:
     """(n, H, W) bool masks (C-contiguous) from compressed RLEs of one image."""
     if not rles:
         return torch.zeros((0, height, width), dtype=torch.bool)
-    fortran = mask_utils.decode(rles)  # (H, W, n) uint8, column-major
+    for r in rles:  # only possible where the image has no 'height' / 'width' to check them against
+        if list(r["size"]) != [height, width]:
+            raise ValueError(
+                f"{what}: the 'segmentation' sizes of one image differ ({[height, width]} and "
+                f"{list(r['size'])}); give the image its 'height' and 'width'"
+            )
+    try:
+        fortran = mask_utils.decode(rles)  # (H, W, n) uint8, column-major
+    except ValueError as err:
+        raise ValueError(f"{what}: a compressed RLE 'segmentation' is invalid ({err})") from None
     return torch.from_numpy(np.ascontiguousarray(fortran.transpose(2, 0, 1))).view(torch.bool)
 
 
@@ -402,7 +415,7 @@ def load_coco_gt(
             h, w = sizes[i]
             if not h and b > a:
                 h, w = rles[a]["size"]
-            out["masks"] = _decode(rles[a:b], h, w)
+            out["masks"] = _decode(rles[a:b], h, w, f"annotations of image {int(sorted_imgs[i])}")
         return {k: v.to(dev) for k, v in out.items()}
 
     return CocoGroundTruth(
@@ -493,7 +506,7 @@ def load_coco_dt(
             h, w = gt.image_sizes[i]
             if not h and b > a:
                 h, w = sorted_rles[a]["size"]
-            out["masks"] = _decode(sorted_rles[a:b], h, w)
+            out["masks"] = _decode(sorted_rles[a:b], h, w, f"results of image {gt.image_ids[i]}")
         return {k: v.to(dev) for k, v in out.items()}
 
     return LazyImages(len(gt.image_ids), build)
