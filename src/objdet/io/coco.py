@@ -189,7 +189,8 @@ def _rle(segm: Any, height: int | None, width: int | None, what: str) -> dict:
     if isinstance(counts, list):  # uncompressed RLE
         if not all(_integral(c) and c >= 0 for c in counts):
             raise ValueError(
-                f"{what}['segmentation']['counts'] (uncompressed RLE) must be integers >= 0, got {counts!r:.80}"
+                f"{what}['segmentation']['counts'] (uncompressed RLE) must be integers >= 0, "
+                f"got {counts!r:.80}"
             )
         if sum(counts) != size[0] * size[1]:
             raise ValueError(
