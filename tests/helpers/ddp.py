@@ -71,3 +71,20 @@ def run_distributed(
     if errors:
         raise AssertionError("\n".join(errors))
     return [results[r] for r in range(world_size)]
+
+
+def count_all_gathers(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """``fn()`` and the number of ``torch.distributed.all_gather`` calls it made (inside a worker)."""
+    calls = 0
+    original = dist.all_gather
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(*args, **kwargs)
+
+    dist.all_gather = counting
+    try:
+        return fn(), calls
+    finally:
+        dist.all_gather = original

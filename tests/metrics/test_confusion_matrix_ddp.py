@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch.distributed as dist
 
 from objdet.training.metrics import ConfusionMatrix
 from tests.helpers.coco_reference import make_dataset, to_torch
-from tests.helpers.ddp import run_distributed
+from tests.helpers.ddp import count_all_gathers, run_distributed
 
 N_IMAGES = 12
 
@@ -22,19 +21,8 @@ def _worker(rank: int, world_size: int, plan: list[list[tuple[int, int]]]) -> di
     metric = ConfusionMatrix(num_classes=4, iou_threshold=0.5, conf_threshold=0.2)
     for a, b in plan[rank]:
         metric.update(preds[a:b], target[a:b])
-    calls = {"n": 0}
-    original = dist.all_gather
-
-    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    dist.all_gather = counting
-    try:
-        out = metric.compute()
-    finally:
-        dist.all_gather = original
-    return {"matrix": out.numpy(), "all_gathers": calls["n"], "local": metric.matrix.numpy()}
+    out, n_gathers = count_all_gathers(metric.compute)
+    return {"matrix": out.numpy(), "all_gathers": n_gathers, "local": metric.matrix.numpy()}
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import torch.distributed as dist
 
 from objdet.training.metrics import ClasswiseAP, MeanAveragePrecision
 from tests.helpers.coco_reference import make_dataset, to_torch
-from tests.helpers.ddp import run_distributed
+from tests.helpers.ddp import count_all_gathers, run_distributed
 
 N_IMAGES = 12
 
@@ -29,18 +28,7 @@ def _worker(rank: int, world_size: int, plan: list[list[tuple[int, int]]]) -> di
     for a, b in plan[rank]:
         metric.update(preds[a:b], target[a:b])
         classwise.update(preds[a:b], target[a:b])
-    calls = {"n": 0}
-    original = dist.all_gather
-
-    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        return original(*args, **kwargs)
-
-    dist.all_gather = counting
-    try:
-        out = metric.compute()
-    finally:
-        dist.all_gather = original
+    out, n_gathers = count_all_gathers(metric.compute)
     with metric.sync_context():
         flat = _flat(metric)
     return {
@@ -49,7 +37,7 @@ def _worker(rank: int, world_size: int, plan: list[list[tuple[int, int]]]) -> di
         "classes": out["classes"].numpy(),
         "ious": _plain(out["ious"]),
         "classwise": {k: v.item() for k, v in classwise.compute().items()},
-        "all_gathers": calls["n"],
+        "all_gathers": n_gathers,
     }
 
 

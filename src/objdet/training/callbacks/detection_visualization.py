@@ -9,6 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from objdet.ops.boxes import BOX_FORMATS
 from objdet.plotting.images import plot_detections
 from objdet.training.callbacks._base import (
     DETECTION_KEYS,
@@ -68,7 +69,7 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         super().__init__(tag, extract=extract, every_n_epochs=every_n_epochs, save_dir=save_dir, dpi=dpi)
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}")
-        if box_format not in ("xyxy", "xywh", "cxcywh"):
+        if box_format not in BOX_FORMATS:
             raise ValueError(f"`box_format` must be 'xyxy', 'xywh' or 'cxcywh', got {box_format!r}")
         self.num_samples = num_samples
         self.score_threshold = float(score_threshold)
