@@ -68,10 +68,10 @@ def _gt(**extra) -> dict:
             r"preds\[0\]\['scores'\] must be a floating point",
         ),
         (
-            [_pred(labels=torch.tensor([1.0]))],
+            [_pred(labels=torch.tensor([1.5]))],
             [_gt()],
-            TypeError,
-            r"preds\[0\]\['labels'\] must be an integer",
+            ValueError,
+            r"preds\[0\]\['labels'\] must hold integer class ids, got 1.5",
         ),
         (
             [_pred(boxes=torch.tensor([[0.0, float("nan"), 1.0, 1.0]]))],

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np, summarize_np
 from objdet.ops.coco import descending_order_key, unpack_lanes
 
 #: np.spacing(1): pycocotools adds it to the precision denominator.
@@ -179,6 +180,42 @@ def coco_accumulate(
             (precision at the last maxDet and at maxDet = 100; recall everywhere).
     """
     device = scores.device
+    if device.type == "cpu":  # the compiled engine; the torch code below serves CUDA tensors
+        arrays = coco_accumulate_np(
+            *(x.numpy() for x in (scores, labels, rank, tp_packed, ignored_packed, gt_labels, gt_counts)),
+            n_thresholds,
+            rec_thresholds.numpy(),
+            max_dets,
+            full=full,
+        )
+        classes_np, precision_np, recall_np, scores_np = arrays
+        return CocoTables(
+            classes=torch.from_numpy(classes_np),
+            precision=torch.from_numpy(precision_np),
+            recall=torch.from_numpy(recall_np),
+            scores=torch.from_numpy(scores_np),
+        )
+    return coco_accumulate_torch(
+        scores, labels, rank, tp_packed, ignored_packed, gt_labels, gt_counts,
+        n_thresholds, rec_thresholds, max_dets, full,
+    )  # fmt: skip
+
+
+def coco_accumulate_torch(
+    scores: Tensor,
+    labels: Tensor,
+    rank: Tensor,
+    tp_packed: Tensor,
+    ignored_packed: Tensor,
+    gt_labels: Tensor,
+    gt_counts: Tensor,
+    n_thresholds: int,
+    rec_thresholds: Tensor,
+    max_dets: list[int],
+    full: bool = True,
+) -> CocoTables:
+    """:func:`coco_accumulate` with torch ops on the state's device (the CUDA path; tested on CPU too)."""
+    device = scores.device
     n_area = gt_counts.shape[1]
     n_lanes = n_thresholds * n_area
     classes = torch.unique(torch.cat([labels, gt_labels]))
@@ -219,58 +256,16 @@ def coco_accumulate(
     return CocoTables(classes=classes, precision=precision, recall=recall, scores=score_tab)
 
 
-def _mean_defined(x: Tensor) -> Tensor:
-    """Mean of the entries > -1, or -1 when there are none (pycocotools' rule)."""
-    keep = x > -1
-    if not bool(keep.any()):
-        return torch.tensor(-1.0, dtype=torch.float64, device=x.device)
-    return x[keep].mean()
-
-
 def coco_summarize(tables: CocoTables, iou_thresholds: Tensor, max_dets: list[int]) -> Tensor:
-    """The 12 numbers of pycocotools' ``summarize`` (stats), float64 (12,).
+    """The 12 numbers of pycocotools' ``summarize`` (stats), float64 (12,), on the tables' device.
 
-    AP at every threshold, at 0.5, at 0.75, AP small/medium/large, AR at each of the three
-    maxDets, AR small/medium/large; the area-split values use ``max_dets[2]``. As in
-    pycocotools, the first number (mAP) is read at maxDets = 100, so it is -1 when 100 is not
-    one of ``max_dets``; a threshold not in ``iou_thresholds`` (0.5, 0.75) likewise gives -1.
+    See :func:`objdet.functional.coco_cpu.summarize_np` (one implementation for both engines:
+    the tables are small).
     """
-    prec, rec = tables.precision, tables.recall
-    device = prec.device
-
-    def thr_index(value: float | None) -> Tensor:
-        if value is None:
-            return torch.arange(iou_thresholds.numel(), device=device)
-        return (iou_thresholds == value).nonzero().flatten()
-
-    def det_index(value: int) -> Tensor:
-        return torch.tensor(
-            [i for i, m in enumerate(max_dets) if m == value], dtype=torch.long, device=device
-        )
-
-    def ap(iou: float | None, area: int, max_det: int) -> Tensor:
-        return _mean_defined(prec[thr_index(iou)][:, :, :, area][..., det_index(max_det)])
-
-    def ar(area: int, max_det: int) -> Tensor:
-        return _mean_defined(rec[:, :, area][..., det_index(max_det)])
-
-    top = max_dets[2]
-    return torch.stack(
-        [
-            ap(None, 0, 100),  # pycocotools reads maxDets=100 here, whatever maxDets holds
-            ap(0.5, 0, top),
-            ap(0.75, 0, top),
-            ap(None, 1, top),
-            ap(None, 2, top),
-            ap(None, 3, top),
-            ar(0, max_dets[0]),
-            ar(0, max_dets[1]),
-            ar(0, top),
-            ar(1, top),
-            ar(2, top),
-            ar(3, top),
-        ]
+    stats = summarize_np(
+        tables.precision.cpu().numpy(), tables.recall.cpu().numpy(), iou_thresholds.cpu().numpy(), max_dets
     )
+    return torch.from_numpy(stats).to(tables.precision.device)
 
 
 def per_class_ap_ar(
@@ -283,19 +278,8 @@ def per_class_ap_ar(
     IoU thresholds at ``max_dets[2]``. Classes without GT give -1. ``iou_index`` restricts both
     to one IoU threshold (its index in the tables), e.g. the per-class AP50.
     """
-    at_100 = [i for i, m in enumerate(max_dets) if m == 100]
-    precision, recall = tables.precision, tables.recall
-    if iou_index is not None:
-        precision = precision[iou_index : iou_index + 1]
-        recall = recall[iou_index : iou_index + 1]
-    n_thr, n_rec, n_cls = precision.shape[:3]
-    prec = precision[..., 0, :][..., at_100]  # (T, R, K, #100)
-    prec = prec.permute(0, 1, 3, 2).reshape(1, n_thr * n_rec * len(at_100), n_cls)
-    rec = recall[..., 0, 2]  # (T, K)
-    defined_p = prec > -1
-    ap = torch.where(defined_p, prec, 0.0).sum((0, 1)) / defined_p.sum((0, 1)).clamp(min=1)
-    ap = torch.where(defined_p.any(0).any(0), ap, -1.0)
-    defined_r = rec > -1
-    ar = torch.where(defined_r, rec, 0.0).sum(0) / defined_r.sum(0).clamp(min=1)
-    ar = torch.where(defined_r.any(0), ar, -1.0)
-    return ap, ar
+    ap, ar = per_class_ap_ar_np(
+        tables.precision.cpu().numpy(), tables.recall.cpu().numpy(), max_dets, iou_index
+    )
+    device = tables.precision.device
+    return torch.from_numpy(ap).to(device), torch.from_numpy(ar).to(device)

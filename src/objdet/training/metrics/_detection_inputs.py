@@ -4,8 +4,16 @@
 ``scores`` (N,) float, ``labels`` (N,) int. target: ``boxes`` (M, 4) float, ``labels`` (M,)
 int, optional ``iscrowd`` (M,) in {0, 1} and ``area`` (M,) float. With masks (iou_type
 "segm"), ``masks`` (N, H, W) on both sides, bool or 0/1 values, the same (H, W) for the
-detections and the GTs of one image; ``boxes`` are then needed only for "bbox". Errors name
-the field, the image index, what was seen and what was expected.
+detections and the GTs of one image; ``boxes`` are then needed only for "bbox". Errors
+(:class:`~objdet.training.metrics._errors.InputError`, a ``ValueError`` and a ``TypeError``)
+name the field, the image index, what was seen and what was expected.
+
+Labels may have any integer dtype, or a floating dtype holding integers (``torch.tensor([])``,
+the usual way to write "no objects", is float32); ``iscrowd`` may be bool.
+
+CPU inputs are checked and converted by compiled loops (:mod:`objdet.ops.coco_cpu`): the
+Python work is a few attribute reads per image, then one concatenation per field and one pass
+over the values; a valid batch costs no per-element Python. Other devices use torch ops.
 """
 
 from __future__ import annotations
@@ -16,11 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from objdet.ops import coco_cpu
 from objdet.ops.boxes import BOX_FORMATS, box_convert
 from objdet.ops.masks import check_masks
+from objdet.training.metrics._errors import InputError
 
 
 @dataclass
@@ -48,6 +59,9 @@ class FlatDetections:
     gt_masks: list[Tensor] | None = None  # per image (m_i, H_i, W_i) bool
 
 
+_FORMAT_CODES = {"xyxy": 0, "xywh": 1, "cxcywh": 2}
+
+
 def _is_list_of_dicts(x: Any) -> bool:
     return isinstance(x, Sequence) and not isinstance(x, str | bytes) and all(isinstance(d, dict) for d in x)
 
@@ -55,23 +69,27 @@ def _is_list_of_dicts(x: Any) -> bool:
 def _tensor(item: dict, key: str, side: str, i: int, required: bool = True) -> Tensor | None:
     if key not in item:
         if required:
-            raise ValueError(f"{side}[{i}] has no key '{key}' (keys seen: {sorted(item)})")
+            raise InputError(f"{side}[{i}] has no key '{key}' (keys seen: {sorted(item)})")
         return None
     value = item[key]
     if not isinstance(value, Tensor):
-        raise TypeError(f"{side}[{i}]['{key}'] must be a torch.Tensor, got {type(value).__name__}")
+        raise InputError(f"{side}[{i}]['{key}'] must be a torch.Tensor, got {type(value).__name__}")
     return value
+
+
+_BOX_DTYPES = (torch.int32, torch.int64, torch.int16, torch.uint8, torch.int8)
 
 
 def _boxes(item: dict, side: str, i: int) -> Tensor:
     boxes = _tensor(item, "boxes", side, i)
     assert boxes is not None
-    if boxes.numel() == 0:
-        return boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{side}[{i}]['boxes'] must have shape (N, 4), got {tuple(boxes.shape)}")
-    if not (boxes.is_floating_point() or boxes.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
-        raise TypeError(f"{side}[{i}]['boxes'] must be a float or integer tensor, got {boxes.dtype}")
+    shape = boxes.shape
+    if len(shape) != 2 or shape[1] != 4:
+        if boxes.numel() == 0:
+            return boxes.reshape(0, 4)
+        raise InputError(f"{side}[{i}]['boxes'] must have shape (N, 4), got {tuple(shape)}")
+    if not (boxes.is_floating_point() or boxes.dtype in _BOX_DTYPES):
+        raise InputError(f"{side}[{i}]['boxes'] must be a float or integer tensor, got {boxes.dtype}")
     return boxes
 
 
@@ -79,9 +97,12 @@ def _masks(item: dict, side: str, i: int, n: int | None) -> Tensor:
     """The image's masks as (n, H, W) bool (checked: 0/1 values, count ``n`` if given)."""
     value = _tensor(item, "masks", side, i)
     assert value is not None
-    masks = check_masks(value, f"{side}[{i}]['masks']")
+    try:
+        masks = check_masks(value, f"{side}[{i}]['masks']")
+    except (TypeError, ValueError) as err:
+        raise InputError(str(err)) from None
     if n is not None and masks.shape[0] != n:
-        raise ValueError(
+        raise InputError(
             f"{side}[{i}]['masks'] must hold one mask per box ({n}), got shape {tuple(value.shape)}"
         )
     return masks
@@ -97,21 +118,35 @@ def _vector(
     required: bool = True,
     ref: str = "boxes",
 ) -> Tensor | None:
+    """``item[key]`` as an (n,) tensor; ``kind``: "float", "label" (integral values) or "any"."""
     value = _tensor(item, key, side, i, required)
     if value is None:
         return None
-    if value.numel() == 0 and n == 0:
-        value = value.reshape(0)
-    if value.ndim == 0 and n == 1:
-        value = value.reshape(1)
     if value.shape != (n,):
-        raise ValueError(
-            f"{side}[{i}]['{key}'] must have shape ({n},) to match '{ref}', got {tuple(value.shape)}"
-        )
+        if value.numel() == 0 and n == 0:
+            value = value.reshape(0)
+        elif value.ndim == 0 and n == 1:
+            value = value.reshape(1)
+        else:
+            raise InputError(
+                f"{side}[{i}]['{key}'] must have shape ({n},) to match '{ref}', got {tuple(value.shape)}"
+            )
     if kind == "float" and not value.is_floating_point():
-        raise TypeError(f"{side}[{i}]['{key}'] must be a floating point tensor, got {value.dtype}")
-    if kind == "int" and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
-        raise TypeError(f"{side}[{i}]['{key}'] must be an integer tensor, got {value.dtype}")
+        raise InputError(f"{side}[{i}]['{key}'] must be a floating point tensor, got {value.dtype}")
+    if kind == "label":
+        if value.is_complex() or value.dtype == torch.bool:
+            raise InputError(
+                f"{side}[{i}]['{key}'] must be an integer tensor (or floats holding integers), "
+                f"got {value.dtype}"
+            )
+        if value.is_floating_point():
+            if n == 0:  # torch.tensor([]) is float32: an image without objects
+                return value.new_zeros(0, dtype=torch.int64)
+            frac = ~torch.isfinite(value) | (value != torch.round(value))
+            if bool(frac.any()):
+                bad = value[frac][0].item()
+                raise InputError(f"{side}[{i}]['{key}'] must hold integer class ids, got {bad}")
+            return value.to(torch.int64)
     return value
 
 
@@ -135,6 +170,108 @@ def _to_xywh_float64(boxes: Tensor, box_format: str) -> Tensor:
     return boxes.to(torch.float64)
 
 
+@dataclass
+class _Gathered:
+    """The per-image tensors of a batch, checked for keys, types and shapes (not yet values)."""
+
+    n_images: int
+    device: torch.device
+    d_boxes: list[Tensor]
+    d_scores: list[Tensor]
+    d_labels: list[Tensor]
+    d_area: list[Tensor | None]
+    g_boxes: list[Tensor]
+    g_labels: list[Tensor]
+    g_crowd: list[Tensor | None]
+    g_area: list[Tensor | None]
+    d_masks: list[Tensor]
+    g_masks: list[Tensor]
+    d_count: list[int]
+    g_count: list[int]
+
+
+def _gather(preds: Any, target: Any, boxes: bool, masks: bool) -> _Gathered:
+    if not _is_list_of_dicts(preds):
+        raise InputError(f"`preds` must be a list of dicts (one per image), got {type(preds).__name__}")
+    if not _is_list_of_dicts(target):
+        raise InputError(f"`target` must be a list of dicts (one per image), got {type(target).__name__}")
+    if len(preds) != len(target):
+        raise InputError(
+            f"`preds` and `target` must have one dict per image each, got {len(preds)} and {len(target)}"
+        )
+    g = _Gathered(len(preds), torch.device("cpu"), [], [], [], [], [], [], [], [], [], [], [], [])
+    device: torch.device | None = None
+    ref = "boxes" if boxes else "masks"
+    for i, (p, t) in enumerate(zip(preds, target, strict=True)):
+        dboxes = _boxes(p, "preds", i) if boxes else None
+        dmasks = _masks(p, "preds", i, dboxes.shape[0] if dboxes is not None else None) if masks else None
+        n = dboxes.shape[0] if dboxes is not None else dmasks.shape[0]  # type: ignore[union-attr]
+        scores = _vector(p, "scores", "preds", i, n, "float", ref=ref)
+        labels = _vector(p, "labels", "preds", i, n, "label", ref=ref)
+        gboxes = _boxes(t, "target", i) if boxes else None
+        gmasks = _masks(t, "target", i, gboxes.shape[0] if gboxes is not None else None) if masks else None
+        m = gboxes.shape[0] if gboxes is not None else gmasks.shape[0]  # type: ignore[union-attr]
+        glabels = _vector(t, "labels", "target", i, m, "label", ref=ref)
+        crowd = (
+            _vector(t, "iscrowd", "target", i, m, "any", required=False, ref=ref) if "iscrowd" in t else None
+        )
+        area = _vector(t, "area", "target", i, m, "any", required=False, ref=ref) if "area" in t else None
+        darea = _vector(p, "area", "preds", i, n, "any", required=False, ref=ref) if "area" in p else None
+        first = dboxes if dboxes is not None else dmasks
+        assert first is not None and scores is not None and labels is not None and glabels is not None
+        if device is None:
+            device = first.device
+        for name, v in (
+            ("preds boxes", dboxes),
+            ("target boxes", gboxes),
+            ("preds masks", dmasks),
+            ("target masks", gmasks),
+        ):
+            if v is not None and v.device != device:
+                raise InputError(f"image {i}: {name} are on {v.device}, other inputs on {device}")
+        if dmasks is not None and gmasks is not None:
+            if dmasks.shape[0] and gmasks.shape[0] and dmasks.shape[1:] != gmasks.shape[1:]:
+                raise InputError(
+                    f"preds[{i}]['masks'] have size (H, W) = {tuple(dmasks.shape[1:])} but "
+                    f"target[{i}]['masks'] "
+                    f"have {tuple(gmasks.shape[1:])}; the masks of one image must have the same size"
+                )
+            g.d_masks.append(dmasks)
+            g.g_masks.append(gmasks)
+        if darea is not None:  # optional, not in torchmetrics (see the metric): checked image by image
+            bad = ~torch.isfinite(darea.to(torch.float64)) | (darea < 0)
+            if bool(bad.any()):
+                raise InputError(
+                    f"preds[{i}]['area'] must have finite values >= 0, got {darea[bad][0].item()}"
+                )
+        g.d_boxes.append(dboxes if dboxes is not None else torch.zeros(n, 4, device=device))
+        g.d_scores.append(scores)
+        g.d_labels.append(labels)
+        g.d_area.append(darea)
+        g.g_boxes.append(gboxes if gboxes is not None else torch.zeros(m, 4, device=device))
+        g.g_labels.append(glabels)
+        g.g_crowd.append(crowd)
+        g.g_area.append(area)
+        g.d_count.append(n)
+        g.g_count.append(m)
+    g.device = device or torch.device("cpu")
+    return g
+
+
+def _cat(
+    xs: list[Tensor | None], counts: list[int], dtype: torch.dtype, device: torch.device, fill: float = 0
+) -> Tensor:
+    """Concatenate per-image tensors (None: ``fill`` for that image) into one of ``dtype``."""
+    if any(x is None for x in xs):
+        xs = [
+            x if x is not None else torch.full((c,), fill, dtype=dtype, device=device)
+            for x, c in zip(xs, counts, strict=True)
+        ]
+    if not xs:
+        return torch.zeros(0, dtype=dtype, device=device)
+    return torch.cat(xs).to(device=device, dtype=dtype)  # type: ignore[arg-type]  # one conversion, after type promotion
+
+
 def flatten_detections(
     preds: Any,
     target: Any,
@@ -152,117 +289,123 @@ def flatten_detections(
     if not (boxes or masks):
         raise ValueError("flatten_detections needs boxes, masks or both")
     if box_format not in BOX_FORMATS:
-        raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
-    if not _is_list_of_dicts(preds):
-        raise TypeError(f"`preds` must be a list of dicts (one per image), got {type(preds).__name__}")
-    if not _is_list_of_dicts(target):
-        raise TypeError(f"`target` must be a list of dicts (one per image), got {type(target).__name__}")
-    if len(preds) != len(target):
-        raise ValueError(
-            f"`preds` and `target` must have one dict per image each, got {len(preds)} and {len(target)}"
-        )
+        raise InputError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
+    g = _gather(preds, target, boxes, masks)
+    lo, hi = (0, num_classes - 1) if num_classes is not None else (-(2**31), 2**31 - 1)
+    finish = _finish_cpu if g.device.type == "cpu" else _finish_torch
+    return finish(g, box_format, lo, hi, boxes, masks)
 
-    d_boxes, d_scores, d_labels, g_boxes, g_labels, g_crowd, g_area = [], [], [], [], [], [], []
-    d_masks: list[Tensor] = []
-    d_area: list[Tensor | None] = []  # preds' optional 'area', rarely given
-    f64 = torch.float64
-    g_masks: list[Tensor] = []
-    d_count, g_count = [], []
-    device: torch.device | None = None
-    ref = "boxes" if boxes else "masks"
-    for i, (p, t) in enumerate(zip(preds, target, strict=True)):
-        dboxes = _boxes(p, "preds", i) if boxes else None
-        dmasks = _masks(p, "preds", i, dboxes.shape[0] if dboxes is not None else None) if masks else None
-        n = dboxes.shape[0] if dboxes is not None else dmasks.shape[0]  # type: ignore[union-attr]
-        scores = _vector(p, "scores", "preds", i, n, "float", ref=ref)
-        labels = _vector(p, "labels", "preds", i, n, "int", ref=ref)
-        gboxes = _boxes(t, "target", i) if boxes else None
-        gmasks = _masks(t, "target", i, gboxes.shape[0] if gboxes is not None else None) if masks else None
-        m = gboxes.shape[0] if gboxes is not None else gmasks.shape[0]  # type: ignore[union-attr]
-        glabels = _vector(t, "labels", "target", i, m, "int", ref=ref)
-        crowd = _vector(t, "iscrowd", "target", i, m, "any", required=False, ref=ref)
-        area = _vector(t, "area", "target", i, m, "any", required=False, ref=ref)
-        first = dboxes if dboxes is not None else dmasks
-        assert first is not None
-        device = device or first.device
-        for name, v in (
-            ("preds boxes", dboxes),
-            ("target boxes", gboxes),
-            ("preds masks", dmasks),
-            ("target masks", gmasks),
-        ):
-            if v is not None and v.device != device:
-                raise ValueError(f"image {i}: {name} are on {v.device}, other inputs on {device}")
-        if dmasks is not None and gmasks is not None:
-            if dmasks.shape[0] and gmasks.shape[0] and dmasks.shape[1:] != gmasks.shape[1:]:
-                raise ValueError(
-                    f"preds[{i}]['masks'] have size (H, W) = {tuple(dmasks.shape[1:])} but "
-                    f"target[{i}]['masks'] "
-                    f"have {tuple(gmasks.shape[1:])}; the masks of one image must have the same size"
-                )
-            d_masks.append(dmasks)
-            g_masks.append(gmasks)
-        d_boxes.append(dboxes if dboxes is not None else torch.zeros(n, 4, device=device))
-        d_scores.append(scores)
-        darea = _vector(p, "area", "preds", i, n, "any", required=False, ref=ref)
-        if darea is not None:  # optional, not in torchmetrics (see the metric): checked image by image
-            bad = ~torch.isfinite(darea.to(f64)) | (darea < 0)
-            if bool(bad.any()):
-                raise ValueError(
-                    f"preds[{i}]['area'] must have finite values >= 0, got {darea[bad][0].item()}"
-                )
-        d_area.append(darea)
-        d_labels.append(labels)
-        g_boxes.append(gboxes if gboxes is not None else torch.zeros(m, 4, device=device))
-        g_labels.append(glabels)
-        g_crowd.append(crowd if crowd is not None else torch.zeros(m, dtype=torch.int64, device=device))
-        g_area.append(area if area is not None else torch.zeros(m, dtype=torch.float64, device=device))
-        d_count.append(n)
-        g_count.append(m)
 
-    device = device or torch.device("cpu")
+def _raise_bad_value(side: str, key: str, expected: str, image: int, value: Any) -> None:
+    raise InputError(f"{side}[{image}]['{key}'] must have {expected}, got {value}")
 
-    def cat(xs: list, dtype: torch.dtype, shape: tuple[int, ...] = ()) -> Tensor:
-        if not xs:
-            return torch.zeros((0, *shape), dtype=dtype, device=device)
-        return torch.cat(xs).to(device=device, dtype=dtype)  # one conversion, after type promotion
 
+def _finish_cpu(g: _Gathered, box_format: str, lo: int, hi: int, boxes: bool, masks: bool) -> FlatDetections:
+    """Concatenate, check values and convert boxes with the compiled loops of :mod:`objdet.ops.coco_cpu`."""
+    f64, cpu = torch.float64, g.device
+    det_img = np.repeat(np.arange(g.n_images, dtype=np.int64), g.d_count)
+    gt_img = np.repeat(np.arange(g.n_images, dtype=np.int64), g.g_count)
+    det_boxes_in, gt_boxes_in = _cat_boxes(g.d_boxes, cpu), _cat_boxes(g.g_boxes, cpu)
+    det_boxes = det_boxes_in.detach().to(f64).numpy()
+    gt_boxes = gt_boxes_in.detach().to(f64).numpy()
+    det_score = _cat(g.d_scores, g.d_count, f64, cpu).detach().numpy()  # type: ignore[arg-type]
+    det_label = _cat(g.d_labels, g.d_count, torch.int64, cpu).numpy()  # type: ignore[arg-type]
+    gt_label = _cat(g.g_labels, g.g_count, torch.int64, cpu).numpy()  # type: ignore[arg-type]
+    gt_crowd = _cat(g.g_crowd, g.g_count, f64, cpu).detach().numpy()
+    gt_area_raw = _cat(g.g_area, g.g_count, f64, cpu).detach().numpy()
+    fmt = _FORMAT_CODES[box_format]
+    det_xywh, code, row = coco_cpu.check_dets(
+        det_boxes, fmt, det_boxes_in.dtype != f64, det_score, det_label, lo, hi
+    )
+    sizes = f"non-negative width and height ({box_format})"
+    label_range = f"values in [{lo}, {hi}]"
+    if code != coco_cpu.CHECK_OK:
+        key, expected, values = {
+            coco_cpu.BAD_BOX_VALUES: ("boxes", "finite values", det_boxes),
+            coco_cpu.BAD_BOX_SIZE: ("boxes", sizes, det_boxes),
+            coco_cpu.BAD_SCORES: ("scores", "finite values", det_score),
+            coco_cpu.BAD_LABELS: ("labels", label_range, det_label),
+        }[code]
+        _raise_bad_value("preds", key, expected, int(det_img[row]), values[row].tolist())
+    gt_xywh, gt_area, code, row = coco_cpu.check_gts(
+        gt_boxes, fmt, gt_boxes_in.dtype != f64, gt_label, gt_crowd, gt_area_raw, lo, hi, boxes
+    )
+    if code != coco_cpu.CHECK_OK:
+        key, expected, values = {
+            coco_cpu.BAD_BOX_VALUES: ("boxes", "finite values", gt_boxes),
+            coco_cpu.BAD_BOX_SIZE: ("boxes", sizes, gt_boxes),
+            coco_cpu.BAD_CROWD: ("iscrowd", "values in {0, 1}", gt_crowd),
+            coco_cpu.BAD_AREA: ("area", "finite values >= 0", gt_area_raw),
+            coco_cpu.BAD_LABELS: ("labels", label_range, gt_label),
+        }[code]
+        _raise_bad_value("target", key, expected, int(gt_img[row]), values[row].tolist())
+    det_area = None  # NaN where an image's preds have no 'area'
+    if any(a is not None for a in g.d_area):
+        det_area = _cat(g.d_area, g.d_count, f64, cpu, fill=float("nan"))
+    t = torch.from_numpy
+    return FlatDetections(
+        n_images=g.n_images,
+        det_img=t(det_img),
+        det_xywh=t(det_xywh) if boxes else None,
+        det_score=t(det_score),
+        det_label=t(det_label),
+        gt_img=t(gt_img),
+        gt_xywh=t(gt_xywh) if boxes else None,
+        gt_label=t(gt_label),
+        gt_crowd=t(gt_crowd != 0),
+        gt_area=t(gt_area),
+        gt_area_given=t(gt_area_raw),
+        det_area_given=det_area,
+        det_masks=g.d_masks if masks else None,
+        gt_masks=g.g_masks if masks else None,
+    )
+
+
+def _finish_torch(
+    g: _Gathered, box_format: str, lo: int, hi: int, boxes: bool, masks: bool
+) -> FlatDetections:
+    """The same as :func:`_finish_cpu` with torch ops on the inputs' device (CUDA)."""
+    f64, device = torch.float64, g.device
     det_img = torch.repeat_interleave(
-        torch.arange(len(preds), device=device), torch.tensor(d_count, dtype=torch.int64, device=device)
+        torch.arange(g.n_images, device=device), torch.tensor(g.d_count, dtype=torch.int64, device=device)
     )
     gt_img = torch.repeat_interleave(
-        torch.arange(len(target), device=device), torch.tensor(g_count, dtype=torch.int64, device=device)
+        torch.arange(g.n_images, device=device), torch.tensor(g.g_count, dtype=torch.int64, device=device)
     )
-    det_boxes_in, gt_boxes_in = _cat_boxes(d_boxes, device), _cat_boxes(g_boxes, device)
+    det_boxes_in, gt_boxes_in = _cat_boxes(g.d_boxes, device), _cat_boxes(g.g_boxes, device)
     det_boxes, gt_boxes = det_boxes_in.to(f64), gt_boxes_in.to(f64)
-    det_score, det_label = cat(d_scores, f64), cat(d_labels, torch.int64)
+    det_score = _cat(g.d_scores, g.d_count, f64, device)  # type: ignore[arg-type]
+    det_label = _cat(g.d_labels, g.d_count, torch.int64, device)  # type: ignore[arg-type]
     det_area = None  # NaN where an image's preds have no 'area'
-    if any(a is not None for a in d_area):
-        fill = [torch.full((n,), float("nan"), dtype=f64, device=device) for n in d_count]
-        det_area = cat([a if a is not None else f for a, f in zip(d_area, fill, strict=True)], f64)
-    gt_label, gt_crowd_raw, gt_area_raw = cat(g_labels, torch.int64), cat(g_crowd, f64), cat(g_area, f64)
+    if any(a is not None for a in g.d_area):
+        det_area = _cat(g.d_area, g.d_count, f64, device, fill=float("nan"))
+    gt_label = _cat(g.g_labels, g.g_count, torch.int64, device)  # type: ignore[arg-type]
+    gt_crowd_raw = _cat(g.g_crowd, g.g_count, f64, device)
+    gt_area_raw = _cat(g.g_area, g.g_count, f64, device)
 
     det_xywh = _to_xywh_float64(det_boxes_in, box_format)
     gt_xywh = _to_xywh_float64(gt_boxes_in, box_format)
 
     # Value checks. Each flag is computed once; the flags of each side are OR-ed so that a valid
     # batch costs a single host sync, and only a failing batch looks for the field and the image.
-    lo_label, hi_label = (0, num_classes - 1) if num_classes is not None else (-(2**31), 2**31 - 1)
     sizes = f"non-negative width and height ({box_format})"
-    label_range = f"values in [{lo_label}, {hi_label}]"
+    label_range = f"values in [{lo}, {hi}]"
     det_checks = [  # (field, expected, bad flags, values to show)
         ("boxes", "finite values", ~torch.isfinite(det_boxes).all(1), det_boxes),
         ("boxes", sizes, (det_xywh[:, 2:] < 0).any(1), det_boxes),
         ("scores", "finite values", ~torch.isfinite(det_score), det_score),
-        ("labels", label_range, (det_label < lo_label) | (det_label > hi_label), det_label),
+        ("labels", label_range, (det_label < lo) | (det_label > hi), det_label),
     ]
     gt_checks = [
-        ("boxes", "finite values", ~torch.isfinite(gt_boxes).all(1), gt_boxes),
-        ("boxes", sizes, (gt_xywh[:, 2:] < 0).any(1), gt_boxes),
         ("iscrowd", "values in {0, 1}", (gt_crowd_raw != 0) & (gt_crowd_raw != 1), gt_crowd_raw),
         ("area", "finite values >= 0", ~torch.isfinite(gt_area_raw) | (gt_area_raw < 0), gt_area_raw),
-        ("labels", label_range, (gt_label < lo_label) | (gt_label > hi_label), gt_label),
+        ("labels", label_range, (gt_label < lo) | (gt_label > hi), gt_label),
     ]
+    if boxes:
+        gt_checks[:0] = [
+            ("boxes", "finite values", ~torch.isfinite(gt_boxes).all(1), gt_boxes),
+            ("boxes", sizes, (gt_xywh[:, 2:] < 0).any(1), gt_boxes),
+        ]
     det_bad = functools.reduce(operator.or_, [flags for _, _, flags, _ in det_checks])
     gt_bad = functools.reduce(operator.or_, [flags for _, _, flags, _ in gt_checks])
     if bool(det_bad.any() | gt_bad.any()):
@@ -270,17 +413,14 @@ def flatten_detections(
             for key, expected, flags, values in checks:
                 if bool(flags.any()):
                     row = int(flags.nonzero()[0, 0].item())
-                    image = int(owner[row].item())
-                    raise ValueError(
-                        f"{side}[{image}]['{key}'] must have {expected}, got {values[row].tolist()}"
-                    )
+                    _raise_bad_value(side, key, expected, int(owner[row].item()), values[row].tolist())
 
     # Area: a given positive area is used, otherwise the box area (torchmetrics' rule); the
     # mask area replaces the box area where masks are used (see the metric).
     box_area = gt_xywh[:, 2] * gt_xywh[:, 3]
     gt_area = torch.where(gt_area_raw > 0, gt_area_raw, box_area) if boxes else gt_area_raw
     return FlatDetections(
-        n_images=len(preds),
+        n_images=g.n_images,
         det_img=det_img,
         det_xywh=det_xywh if boxes else None,
         det_score=det_score,
@@ -292,6 +432,6 @@ def flatten_detections(
         gt_area=gt_area,
         gt_area_given=gt_area_raw,
         det_area_given=det_area,
-        det_masks=d_masks if masks else None,
-        gt_masks=g_masks if masks else None,
+        det_masks=g.d_masks if masks else None,
+        gt_masks=g.g_masks if masks else None,
     )

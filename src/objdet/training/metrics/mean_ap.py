@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -23,6 +24,7 @@ from objdet.functional.coco import (
 from objdet.functional.curves import DetectionCurves, coco_state_curves
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.ops.coco import coco_gt_ignored, coco_match
+from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts
 from objdet.ops.masks import MaskBatch, mask_batch
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
 
@@ -191,6 +193,8 @@ class MeanAveragePrecision(Metric):
         self.extended_summary = extended_summary
         self.average = average
         self.backend = backend
+        self._iou_thr_np = np.asarray(self.iou_thresholds, dtype=np.float64)
+        self._area_ranges_np = np.asarray(AREA_RANGES, dtype=np.float64)
 
         n_lanes = len(self.iou_thresholds) * len(AREA_RANGES)
         n_bytes = (n_lanes + 7) // 8
@@ -291,6 +295,94 @@ class MeanAveragePrecision(Metric):
         if mode == "micro":
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
         device = flat.det_score.device
+        match = self._match_cpu if device.type == "cpu" else self._match_torch
+        keep, rank, tp, ignored, classes, counts, iou_groups, iou_values = match(
+            mode, flat, det_label, gt_label, masks, det_area
+        )
+        name = f"{prefix}{mode}"
+        rank_dtype = self._list_states[f"{name}_rank"][0]
+        getattr(self, f"{name}_scores").append(flat.det_score[keep])
+        getattr(self, f"{name}_labels").append(det_label[keep].to(torch.int32))
+        getattr(self, f"{name}_rank").append(rank.to(rank_dtype))
+        getattr(self, f"{name}_tp").append(tp)
+        getattr(self, f"{name}_ignored").append(ignored)
+        getattr(self, f"{name}_gt_labels").append(classes.to(torch.int32))
+        getattr(self, f"{name}_gt_counts").append(counts)
+        if iou_groups is not None and iou_values is not None:
+            # Images are numbered at compute time by walking the updates in state order (which is
+            # update order, rank after rank under DDP), so forward() and DDP merges stay right.
+            getattr(self, f"{prefix}ious_index").append(iou_groups)
+            getattr(self, f"{prefix}ious_values").append(iou_values.to(torch.float32))
+            n_rows = iou_groups.shape[0]
+            getattr(self, f"{prefix}ious_updates").append(
+                torch.tensor([[flat.n_images, n_rows]], dtype=torch.int64, device=device)
+            )
+
+    def _match_cpu(
+        self,
+        mode: str,
+        flat: FlatDetections,
+        det_label: Tensor,
+        gt_label: Tensor,
+        masks: MaskBatch | None,
+        det_area: Tensor | None,
+    ) -> tuple[Tensor, ...]:
+        """Match with the compiled CPU engine (:mod:`objdet.ops.coco_cpu`); numpy views, no copies."""
+        if det_area is None:
+            assert flat.det_xywh is not None
+            xywh = flat.det_xywh.numpy()
+            det_area_np = xywh[:, 2] * xywh[:, 3]
+        else:
+            det_area_np = det_area.numpy()
+        pair_iou = None
+        if masks is not None:
+            crowd = flat.gt_crowd
+
+            def pair_iou(pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
+                return masks.pair_iou(torch.from_numpy(pair_det), torch.from_numpy(pair_gt), crowd).numpy()
+
+        gt_crowd, gt_area, gt_label_np = flat.gt_crowd.numpy(), flat.gt_area.numpy(), gt_label.numpy()
+        out = coco_match_cpu(
+            flat.det_img.numpy(),
+            det_label.numpy(),
+            flat.det_score.numpy(),
+            flat.gt_img.numpy(),
+            gt_label_np,
+            gt_crowd,
+            gt_area,
+            det_area_np,
+            self._iou_thr_np,
+            self._area_ranges_np,
+            self.max_detection_thresholds[-1],
+            det_xywh=flat.det_xywh.numpy() if masks is None and flat.det_xywh is not None else None,
+            gt_xywh=flat.gt_xywh.numpy() if masks is None and flat.gt_xywh is not None else None,
+            pair_iou=pair_iou,
+            return_ious=self.extended_summary and mode == self._modes[0],
+        )
+        classes, counts = gt_class_counts(gt_label_np, gt_crowd, gt_area, self._area_ranges_np)
+        t = torch.from_numpy
+        return (
+            t(out["keep"]),
+            t(out["rank"]),
+            t(out["tp"]),
+            t(out["ignored"]),
+            t(classes),
+            t(counts),
+            t(out["iou_groups"]) if "iou_groups" in out else None,
+            t(out["iou_values"]) if "iou_values" in out else None,
+        )
+
+    def _match_torch(
+        self,
+        mode: str,
+        flat: FlatDetections,
+        det_label: Tensor,
+        gt_label: Tensor,
+        masks: MaskBatch | None,
+        det_area: Tensor | None,
+    ) -> tuple[Tensor | None, ...]:
+        """Match with the torch kernel (:func:`objdet.ops.coco.coco_match`) on the inputs' device."""
+        device = flat.det_score.device
         area_ranges = torch.tensor(AREA_RANGES, dtype=torch.float64, device=device)
         result = coco_match(
             flat.det_img,
@@ -309,29 +401,21 @@ class MeanAveragePrecision(Metric):
             det_area=det_area,
             pair_iou=masks.pair_iou if masks is not None else None,
         )
-        name = f"{prefix}{mode}"
-        rank_dtype = self._list_states[f"{name}_rank"][0]
-        getattr(self, f"{name}_scores").append(flat.det_score[result.keep])
-        getattr(self, f"{name}_labels").append(det_label[result.keep].to(torch.int32))
-        getattr(self, f"{name}_rank").append(result.rank.to(rank_dtype))
-        getattr(self, f"{name}_tp").append(result.tp)
-        getattr(self, f"{name}_ignored").append(result.ignored)
         # Non-ignored GT per (class, area range), one row per class present in this batch.
         classes, inverse = torch.unique(gt_label, return_inverse=True)
         counted = ~coco_gt_ignored(flat.gt_crowd, flat.gt_area, area_ranges)  # (A, G)
         counts = torch.zeros(classes.numel(), len(AREA_RANGES), dtype=torch.int32, device=device)
         counts.index_add_(0, inverse, counted.T.to(torch.int32))
-        getattr(self, f"{name}_gt_labels").append(classes.to(torch.int32))
-        getattr(self, f"{name}_gt_counts").append(counts)
-        if result.iou_groups is not None and result.iou_values is not None:
-            # Images are numbered at compute time by walking the updates in state order (which is
-            # update order, rank after rank under DDP), so forward() and DDP merges stay right.
-            getattr(self, f"{prefix}ious_index").append(result.iou_groups)
-            getattr(self, f"{prefix}ious_values").append(result.iou_values.to(torch.float32))
-            n_rows = result.iou_groups.shape[0]
-            getattr(self, f"{prefix}ious_updates").append(
-                torch.tensor([[flat.n_images, n_rows]], dtype=torch.int64, device=device)
-            )
+        return (
+            result.keep,
+            result.rank,
+            result.tp,
+            result.ignored,
+            classes,
+            counts,
+            result.iou_groups,
+            result.iou_values,
+        )
 
     # ------------------------------------------------------------------ sync
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:

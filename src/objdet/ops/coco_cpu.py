@@ -1,0 +1,431 @@
+"""COCO matching compiled for the CPU: pycocotools' ``evaluateImg`` as one loop per (image, class).
+
+The same contract as :func:`objdet.ops.coco.coco_match` (the torch kernel, which stays for
+CUDA tensors), on numpy arrays, compiled to machine code by numba. Why numba: it installs from
+wheels on every platform torch does (no compiler on the user's machine), compiles the loops
+once and caches them on disk (``cache=True``), and its functions run on the calling thread
+alone (``nogil=True``, no intra-op thread pool), so their speed holds when DataLoader workers
+keep every core busy. Greedy matching is sequential per (image, class) group; a compiled loop
+does it in the order pycocotools does, with no rounds, no temporary (lanes x pairs) arrays and
+no per-op dispatch.
+
+Rules (pycocotools' ``evaluateImg``, applied per group and per (IoU threshold, area range)
+lane ``l = t * A + a``):
+
+* detections by descending score, stable (ties keep input order); the first ``max_det`` take
+  part, the others are dropped (``rank >= max_det``);
+* GTs in input order, the non-ignored ones first (a crowd GT or one whose area lies outside
+  the range, inclusive at both ends, is ignored);
+* a detection takes the best GT with IoU >= ``min(t, 1 - 1e-10)`` not yet taken (crowd GTs can
+  be taken any number of times); on equal IoU the later GT in that order wins; once it holds a
+  non-ignored GT it stops at the first ignored one;
+* matched to an ignored GT: ignored; unmatched and its own area outside the range: ignored;
+  matched to a non-ignored GT: true positive.
+
+This module imports numpy and numba only (no torch), so the command line can use it without
+importing torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: pycocotools caps every IoU threshold at this value (so IoU = 1 matches at t = 1).
+IOU_CAP = 1.0 - 1e-10
+
+_LABEL_OFFSET = 2**31  # labels are int32: label + 2**31 fits in the low 32 bits of a group key
+
+_JIT = {"cache": True, "nogil": True}
+
+
+@njit(**_JIT)
+def group_plan(
+    det_img: np.ndarray,
+    det_label: np.ndarray,
+    det_score: np.ndarray,
+    gt_img: np.ndarray,
+    gt_label: np.ndarray,
+    max_det: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Order detections and GTs by (image, class) group.
+
+    Args:
+        det_img, det_label, det_score: (D,) int64, int64 (int32 range), float64.
+        gt_img, gt_label: (G,) int64.
+        max_det: detections per group that take part.
+
+    Returns:
+        ``d_order`` (D,): detections by (image, label, score descending, input order);
+        ``rank`` (D,) int64: each detection's place in its group (input order);
+        ``g_order`` (G,): GTs by (image, label, input order);
+        ``groups`` (Q, 4) int64: per group with detections, (first position in ``d_order``,
+        kept detections, first position in ``g_order``, GTs);
+        ``pair_start`` (Q + 1,) int64: offset of each group's (kept x GT) IoU block, row-major.
+    """
+    n_det, n_gt = det_img.shape[0], gt_img.shape[0]
+    dkey = (det_img << 32) + (det_label + _LABEL_OFFSET)
+    gkey = (gt_img << 32) + (gt_label + _LABEL_OFFSET)
+    by_score = np.argsort(-det_score, kind="mergesort")
+    d_order = by_score[np.argsort(dkey[by_score], kind="mergesort")]
+    g_order = np.argsort(gkey, kind="mergesort")
+
+    rank = np.empty(n_det, np.int64)
+    groups = np.empty((n_det, 4), np.int64)
+    pair_start = np.zeros(n_det + 1, np.int64)
+    n_groups = 0
+    i = 0
+    j = 0
+    while i < n_det:
+        key = dkey[d_order[i]]
+        end = i
+        while end < n_det and dkey[d_order[end]] == key:
+            rank[d_order[end]] = end - i
+            end += 1
+        while j < n_gt and gkey[g_order[j]] < key:
+            j += 1
+        g_first = j
+        while j < n_gt and gkey[g_order[j]] == key:
+            j += 1
+        kept = min(end - i, max_det)
+        groups[n_groups, 0] = i
+        groups[n_groups, 1] = kept
+        groups[n_groups, 2] = g_first
+        groups[n_groups, 3] = j - g_first
+        pair_start[n_groups + 1] = pair_start[n_groups] + kept * (j - g_first)
+        n_groups += 1
+        i = end
+    return d_order, rank, g_order, groups[:n_groups].copy(), pair_start[: n_groups + 1].copy()
+
+
+@njit(**_JIT)
+def plan_pairs(
+    d_order: np.ndarray, g_order: np.ndarray, groups: np.ndarray, pair_start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Input-order (detection, GT) indices of every IoU block of :func:`group_plan`, in block order."""
+    n_pairs = pair_start[-1]
+    pair_det = np.empty(n_pairs, np.int64)
+    pair_gt = np.empty(n_pairs, np.int64)
+    for q in range(groups.shape[0]):
+        d0, nd, g0, ng = groups[q, 0], groups[q, 1], groups[q, 2], groups[q, 3]
+        p = pair_start[q]
+        for d in range(nd):
+            for g in range(ng):
+                pair_det[p] = d_order[d0 + d]
+                pair_gt[p] = g_order[g0 + g]
+                p += 1
+    return pair_det, pair_gt
+
+
+@njit(**_JIT)
+def box_block_ious(
+    det_xywh: np.ndarray,
+    gt_xywh: np.ndarray,
+    gt_crowd: np.ndarray,
+    d_order: np.ndarray,
+    g_order: np.ndarray,
+    groups: np.ndarray,
+    pair_start: np.ndarray,
+) -> np.ndarray:
+    """IoU of every block of :func:`group_plan`, float64, with pycocotools' ``bbIou`` formula.
+
+    xywh boxes; a crowd GT's union is the detection's area; no overlap (width or height of the
+    intersection <= 0) gives 0.
+    """
+    out = np.zeros(pair_start[-1], np.float64)
+    for q in range(groups.shape[0]):
+        d0, nd, g0, ng = groups[q, 0], groups[q, 1], groups[q, 2], groups[q, 3]
+        p = pair_start[q]
+        for d in range(nd):
+            di = d_order[d0 + d]
+            dx, dy, dw, dh = det_xywh[di, 0], det_xywh[di, 1], det_xywh[di, 2], det_xywh[di, 3]
+            da = dw * dh
+            for g in range(ng):
+                gi = g_order[g0 + g]
+                gx, gy, gw, gh = gt_xywh[gi, 0], gt_xywh[gi, 1], gt_xywh[gi, 2], gt_xywh[gi, 3]
+                w = min(dw + dx, gw + gx) - max(dx, gx)
+                if w > 0:
+                    h = min(dh + dy, gh + gy) - max(dy, gy)
+                    if h > 0:
+                        inter = w * h
+                        union = da if gt_crowd[gi] else da + gw * gh - inter
+                        out[p + g] = inter / union
+            p += ng
+    return out
+
+
+@njit(**_JIT)
+def match_groups(
+    d_order: np.ndarray,
+    rank: np.ndarray,
+    g_order: np.ndarray,
+    groups: np.ndarray,
+    pair_start: np.ndarray,
+    ious: np.ndarray,
+    gt_crowd: np.ndarray,
+    gt_area: np.ndarray,
+    det_area: np.ndarray,
+    iou_thresholds: np.ndarray,
+    area_ranges: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy matching of every group; flags of the kept detections, in input order.
+
+    Args:
+        d_order, rank, g_order, groups, pair_start: from :func:`group_plan`.
+        ious: IoU blocks of every group (``pair_start`` layout), float64.
+        gt_crowd: (G,) bool. gt_area: (G,) float64. det_area: (D,) float64 (for the area ranges).
+        iou_thresholds: (T,) float64. area_ranges: (A, 2) float64.
+
+    Returns:
+        ``keep`` (D,) bool, and per kept detection (input order) ``tp`` and ``ignored`` (K, B)
+        uint8, lane ``t * A + a`` at bit ``l % 8`` of byte ``l // 8``.
+    """
+    n_det = rank.shape[0]
+    n_thr, n_area = iou_thresholds.shape[0], area_ranges.shape[0]
+    n_bytes = (n_thr * n_area + 7) // 8
+    tp = np.zeros((n_det, n_bytes), np.uint8)
+    ign = np.zeros((n_det, n_bytes), np.uint8)
+    thr = np.minimum(iou_thresholds, IOU_CAP)
+    max_gt = 0
+    for q in range(groups.shape[0]):
+        max_gt = max(max_gt, groups[q, 3])
+    g_ign = np.zeros(max_gt, np.bool_)
+    g_crowd = np.zeros(max_gt, np.bool_)
+    g_perm = np.zeros(max_gt, np.int64)
+    taken = np.zeros(max_gt, np.bool_)
+    for q in range(groups.shape[0]):
+        d0, nd, g0, ng = groups[q, 0], groups[q, 1], groups[q, 2], groups[q, 3]
+        block = pair_start[q]
+        for g in range(ng):
+            g_crowd[g] = gt_crowd[g_order[g0 + g]]
+        for a in range(n_area):
+            lo, hi = area_ranges[a, 0], area_ranges[a, 1]
+            n_kept_gt = 0  # non-ignored GTs first, then the ignored ones, each in input order
+            for g in range(ng):
+                area = gt_area[g_order[g0 + g]]
+                g_ign[g] = g_crowd[g] or area < lo or area > hi
+                if not g_ign[g]:
+                    g_perm[n_kept_gt] = g
+                    n_kept_gt += 1
+            k = n_kept_gt
+            for g in range(ng):
+                if g_ign[g]:
+                    g_perm[k] = g
+                    k += 1
+            for t in range(n_thr):
+                lane = t * n_area + a
+                byte, bit = lane >> 3, np.uint8(1 << (lane & 7))
+                taken[:ng] = False
+                for d in range(nd):
+                    di = d_order[d0 + d]
+                    best = thr[t]
+                    m = -1
+                    row = block + d * ng
+                    for s in range(ng):
+                        g = g_perm[s]
+                        if taken[g] and not g_crowd[g]:
+                            continue
+                        if m > -1 and not g_ign[m] and g_ign[g]:
+                            break
+                        v = ious[row + g]
+                        if v < best:
+                            continue
+                        best = v
+                        m = g
+                    if m > -1:
+                        taken[m] = True
+                        if g_ign[m]:
+                            ign[di, byte] |= bit
+                        else:
+                            tp[di, byte] |= bit
+                    elif det_area[di] < lo or det_area[di] > hi:
+                        ign[di, byte] |= bit
+    # keep the first max_det of each group, in input order
+    keep = np.zeros(n_det, np.bool_)
+    for q in range(groups.shape[0]):
+        d0, nd = groups[q, 0], groups[q, 1]
+        for d in range(nd):
+            keep[d_order[d0 + d]] = True
+    return keep, tp[keep], ign[keep]
+
+
+@njit(**_JIT)
+def xywh_from(boxes: np.ndarray, box_format: int, single: bool) -> np.ndarray:
+    """(N, 4) boxes in ``box_format`` (0 xyxy, 1 xywh, 2 cxcywh) -> float64 xywh.
+
+    Converted through xyxy in the input's precision, as torchmetrics does (``single``: the
+    input was float32, so every step is rounded to float32; rounding the float64 result of one
+    operation on float32 values gives exactly the float32 operation's result).
+    """
+    n = boxes.shape[0]
+    out = np.empty((n, 4), np.float64)
+    for i in range(n):
+        a, b, c, d = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        if box_format == 1:
+            out[i, 0], out[i, 1], out[i, 2], out[i, 3] = a, b, c, d
+            continue
+        if box_format == 0:
+            x1, y1, x2, y2 = a, b, c, d
+        else:
+            hw, hh = c / 2, d / 2
+            if single:
+                hw, hh = np.float32(hw), np.float32(hh)
+            x1, y1, x2, y2 = a - hw, b - hh, a + hw, b + hh
+            if single:
+                x1, y1, x2, y2 = np.float32(x1), np.float32(y1), np.float32(x2), np.float32(y2)
+        w, h = x2 - x1, y2 - y1
+        if single:
+            w, h = np.float32(w), np.float32(h)
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = x1, y1, w, h
+    return out
+
+
+def coco_match_cpu(
+    det_img: np.ndarray,
+    det_label: np.ndarray,
+    det_score: np.ndarray,
+    gt_img: np.ndarray,
+    gt_label: np.ndarray,
+    gt_crowd: np.ndarray,
+    gt_area: np.ndarray,
+    det_area: np.ndarray,
+    iou_thresholds: np.ndarray,
+    area_ranges: np.ndarray,
+    max_det: int,
+    det_xywh: np.ndarray | None = None,
+    gt_xywh: np.ndarray | None = None,
+    pair_iou: object = None,
+    return_ious: bool = False,
+) -> dict[str, np.ndarray]:
+    """Match a batch with pycocotools' rules (module docstring); numpy in, numpy out.
+
+    Boxes (``det_xywh`` / ``gt_xywh`` float64 xywh) give pycocotools' box IoU; otherwise
+    ``pair_iou(pair_det, pair_gt)`` gives the IoU (float64) of the candidate pairs, input-order
+    indices (masks). Returns ``keep`` (D,) bool and, per kept detection in input order,
+    ``rank`` (int64), ``tp`` and ``ignored`` (K, B) uint8; with ``return_ious`` also
+    ``iou_groups`` (Q, 4) (image, label, kept detections, GTs) and ``iou_values`` (pycocotools'
+    ``computeIoU`` blocks, detections by score, GTs in input order).
+    """
+    d_order, rank, g_order, groups, pair_start = group_plan(
+        det_img, det_label, det_score, gt_img, gt_label, max_det
+    )
+    if pair_iou is None:
+        assert det_xywh is not None and gt_xywh is not None
+        ious = box_block_ious(det_xywh, gt_xywh, gt_crowd, d_order, g_order, groups, pair_start)
+    else:
+        pair_det, pair_gt = plan_pairs(d_order, g_order, groups, pair_start)
+        ious = np.ascontiguousarray(pair_iou(pair_det, pair_gt), dtype=np.float64)  # type: ignore[operator]
+    keep, tp, ign = match_groups(
+        d_order, rank, g_order, groups, pair_start, ious, gt_crowd, gt_area, det_area,
+        iou_thresholds, area_ranges,
+    )  # fmt: skip
+    out = {"keep": keep, "rank": rank[keep], "tp": tp, "ignored": ign}
+    if return_ious:
+        with_gt = (groups[:, 1] > 0) & (groups[:, 3] > 0)
+        heads = d_order[groups[with_gt, 0]]
+        out["iou_groups"] = np.stack(
+            [det_img[heads], det_label[heads], groups[with_gt, 1], groups[with_gt, 3]], 1
+        ).astype(np.int64)
+        out["iou_values"] = ious
+    return out
+
+
+#: codes of the first failed check returned by :func:`check_dets` / :func:`check_gts`
+CHECK_OK, BAD_BOX_VALUES, BAD_BOX_SIZE, BAD_SCORES, BAD_LABELS, BAD_CROWD, BAD_AREA = range(7)
+
+
+@njit(**_JIT)
+def _first_bad_boxes(boxes: np.ndarray, xywh: np.ndarray) -> tuple[int, int]:
+    """(code, row) of the first failed box check: non-finite values first, then negative sizes."""
+    for i in range(boxes.shape[0]):
+        for c in range(4):
+            if not np.isfinite(boxes[i, c]):
+                return BAD_BOX_VALUES, i
+    for i in range(boxes.shape[0]):
+        if xywh[i, 2] < 0 or xywh[i, 3] < 0:
+            return BAD_BOX_SIZE, i
+    return CHECK_OK, -1
+
+
+@njit(**_JIT)
+def _first_outside(labels: np.ndarray, lo: int, hi: int) -> int:
+    for i in range(labels.shape[0]):
+        if labels[i] < lo or labels[i] > hi:
+            return i
+    return -1
+
+
+@njit(**_JIT)
+def check_dets(
+    boxes: np.ndarray, box_format: int, single: bool, scores: np.ndarray, labels: np.ndarray, lo: int, hi: int
+) -> tuple[np.ndarray, int, int]:
+    """Detections' boxes converted to float64 xywh (see :func:`xywh_from`) and checked.
+
+    Returns ``(xywh, code, row)``: the first failed check in the order boxes finite, boxes with
+    non-negative width and height, scores finite, labels in [lo, hi], and its first row
+    (``CHECK_OK``, -1 when all pass).
+    """
+    xywh = xywh_from(boxes, box_format, single)
+    code, row = _first_bad_boxes(boxes, xywh)
+    if code != CHECK_OK:
+        return xywh, code, row
+    for i in range(scores.shape[0]):
+        if not np.isfinite(scores[i]):
+            return xywh, BAD_SCORES, i
+    row = _first_outside(labels, lo, hi)
+    return xywh, (BAD_LABELS if row >= 0 else CHECK_OK), row
+
+
+@njit(**_JIT)
+def check_gts(
+    boxes: np.ndarray,
+    box_format: int,
+    single: bool,
+    labels: np.ndarray,
+    crowd: np.ndarray,
+    area: np.ndarray,
+    lo: int,
+    hi: int,
+    use_boxes: bool,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """GTs' boxes as float64 xywh and their areas, checked like :func:`check_dets`.
+
+    Checks in order: boxes finite, boxes' sizes, ``iscrowd`` in {0, 1}, ``area`` finite >= 0,
+    labels in [lo, hi]. The area is the given one where positive, else the box's (with
+    ``use_boxes``; without boxes the given area, 0 where none).
+    """
+    xywh = xywh_from(boxes, box_format, single)
+    out_area = area.copy()
+    code, row = _first_bad_boxes(boxes, xywh) if use_boxes else (CHECK_OK, -1)
+    if code != CHECK_OK:
+        return xywh, out_area, code, row
+    for i in range(crowd.shape[0]):
+        if crowd[i] != 0 and crowd[i] != 1:
+            return xywh, out_area, BAD_CROWD, i
+    for i in range(area.shape[0]):
+        if not np.isfinite(area[i]) or area[i] < 0:
+            return xywh, out_area, BAD_AREA, i
+        if use_boxes and not area[i] > 0:
+            out_area[i] = xywh[i, 2] * xywh[i, 3]
+    row = _first_outside(labels, lo, hi)
+    return xywh, out_area, (BAD_LABELS if row >= 0 else CHECK_OK), row
+
+
+@njit(**_JIT)
+def gt_class_counts(
+    gt_label: np.ndarray, gt_crowd: np.ndarray, gt_area: np.ndarray, area_ranges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classes present among the GTs (sorted) and their non-ignored GTs per area range (K, A) int32.
+
+    A GT counts in an area range unless it is a crowd or its area lies outside the range.
+    """
+    classes = np.unique(gt_label)
+    counts = np.zeros((classes.shape[0], area_ranges.shape[0]), np.int32)
+    for g in range(gt_label.shape[0]):
+        if gt_crowd[g]:
+            continue
+        k = np.searchsorted(classes, gt_label[g])
+        for a in range(area_ranges.shape[0]):
+            if area_ranges[a, 0] <= gt_area[g] <= area_ranges[a, 1]:
+                counts[k, a] += 1
+    return classes, counts
