@@ -9,6 +9,9 @@ import torch
 from objdet.training.metrics import MeanAveragePrecision
 from tests.helpers.coco_reference import make_dataset, pycocotools_eval, to_torch
 
+#: every test here runs on both COCO engines (compiled CPU loops and torch kernels)
+pytestmark = pytest.mark.usefixtures("engine")
+
 TOL = 1e-9
 
 

@@ -26,6 +26,9 @@ from tests.helpers.coco_segm_reference import (
     to_torch_segm,
 )
 
+#: every test here runs on both COCO engines (compiled CPU loops and torch kernels)
+pytestmark = pytest.mark.usefixtures("engine")
+
 TOL = 1e-9
 COCO_IOU = np.linspace(0.5, 0.95, 10).tolist()
 COCO_REC = np.linspace(0.0, 1.0, 101).tolist()

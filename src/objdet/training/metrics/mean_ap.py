@@ -15,6 +15,7 @@ from objdet.functional.coco import (
     AREA_RANGES,
     CocoTables,
     coco_accumulate,
+    coco_accumulate_torch,
     coco_stat_names,
     coco_summarize,
     default_iou_thresholds,
@@ -27,8 +28,12 @@ from objdet.ops.coco import coco_gt_ignored, coco_match
 from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts
 from objdet.ops.masks import MaskBatch, mask_batch
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
+from objdet.training.metrics._errors import InputError
 
 _IOU_TYPES = ("bbox", "segm")
+
+#: the engine of metrics created with ``engine=None`` (tests switch it to run both engines)
+DEFAULT_ENGINE = "auto"
 
 
 def _iou_types(value: Any) -> tuple[str, ...]:
@@ -108,6 +113,12 @@ class MeanAveragePrecision(Metric):
         extended_summary: also return the ``precision`` (T, R, K, A, M), ``recall`` (T, K, A, M)
             and ``scores`` tables.
         average: "macro" (mean over classes) or "micro" (all classes pooled as one).
+        backend: "pycocotools" or "faster_coco_eval" (torchmetrics' argument; accepted, the
+            numbers are pycocotools' either way).
+        engine: "auto" (default): the compiled engine (:mod:`objdet.ops.coco_cpu`) for CPU
+            inputs, torch kernels on other devices; "compiled": CPU inputs only; "torch": the
+            torch kernels everywhere. All give the same numbers (tested against each other and
+            against pycocotools).
 
     Example:
         >>> import torch
@@ -157,9 +168,14 @@ class MeanAveragePrecision(Metric):
         extended_summary: bool = False,
         average: Literal["macro", "micro"] = "macro",
         backend: str = "pycocotools",
+        engine: Literal["auto", "compiled", "torch"] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        engine = DEFAULT_ENGINE if engine is None else engine
+        if engine not in ("auto", "compiled", "torch"):
+            raise InputError(f"`engine` must be 'auto', 'compiled' or 'torch', got {engine!r}")
+        self.engine = engine
         if box_format not in BOX_FORMATS:
             raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
         iou_types = _iou_types(iou_type)
@@ -295,7 +311,7 @@ class MeanAveragePrecision(Metric):
         if mode == "micro":
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
         device = flat.det_score.device
-        match = self._match_cpu if device.type == "cpu" else self._match_torch
+        match = self._match_cpu if self._compiled(device) else self._match_torch
         keep, rank, tp, ignored, classes, counts, iou_groups, iou_values = match(
             mode, flat, det_label, gt_label, masks, det_area
         )
@@ -417,6 +433,16 @@ class MeanAveragePrecision(Metric):
             result.iou_values,
         )
 
+    def _compiled(self, device: torch.device) -> bool:
+        """Whether the compiled CPU engine serves tensors on ``device``."""
+        if self.engine == "torch":
+            return False
+        if device.type != "cpu":
+            if self.engine == "compiled":
+                raise InputError(f"engine='compiled' needs CPU tensors, got tensors on {device}")
+            return False
+        return True
+
     # ------------------------------------------------------------------ sync
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
         # A rank that saw no update still has to take part in every gather: give it empty tensors.
@@ -437,7 +463,8 @@ class MeanAveragePrecision(Metric):
     # ------------------------------------------------------------------ compute
     def _tables(self, mode: str, full: bool, prefix: str = "") -> CocoTables:
         name = f"{prefix}{mode}"
-        return coco_accumulate(
+        accumulate = coco_accumulate if self._compiled(self.device) else coco_accumulate_torch
+        return accumulate(
             self._state(f"{name}_scores"),
             self._state(f"{name}_labels").long(),
             self._state(f"{name}_rank").long(),
