@@ -19,6 +19,11 @@ EPS = float(np.spacing(1))
 
 _JIT = {"cache": True, "nogil": True}
 
+#: position of the single set bit of a byte (index: the byte value; only powers of two are read)
+_BIT_INDEX = np.zeros(256, np.int64)
+for _i in range(8):
+    _BIT_INDEX[1 << _i] = _i
+
 
 @njit(**_JIT)
 def class_score_order(cls: np.ndarray, scores: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +44,13 @@ def class_score_order(cls: np.ndarray, scores: np.ndarray, n_classes: int) -> tu
         seg = by_class[start[k] : start[k + 1]]
         order[start[k] : start[k + 1]] = seg[np.argsort(-scores[seg], kind="mergesort")]
     return order, start
+
+
+@njit(**_JIT)
+def _grown(buf: np.ndarray) -> np.ndarray:
+    out = np.empty((buf.shape[0], 2 * buf.shape[1] + 1), buf.dtype)
+    out[:, : buf.shape[1]] = buf
+    return out
 
 
 @njit(**_JIT)
@@ -71,75 +83,86 @@ def accumulate_tables(
     score_tab = np.full((n_thresholds, n_rec, n_cls, n_area, n_md), -1.0)
     recall = np.full((n_thresholds, n_cls, n_area, n_md), -1.0)
     order, start = class_score_order(cls, scores, n_cls)
-    # gathered once in (class, score) order, so that every pass below reads memory in sequence
-    s_sorted = scores[order]
-    r_sorted = rank[order]
-    tp_sorted = tp[order]
-    ign_sorted = ignored[order]
+    # gathered once in (class, score) order, so that the passes below read memory in sequence
+    scores = scores[order]
+    rank = rank[order]
+    tp = tp[order]
+    ignored = ignored[order]
     n_lanes = n_thresholds * n_area
-    tp_count = np.zeros(n_lanes, np.int64)
-    prec_buf = np.empty(scores.shape[0], np.float64)
-    score_buf = np.empty(scores.shape[0], np.float64)
+    # A lane's true positives are at most its class's non-ignored GTs: buffers of that size
+    # (grown if a state holds more, which matching never produces).
+    most = 0
+    for k in range(n_cls):
+        for a in range(n_area):
+            most = max(most, n_gt[k, a])
+    prec_buf = np.empty((n_lanes, most), np.float64)
+    score_buf = np.empty((n_lanes, most), np.float64)
+    n_tp = np.zeros(n_lanes, np.int64)
+    n_ign = np.zeros(n_lanes, np.int64)
     for k in range(n_cls):
         s0, s1 = start[k], start[k + 1]
         for m in range(n_md):
             md = max_dets[m]
-            n_in = 0  # detections of the class within maxDet of their image
+            full = full_m[m]
+            # One pass in score order for every lane at once. A detection is a TP, ignored or a
+            # FP per lane; FPs are never counted one by one: FP = seen - TP - ignored.
+            n_tp[:] = 0
+            n_ign[:] = 0
+            seen = 0
             first = -1
-            for i in range(s0, s1):
-                if r_sorted[i] < md:
-                    if first < 0:
-                        first = i
-                    n_in += 1
-            if not full_m[m]:  # recall only: true positives per lane, one pass for all lanes
-                tp_count[:] = 0
-                for i in range(s0, s1):
-                    if r_sorted[i] < md:
-                        for lane in range(n_lanes):
-                            tp_count[lane] += (tp_sorted[i, lane >> 3] >> (lane & 7)) & 1
-                for a in range(n_area):
-                    if n_gt[k, a] > 0:
-                        for t in range(n_thresholds):
-                            n_tp = tp_count[t * n_area + a] if n_in else 0
-                            recall[t, k, a, m] = n_tp / n_gt[k, a]
-                continue
+            for d in range(s0, s1):
+                if rank[d] >= md:
+                    continue
+                if first < 0:
+                    first = d
+                seen += 1
+                for b in range(tp.shape[1]):
+                    ib = ignored[d, b]
+                    if full and ib:  # only the precision needs FP counts, so only a full pass
+                        for j in range(8):
+                            n_ign[b * 8 + j] += (ib >> j) & 1
+                    tb = tp[d, b]
+                    while tb:
+                        low = tb & -tb
+                        lane = b * 8 + _BIT_INDEX[low]
+                        c = n_tp[lane]
+                        if full and c >= prec_buf.shape[1]:  # only a state not made by matching
+                            prec_buf = _grown(prec_buf)
+                            score_buf = _grown(score_buf)
+                        n_tp[lane] = c + 1
+                        if full:
+                            fp = seen - (c + 1) - n_ign[lane]
+                            prec_buf[lane, c] = (c + 1) / (fp + (c + 1) + EPS)
+                            score_buf[lane, c] = scores[d]
+                        tb ^= low
             for a in range(n_area):
                 npig = n_gt[k, a]
                 if npig == 0:
                     continue
                 for t in range(n_thresholds):
                     lane = t * n_area + a
-                    byte, bit = lane >> 3, np.uint8(1 << (lane & 7))
-                    n_tp = 0
-                    n_fp = 0
-                    for i in range(s0, s1):
-                        if r_sorted[i] >= md:
-                            continue
-                        if tp_sorted[i, byte] & bit:
-                            n_tp += 1
-                            prec_buf[n_tp - 1] = n_tp / (n_fp + n_tp + EPS)
-                            score_buf[n_tp - 1] = s_sorted[i]
-                        elif not ign_sorted[i, byte] & bit:
-                            n_fp += 1
+                    count = n_tp[lane]
+                    recall[t, k, a, m] = count / npig if seen else 0.0
+                    if not full:
+                        continue
                     # precision made non-increasing from the right (read only at true positives:
                     # between two of them it only falls or stays)
-                    for j in range(n_tp - 2, -1, -1):
-                        if prec_buf[j + 1] > prec_buf[j]:
-                            prec_buf[j] = prec_buf[j + 1]
-                    recall[t, k, a, m] = n_tp / npig if n_in else 0.0
+                    for j in range(count - 2, -1, -1):
+                        if prec_buf[lane, j + 1] > prec_buf[lane, j]:
+                            prec_buf[lane, j] = prec_buf[lane, j + 1]
                     j = 0
                     for r in range(n_rec):
                         thr = rec_thresholds[r]
-                        if n_in == 0:
+                        if seen == 0:
                             p_val, s_val = 0.0, 0.0
                         elif thr <= 0.0:  # reached by the first detection, whatever it is
-                            p_val = prec_buf[0] if n_tp else 0.0
-                            s_val = s_sorted[first]
+                            p_val = prec_buf[lane, 0] if count else 0.0
+                            s_val = scores[first]
                         else:  # the first true positive whose recall j / npig reaches thr
-                            while j < n_tp and (j + 1) / npig < thr:
+                            while j < count and (j + 1) / npig < thr:
                                 j += 1
-                            if j < n_tp:
-                                p_val, s_val = prec_buf[j], score_buf[j]
+                            if j < count:
+                                p_val, s_val = prec_buf[lane, j], score_buf[lane, j]
                             else:
                                 p_val, s_val = 0.0, 0.0
                         precision[t, r, k, a, m] = p_val

@@ -40,6 +40,62 @@ _JIT = {"cache": True, "nogil": True}
 
 
 @njit(**_JIT)
+def _before(key: np.ndarray, score: np.ndarray, i: int, j: int) -> bool:
+    """Whether item i sorts strictly before item j: key ascending, then score descending."""
+    return key[i] < key[j] or (key[i] == key[j] and score[i] > score[j])
+
+
+@njit(**_JIT)
+def _argsort_key_score(key: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Stable argsort by (key ascending, score descending): ties keep input order.
+
+    A bottom-up merge sort on indices after insertion-sorting runs of 16, with one comparison
+    of two keys: one pass instead of two stable sorts and their gathers. Runs that are already
+    in order (the common case: detections come image by image) are merged by a single check.
+    """
+    n = key.shape[0]
+    idx = np.arange(n)
+    run = 16
+    for lo in range(0, n, run):  # insertion sort of each run (stable)
+        hi = min(lo + run, n)
+        for i in range(lo + 1, hi):
+            v = idx[i]
+            j = i - 1
+            while j >= lo and _before(key, score, v, idx[j]):
+                idx[j + 1] = idx[j]
+                j -= 1
+            idx[j + 1] = v
+    buf = np.empty(n, np.int64)
+    width = run
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            if mid >= hi or not _before(key, score, idx[mid], idx[mid - 1]):
+                continue  # already in order
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if _before(key, score, idx[j], idx[i]):
+                    buf[k] = idx[j]
+                    j += 1
+                else:
+                    buf[k] = idx[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                buf[k] = idx[i]
+                i += 1
+                k += 1
+            while j < hi:
+                buf[k] = idx[j]
+                j += 1
+                k += 1
+            idx[lo:hi] = buf[lo:hi]
+        width *= 2
+    return idx
+
+
+@njit(**_JIT)
 def group_plan(
     det_img: np.ndarray,
     det_label: np.ndarray,
@@ -66,8 +122,7 @@ def group_plan(
     n_det, n_gt = det_img.shape[0], gt_img.shape[0]
     dkey = (det_img << 32) + (det_label + _LABEL_OFFSET)
     gkey = (gt_img << 32) + (gt_label + _LABEL_OFFSET)
-    by_score = np.argsort(-det_score, kind="mergesort")
-    d_order = by_score[np.argsort(dkey[by_score], kind="mergesort")]
+    d_order = _argsort_key_score(dkey, det_score)
     g_order = np.argsort(gkey, kind="mergesort")
 
     rank = np.empty(n_det, np.int64)
@@ -193,11 +248,31 @@ def match_groups(
     g_crowd = np.zeros(max_gt, np.bool_)
     g_perm = np.zeros(max_gt, np.int64)
     taken = np.zeros(max_gt, np.bool_)
+    max_kept = 0
+    for q in range(groups.shape[0]):
+        max_kept = max(max_kept, groups[q, 1])
+    det_best = np.zeros(max_kept, np.float64)
     for q in range(groups.shape[0]):
         d0, nd, g0, ng = groups[q, 0], groups[q, 1], groups[q, 2], groups[q, 3]
+        if ng == 0:  # nothing to match: only the area rule for unmatched detections
+            for d in range(nd):
+                di = d_order[d0 + d]
+                for a in range(n_area):
+                    if det_area[di] < area_ranges[a, 0] or det_area[di] > area_ranges[a, 1]:
+                        for t in range(n_thr):
+                            lane = t * n_area + a
+                            ign[di, lane >> 3] |= np.uint8(1 << (lane & 7))
+            continue
         block = pair_start[q]
         for g in range(ng):
             g_crowd[g] = gt_crowd[g_order[g0 + g]]
+        group_best = 0.0
+        for d in range(nd):  # a detection whose best IoU is below t takes nothing at t
+            best = 0.0
+            for g in range(ng):
+                best = max(best, ious[block + d * ng + g])
+            det_best[d] = best
+            group_best = max(group_best, best)
         for a in range(n_area):
             lo, hi = area_ranges[a, 0], area_ranges[a, 1]
             n_kept_gt = 0  # non-ignored GTs first, then the ignored ones, each in input order
@@ -215,23 +290,26 @@ def match_groups(
             for t in range(n_thr):
                 lane = t * n_area + a
                 byte, bit = lane >> 3, np.uint8(1 << (lane & 7))
-                taken[:ng] = False
+                if group_best >= thr[t]:
+                    for g in range(ng):
+                        taken[g] = False
                 for d in range(nd):
                     di = d_order[d0 + d]
-                    best = thr[t]
                     m = -1
-                    row = block + d * ng
-                    for s in range(ng):
-                        g = g_perm[s]
-                        if taken[g] and not g_crowd[g]:
-                            continue
-                        if m > -1 and not g_ign[m] and g_ign[g]:
-                            break
-                        v = ious[row + g]
-                        if v < best:
-                            continue
-                        best = v
-                        m = g
+                    if det_best[d] >= thr[t]:
+                        best = thr[t]
+                        row = block + d * ng
+                        for s in range(ng):
+                            g = g_perm[s]
+                            if taken[g] and not g_crowd[g]:
+                                continue
+                            if m > -1 and not g_ign[m] and g_ign[g]:
+                                break
+                            v = ious[row + g]
+                            if v < best:
+                                continue
+                            best = v
+                            m = g
                     if m > -1:
                         taken[m] = True
                         if g_ign[m]:

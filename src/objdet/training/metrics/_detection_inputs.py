@@ -290,10 +290,93 @@ def flatten_detections(
         raise ValueError("flatten_detections needs boxes, masks or both")
     if box_format not in BOX_FORMATS:
         raise InputError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
-    g = _gather(preds, target, boxes, masks)
     lo, hi = (0, num_classes - 1) if num_classes is not None else (-(2**31), 2**31 - 1)
+    if boxes and not masks:
+        arrays = _gather_fast(preds, target)
+        if arrays is not None:
+            return _finish_arrays(*arrays, box_format=box_format, lo=lo, hi=hi, boxes=True)
+    g = _gather(preds, target, boxes, masks)
     finish = _finish_cpu if g.device.type == "cpu" else _finish_torch
     return finish(g, box_format, lo, hi, boxes, masks)
+
+
+_FLOATS = (torch.float32, torch.float64)
+_INTS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+_Tensor = torch.Tensor
+
+
+def _gather_fast(preds: Any, target: Any) -> tuple | None:
+    """The common case in a few attribute reads per image: plain CPU tensors of the usual shapes.
+
+    Returns numpy arrays of the concatenated fields, or None when anything is unusual (a
+    missing key, another shape or dtype, another device, tensors that require grad, ...): the
+    checked path then handles the batch and names what is wrong.
+    """
+    if not isinstance(preds, list | tuple) or not isinstance(target, list | tuple):
+        return None
+    if not preds or len(preds) != len(target):
+        return None
+    d_boxes, d_scores, d_labels, g_boxes, g_labels, g_crowd, g_area = [], [], [], [], [], [], []
+    d_count, g_count = [], []
+    det_dtypes, gt_dtypes = set(), set()
+    try:
+        for p, t in zip(preds, target, strict=True):
+            if "area" in p:
+                return None
+            db, ds, dl, gb, gl = p["boxes"], p["scores"], p["labels"], t["boxes"], t["labels"]
+            if type(db) is not _Tensor or type(ds) is not _Tensor or type(dl) is not _Tensor:
+                return None
+            if type(gb) is not _Tensor or type(gl) is not _Tensor:
+                return None
+            n, m = db.shape[0], gb.shape[0]
+            if db.shape != (n, 4) or gb.shape != (m, 4) or ds.shape != (n,) or dl.shape != (n,):
+                return None
+            if gl.shape != (m,) or db.dtype not in _FLOATS or gb.dtype not in _FLOATS:
+                return None
+            if ds.dtype not in _FLOATS or dl.dtype not in _INTS or gl.dtype not in _INTS:
+                return None
+            gc, ga = t.get("iscrowd"), t.get("area")
+            if gc is not None:
+                if type(gc) is not _Tensor or gc.shape != (m,):
+                    return None
+                g_crowd.append(gc)
+            if ga is not None:
+                if type(ga) is not _Tensor or ga.shape != (m,):
+                    return None
+                g_area.append(ga)
+            det_dtypes.add(db.dtype)
+            gt_dtypes.add(gb.dtype)
+            d_boxes.append(db)
+            d_scores.append(ds)
+            d_labels.append(dl)
+            g_boxes.append(gb)
+            g_labels.append(gl)
+            d_count.append(n)
+            g_count.append(m)
+        n_images = len(d_count)
+        if 0 < len(g_crowd) < n_images or 0 < len(g_area) < n_images:
+            return None  # some images without 'iscrowd' / 'area': the checked path fills them in
+        f64 = torch.float64
+        # one concatenation and one numpy view per field; .numpy() refuses other devices and grads
+        det_boxes, gt_boxes = torch.cat(d_boxes), torch.cat(g_boxes)
+        f32 = {torch.float32}  # as torch.cat promotes: float32 only if every image's boxes are
+        n_gt = sum(g_count)
+        return (
+            n_images,
+            np.asarray(d_count, np.int64),
+            np.asarray(g_count, np.int64),
+            det_boxes.numpy().astype(np.float64, copy=False),
+            det_dtypes == f32,
+            torch.cat(d_scores).numpy().astype(np.float64, copy=False),
+            torch.cat(d_labels).numpy().astype(np.int64, copy=False),
+            gt_boxes.numpy().astype(np.float64, copy=False),
+            gt_dtypes == f32,
+            torch.cat(g_labels).numpy().astype(np.int64, copy=False),
+            torch.cat(g_crowd).to(f64).numpy() if g_crowd else np.zeros(n_gt),
+            torch.cat(g_area).to(f64).numpy() if g_area else np.zeros(n_gt),
+        )
+    except (KeyError, TypeError, RuntimeError, AttributeError):
+        return None
 
 
 def _raise_bad_value(side: str, key: str, expected: str, image: int, value: Any) -> None:
@@ -301,22 +384,59 @@ def _raise_bad_value(side: str, key: str, expected: str, image: int, value: Any)
 
 
 def _finish_cpu(g: _Gathered, box_format: str, lo: int, hi: int, boxes: bool, masks: bool) -> FlatDetections:
-    """Concatenate, check values and convert boxes with the compiled loops of :mod:`objdet.ops.coco_cpu`."""
+    """Concatenate the checked per-image tensors, then :func:`_finish_arrays`."""
     f64, cpu = torch.float64, g.device
-    det_img = np.repeat(np.arange(g.n_images, dtype=np.int64), g.d_count)
-    gt_img = np.repeat(np.arange(g.n_images, dtype=np.int64), g.g_count)
     det_boxes_in, gt_boxes_in = _cat_boxes(g.d_boxes, cpu), _cat_boxes(g.g_boxes, cpu)
-    det_boxes = det_boxes_in.detach().to(f64).numpy()
-    gt_boxes = gt_boxes_in.detach().to(f64).numpy()
-    det_score = _cat(g.d_scores, g.d_count, f64, cpu).detach().numpy()  # type: ignore[arg-type]
-    det_label = _cat(g.d_labels, g.d_count, torch.int64, cpu).numpy()  # type: ignore[arg-type]
-    gt_label = _cat(g.g_labels, g.g_count, torch.int64, cpu).numpy()  # type: ignore[arg-type]
-    gt_crowd = _cat(g.g_crowd, g.g_count, f64, cpu).detach().numpy()
-    gt_area_raw = _cat(g.g_area, g.g_count, f64, cpu).detach().numpy()
-    fmt = _FORMAT_CODES[box_format]
-    det_xywh, code, row = coco_cpu.check_dets(
-        det_boxes, fmt, det_boxes_in.dtype != f64, det_score, det_label, lo, hi
+    flat = _finish_arrays(
+        g.n_images,
+        np.asarray(g.d_count, np.int64),
+        np.asarray(g.g_count, np.int64),
+        det_boxes_in.detach().to(f64).numpy(),
+        det_boxes_in.dtype != f64,
+        _cat(g.d_scores, g.d_count, f64, cpu).detach().numpy(),  # type: ignore[arg-type]
+        _cat(g.d_labels, g.d_count, torch.int64, cpu).numpy(),  # type: ignore[arg-type]
+        gt_boxes_in.detach().to(f64).numpy(),
+        gt_boxes_in.dtype != f64,
+        _cat(g.g_labels, g.g_count, torch.int64, cpu).numpy(),  # type: ignore[arg-type]
+        _cat(g.g_crowd, g.g_count, f64, cpu).detach().numpy(),
+        _cat(g.g_area, g.g_count, f64, cpu).detach().numpy(),
+        box_format=box_format,
+        lo=lo,
+        hi=hi,
+        boxes=boxes,
     )
+    if any(a is not None for a in g.d_area):  # NaN where an image's preds have no 'area'
+        flat.det_area_given = _cat(g.d_area, g.d_count, f64, cpu, fill=float("nan"))
+    flat.det_masks = g.d_masks if masks else None
+    flat.gt_masks = g.g_masks if masks else None
+    return flat
+
+
+def _finish_arrays(
+    n_images: int,
+    d_count: np.ndarray,
+    g_count: np.ndarray,
+    det_boxes: np.ndarray,
+    det_single: bool,
+    det_score: np.ndarray,
+    det_label: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_single: bool,
+    gt_label: np.ndarray,
+    gt_crowd: np.ndarray,
+    gt_area_raw: np.ndarray,
+    *,
+    box_format: str,
+    lo: int,
+    hi: int,
+    boxes: bool,
+) -> FlatDetections:
+    """Check values and convert boxes with the compiled loops of :mod:`objdet.ops.coco_cpu` (float64 inputs;
+    ``*_single``: the boxes were float32, converted in float32 as torchmetrics does)."""
+    det_img = np.repeat(np.arange(n_images, dtype=np.int64), d_count)
+    gt_img = np.repeat(np.arange(n_images, dtype=np.int64), g_count)
+    fmt = _FORMAT_CODES[box_format]
+    det_xywh, code, row = coco_cpu.check_dets(det_boxes, fmt, det_single, det_score, det_label, lo, hi)
     sizes = f"non-negative width and height ({box_format})"
     label_range = f"values in [{lo}, {hi}]"
     if code != coco_cpu.CHECK_OK:
@@ -328,7 +448,7 @@ def _finish_cpu(g: _Gathered, box_format: str, lo: int, hi: int, boxes: bool, ma
         }[code]
         _raise_bad_value("preds", key, expected, int(det_img[row]), values[row].tolist())
     gt_xywh, gt_area, code, row = coco_cpu.check_gts(
-        gt_boxes, fmt, gt_boxes_in.dtype != f64, gt_label, gt_crowd, gt_area_raw, lo, hi, boxes
+        gt_boxes, fmt, gt_single, gt_label, gt_crowd, gt_area_raw, lo, hi, boxes
     )
     if code != coco_cpu.CHECK_OK:
         key, expected, values = {
@@ -339,12 +459,9 @@ def _finish_cpu(g: _Gathered, box_format: str, lo: int, hi: int, boxes: bool, ma
             coco_cpu.BAD_LABELS: ("labels", label_range, gt_label),
         }[code]
         _raise_bad_value("target", key, expected, int(gt_img[row]), values[row].tolist())
-    det_area = None  # NaN where an image's preds have no 'area'
-    if any(a is not None for a in g.d_area):
-        det_area = _cat(g.d_area, g.d_count, f64, cpu, fill=float("nan"))
     t = torch.from_numpy
     return FlatDetections(
-        n_images=g.n_images,
+        n_images=n_images,
         det_img=t(det_img),
         det_xywh=t(det_xywh) if boxes else None,
         det_score=t(det_score),
@@ -355,9 +472,6 @@ def _finish_cpu(g: _Gathered, box_format: str, lo: int, hi: int, boxes: bool, ma
         gt_crowd=t(gt_crowd != 0),
         gt_area=t(gt_area),
         gt_area_given=t(gt_area_raw),
-        det_area_given=det_area,
-        det_masks=g.d_masks if masks else None,
-        gt_masks=g.g_masks if masks else None,
     )
 
 

@@ -312,17 +312,17 @@ class MeanAveragePrecision(Metric):
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
         device = flat.det_score.device
         match = self._match_cpu if self._compiled(device) else self._match_torch
-        keep, rank, tp, ignored, classes, counts, iou_groups, iou_values = match(
+        scores, labels, rank, tp, ignored, classes, counts, iou_groups, iou_values = match(
             mode, flat, det_label, gt_label, masks, det_area
         )
         name = f"{prefix}{mode}"
         rank_dtype = self._list_states[f"{name}_rank"][0]
-        getattr(self, f"{name}_scores").append(flat.det_score[keep])
-        getattr(self, f"{name}_labels").append(det_label[keep].to(torch.int32))
+        getattr(self, f"{name}_scores").append(scores)
+        getattr(self, f"{name}_labels").append(labels)
         getattr(self, f"{name}_rank").append(rank.to(rank_dtype))
         getattr(self, f"{name}_tp").append(tp)
         getattr(self, f"{name}_ignored").append(ignored)
-        getattr(self, f"{name}_gt_labels").append(classes.to(torch.int32))
+        getattr(self, f"{name}_gt_labels").append(classes)
         getattr(self, f"{name}_gt_counts").append(counts)
         if iou_groups is not None and iou_values is not None:
             # Images are numbered at compute time by walking the updates in state order (which is
@@ -377,12 +377,14 @@ class MeanAveragePrecision(Metric):
         )
         classes, counts = gt_class_counts(gt_label_np, gt_crowd, gt_area, self._area_ranges_np)
         t = torch.from_numpy
+        keep = out["keep"]
         return (
-            t(out["keep"]),
+            t(flat.det_score.numpy()[keep]),
+            t(det_label.numpy()[keep].astype(np.int32)),
             t(out["rank"]),
             t(out["tp"]),
             t(out["ignored"]),
-            t(classes),
+            t(classes.astype(np.int32)),
             t(counts),
             t(out["iou_groups"]) if "iou_groups" in out else None,
             t(out["iou_values"]) if "iou_values" in out else None,
@@ -423,11 +425,12 @@ class MeanAveragePrecision(Metric):
         counts = torch.zeros(classes.numel(), len(AREA_RANGES), dtype=torch.int32, device=device)
         counts.index_add_(0, inverse, counted.T.to(torch.int32))
         return (
-            result.keep,
+            flat.det_score[result.keep],
+            det_label[result.keep].to(torch.int32),
             result.rank,
             result.tp,
             result.ignored,
-            classes,
+            classes.to(torch.int32),
             counts,
             result.iou_groups,
             result.iou_values,
