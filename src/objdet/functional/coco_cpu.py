@@ -26,23 +26,66 @@ for _i in range(8):
 
 
 @njit(**_JIT)
+def descending_keys(scores: np.ndarray) -> np.ndarray:
+    """uint64 keys whose ascending order is the scores' descending order, equal scores equal keys.
+
+    Finite float64 bits map to integers monotonically (flip every bit of negatives, the sign
+    bit of the others); ``+ 0.0`` turns -0.0 into 0.0 so that the two stay a tie, as in
+    pycocotools' stable sort of ``-score``.
+    """
+    n = scores.shape[0]
+    bits = (scores + 0.0).view(np.uint64)
+    out = np.empty(n, np.uint64)
+    sign = np.uint64(1) << np.uint64(63)
+    for i in range(n):
+        b = bits[i]
+        asc = ~b if b & sign else b | sign
+        out[i] = ~asc
+    return out
+
+
+@njit(**_JIT)
 def class_score_order(cls: np.ndarray, scores: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Detections by (class, score descending, state order), and each class's first position (K + 1,)."""
+    """Detections by (class, score descending, state order), and each class's first position (K + 1,).
+
+    An LSD radix sort: eight stable passes over the bytes of the score keys (a pass whose byte
+    is the same for every key is skipped), then a stable counting sort by class. Linear time,
+    no comparisons; ties keep state order, as pycocotools' mergesort does.
+    """
     n = cls.shape[0]
+    keys = descending_keys(scores)
+    idx = np.arange(n)
+    tmp_idx = np.empty(n, np.int64)
+    tmp_keys = np.empty(n, np.uint64)
+    count = np.zeros(257, np.int64)
+    for shift in range(0, 64, 8):
+        count[:] = 0
+        sh = np.uint64(shift)
+        for i in range(n):
+            count[((keys[i] >> sh) & np.uint64(255)) + 1] += 1
+        if n == 0 or count[1:].max() == n:
+            continue  # this byte is the same everywhere: the order stays
+        for d in range(256):
+            count[d + 1] += count[d]
+        for i in range(n):
+            d = (keys[i] >> sh) & np.uint64(255)
+            pos = count[d]
+            count[d] = pos + 1
+            tmp_idx[pos] = idx[i]
+            tmp_keys[pos] = keys[i]
+        idx, tmp_idx = tmp_idx, idx
+        keys, tmp_keys = tmp_keys, keys
     start = np.zeros(n_classes + 1, np.int64)
     for i in range(n):
         start[cls[i] + 1] += 1
     for k in range(n_classes):
         start[k + 1] += start[k]
     fill = start[:-1].copy()
-    by_class = np.empty(n, np.int64)
-    for i in range(n):  # counting sort: stable, state order kept inside a class
-        by_class[fill[cls[i]]] = i
-        fill[cls[i]] += 1
     order = np.empty(n, np.int64)
-    for k in range(n_classes):
-        seg = by_class[start[k] : start[k + 1]]
-        order[start[k] : start[k + 1]] = seg[np.argsort(-scores[seg], kind="mergesort")]
+    for i in range(n):  # counting sort by class: stable, so score order is kept inside a class
+        j = idx[i]
+        order[fill[cls[j]]] = j
+        fill[cls[j]] += 1
     return order, start
 
 
@@ -170,6 +213,18 @@ def accumulate_tables(
     return precision, recall, score_tab
 
 
+def _class_index(labels: np.ndarray, gt_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted classes seen on either side and each label's index among them."""
+    both = np.concatenate([labels, gt_labels])
+    if both.size and 0 <= both.min() and both.max() < 4 * both.size + 1024:  # small ids: a lookup table
+        present = np.bincount(both) > 0
+        classes = np.flatnonzero(present)
+        lookup = np.cumsum(present) - 1
+        return classes, lookup[labels], lookup[gt_labels]
+    classes = np.unique(both)
+    return classes, np.searchsorted(classes, labels), np.searchsorted(classes, gt_labels)
+
+
 def coco_accumulate_np(
     scores: np.ndarray,
     labels: np.ndarray,
@@ -191,10 +246,9 @@ def coco_accumulate_np(
     """
     labels = np.asarray(labels, np.int64)
     gt_labels = np.asarray(gt_labels, np.int64)
-    classes = np.unique(np.concatenate([labels, gt_labels]))
+    classes, cls, gt_cls = _class_index(labels, gt_labels)
     n_gt = np.zeros((classes.size, gt_counts.shape[1]), np.int64)
-    np.add.at(n_gt, np.searchsorted(classes, gt_labels), gt_counts.astype(np.int64, copy=False))
-    cls = np.searchsorted(classes, labels).astype(np.int64)
+    np.add.at(n_gt, gt_cls, gt_counts.astype(np.int64, copy=False))
     md = np.asarray(max_dets, np.int64)
     full_m = np.array([full or i == len(md) - 1 or m == 100 for i, m in enumerate(md)], np.bool_)
     precision, recall, score_tab = accumulate_tables(

@@ -241,6 +241,11 @@ def match_groups(
     tp = np.zeros((n_det, n_bytes), np.uint8)
     ign = np.zeros((n_det, n_bytes), np.uint8)
     thr = np.minimum(iou_thresholds, IOU_CAP)
+    area_lanes = np.zeros((n_area, n_bytes), np.uint8)  # the bits of every threshold of each area range
+    for a in range(n_area):
+        for t in range(n_thr):
+            lane = t * n_area + a
+            area_lanes[a, lane >> 3] |= np.uint8(1 << (lane & 7))
     max_gt = 0
     for q in range(groups.shape[0]):
         max_gt = max(max_gt, groups[q, 3])
@@ -259,9 +264,8 @@ def match_groups(
                 di = d_order[d0 + d]
                 for a in range(n_area):
                     if det_area[di] < area_ranges[a, 0] or det_area[di] > area_ranges[a, 1]:
-                        for t in range(n_thr):
-                            lane = t * n_area + a
-                            ign[di, lane >> 3] |= np.uint8(1 << (lane & 7))
+                        for b in range(n_bytes):
+                            ign[di, b] |= area_lanes[a, b]
             continue
         block = pair_start[q]
         for g in range(ng):
@@ -320,11 +324,22 @@ def match_groups(
                         ign[di, byte] |= bit
     # keep the first max_det of each group, in input order
     keep = np.zeros(n_det, np.bool_)
+    n_kept = 0
     for q in range(groups.shape[0]):
         d0, nd = groups[q, 0], groups[q, 1]
+        n_kept += nd
         for d in range(nd):
             keep[d_order[d0 + d]] = True
-    return keep, tp[keep], ign[keep]
+    tp_kept = np.empty((n_kept, n_bytes), np.uint8)
+    ign_kept = np.empty((n_kept, n_bytes), np.uint8)
+    k = 0
+    for i in range(n_det):
+        if keep[i]:
+            for b in range(n_bytes):
+                tp_kept[k, b] = tp[i, b]
+                ign_kept[k, b] = ign[i, b]
+            k += 1
+    return keep, tp_kept, ign_kept
 
 
 @njit(**_JIT)
