@@ -1,15 +1,21 @@
-"""COCO bbox evaluation: objdet against faster-coco-eval and pycocotools, in one run.
+"""COCO bbox evaluation in the training loop: objdet against hotcoco, ultrafast-pycocotools,
+faster-coco-eval and pycocotools, in one run.
 
 Synthetic COCO-val-shaped data: 5000 images, 80 classes, about 7 GT and 80 scored
 detections per image (most near a GT, some clutter), about 1% crowd GTs. Times:
 
 * objdet: ``MeanAveragePrecision(class_metrics=True)``, update in batches of 16 + compute;
-* faster-coco-eval and pycocotools: COCOeval evaluate + accumulate + summarize on COCO
-  objects built beforehand (per-class AP comes from the same eval arrays).
+* hotcoco ``StreamingEval``: the same batches of 16 images (images, GT dicts and the (N, 7)
+  detection arrays it takes, built beforehand and not timed), update + finalize + accumulate
+  + summarize: the other evaluator that matches batch by batch;
+* hotcoco, ultrafast-pycocotools, faster-coco-eval and pycocotools: COCOeval evaluate +
+  accumulate + summarize on COCO objects built beforehand (their loading is not timed).
 
-Checks that the 12 stats agree and reports the metric state's bytes per detection.
+``--busy N`` runs everything with N busy processes beside it (pure-Python loops, as
+DataLoader workers keep the cores busy). Checks that the 12 stats agree and reports the
+metric state's bytes per detection.
 
-    python benchmarks/coco_bbox.py [--images 5000] [--repeat 3] [--no-pycocotools]
+    python benchmarks/coco_bbox.py [--images 5000] [--repeat 3] [--no-pycocotools] [--busy 2]
 
 ``run(quick)`` gives the summary rows to ``benchmarks/run.py`` (all benchmarks in one run).
 """
@@ -98,12 +104,26 @@ def make_data(
 
 
 def run_objdet(preds: list[dict], target: list[dict], batch: int = 16) -> MeanAveragePrecision:
-    """What is timed: updates in batches of 16 and one compute() with per-class results."""
+    """What is timed: updates in batches of 16 and one compute() with per-class results.
+
+    On CUDA inputs the metric lives on the GPU (torch kernels); the result is read back, so
+    the time includes the device's work.
+    """
     metric = MeanAveragePrecision(box_format="xywh", class_metrics=True)
+    device = preds[0]["boxes"].device if preds else torch.device("cpu")
+    metric.to(device)
     for k in range(0, len(preds), batch):
         metric.update(preds[k : k + batch], target[k : k + batch])
-    metric.compute()
+    float(metric.compute()["map"])
     return metric
+
+
+def run_cpu(preds: list[dict], target: list[dict]) -> np.ndarray:
+    return run_objdet(preds, target).coco_eval(full=False)[0].numpy()
+
+
+def to_device(items: list[dict], device: str) -> list[dict]:
+    return [{k: v.to(device) for k, v in d.items()} for d in items]
 
 
 def reference_runner(module: str) -> Callable[[dict, list[dict]], np.ndarray] | None:
@@ -111,6 +131,10 @@ def reference_runner(module: str) -> Callable[[dict, list[dict]], np.ndarray] | 
         if module == "faster_coco_eval":
             from faster_coco_eval import COCO
             from faster_coco_eval import COCOeval_faster as COCOeval
+        elif module == "hotcoco":
+            from hotcoco import COCO, COCOeval
+        elif module == "ultrafast_pycocotools":
+            from ultrafast_pycocotools import COCO, COCOeval
         else:
             from pycocotools.coco import COCO
             from pycocotools.cocoeval import COCOeval
@@ -118,7 +142,10 @@ def reference_runner(module: str) -> Callable[[dict, list[dict]], np.ndarray] | 
         return None
 
     def build(gt_dataset: dict, results: list[dict]) -> tuple[Any, Any]:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            if module == "hotcoco":
+                gt = COCO(gt_dataset)
+                return gt, gt.load_res(results)
             gt = COCO()
             gt.dataset = gt_dataset
             gt.createIndex()
@@ -135,6 +162,72 @@ def reference_runner(module: str) -> Callable[[dict, list[dict]], np.ndarray] | 
 
     evaluate.build = build  # type: ignore[attr-defined]
     return evaluate
+
+
+def hotcoco_streaming(
+    gt_dataset: dict, results: list[dict], batch: int = 16
+) -> Callable[[], np.ndarray] | None:
+    """hotcoco's StreamingEval fed the benchmark's batches; returns the timed function (or None)."""
+    try:
+        from hotcoco import StreamingEval
+    except ImportError:
+        return None
+    images = gt_dataset["images"]
+    anns: dict[int, list[dict]] = {}
+    for a in gt_dataset["annotations"]:
+        anns.setdefault(a["image_id"], []).append(a)
+    dets: dict[int, list[list[float]]] = {}
+    for r in results:
+        dets.setdefault(r["image_id"], []).append([r["image_id"], *r["bbox"], r["score"], r["category_id"]])
+    batches = []
+    for k in range(0, len(images), batch):
+        ims = images[k : k + batch]
+        rows = [row for im in ims for row in dets.get(im["id"], [])]
+        gts = [a for im in ims for a in anns.get(im["id"], [])]
+        batches.append((ims, gts, np.asarray(rows, dtype=np.float64).reshape(-1, 7)))
+    categories = gt_dataset["categories"]
+
+    def evaluate() -> np.ndarray:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            stream = StreamingEval(categories, iou_type="bbox")
+            for ims, gts, rows in batches:
+                stream.update(ims, gts, rows)
+            ev = stream.finalize()
+            ev.accumulate()
+            ev.summarize()
+        return np.asarray(ev.stats[:12])
+
+    return evaluate
+
+
+def _spin(stop: Any) -> None:
+    """A busy process: pure-Python work until told to stop (as a DataLoader worker decoding images)."""
+    x = 0
+    while not stop.is_set():
+        for i in range(10000):
+            x = (x * 31 + i) % 1000003
+
+
+@contextlib.contextmanager
+def busy_processes(n: int) -> Any:
+    """``n`` processes keeping cores busy for the duration of the block."""
+    if n <= 0:
+        yield
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    procs = [ctx.Process(target=_spin, args=(stop,), daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let them start spinning
+    try:
+        yield
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(5)
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -160,6 +253,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-pycocotools", action="store_true")
+    parser.add_argument("--busy", type=int, default=0, help="busy processes beside the benchmark")
+    parser.add_argument(
+        "--device", default="cpu", help="device of the inputs and the metric (cuda: GPU in the loop)"
+    )
     return parser.parse_args(argv)
 
 
@@ -177,46 +274,66 @@ def measure(args: argparse.Namespace) -> list[dict]:
     preds, target, gt_dataset, results = make_data(args.images)
     n_det = sum(len(p["scores"]) for p in preds)
     n_gt = sum(len(t["labels"]) for t in target)
+    load = f", {args.busy} busy processes beside it" if args.busy else ""
     print(
-        f"{args.images} images, {n_gt} GT, {n_det} detections, 80 classes, {torch.get_num_threads()} threads"
+        f"{args.images} images, {n_gt} GT, {n_det} detections, 80 classes, "
+        f"{torch.get_num_threads()} torch threads{load}"
     )
-
-    t_ours, metric = timed(lambda: run_objdet(preds, target), args.repeat)
-    stats_ours = metric.coco_eval(full=False)[0].numpy()  # float64 stats for the comparison, not timed
-    rows = [("objdet (update+compute)", t_ours, stats_ours)]
-    summary = []
-    kept = metric._state("macro_scores").numel()
-    size = state_bytes(metric)
-    for name in ("faster_coco_eval", "pycocotools"):
+    cpu_preds, cpu_target = preds, target
+    if args.device != "cpu":
+        preds, target = to_device(preds, args.device), to_device(target, args.device)
+        load += f", objdet on {args.device}"
+    run_objdet(preds[:32], target[:32])  # compile cache loaded (or CUDA warmed up), not timed
+    where = f"{args.images} images, batches of 16{load}"
+    references: list[tuple[str, str, Callable[[], np.ndarray] | None]] = []
+    streaming = hotcoco_streaming(gt_dataset, results)
+    references.append(
+        ("hotcoco", "StreamingEval, same batches (update+finalize+accumulate+summarize)", streaming)
+    )
+    if args.device != "cpu":  # the compiled CPU engine as a reference for the GPU run
+        references.append(("objdet", "on CPU (compiled engine)", lambda: run_cpu(cpu_preds, cpu_target)))
+    for name in ("hotcoco", "ultrafast_pycocotools", "faster_coco_eval", "pycocotools"):
         if name == "pycocotools" and args.no_pycocotools:
             continue
-        label = f"{name.replace('_', '-')} {library_version(name)} COCOeval (evaluate+accumulate+summarize)"
         runner = reference_runner(name)
-        if runner is None:
+        fn = None
+        if runner is not None:
+            gt, dt = runner.build(gt_dataset, results)  # type: ignore[attr-defined]
+            fn = lambda r=runner, g=gt, d=dt: r(g, d)  # noqa: E731
+        references.append((name, "COCOeval on prebuilt objects (evaluate+accumulate+summarize)", fn))
+
+    with busy_processes(args.busy):
+        t_ours, metric = timed(lambda: run_objdet(preds, target), args.repeat)
+        timings = []
+        for name, what, fn in references:
+            if fn is None:
+                timings.append((name, what, None, None))
+                continue
+            t_ref, stats_ref = timed(fn, 1 if name == "pycocotools" else args.repeat)
+            timings.append((name, what, t_ref, stats_ref))
+    stats_ours = metric.coco_eval(full=False)[0].cpu().numpy()  # float64 stats for the comparison, not timed
+    kept = metric._state("macro_scores").numel()
+    size = state_bytes(metric)
+    summary = []
+    rows = [("objdet MeanAveragePrecision (update+compute)", t_ours, stats_ours)]
+    for name, what, t_ref, stats_ref in timings:
+        label = f"{name.replace('_', '-')} {library_version(name)} {what}"
+        if t_ref is None:
             print(f"{name}: not installed, skipped")
-            summary.append(
-                {
-                    "benchmark": f"COCO bbox, {args.images} images (update + compute)",
-                    "objdet_s": t_ours,
-                    "reference": f"{name.replace('_', '-')} COCOeval",
-                    "reference_s": None,
-                    "note": "reference not installed",
-                }
+            note = "reference not installed"
+        else:
+            rows.append((label, t_ref, stats_ref))
+            note = (
+                f"12 stats max |diff| {np.abs(stats_ref - stats_ours).max():.1e}; "
+                f"state {size / n_det:.1f} B per detection"
             )
-            continue
-        gt, dt = runner.build(gt_dataset, results)  # type: ignore[attr-defined]
-        t_ref, stats_ref = timed(
-            lambda r=runner, g=gt, d=dt: r(g, d), 1 if name == "pycocotools" else args.repeat
-        )
-        rows.append((f"{name} (evaluate+accumulate+summarize)", t_ref, stats_ref))
         summary.append(
             {
-                "benchmark": f"COCO bbox, {args.images} images (update + compute)",
+                "benchmark": f"COCO bbox in the loop, {where} (update + compute)",
                 "objdet_s": t_ours,
                 "reference": label,
                 "reference_s": t_ref,
-                "note": f"12 stats max |diff| {np.abs(stats_ref - stats_ours).max():.1e}; "
-                f"state {size / n_det:.1f} B per detection",
+                "note": note,
             }
         )
 
@@ -232,8 +349,12 @@ def measure(args: argparse.Namespace) -> list[dict]:
 
 
 def run(quick: bool = False) -> list[dict]:
-    """Summary rows for ``benchmarks/run.py``: the defaults above, or 200 images once with ``quick``."""
-    return measure(parse_args(["--images", "200", "--repeat", "1"] if quick else []))
+    """Rows for ``benchmarks/run.py``: idle and with two busy processes; 200 images once with ``quick``."""
+    if quick:
+        return measure(parse_args(["--images", "200", "--repeat", "1"]))
+    idle = measure(parse_args(["--repeat", "5"]))
+    busy = measure(parse_args(["--repeat", "3", "--busy", "2", "--no-pycocotools"]))
+    return idle + [row for row in busy if "hotcoco" in row["reference"]]
 
 
 if __name__ == "__main__":

@@ -48,33 +48,12 @@ def descending_keys(scores: np.ndarray) -> np.ndarray:
 def class_score_order(cls: np.ndarray, scores: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Detections by (class, score descending, state order), and each class's first position (K + 1,).
 
-    An LSD radix sort: eight stable passes over the bytes of the score keys (a pass whose byte
-    is the same for every key is skipped), then a stable counting sort by class. Linear time,
-    no comparisons; ties keep state order, as pycocotools' mergesort does.
+    A stable counting sort by class, then an LSD radix sort of each class's segment over the
+    bytes of its score keys (every byte's histogram from one read; a byte that is the same for
+    the whole segment is skipped). A segment's passes stay in cache; no comparisons; ties keep
+    state order, as pycocotools' mergesort does.
     """
     n = cls.shape[0]
-    keys = descending_keys(scores)
-    idx = np.arange(n)
-    tmp_idx = np.empty(n, np.int64)
-    tmp_keys = np.empty(n, np.uint64)
-    count = np.zeros(257, np.int64)
-    for shift in range(0, 64, 8):
-        count[:] = 0
-        sh = np.uint64(shift)
-        for i in range(n):
-            count[((keys[i] >> sh) & np.uint64(255)) + 1] += 1
-        if n == 0 or count[1:].max() == n:
-            continue  # this byte is the same everywhere: the order stays
-        for d in range(256):
-            count[d + 1] += count[d]
-        for i in range(n):
-            d = (keys[i] >> sh) & np.uint64(255)
-            pos = count[d]
-            count[d] = pos + 1
-            tmp_idx[pos] = idx[i]
-            tmp_keys[pos] = keys[i]
-        idx, tmp_idx = tmp_idx, idx
-        keys, tmp_keys = tmp_keys, keys
     start = np.zeros(n_classes + 1, np.int64)
     for i in range(n):
         start[cls[i] + 1] += 1
@@ -82,11 +61,66 @@ def class_score_order(cls: np.ndarray, scores: np.ndarray, n_classes: int) -> tu
         start[k + 1] += start[k]
     fill = start[:-1].copy()
     order = np.empty(n, np.int64)
-    for i in range(n):  # counting sort by class: stable, so score order is kept inside a class
-        j = idx[i]
-        order[fill[cls[j]]] = j
-        fill[cls[j]] += 1
+    for i in range(n):  # stable: state order inside a class
+        order[fill[cls[i]]] = i
+        fill[cls[i]] += 1
+    all_keys = descending_keys(scores)
+    keys = np.empty(n, np.uint64)
+    for i in range(n):
+        keys[i] = all_keys[order[i]]
+    tmp_idx = np.empty(n, np.int64)
+    tmp_keys = np.empty(n, np.uint64)
+    hist = np.zeros((8, 257), np.int64)
+    byte = np.uint64(255)
+    for k in range(n_classes):
+        s0, s1 = start[k], start[k + 1]
+        if s1 - s0 < 2:
+            continue
+        hist[:] = 0
+        for i in range(s0, s1):
+            key = keys[i]
+            for p in range(8):
+                hist[p, ((key >> np.uint64(8 * p)) & byte) + 1] += 1
+        idx, key_in, idx_out, key_out = order, keys, tmp_idx, tmp_keys
+        for p in range(8):
+            count = hist[p]
+            if count.max() == s1 - s0:
+                continue  # this byte is the same in the whole segment: the order stays
+            count[0] = s0
+            for d in range(256):
+                count[d + 1] += count[d]
+            sh = np.uint64(8 * p)
+            for i in range(s0, s1):
+                d = (key_in[i] >> sh) & byte
+                pos = count[d]
+                count[d] = pos + 1
+                idx_out[pos] = idx[i]
+                key_out[pos] = key_in[i]
+            idx, key_in, idx_out, key_out = idx_out, key_out, idx, key_in
+        if idx is not order:  # an odd number of passes: the result is in the scratch arrays
+            for i in range(s0, s1):
+                order[i] = idx[i]
+                keys[i] = key_in[i]
     return order, start
+
+
+@njit(**_JIT)
+def _gather_rows(
+    order: np.ndarray, scores: np.ndarray, rank: np.ndarray, tp: np.ndarray, ignored: np.ndarray
+) -> tuple:
+    n, n_bytes = order.shape[0], tp.shape[1]
+    s = np.empty(n, np.float64)
+    r = np.empty(n, np.int64)
+    t = np.empty((n, n_bytes), np.uint8)
+    g = np.empty((n, n_bytes), np.uint8)
+    for i in range(n):
+        j = order[i]
+        s[i] = scores[j]
+        r[i] = rank[j]
+        for b in range(n_bytes):
+            t[i, b] = tp[j, b]
+            g[i, b] = ignored[j, b]
+    return s, r, t, g
 
 
 @njit(**_JIT)
@@ -127,10 +161,7 @@ def accumulate_tables(
     recall = np.full((n_thresholds, n_cls, n_area, n_md), -1.0)
     order, start = class_score_order(cls, scores, n_cls)
     # gathered once in (class, score) order, so that the passes below read memory in sequence
-    scores = scores[order]
-    rank = rank[order]
-    tp = tp[order]
-    ignored = ignored[order]
+    scores, rank, tp, ignored = _gather_rows(order, scores, rank, tp, ignored)
     n_lanes = n_thresholds * n_area
     # A lane's true positives are at most its class's non-ignored GTs: buffers of that size
     # (grown if a state holds more, which matching never produces).
@@ -216,7 +247,7 @@ def accumulate_tables(
 def _class_index(labels: np.ndarray, gt_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted classes seen on either side and each label's index among them."""
     both = np.concatenate([labels, gt_labels])
-    if both.size and 0 <= both.min() and both.max() < 4 * both.size + 1024:  # small ids: a lookup table
+    if both.size and both.min() >= 0 and both.max() < 4 * both.size + 1024:  # small ids: a lookup table
         present = np.bincount(both) > 0
         classes = np.flatnonzero(present)
         lookup = np.cumsum(present) - 1
