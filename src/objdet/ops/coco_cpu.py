@@ -210,6 +210,16 @@ def box_block_ious(
 
 
 @njit(**_JIT)
+def _prefer(g: int, v: float, h: int, w: float, g_ign: np.ndarray) -> bool:
+    """Whether GT g (IoU v) is preferred to GT h (IoU w): non-ignored first, higher IoU, later GT."""
+    if g_ign[g] != g_ign[h]:
+        return not g_ign[g]
+    if v != w:
+        return v > w
+    return g > h
+
+
+@njit(**_JIT)
 def match_groups(
     d_order: np.ndarray,
     rank: np.ndarray,
@@ -251,8 +261,8 @@ def match_groups(
         max_gt = max(max_gt, groups[q, 3])
     g_ign = np.zeros(max_gt, np.bool_)
     g_crowd = np.zeros(max_gt, np.bool_)
-    g_perm = np.zeros(max_gt, np.int64)
-    taken = np.zeros(max_gt, np.bool_)
+    taken = np.zeros((n_thr, max_gt), np.bool_)
+    cand = np.zeros(max_gt, np.int64)
     max_kept = 0
     for q in range(groups.shape[0]):
         max_kept = max(max_kept, groups[q, 1])
@@ -277,50 +287,60 @@ def match_groups(
                 best = max(best, ious[block + d * ng + g])
             det_best[d] = best
             group_best = max(group_best, best)
+        thr_min = thr.min()
         for a in range(n_area):
             lo, hi = area_ranges[a, 0], area_ranges[a, 1]
-            n_kept_gt = 0  # non-ignored GTs first, then the ignored ones, each in input order
             for g in range(ng):
                 area = gt_area[g_order[g0 + g]]
                 g_ign[g] = g_crowd[g] or area < lo or area > hi
-                if not g_ign[g]:
-                    g_perm[n_kept_gt] = g
-                    n_kept_gt += 1
-            k = n_kept_gt
-            for g in range(ng):
-                if g_ign[g]:
-                    g_perm[k] = g
-                    k += 1
-            for t in range(n_thr):
-                lane = t * n_area + a
-                byte, bit = lane >> 3, np.uint8(1 << (lane & 7))
-                if group_best >= thr[t]:
-                    for g in range(ng):
-                        taken[g] = False
-                for d in range(nd):
-                    di = d_order[d0 + d]
+            taken[:, :ng] = False
+            for d in range(nd):
+                di = d_order[d0 + d]
+                row = block + d * ng
+                # This detection's candidates in pycocotools' order of preference: non-ignored GTs
+                # first, then the higher IoU, then the later GT (its loop keeps the last of equals).
+                # Thresholds are then independent: at each one the first candidate still free
+                # with IoU >= t wins, or, if the first free non-ignored one is below t, the first
+                # free ignored one (every later candidate of a part has a lower IoU).
+                n_cand = 0
+                if det_best[d] >= thr_min:
+                    for g in range(ng - 1, -1, -1):
+                        v = ious[row + g]
+                        if v < thr_min:
+                            continue
+                        j = n_cand
+                        while j > 0 and _prefer(g, v, cand[j - 1], ious[row + cand[j - 1]], g_ign):
+                            cand[j] = cand[j - 1]
+                            j -= 1
+                        cand[j] = g
+                        n_cand += 1
+                out = det_area[di] < lo or det_area[di] > hi
+                for t in range(n_thr):
+                    lane = t * n_area + a
+                    byte, bit = lane >> 3, np.uint8(1 << (lane & 7))
                     m = -1
                     if det_best[d] >= thr[t]:
-                        best = thr[t]
-                        row = block + d * ng
-                        for s in range(ng):
-                            g = g_perm[s]
-                            if taken[g] and not g_crowd[g]:
+                        j = 0
+                        while j < n_cand:
+                            g = cand[j]
+                            if taken[t, g] and not g_crowd[g]:
+                                j += 1
                                 continue
-                            if m > -1 and not g_ign[m] and g_ign[g]:
+                            if ious[row + g] >= thr[t]:
+                                m = g
                                 break
-                            v = ious[row + g]
-                            if v < best:
-                                continue
-                            best = v
-                            m = g
+                            if g_ign[g]:
+                                break
+                            j += 1  # the best free non-ignored GT is below t: try the ignored part
+                            while j < n_cand and not g_ign[cand[j]]:
+                                j += 1
                     if m > -1:
-                        taken[m] = True
+                        taken[t, m] = True
                         if g_ign[m]:
                             ign[di, byte] |= bit
                         else:
                             tp[di, byte] |= bit
-                    elif det_area[di] < lo or det_area[di] > hi:
+                    elif out:
                         ign[di, byte] |= bit
     # keep the first max_det of each group, in input order
     keep = np.zeros(n_det, np.bool_)
