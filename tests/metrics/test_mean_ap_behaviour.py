@@ -320,3 +320,53 @@ def test_perfect_predictions_score_one(seed: int, n_images: int) -> None:
         assert ((values == 1) | (values == -1)).all(), key
     has_gt = any(len(t["labels"]) for t in target)
     assert (out["map"].item() == 1.0) == has_gt
+
+
+# ---------------------------------------------------------------- input dtypes (torchmetrics' idioms)
+def _stats(preds: list, target: list, **kwargs) -> torch.Tensor:
+    metric = MeanAveragePrecision(box_format="xywh", **kwargs)
+    metric.update(preds, target)
+    return metric.coco_eval()[0]
+
+
+def test_label_dtypes_empty_float_labels_and_bool_crowd_give_the_same_numbers() -> None:
+    preds, target = _data()
+    expected = _stats(preds, target)
+
+    def relabel(items: list, dtype: torch.dtype) -> list:
+        return [{**d, "labels": d["labels"].to(dtype)} for d in items]
+
+    for dtype in (torch.int32, torch.uint8, torch.int16, torch.float32, torch.float64):
+        assert torch.equal(_stats(relabel(preds, dtype), relabel(target, dtype)), expected), dtype
+    crowd_bool = [{**t, "iscrowd": t["iscrowd"].bool()} if "iscrowd" in t else t for t in target]
+    assert torch.equal(_stats(preds, crowd_bool), expected)
+    # an image without objects written the usual way: float32 torch.tensor([]) labels, empty boxes
+    empty_p = {"boxes": torch.zeros(0, 4), "scores": torch.tensor([]), "labels": torch.tensor([])}
+    empty_t = {"boxes": torch.zeros(0, 4), "labels": torch.tensor([])}
+    with_empty = _stats([*preds, empty_p], [*target, empty_t])
+    reference = _stats(
+        [*preds, {**empty_p, "labels": torch.zeros(0, dtype=torch.long)}],
+        [*target, {**empty_t, "labels": torch.zeros(0, dtype=torch.long)}],
+    )
+    assert torch.equal(with_empty, reference)
+
+
+def test_inputs_that_require_grad_or_mix_float_precisions_take_the_checked_path() -> None:
+    preds, target = _data()
+    expected = _stats(preds, target)
+    grad = [{**p, "scores": p["scores"].clone().requires_grad_(True)} for p in preds]
+    assert torch.equal(_stats(grad, target), expected)
+    # one image's boxes in float32: torch.cat promotes to float64, so the numbers stay the same
+    mixed = [{**p, "boxes": p["boxes"].float()} if i == 0 else p for i, p in enumerate(preds)]
+    # both engines read precisions alike (the torch accumulate agrees to rounding, not bitwise)
+    torch.testing.assert_close(
+        _stats(mixed, target), _stats(mixed, target, engine="torch"), rtol=0, atol=1e-12
+    )
+
+
+def test_input_errors_are_value_and_type_errors() -> None:
+    from objdet.training.metrics import InputError
+
+    with pytest.raises(InputError) as info:
+        MeanAveragePrecision().update([_pred(scores=torch.tensor([1]))], [_gt()])
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)

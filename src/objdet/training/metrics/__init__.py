@@ -1,5 +1,6 @@
 """torchmetrics.Metric subclasses: COCO detection, anomaly detection and feature variance."""
 
+from objdet.training.metrics._errors import InputError
 from objdet.training.metrics.anomaly import AnomalyDetectionMetrics, ScoreStatisticsMetric
 from objdet.training.metrics.classwise_ap import ClasswiseAP
 from objdet.training.metrics.confusion_matrix import ConfusionMatrix
@@ -12,6 +13,7 @@ __all__ = [
     "ComponentOrthogonalityMetric",
     "ConfusionMatrix",
     "ExplainedVarianceMetric",
+    "InputError",
     "MeanAveragePrecision",
     "ScoreStatisticsMetric",
 ]

@@ -10,3 +10,6 @@ class InputError(ValueError, TypeError):
     every bad detection input (its tests and its users catch that), while code written against
     earlier objdet versions catches ``TypeError`` for wrong types; both keep working.
     """
+
+
+InputError.__module__ = "objdet.training.metrics"  # its public home: tracebacks show that name
