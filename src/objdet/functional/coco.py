@@ -182,7 +182,13 @@ def coco_accumulate(
     device = scores.device
     if device.type == "cpu":  # the compiled engine; the torch code below serves CUDA tensors
         arrays = coco_accumulate_np(
-            *(x.numpy() for x in (scores, labels, rank, tp_packed, ignored_packed, gt_labels, gt_counts)),
+            scores.numpy(),
+            labels.numpy(),
+            rank.numpy(),
+            tp_packed.numpy(),
+            ignored_packed.numpy(),
+            gt_labels.numpy(),
+            gt_counts.numpy(),
             n_thresholds,
             rec_thresholds.numpy(),
             max_dets,

@@ -17,7 +17,8 @@ from numba import njit
 #: np.spacing(1): pycocotools adds it to the precision denominator.
 EPS = float(np.spacing(1))
 
-_JIT = {"cache": True, "nogil": True}
+#: compiled once, cached on disk; runs on the calling thread without the GIL (no thread pool)
+_jit = njit(cache=True, nogil=True)
 
 #: position of the single set bit of a byte (index: the byte value; only powers of two are read)
 _BIT_INDEX = np.zeros(256, np.int64)
@@ -25,7 +26,7 @@ for _i in range(8):
     _BIT_INDEX[1 << _i] = _i
 
 
-@njit(**_JIT)
+@_jit
 def descending_keys(scores: np.ndarray) -> np.ndarray:
     """uint64 keys whose ascending order is the scores' descending order, equal scores equal keys.
 
@@ -44,7 +45,7 @@ def descending_keys(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(**_JIT)
+@_jit
 def class_score_order(cls: np.ndarray, scores: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Detections by (class, score descending, state order), and each class's first position (K + 1,).
 
@@ -104,7 +105,7 @@ def class_score_order(cls: np.ndarray, scores: np.ndarray, n_classes: int) -> tu
     return order, start
 
 
-@njit(**_JIT)
+@_jit
 def _gather_rows(
     order: np.ndarray, scores: np.ndarray, rank: np.ndarray, tp: np.ndarray, ignored: np.ndarray
 ) -> tuple:
@@ -123,14 +124,14 @@ def _gather_rows(
     return s, r, t, g
 
 
-@njit(**_JIT)
+@_jit
 def _grown(buf: np.ndarray) -> np.ndarray:
     out = np.empty((buf.shape[0], 2 * buf.shape[1] + 1), buf.dtype)
     out[:, : buf.shape[1]] = buf
     return out
 
 
-@njit(**_JIT)
+@_jit
 def accumulate_tables(
     scores: np.ndarray,
     cls: np.ndarray,

@@ -36,16 +36,17 @@ IOU_CAP = 1.0 - 1e-10
 
 _LABEL_OFFSET = 2**31  # labels are int32: label + 2**31 fits in the low 32 bits of a group key
 
-_JIT = {"cache": True, "nogil": True}
+#: compiled once, cached on disk; runs on the calling thread without the GIL (no thread pool)
+_jit = njit(cache=True, nogil=True)
 
 
-@njit(**_JIT)
+@_jit
 def _before(key: np.ndarray, score: np.ndarray, i: int, j: int) -> bool:
     """Whether item i sorts strictly before item j: key ascending, then score descending."""
     return key[i] < key[j] or (key[i] == key[j] and score[i] > score[j])
 
 
-@njit(**_JIT)
+@_jit
 def _argsort_key_score(key: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Stable argsort by (key ascending, score descending): ties keep input order.
 
@@ -95,7 +96,7 @@ def _argsort_key_score(key: np.ndarray, score: np.ndarray) -> np.ndarray:
     return idx
 
 
-@njit(**_JIT)
+@_jit
 def group_plan(
     det_img: np.ndarray,
     det_label: np.ndarray,
@@ -153,7 +154,7 @@ def group_plan(
     return d_order, rank, g_order, groups[:n_groups].copy(), pair_start[: n_groups + 1].copy()
 
 
-@njit(**_JIT)
+@_jit
 def plan_pairs(
     d_order: np.ndarray, g_order: np.ndarray, groups: np.ndarray, pair_start: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +173,7 @@ def plan_pairs(
     return pair_det, pair_gt
 
 
-@njit(**_JIT)
+@_jit
 def box_block_ious(
     det_xywh: np.ndarray,
     gt_xywh: np.ndarray,
@@ -209,7 +210,7 @@ def box_block_ious(
     return out
 
 
-@njit(**_JIT)
+@_jit
 def _prefer(g: int, v: float, h: int, w: float, g_ign: np.ndarray) -> bool:
     """Whether GT g (IoU v) is preferred to GT h (IoU w): non-ignored first, higher IoU, later GT."""
     if g_ign[g] != g_ign[h]:
@@ -219,7 +220,7 @@ def _prefer(g: int, v: float, h: int, w: float, g_ign: np.ndarray) -> bool:
     return g > h
 
 
-@njit(**_JIT)
+@_jit
 def match_groups(
     d_order: np.ndarray,
     rank: np.ndarray,
@@ -362,7 +363,7 @@ def match_groups(
     return keep, tp_kept, ign_kept
 
 
-@njit(**_JIT)
+@_jit
 def xywh_from(boxes: np.ndarray, box_format: int, single: bool) -> np.ndarray:
     """(N, 4) boxes in ``box_format`` (0 xyxy, 1 xywh, 2 cxcywh) -> float64 xywh.
 
@@ -447,7 +448,7 @@ def coco_match_cpu(
 CHECK_OK, BAD_BOX_VALUES, BAD_BOX_SIZE, BAD_SCORES, BAD_LABELS, BAD_CROWD, BAD_AREA = range(7)
 
 
-@njit(**_JIT)
+@_jit
 def _first_bad_boxes(boxes: np.ndarray, xywh: np.ndarray) -> tuple[int, int]:
     """(code, row) of the first failed box check: non-finite values first, then negative sizes."""
     for i in range(boxes.shape[0]):
@@ -460,7 +461,7 @@ def _first_bad_boxes(boxes: np.ndarray, xywh: np.ndarray) -> tuple[int, int]:
     return CHECK_OK, -1
 
 
-@njit(**_JIT)
+@_jit
 def _first_outside(labels: np.ndarray, lo: int, hi: int) -> int:
     for i in range(labels.shape[0]):
         if labels[i] < lo or labels[i] > hi:
@@ -468,7 +469,7 @@ def _first_outside(labels: np.ndarray, lo: int, hi: int) -> int:
     return -1
 
 
-@njit(**_JIT)
+@_jit
 def check_dets(
     boxes: np.ndarray, box_format: int, single: bool, scores: np.ndarray, labels: np.ndarray, lo: int, hi: int
 ) -> tuple[np.ndarray, int, int]:
@@ -489,7 +490,7 @@ def check_dets(
     return xywh, (BAD_LABELS if row >= 0 else CHECK_OK), row
 
 
-@njit(**_JIT)
+@_jit
 def check_gts(
     boxes: np.ndarray,
     box_format: int,
@@ -524,7 +525,7 @@ def check_gts(
     return xywh, out_area, (BAD_LABELS if row >= 0 else CHECK_OK), row
 
 
-@njit(**_JIT)
+@_jit
 def gt_class_counts(
     gt_label: np.ndarray, gt_crowd: np.ndarray, gt_area: np.ndarray, area_ranges: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

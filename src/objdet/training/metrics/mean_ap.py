@@ -172,10 +172,10 @@ class MeanAveragePrecision(Metric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        engine = DEFAULT_ENGINE if engine is None else engine
-        if engine not in ("auto", "compiled", "torch"):
-            raise InputError(f"`engine` must be 'auto', 'compiled' or 'torch', got {engine!r}")
-        self.engine = engine
+        chosen = DEFAULT_ENGINE if engine is None else engine
+        if chosen not in ("auto", "compiled", "torch"):
+            raise InputError(f"`engine` must be 'auto', 'compiled' or 'torch', got {chosen!r}")
+        self.engine = chosen
         if box_format not in BOX_FORMATS:
             raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
         iou_types = _iou_types(iou_type)
@@ -319,6 +319,7 @@ class MeanAveragePrecision(Metric):
         rank_dtype = self._list_states[f"{name}_rank"][0]
         getattr(self, f"{name}_scores").append(scores)
         getattr(self, f"{name}_labels").append(labels)
+        assert rank is not None
         getattr(self, f"{name}_rank").append(rank.to(rank_dtype))
         getattr(self, f"{name}_tp").append(tp)
         getattr(self, f"{name}_ignored").append(ignored)
@@ -342,7 +343,7 @@ class MeanAveragePrecision(Metric):
         gt_label: Tensor,
         masks: MaskBatch | None,
         det_area: Tensor | None,
-    ) -> tuple[Tensor, ...]:
+    ) -> tuple[Tensor | None, ...]:
         """Match with the compiled CPU engine (:mod:`objdet.ops.coco_cpu`); numpy views, no copies."""
         if det_area is None:
             assert flat.det_xywh is not None
