@@ -323,7 +323,7 @@ def test_perfect_predictions_score_one(seed: int, n_images: int) -> None:
 
 
 # ---------------------------------------------------------------- input dtypes (torchmetrics' idioms)
-def _stats(preds: list, target: list, **kwargs) -> torch.Tensor:
+def _xywh_stats(preds: list, target: list, **kwargs) -> torch.Tensor:
     metric = MeanAveragePrecision(box_format="xywh", **kwargs)
     metric.update(preds, target)
     return metric.coco_eval()[0]
@@ -331,20 +331,20 @@ def _stats(preds: list, target: list, **kwargs) -> torch.Tensor:
 
 def test_label_dtypes_empty_float_labels_and_bool_crowd_give_the_same_numbers() -> None:
     preds, target = _data()
-    expected = _stats(preds, target)
+    expected = _xywh_stats(preds, target)
 
     def relabel(items: list, dtype: torch.dtype) -> list:
         return [{**d, "labels": d["labels"].to(dtype)} for d in items]
 
     for dtype in (torch.int32, torch.uint8, torch.int16, torch.float32, torch.float64):
-        assert torch.equal(_stats(relabel(preds, dtype), relabel(target, dtype)), expected), dtype
+        assert torch.equal(_xywh_stats(relabel(preds, dtype), relabel(target, dtype)), expected), dtype
     crowd_bool = [{**t, "iscrowd": t["iscrowd"].bool()} if "iscrowd" in t else t for t in target]
-    assert torch.equal(_stats(preds, crowd_bool), expected)
+    assert torch.equal(_xywh_stats(preds, crowd_bool), expected)
     # an image without objects written the usual way: float32 torch.tensor([]) labels, empty boxes
     empty_p = {"boxes": torch.zeros(0, 4), "scores": torch.tensor([]), "labels": torch.tensor([])}
     empty_t = {"boxes": torch.zeros(0, 4), "labels": torch.tensor([])}
-    with_empty = _stats([*preds, empty_p], [*target, empty_t])
-    reference = _stats(
+    with_empty = _xywh_stats([*preds, empty_p], [*target, empty_t])
+    reference = _xywh_stats(
         [*preds, {**empty_p, "labels": torch.zeros(0, dtype=torch.long)}],
         [*target, {**empty_t, "labels": torch.zeros(0, dtype=torch.long)}],
     )
@@ -353,14 +353,14 @@ def test_label_dtypes_empty_float_labels_and_bool_crowd_give_the_same_numbers() 
 
 def test_inputs_that_require_grad_or_mix_float_precisions_take_the_checked_path() -> None:
     preds, target = _data()
-    expected = _stats(preds, target)
+    expected = _xywh_stats(preds, target)
     grad = [{**p, "scores": p["scores"].clone().requires_grad_(True)} for p in preds]
-    assert torch.equal(_stats(grad, target), expected)
+    assert torch.equal(_xywh_stats(grad, target), expected)
     # one image's boxes in float32: torch.cat promotes to float64, so the numbers stay the same
     mixed = [{**p, "boxes": p["boxes"].float()} if i == 0 else p for i, p in enumerate(preds)]
     # both engines read precisions alike (the torch accumulate agrees to rounding, not bitwise)
     torch.testing.assert_close(
-        _stats(mixed, target), _stats(mixed, target, engine="torch"), rtol=0, atol=1e-12
+        _xywh_stats(mixed, target), _xywh_stats(mixed, target, engine="torch"), rtol=0, atol=1e-12
     )
 
 
