@@ -141,30 +141,35 @@ def test_detection_figures(detection_run: dict[str, Any]) -> None:
     pngs = _pngs(detection_run)
     figures = _figures(detection_run)
     per_epoch = ["val/detections", "val/curves/pr", "val/curves/f1", "val/curves/ap"]
+    # validation runs before Lightning counts the epoch's last batch: its values (val_loss, val/map)
+    # are logged at steps 3 and 7, the figures of the same epochs at the same steps
+    if detection_run["logger"] != "none":
+        logged = _logged(detection_run)
+        assert sorted(logged["val/map"]) == sorted(logged["val_loss"]) == [3, 7]
     if detection_run["logger"] == "tb":
         assert pngs == set()  # TensorBoard took every figure (the confusion matrix also went to save_dir)
         assert figures == {
-            **{tag: [4, 8] for tag in [*per_epoch, "val/confusion_matrix"]},
+            **{tag: [3, 7] for tag in [*per_epoch, "val/confusion_matrix"]},
             "train/lr_schedule": [8],
             "train/epoch_durations": [8],
         }
-    else:  # the confusion matrix only in its save_dir
+    else:  # the confusion matrix only in its save_dir; end-of-training figures named after the last epoch (1)
         assert pngs == {
             *(
-                f"{tag.replace('/', '_')}_epoch00{e}_step00000{4 * e + 4}.png"
+                f"{tag.replace('/', '_')}_epoch00{e}_step00000{4 * e + 3}.png"
                 for tag in per_epoch
                 for e in (0, 1)
             ),
-            "train_lr_schedule_epoch002_step000008.png",
-            "train_epoch_durations_epoch002_step000008.png",
+            "train_lr_schedule_epoch001_step000008.png",
+            "train_epoch_durations_epoch001_step000008.png",
         }
     # the sanity check drew nothing: two validated epochs, two figures
     assert detection_run["cb"]["vis"].figures_logged == {"val/detections": 2}
     assert detection_run["cb"]["pr"].figures_logged == {f"val/curves/{k}": 2 for k in ("pr", "f1", "ap")}
     cm_files = sorted(p.name for p in (detection_run["root"] / "cm").iterdir())
     assert cm_files == [
-        "val_confusion_matrix_epoch000_step000004.png",
-        "val_confusion_matrix_epoch001_step000008.png",
+        "val_confusion_matrix_epoch000_step000003.png",
+        "val_confusion_matrix_epoch001_step000007.png",
     ]
     for name in cm_files:
         assert (detection_run["root"] / "cm" / name).read_bytes()[:4] == b"\x89PNG"
@@ -373,11 +378,11 @@ def test_pr_curve_values(detection_run: dict[str, Any]) -> None:
 def test_anomaly_figures(anomaly_run: dict[str, Any]) -> None:
     figures = _figures(anomaly_run)
     assert figures == {
-        "val_anomaly_heatmaps" if anomaly_run["logger"] != "tb" else "val/anomaly_heatmaps": [4, 8],
-        "val_anomaly_scores" if anomaly_run["logger"] != "tb" else "val/anomaly_scores": [4, 8],
+        "val_anomaly_heatmaps" if anomaly_run["logger"] != "tb" else "val/anomaly_heatmaps": [3, 7],
+        "val_anomaly_scores" if anomaly_run["logger"] != "tb" else "val/anomaly_scores": [3, 7],
         # every_n_epochs=2: only the second epoch
-        "val_pca_projection" if anomaly_run["logger"] != "tb" else "val/pca/projection": [8],
-        "val_pca_scree" if anomaly_run["logger"] != "tb" else "val/pca/scree": [8],
+        "val_pca_projection" if anomaly_run["logger"] != "tb" else "val/pca/projection": [7],
+        "val_pca_scree" if anomaly_run["logger"] != "tb" else "val/pca/scree": [7],
     }
 
 
@@ -519,10 +524,10 @@ def test_metric_callbacks_log_every_epoch_and_draw_every_n(tmp_path: Path) -> No
     assert len(logged["val/map"]) == len(logged["val/cm/f1"]) == len(logged["spy/f1"]) == 3
     assert len(logged["lazy/map"]) == 1  # compute_every_epoch=False: only in drawing epochs
     assert sorted(p.name for p in (tmp_path / "csv" / "version_0" / "figures").iterdir()) == [
-        "lazy_ap_epoch001_step000002.png",
-        "spy_epoch002_step000003.png",
-        "val_confusion_matrix_epoch001_step000002.png",
-        "val_curves_pr_epoch001_step000002.png",
+        "lazy_ap_epoch001_step000001.png",
+        "spy_epoch002_step000002.png",
+        "val_confusion_matrix_epoch001_step000001.png",
+        "val_curves_pr_epoch001_step000001.png",
     ]
     assert checkpoint.best_model_score is not None
 
@@ -532,6 +537,6 @@ def test_every_n_epochs_and_sanity_check(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path, "none", callbacks=[cb], max_epochs=4, num_sanity_val_steps=2)
     trainer.fit(ShapesDetectionModule(n_train=4))
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "val_detections_epoch001_step000002.png",
-        "val_detections_epoch003_step000004.png",
+        "val_detections_epoch001_step000001.png",
+        "val_detections_epoch003_step000003.png",
     ]

@@ -8,6 +8,7 @@ from objdet.training.callbacks._base import (
     figure_file_name,
     log_figure,
     logger_kind,
+    logging_step,
 )
 from objdet.training.callbacks.anomaly_heatmap import AnomalyHeatmapCallback
 from objdet.training.callbacks.confusion_matrix import ConfusionMatrixCallback
@@ -38,4 +39,5 @@ __all__ = [
     "figure_file_name",
     "log_figure",
     "logger_kind",
+    "logging_step",
 ]
