@@ -179,7 +179,7 @@ def test_ddp_detection_callbacks(tmp_path: Path) -> None:
         assert res["cm"] == single[0].last_values.tolist(), rank
         assert res["map"] == {k: v.tolist() for k, v in single[1].last_values.items()}, rank
     assert results[0]["metrics"] == results[1]["metrics"]  # every rank logs the same (global) scalars
-    assert "val/map_50" in results[0]["metrics"] and "val/cm/f1/red" in results[0]["metrics"]
+    assert "val/map_50" in results[0]["metrics"] and "val/cm/f1_per_class/red" in results[0]["metrics"]
     # rank 0 wrote the confusion matrices (the same pictures as one process) and the detections; its PR
     # figures failed with a warning per epoch; rank 1 drew nothing
     assert results[0]["figures"] == {"val/confusion_matrix": 2, "val/detections": 2}

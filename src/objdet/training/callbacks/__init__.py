@@ -9,6 +9,7 @@ from objdet.training.callbacks._base import (
     log_figure,
     logger_kind,
     logging_step,
+    scalar_names,
 )
 from objdet.training.callbacks.anomaly_heatmap import AnomalyHeatmapCallback
 from objdet.training.callbacks.confusion_matrix import ConfusionMatrixCallback
@@ -40,4 +41,5 @@ __all__ = [
     "log_figure",
     "logger_kind",
     "logging_step",
+    "scalar_names",
 ]

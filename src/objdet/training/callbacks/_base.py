@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,6 +44,7 @@ __all__ = [
     "log_figure",
     "logger_kind",
     "logging_step",
+    "scalar_names",
 ]
 
 #: ``extract(outputs, batch) -> dict``: what a callback reads from one validation batch.
@@ -92,6 +94,25 @@ def logging_step(trainer: Any) -> int:
     loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
     step = getattr(loop, "_batches_that_stepped", None)
     return step if isinstance(step, int) and not isinstance(step, bool) else int(trainer.global_step)
+
+
+def scalar_names(names: Sequence[str]) -> list[str]:
+    """Class names made safe as the last part of logged scalar names, on every logger, and distinct.
+
+    Every character outside ``[A-Za-z0-9_.- ]`` (``/`` included) becomes ``_``, so a class name
+    never opens a folder (MLflow's file store keeps ``a/b`` as a file ``b`` in a folder ``a``, so
+    a name cannot be a metric and a folder at once) and MLflow's name check drops nothing; an
+    empty name becomes ``class_<i>``; names equal after that get ``_<i>`` appended (``i`` the
+    index in ``names``).
+
+    Example:
+        >>> from objdet.training.callbacks import scalar_names
+        >>> scalar_names(["cat", "traffic light", "a/b", "a_b", "(x)", ""])
+        ['cat', 'traffic light', 'a_b_2', 'a_b_3', '_x_', 'class_5']
+    """
+    safe = [re.sub(r"[^A-Za-z0-9_. -]", "_", str(n)).strip() or f"class_{i}" for i, n in enumerate(names)]
+    counts = Counter(safe)
+    return [f"{n}_{i}" if counts[n] > 1 else n for i, n in enumerate(safe)]
 
 
 def figure_file_name(tag: str, epoch: int, step: int) -> str:
