@@ -80,7 +80,7 @@ def test_confusion_matrix_scalars_and_drawing() -> None:
     }  # class 1 has no value: neither predicted nor present
     fig = cb.draw(_trainer(), cb.metric, matrix)
     ax = fig.axes[0]
-    assert "normalised by ground truth" in ax.get_title() and "epoch 3" in ax.get_title()
+    assert "each row sums to 1" in ax.get_title() and "epoch 3" in ax.get_title()
     assert [t.get_text() for t in ax.get_xticklabels()][-1] == "background"
     assert "1.00" in [t.get_text() for t in ax.texts]
     assert ConfusionMatrixCallback(num_classes=3, log_per_class=False).scalars(matrix).keys() == {
