@@ -172,6 +172,94 @@ def fig_confusion_matrix_layout(out: Path) -> None:
     _save(fig, out)
 
 
+#: The two-object scene of the matching figure (xyxy): a dog GT, a cat GT overlapping it and two detections.
+MATCH_GTS = [([0, 0, 10, 10], 1), ([0, 0, 10, 6], 0)]  # (box, class): dog, cat
+MATCH_DETS = [([0, 0, 10, 9], 0, 0.9), ([0, 4, 10, 10], 1, 0.8)]  # (box, class, score): "cat", "dog"
+
+
+def fig_confusion_matrix_matching(out: Path) -> None:
+    """The same image matched with matching="agnostic" and "class_first": boxes, pairs and matrices."""
+    from matplotlib.patches import Rectangle as Box
+
+    from objdet.plotting.detection import plot_confusion_matrix
+
+    names = ["cat", "dog"]
+    preds = [
+        {
+            "boxes": torch.tensor([b for b, _, _ in MATCH_DETS], dtype=torch.float64),
+            "scores": torch.tensor([s for _, _, s in MATCH_DETS], dtype=torch.float64),
+            "labels": torch.tensor([c for _, c, _ in MATCH_DETS]),
+        }
+    ]
+    target = [
+        {
+            "boxes": torch.tensor([b for b, _ in MATCH_GTS], dtype=torch.float64),
+            "labels": torch.tensor([c for _, c in MATCH_GTS]),
+        }
+    ]
+    fig = Figure(figsize=(11.0, 7.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2, gridspec_kw={"height_ratios": [1.0, 1.15]})
+    for col, mode in enumerate(("agnostic", "class_first")):
+        metric = ConfusionMatrix(num_classes=2, conf_threshold=0.0, class_names=names, matching=mode)
+        metric.update(preds, target)
+        from objdet.ops.boxes import box_convert
+        from objdet.ops.confusion import greedy_match
+
+        match = greedy_match(
+            torch.zeros(2, dtype=torch.int64),
+            preds[0]["scores"],
+            box_convert(preds[0]["boxes"], "xyxy", "xywh"),
+            torch.zeros(2, dtype=torch.int64),
+            box_convert(target[0]["boxes"], "xyxy", "xywh"),
+            torch.zeros(2, dtype=torch.bool),
+            0.5,
+            matching=mode,
+            det_label=preds[0]["labels"],
+            gt_label=target[0]["labels"],
+        )
+        ax = axes[0, col]
+        for g, (box, cls) in enumerate(MATCH_GTS):
+            ax.add_patch(
+                Box((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False, lw=2.5, ec="#2a7", ls="-")
+            )
+            ax.text(box[2] + 0.2, box[1] + 0.5 + 1.2 * g, f"GT {g}: {names[cls]}", color="#2a7", fontsize=10)
+        for d, (box, cls, score) in enumerate(MATCH_DETS):
+            ax.add_patch(
+                Box(
+                    (box[0] + 0.15, box[1] + 0.15),
+                    box[2] - box[0] - 0.3,
+                    box[3] - box[1] - 0.3,
+                    fill=False,
+                    lw=1.8,
+                    ec="#c33",
+                    ls="--",
+                )
+            )
+            g = int(match.det_to_gt[d])
+            paired = f"→ GT {g} ({names[MATCH_GTS[g][1]]})" if g >= 0 else "→ no GT: false positive"
+            ax.text(
+                box[2] + 0.2,
+                box[1] + 3.2 + 1.2 * d,
+                f"det {d}: {names[cls]} {score:g} {paired}",
+                color="#c33",
+                fontsize=10,
+            )
+        ax.set_xlim(-0.5, 26)
+        ax.set_ylim(10.8, -0.8)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f'matching="{mode}"', fontsize=12)
+        plot_confusion_matrix(metric.compute(), names, ax=axes[1, col], title=" ")
+    fig.suptitle(
+        "det 0 (cat) overlaps the dog GT more (IoU 0.90) than the cat GT (IoU 0.67); det 1 (dog) overlaps "
+        "only the dog GT (IoU 0.60)",
+        fontsize=10,
+    )
+    _save(fig, out)
+
+
 #: Classes of the simulated detector of the detection figures.
 DET_NAMES = ["person", "car", "truck", "bicycle", "dog", "cat"]
 

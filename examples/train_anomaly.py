@@ -16,7 +16,7 @@ go to the logger: PNG files under ``<out>/logs/version_<n>/figures`` with the de
 logger, TensorBoard images with ``--tensorboard``.
 
 Run with ``python examples/train_anomaly.py [--epochs 10] [--out out/anomaly]`` (about a
-minute on 2 CPU cores).
+minute on an idle 2-core CPU machine).
 """
 
 from __future__ import annotations

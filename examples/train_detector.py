@@ -8,13 +8,14 @@ in the torchmetrics detection format, which is all objdet's detection callbacks 
 Callbacks used: ConfusionMatrixCallback, PRCurveCallback (PR curves, F1 vs confidence, AP per
 class), DetectionVisualizationCallback, GradientMonitorCallback, LearningRateMonitorCallback,
 TrainingProgressCallback and FailOnNoTrainBatches from objdet, with Lightning's
-ModelCheckpoint and EarlyStopping (both on ``val/map``) and LearningRateMonitor. Figures go to
-the logger: PNG files under ``<out>/logs/version_<n>/figures`` with the default CSV logger,
-TensorBoard images with ``--tensorboard``; the confusion matrices are also saved under
-``<out>/confusion_matrices``.
+ModelCheckpoint and EarlyStopping (both on ``val/map``), LearningRateMonitor and
+EMAWeightAveraging (validation, and so every metric and figure, sees the exponential moving
+average of the weights; ``--no-ema`` turns it off). Figures go to the logger: PNG files under
+``<out>/logs/version_<n>/figures`` with the default CSV logger, TensorBoard images with
+``--tensorboard``.
 
 Run with ``python examples/train_detector.py [--epochs 20] [--out out/detector]`` (about a
-minute on 2 CPU cores).
+minute on an idle 2-core CPU machine).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,13 +50,16 @@ from objdet.training import (
 )
 
 
-def detection_callbacks(out: Path, plot_every: int, conf_threshold: float) -> list[Any]:
-    """objdet's detection callbacks and Lightning's checkpointing, early stopping and LR monitor."""
+def detection_callbacks(out: Path, plot_every: int, conf_threshold: float, ema: bool = True) -> list[Any]:
+    """objdet's detection callbacks and Lightning's checkpointing, early stopping, LR monitor and EMA."""
+    # EMAWeightAveraging swaps the averaged weights in for validation (and back after it): the
+    # outputs objdet's callbacks read come from the averaged model, whatever the callback order
+    averaging = [EMAWeightAveraging(decay=0.99)] if ema else []
     return [
+        *averaging,
         ConfusionMatrixCallback(
             num_classes=len(CLASSES),
             class_names=CLASSES,
-            save_dir=out / "confusion_matrices",
             iou_threshold=0.5,
             conf_threshold=conf_threshold,
             every_n_epochs=plot_every,
@@ -88,6 +97,7 @@ def main() -> None:
     parser.add_argument(
         "--tensorboard", action="store_true", help="log to TensorBoard instead of CSV + PNG files"
     )
+    parser.add_argument("--no-ema", action="store_true", help="without Lightning's EMAWeightAveraging")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -104,7 +114,7 @@ def main() -> None:
         accelerator="cpu",
         devices=1,
         logger=logger,
-        callbacks=detection_callbacks(args.out, args.plot_every, args.conf_threshold),
+        callbacks=detection_callbacks(args.out, args.plot_every, args.conf_threshold, ema=not args.no_ema),
         log_every_n_steps=10,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -114,6 +124,8 @@ def main() -> None:
     trainer.fit(model, data)
     metrics = trainer.callback_metrics
     print(f"\ntrained {trainer.current_epoch} epochs in {time.perf_counter() - start:.1f} s")
+    if not args.no_ema:
+        print("validated with the EMAWeightAveraging weights (decay 0.99)")
     keys = ["val/map", "val/map_50", "val/map_75", "val/best_f1", "val/best_f1_confidence"]
     keys += ["val/cm/precision", "val/cm/recall", "val/cm/f1"]
     keys += [f"val/ap_50/{name}" for name in CLASSES]
@@ -126,7 +138,6 @@ def main() -> None:
         if figures
         else f"logs: {logger.log_dir}"
     )
-    print(f"confusion matrices under {args.out / 'confusion_matrices'}")
 
 
 if __name__ == "__main__":

@@ -104,12 +104,12 @@ def test_ddp_two_processes(tmp_path: Path) -> None:
     assert results[1]["drawn_counts"] == [] and results[1]["figures"] == {} and results[1]["warnings"] == []
     names = sorted(p.name for p in (tmp_path / "csv" / "version_0" / "figures").iterdir())
     assert names == [
-        "val_anomaly_scores_epoch000_step000002.png",
-        "val_anomaly_scores_epoch001_step000004.png",
-        "val_pca_projection_epoch000_step000002.png",
-        "val_pca_projection_epoch001_step000004.png",
-        "val_pca_scree_epoch000_step000002.png",
-        "val_pca_scree_epoch001_step000004.png",
+        "val_anomaly_scores_epoch000_step000001.png",
+        "val_anomaly_scores_epoch001_step000003.png",
+        "val_pca_projection_epoch000_step000001.png",
+        "val_pca_projection_epoch001_step000003.png",
+        "val_pca_scree_epoch000_step000001.png",
+        "val_pca_scree_epoch001_step000003.png",
     ]
 
 
@@ -179,7 +179,7 @@ def test_ddp_detection_callbacks(tmp_path: Path) -> None:
         assert res["cm"] == single[0].last_values.tolist(), rank
         assert res["map"] == {k: v.tolist() for k, v in single[1].last_values.items()}, rank
     assert results[0]["metrics"] == results[1]["metrics"]  # every rank logs the same (global) scalars
-    assert "val/map_50" in results[0]["metrics"] and "val/cm/f1/red" in results[0]["metrics"]
+    assert "val/map_50" in results[0]["metrics"] and "val/cm/f1_per_class/red" in results[0]["metrics"]
     # rank 0 wrote the confusion matrices (the same pictures as one process) and the detections; its PR
     # figures failed with a warning per epoch; rank 1 drew nothing
     assert results[0]["figures"] == {"val/confusion_matrix": 2, "val/detections": 2}
@@ -188,14 +188,14 @@ def test_ddp_detection_callbacks(tmp_path: Path) -> None:
     ddp_cm = sorted((tmp_path / "ddp" / "cm").iterdir())
     single_cm = sorted((tmp_path / "single" / "cm").iterdir())
     assert [p.name for p in ddp_cm] == [
-        "val_confusion_matrix_epoch000_step000002.png",
-        "val_confusion_matrix_epoch001_step000004.png",
+        "val_confusion_matrix_epoch000_step000001.png",
+        "val_confusion_matrix_epoch001_step000003.png",
     ]
     assert [p.name for p in single_cm] == [
-        "val_confusion_matrix_epoch000_step000004.png",
-        "val_confusion_matrix_epoch001_step000008.png",
+        "val_confusion_matrix_epoch000_step000003.png",
+        "val_confusion_matrix_epoch001_step000007.png",
     ]
     for ddp_png, single_png in zip(ddp_cm, single_cm, strict=True):
         assert ddp_png.read_bytes() == single_png.read_bytes()
     figures = sorted(p.name for p in (tmp_path / "ddp" / "csv" / "version_0" / "figures").iterdir())
-    assert figures == ["val_detections_epoch000_step000002.png", "val_detections_epoch001_step000004.png"]
+    assert figures == ["val_detections_epoch000_step000001.png", "val_detections_epoch001_step000003.png"]

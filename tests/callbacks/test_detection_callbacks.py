@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,8 +44,12 @@ def test_seed_paths_and_exports() -> None:
 
 def test_confusion_matrix_arguments() -> None:
     cb = ConfusionMatrixCallback(num_classes=3)
-    assert str(cb.save_dir) == "./confusion_matrices" and cb.tag == "val/confusion_matrix"
+    assert cb.save_dir is None and cb.tag == "val/confusion_matrix"  # figures go where the loggers put them
     assert (cb.metric.iou_threshold, cb.metric.conf_threshold) == (0.5, 0.25)
+    assert cb.metric.matching == "agnostic"
+    assert ConfusionMatrixCallback(num_classes=3, matching="class_first").metric.matching == "class_first"
+    with pytest.raises(ValueError, match="`matching` must be one of"):
+        ConfusionMatrixCallback(num_classes=3, matching="greedy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`normalize` must be None, 'true', 'pred' or 'all', got 'rows'"):
         ConfusionMatrixCallback(num_classes=3, normalize="rows")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`class_names` must be 3 strings"):
@@ -65,16 +71,16 @@ def test_confusion_matrix_scalars_and_drawing() -> None:
         "cm/precision": 2 / 3,
         "cm/recall": 1.0,
         "cm/f1": 0.8,
-        "cm/precision/class_0": 1.0,
-        "cm/recall/class_0": 1.0,
-        "cm/f1/class_0": 1.0,
-        "cm/precision/class_2": 0.5,
-        "cm/recall/class_2": 1.0,
-        "cm/f1/class_2": pytest.approx(2 / 3),
+        "cm/precision_per_class/class_0": 1.0,
+        "cm/recall_per_class/class_0": 1.0,
+        "cm/f1_per_class/class_0": 1.0,
+        "cm/precision_per_class/class_2": 0.5,
+        "cm/recall_per_class/class_2": 1.0,
+        "cm/f1_per_class/class_2": pytest.approx(2 / 3),
     }  # class 1 has no value: neither predicted nor present
     fig = cb.draw(_trainer(), cb.metric, matrix)
     ax = fig.axes[0]
-    assert "normalised by ground truth" in ax.get_title() and "epoch 3" in ax.get_title()
+    assert "each row sums to 1" in ax.get_title() and "epoch 3" in ax.get_title()
     assert [t.get_text() for t in ax.get_xticklabels()][-1] == "background"
     assert "1.00" in [t.get_text() for t in ax.texts]
     assert ConfusionMatrixCallback(num_classes=3, log_per_class=False).scalars(matrix).keys() == {
@@ -84,6 +90,39 @@ def test_confusion_matrix_scalars_and_drawing() -> None:
     }
     empty = torch.zeros(4, 4, dtype=torch.int64)
     assert cb.scalars(empty) == {}
+
+
+def test_confusion_matrix_explicit_save_dir(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    cb = ConfusionMatrixCallback(num_classes=3, save_dir=tmp_path / "cm", matching="class_first")
+    preds, targets = _data()
+    cb.update_metric(cb.metric, {"preds": preds, "targets": targets})
+    matrix = cb.metric.compute()
+    tb = TensorBoardLogger(str(tmp_path), name="tb")
+    trainer = SimpleNamespace(
+        loggers=[tb], is_global_zero=True, current_epoch=3, global_step=12, default_root_dir=str(tmp_path)
+    )
+    files = cb.draw_and_log(trainer, lambda: cb.draw(trainer, cb.metric, matrix))  # type: ignore[arg-type]
+    assert files == [(tmp_path / "cm" / "val_confusion_matrix_epoch003_step000012.png").resolve()]
+    assert files[0].read_bytes()[:4] == b"\x89PNG"
+    assert cb.figures_logged == {"val/confusion_matrix": 1}
+
+
+def test_scalar_names_are_never_folders_of_each_other() -> None:
+    names = ["cat", "cat/tabby", "a b", "x:y", "cat_tabby"]
+    cb = ConfusionMatrixCallback(num_classes=5, class_names=names)
+    matrix = torch.ones(6, 6, dtype=torch.int64)
+    matrix[5, 5] = 0
+    keys = list(cb.scalars(matrix))
+    assert len(keys) == 3 + 5 * 3
+    for key in keys:
+        assert not any(other.startswith(key + "/") for other in keys), key
+        assert re.fullmatch(r"[A-Za-z0-9_. /-]+", key), key  # what MLflow accepts, nothing dropped
+    per_class = {k.rsplit("/", 1)[1] for k in keys if "_per_class/" in k}
+    assert per_class == {"cat", "cat_tabby_1", "a b", "x_y", "cat_tabby_4"}
+    pr = PRCurveCallback(class_names={0: "cat/tabby", 2: "cat"})
+    assert (pr.scalar_name(0), pr.scalar_name(2), pr.scalar_name(7)) == ("cat_tabby", "cat", "class_7")
 
 
 def test_missing_keys_error_names_the_callback() -> None:

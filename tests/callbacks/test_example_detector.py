@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,11 +29,18 @@ def test_detector_example_runs(tmp_path: Path) -> None:
         "val_detections",
         "train_lr_schedule",
         "train_epoch_durations",
+        "val_confusion_matrix",  # in the log dir like every other figure (the callback's default)
     }
-    assert len(list((tmp_path / "confusion_matrices").glob("val_confusion_matrix_epoch00*.png"))) == 2
+    assert len(list((log_dir / "figures").glob("val_confusion_matrix_epoch00*.png"))) == 2
+    assert not (tmp_path / "confusion_matrices").exists()
+    assert "EMAWeightAveraging" in result.stdout  # the averaged weights were validated
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert "EMAWeightAveraging" in checkpoint["callbacks"]
     with open(log_dir / "metrics.csv") as f:
         header = next(csv.reader(f))
-    for key in ("val/map", "val/cm/f1/disc", "val/ap_50/square", "lr/opt0-cosine/pg0", "grad/norm_total"):
+    keys = ("val/map", "val/cm/f1_per_class/disc", "val/ap_50/square", "lr/opt0-cosine/pg0")
+    keys += ("grad/norm_total",)
+    for key in keys:
         assert key in header, key
     assert "cosine" in header  # Lightning's LearningRateMonitor, next to objdet's
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()

@@ -45,7 +45,7 @@ CLASSES = ["red", "green", "blue"]
 def _detection_callbacks(root: Path) -> dict[str, Any]:
     return {
         "vis": DetectionVisualizationCallback(num_samples=6, class_names=CLASSES, dpi=DPI),
-        "cm": ConfusionMatrixCallback(num_classes=3, class_names=CLASSES, save_dir=root / "cm", dpi=DPI),
+        "cm": ConfusionMatrixCallback(num_classes=3, class_names=CLASSES, dpi=DPI),  # default save_dir
         "pr": PRCurveCallback(class_names=CLASSES, dpi=DPI),
         "grad": GradientMonitorCallback(log_every_n_steps=3, per_layer=True),
         "lr": LearningRateMonitorCallback(log_every_n_steps=1, dpi=DPI),
@@ -83,10 +83,9 @@ def anomaly_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 def _pngs(run: dict[str, Any]) -> set[str]:
-    """PNG names written under the run's root (but the confusion matrices' save_dir), checked to be where
-    the logger kind puts them."""
+    """PNG names written under the run's root, checked to be where the logger kind puts them."""
     root: Path = run["root"]
-    found = sorted(p for p in root.rglob("*.png") if p.parent != root / "cm")
+    found = sorted(root.rglob("*.png"))
     expected_dir = {"none": root / "figures", "csv": root / "csv" / "version_0" / "figures"}.get(
         run["logger"]
     )
@@ -140,34 +139,34 @@ def _figures(run: dict[str, Any]) -> dict[str, list[int]]:
 def test_detection_figures(detection_run: dict[str, Any]) -> None:
     pngs = _pngs(detection_run)
     figures = _figures(detection_run)
-    per_epoch = ["val/detections", "val/curves/pr", "val/curves/f1", "val/curves/ap"]
+    # the confusion matrix, without save_dir, goes where every other figure goes
+    per_epoch = ["val/detections", "val/curves/pr", "val/curves/f1", "val/curves/ap", "val/confusion_matrix"]
+    # validation runs before Lightning counts the epoch's last batch: its values (val_loss, val/map)
+    # are logged at steps 3 and 7, the figures of the same epochs at the same steps
+    if detection_run["logger"] != "none":
+        logged = _logged(detection_run)
+        assert sorted(logged["val/map"]) == sorted(logged["val_loss"]) == [3, 7]
     if detection_run["logger"] == "tb":
-        assert pngs == set()  # TensorBoard took every figure (the confusion matrix also went to save_dir)
+        assert pngs == set()  # TensorBoard took every figure
         assert figures == {
-            **{tag: [4, 8] for tag in [*per_epoch, "val/confusion_matrix"]},
+            **{tag: [3, 7] for tag in per_epoch},
             "train/lr_schedule": [8],
             "train/epoch_durations": [8],
         }
-    else:  # the confusion matrix only in its save_dir
+    else:  # PNGs under the log dir; end-of-training figures named after the last epoch that ran (1)
         assert pngs == {
             *(
-                f"{tag.replace('/', '_')}_epoch00{e}_step00000{4 * e + 4}.png"
+                f"{tag.replace('/', '_')}_epoch00{e}_step00000{4 * e + 3}.png"
                 for tag in per_epoch
                 for e in (0, 1)
             ),
-            "train_lr_schedule_epoch002_step000008.png",
-            "train_epoch_durations_epoch002_step000008.png",
+            "train_lr_schedule_epoch001_step000008.png",
+            "train_epoch_durations_epoch001_step000008.png",
         }
     # the sanity check drew nothing: two validated epochs, two figures
     assert detection_run["cb"]["vis"].figures_logged == {"val/detections": 2}
     assert detection_run["cb"]["pr"].figures_logged == {f"val/curves/{k}": 2 for k in ("pr", "f1", "ap")}
-    cm_files = sorted(p.name for p in (detection_run["root"] / "cm").iterdir())
-    assert cm_files == [
-        "val_confusion_matrix_epoch000_step000004.png",
-        "val_confusion_matrix_epoch001_step000008.png",
-    ]
-    for name in cm_files:
-        assert (detection_run["root"] / "cm" / name).read_bytes()[:4] == b"\x89PNG"
+    assert detection_run["cb"]["cm"].figures_logged == {"val/confusion_matrix": 2}
 
 
 def test_gradient_monitor_keys(detection_run: dict[str, Any]) -> None:
@@ -289,9 +288,9 @@ def test_confusion_matrix_values(detection_run: dict[str, Any]) -> None:
     values = {"val/cm/precision": sum(tp) / sum(col), "val/cm/recall": sum(tp) / sum(row)}
     values["val/cm/f1"] = 2 * sum(tp) / (sum(col) + sum(row))
     for k, name in enumerate(CLASSES):
-        values[f"val/cm/precision/{name}"] = tp[k] / col[k]
-        values[f"val/cm/recall/{name}"] = tp[k] / row[k]
-        values[f"val/cm/f1/{name}"] = 2 * tp[k] / (col[k] + row[k])
+        values[f"val/cm/precision_per_class/{name}"] = tp[k] / col[k]
+        values[f"val/cm/recall_per_class/{name}"] = tp[k] / row[k]
+        values[f"val/cm/f1_per_class/{name}"] = 2 * tp[k] / (col[k] + row[k])
     metrics = detection_run["trainer"].callback_metrics
     assert {k: float(metrics[k]) for k in values} == pytest.approx(values, rel=1e-6)
     if detection_run["logger"] != "none":
@@ -373,11 +372,11 @@ def test_pr_curve_values(detection_run: dict[str, Any]) -> None:
 def test_anomaly_figures(anomaly_run: dict[str, Any]) -> None:
     figures = _figures(anomaly_run)
     assert figures == {
-        "val_anomaly_heatmaps" if anomaly_run["logger"] != "tb" else "val/anomaly_heatmaps": [4, 8],
-        "val_anomaly_scores" if anomaly_run["logger"] != "tb" else "val/anomaly_scores": [4, 8],
+        "val_anomaly_heatmaps" if anomaly_run["logger"] != "tb" else "val/anomaly_heatmaps": [3, 7],
+        "val_anomaly_scores" if anomaly_run["logger"] != "tb" else "val/anomaly_scores": [3, 7],
         # every_n_epochs=2: only the second epoch
-        "val_pca_projection" if anomaly_run["logger"] != "tb" else "val/pca/projection": [8],
-        "val_pca_scree" if anomaly_run["logger"] != "tb" else "val/pca/scree": [8],
+        "val_pca_projection" if anomaly_run["logger"] != "tb" else "val/pca/projection": [7],
+        "val_pca_scree" if anomaly_run["logger"] != "tb" else "val/pca/scree": [7],
     }
 
 
@@ -519,10 +518,10 @@ def test_metric_callbacks_log_every_epoch_and_draw_every_n(tmp_path: Path) -> No
     assert len(logged["val/map"]) == len(logged["val/cm/f1"]) == len(logged["spy/f1"]) == 3
     assert len(logged["lazy/map"]) == 1  # compute_every_epoch=False: only in drawing epochs
     assert sorted(p.name for p in (tmp_path / "csv" / "version_0" / "figures").iterdir()) == [
-        "lazy_ap_epoch001_step000002.png",
-        "spy_epoch002_step000003.png",
-        "val_confusion_matrix_epoch001_step000002.png",
-        "val_curves_pr_epoch001_step000002.png",
+        "lazy_ap_epoch001_step000001.png",
+        "spy_epoch002_step000002.png",
+        "val_confusion_matrix_epoch001_step000001.png",
+        "val_curves_pr_epoch001_step000001.png",
     ]
     assert checkpoint.best_model_score is not None
 
@@ -532,6 +531,6 @@ def test_every_n_epochs_and_sanity_check(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path, "none", callbacks=[cb], max_epochs=4, num_sanity_val_steps=2)
     trainer.fit(ShapesDetectionModule(n_train=4))
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "val_detections_epoch001_step000002.png",
-        "val_detections_epoch003_step000004.png",
+        "val_detections_epoch001_step000001.png",
+        "val_detections_epoch003_step000003.png",
     ]

@@ -191,7 +191,8 @@ def test_unbounded_scores_get_a_grid_over_their_range() -> None:
     c = metric.curves(confidence=50)
     all_scores = torch.cat([p["scores"] for p in preds])
     assert c.confidence[0] == all_scores.min() and c.confidence[-1] == pytest.approx(float(all_scores.max()))
-    assert c.confidence.numel() == 50 and (c.confidence.diff() > 0).all()
+    assert c.confidence.numel() <= 50 and (c.confidence.diff() > 0).all()
+    assert set(c.confidence.tolist()) <= set(all_scores.double().tolist())  # order statistics of the scores
     # at the lowest threshold every kept detection that is not ignored (lane 0: bit 0 of byte 0) counts
     not_ignored = (metric._state("macro_ignored")[:, 0] & 1) == 0
     assert int(c.tp[:, 0].sum() + c.fp[:, 0].sum()) == int(not_ignored.sum())
@@ -199,6 +200,16 @@ def test_unbounded_scores_get_a_grid_over_their_range() -> None:
     _assert_same(c.overall_f1, ref["overall"]["f1"], "F1")
     assert confidence_grid(torch.tensor([0.2, 0.7]), 11)[-1] == 1.0
     assert confidence_grid(torch.tensor([3.0, 3.0]), 3).tolist() == [3.0, 3.5, 4.0]
+    # a few huge scores do not squeeze the others below the second threshold: the grid follows the ranks
+    scores = torch.cat(
+        [torch.linspace(-5.0, 5.0, 990, dtype=torch.float64), torch.full((10,), 1e300, dtype=torch.float64)]
+    )
+    grid = confidence_grid(scores, 11)
+    assert grid[0] == -5.0 and grid[-1] == 1e300 and grid.numel() == 11
+    assert (grid[:-1] <= 5.0).all()  # 10 of the 11 thresholds among the 990 ordinary scores
+    counted = [(scores >= t).sum().item() for t in grid]
+    assert counted == sorted(counted, reverse=True) and counted[5] == pytest.approx(500, abs=2)
+    assert confidence_grid(torch.tensor([0.5, float("inf"), -2.0]), 3).tolist() == [-2.0, 0.5]
 
 
 @st.composite

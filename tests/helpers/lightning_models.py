@@ -176,21 +176,24 @@ class AnomalyModule(pl.LightningModule):
 
 
 # -- trainer -----------------------------------------------------------------------------------------
-def make_trainer(root: Any, logger: str = "none", **kwargs: Any) -> pl.Trainer:
-    """A quiet CPU trainer under ``root``; ``logger`` is "none", "csv" or "tb" (saved under root/<logger>)."""
+def make_trainer(root: Any, logger: Any = "none", **kwargs: Any) -> pl.Trainer:
+    """A quiet CPU trainer under ``root``; ``logger`` is "none", "csv" or "tb" (saved under root/<logger>)
+    or a logger object."""
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    loggers: Any = {
-        "none": False,
-        "csv": lambda: CSVLogger(str(root), name="csv"),
-        "tb": lambda: TensorBoardLogger(str(root), name="tb"),
-    }[logger]
+    loggers: Any = logger
+    if isinstance(logger, str):
+        loggers = {
+            "none": False,
+            "csv": lambda: CSVLogger(str(root), name="csv"),
+            "tb": lambda: TensorBoardLogger(str(root), name="tb"),
+        }[logger]
     options: dict[str, Any] = {
         "default_root_dir": str(root),
         "max_epochs": 2,
         "accelerator": "cpu",
         "devices": 1,
-        "logger": loggers() if callable(loggers) else loggers,
+        "logger": loggers() if callable(loggers) and isinstance(logger, str) else loggers,
         "enable_progress_bar": False,
         "enable_model_summary": False,
         "enable_checkpointing": False,

@@ -30,9 +30,17 @@ def _area(a: list[float]) -> float:
 
 
 def reference_matrix(
-    preds: list[dict], target: list[dict], num_classes: int, iou_t: float, conf_t: float
+    preds: list[dict],
+    target: list[dict],
+    num_classes: int,
+    iou_t: float,
+    conf_t: float,
+    matching: str = "agnostic",
 ) -> tuple[np.ndarray, int]:
-    """DESIGN.md's rules walked literally, image by image. Returns the matrix and the dropped detections."""
+    """DESIGN.md's rules walked literally, image by image. Returns the matrix and the dropped detections.
+
+    ``matching="class_first"``: the sorted list of pairs is walked once over the same-label pairs,
+    then once more over all pairs (those touching a taken detection or GT are skipped)."""
     c = num_classes
     m = np.zeros((c + 1, c + 1), dtype=np.int64)
     dropped = 0
@@ -53,10 +61,14 @@ def reference_matrix(
         pairs.sort()
         det_match: dict[int, int] = {}
         gt_used: set[int] = set()
-        for _, _, j, g in pairs:
-            if j not in det_match and g not in gt_used:
-                det_match[j] = g
-                gt_used.add(g)
+        walks = [pairs]
+        if matching == "class_first":
+            walks = [[q for q in pairs if d_label[q[2]] == g_label[q[3]]], pairs]
+        for walk in walks:
+            for _, _, j, g in walk:
+                if j not in det_match and g not in gt_used:
+                    det_match[j] = g
+                    gt_used.add(g)
         for j in dets:
             if j in det_match:
                 m[g_label[det_match[j]], d_label[j]] += 1
@@ -129,6 +141,7 @@ def images(draw: st.DrawFn, max_images: int = 4, unique_scores: bool = False) ->
 
 
 thresholds = st.tuples(st.sampled_from([0.1, 0.3, 0.5, 0.75, 1.0]), st.sampled_from([-1.0, 0.0, 0.3, 0.6]))
+modes = st.sampled_from(["agnostic", "class_first"])
 
 
 def _matrix(preds: list, target: list, iou_t: float, conf_t: float, **kwargs: object) -> torch.Tensor:
@@ -140,11 +153,11 @@ def _matrix(preds: list, target: list, iou_t: float, conf_t: float, **kwargs: ob
 # ----------------------------------------------------------------------------- reference equality
 
 
-@given(data=images(), thr=thresholds)
-def test_matches_brute_force(data: tuple[list, list], thr: tuple[float, float]) -> None:
+@given(data=images(), thr=thresholds, matching=modes)
+def test_matches_brute_force(data: tuple[list, list], thr: tuple[float, float], matching: str) -> None:
     preds, target = data
-    ref, _ = reference_matrix(preds, target, C, *thr)
-    out = _matrix(preds, target, *thr)
+    ref, _ = reference_matrix(preds, target, C, *thr, matching=matching)
+    out = _matrix(preds, target, *thr, matching=matching)
     assert out.dtype == torch.int64 and out.shape == (C + 1, C + 1)
     np.testing.assert_array_equal(out.numpy(), ref)
 
@@ -153,9 +166,13 @@ def test_matches_brute_force(data: tuple[list, list], thr: tuple[float, float]) 
 def test_generated_coco_data_matches_brute_force(seed: int) -> None:
     # float boxes, crowds, zero-size boxes, > 100 detections in one image
     preds, target = to_torch(make_dataset(seed, n_images=10), "xyxy")
-    for iou_t, conf_t in [(0.5, 0.25), (0.3, 0.0)]:
-        ref, dropped = reference_matrix(preds, target, 4, iou_t, conf_t)
-        metric = ConfusionMatrix(num_classes=4, iou_threshold=iou_t, conf_threshold=conf_t)
+    for iou_t, conf_t, matching in [
+        (0.5, 0.25, "agnostic"),
+        (0.3, 0.0, "agnostic"),
+        (0.3, 0.0, "class_first"),
+    ]:
+        ref, dropped = reference_matrix(preds, target, 4, iou_t, conf_t, matching)
+        metric = ConfusionMatrix(num_classes=4, iou_threshold=iou_t, conf_threshold=conf_t, matching=matching)
         for k in range(0, 10, 3):
             metric.update(preds[k : k + 3], target[k : k + 3])
         np.testing.assert_array_equal(metric.compute().numpy(), ref)
@@ -166,12 +183,12 @@ def test_generated_coco_data_matches_brute_force(seed: int) -> None:
 # ----------------------------------------------------------------------------- properties
 
 
-@given(data=images(), thr=thresholds)
-def test_row_and_column_sums(data: tuple[list, list], thr: tuple[float, float]) -> None:
+@given(data=images(), thr=thresholds, matching=modes)
+def test_row_and_column_sums(data: tuple[list, list], thr: tuple[float, float], matching: str) -> None:
     preds, target = data
     iou_t, conf_t = thr
-    out = _matrix(preds, target, iou_t, conf_t).numpy()
-    _, dropped = reference_matrix(preds, target, C, iou_t, conf_t)
+    out = _matrix(preds, target, iou_t, conf_t, matching=matching).numpy()
+    _, dropped = reference_matrix(preds, target, C, iou_t, conf_t, matching)
     gt_labels = torch.cat([t["labels"][t["iscrowd"] == 0] for t in target])
     counted = torch.cat([p["labels"][p["scores"] >= conf_t] for p in preds])
     np.testing.assert_array_equal(out[:C].sum(1), np.bincount(gt_labels.numpy(), minlength=C))
@@ -181,9 +198,9 @@ def test_row_and_column_sums(data: tuple[list, list], thr: tuple[float, float]) 
     assert out[C, C] == 0
 
 
-@given(data=images(unique_scores=True), thr=thresholds, perm_seed=st.integers(0, 2**16))
+@given(data=images(unique_scores=True), thr=thresholds, perm_seed=st.integers(0, 2**16), matching=modes)
 def test_detection_permutation_invariance(
-    data: tuple[list, list], thr: tuple[float, float], perm_seed: int
+    data: tuple[list, list], thr: tuple[float, float], perm_seed: int, matching: str
 ) -> None:
     # with distinct scores no tie is decided by the detection index
     preds, target = data
@@ -192,7 +209,9 @@ def test_detection_permutation_invariance(
     for p in preds:
         order = torch.randperm(p["scores"].numel(), generator=g)
         shuffled.append({k: v[order] for k, v in p.items()})
-    assert torch.equal(_matrix(preds, target, *thr), _matrix(shuffled, target, *thr))
+    assert torch.equal(
+        _matrix(preds, target, *thr, matching=matching), _matrix(shuffled, target, *thr, matching=matching)
+    )
 
 
 @given(seed=st.integers(0, 2**32 - 1))
@@ -295,6 +314,28 @@ def test_ties_higher_score_then_lower_indices() -> None:
     assert out[1, 0] == 1 and out[2, C] == 1
 
 
+def test_class_first_differs_from_agnostic() -> None:
+    # det 0 (class 0) overlaps the class-1 GT more (IoU 0.9) than the class-0 GT (IoU 0.67)
+    # det 1 (class 1) overlaps only the class-1 GT (IoU 0.6; 0.2 with the other)
+    gts = [[0, 0, 10, 10], [0, 0, 10, 6]]  # class 1, class 0
+    dets = [[0, 0, 10, 9], [0, 4, 10, 10]]
+    preds, target = _one_image(dets, [0.9, 0.8], [0, 1], gts, [1, 0])
+    agnostic = _matrix(preds, target, 0.5, 0.0).numpy()
+    class_first = _matrix(preds, target, 0.5, 0.0, matching="class_first").numpy()
+    expected_agnostic = np.zeros((C + 1, C + 1), dtype=np.int64)
+    expected_agnostic[1, 0] = 1  # det 0 takes the class-1 GT (a confusion)
+    expected_agnostic[C, 1] = 1  # det 1 is left without a GT (its only candidate is taken)
+    expected_agnostic[0, C] = 1  # the class-0 GT is missed
+    expected_class_first = np.zeros((C + 1, C + 1), dtype=np.int64)
+    expected_class_first[0, 0] = 1  # det 0 takes the GT of its own class
+    expected_class_first[1, 1] = 1  # det 1 takes the class-1 GT
+    np.testing.assert_array_equal(agnostic, expected_agnostic)
+    np.testing.assert_array_equal(class_first, expected_class_first)
+    # leftovers are still matched across classes: one class-2 detection on the class-1 GT
+    preds, target = _one_image([[0, 0, 10, 10]], [0.9], [2], [[0, 0, 10, 10]], [1])
+    assert _matrix(preds, target, 0.5, 0.0, matching="class_first")[1, 2] == 1
+
+
 def test_crowd_rule() -> None:
     crowd = [0, 0, 40, 40]
     # inside the crowd region: dropped; outside: a false positive; crowd GT itself: not counted
@@ -341,6 +382,8 @@ def test_bad_inputs_are_named() -> None:
         ConfusionMatrix(conf_threshold=float("nan"))
     with pytest.raises(ValueError, match="class_names"):
         ConfusionMatrix(num_classes=2, class_names=["a"])
+    with pytest.raises(ValueError, match=r"`matching`.*'per_class'"):
+        ConfusionMatrix(matching="per_class")  # type: ignore[arg-type]
     metric = ConfusionMatrix(num_classes=2)
     preds, target = _one_image([[0, 0, 10, 10]], [0.9], [2], [[0, 0, 10, 10]], [1])
     with pytest.raises(ValueError, match=r"preds\[0\]\['labels'\].*\[0, 1\].*2"):
@@ -389,12 +432,13 @@ def test_derived_precision_recall_f1_and_normalisation(
 
 
 @pytest.mark.cuda
-def test_cuda_matches_cpu() -> None:
+@pytest.mark.parametrize("matching", ["agnostic", "class_first"])
+def test_cuda_matches_cpu(matching: str) -> None:
     preds, target = to_torch(make_dataset(5, n_images=10), "xyxy")
-    cpu = ConfusionMatrix(num_classes=4)
+    cpu = ConfusionMatrix(num_classes=4, matching=matching)  # type: ignore[arg-type]
     cpu.update(preds, target)
     dev = torch.device("cuda")
-    gpu = ConfusionMatrix(num_classes=4).to(dev)
+    gpu = ConfusionMatrix(num_classes=4, matching=matching).to(dev)  # type: ignore[arg-type]
     move = lambda xs: [{k: v.to(dev) for k, v in x.items()} for x in xs]  # noqa: E731
     gpu.update(move(preds), move(target))
     out = gpu.compute()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import LogNorm, PowerNorm
 from matplotlib.figure import Figure
 
 from objdet.functional.curves import detection_curves
@@ -59,11 +60,17 @@ def test_confusion_matrix_few_classes(tmp_path: Path) -> None:
     assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "ground truth"
     assert sorted(_texts(ax)) == sorted(str(v) for v in m[m > 0])  # every non-zero count written
     assert len(fig.axes) == 2  # the matrix and its colour bar
-    assert fig.axes[1].get_ylabel() == "count"
+    assert fig.axes[1].get_ylabel() == "count, square-root scale"  # counts 0-5: no log scale
     _save(fig, tmp_path / "cm_counts.png")
     fig, ax = plot_confusion_matrix(m, ["cat", "dog", "eel"], normalize="true")
     assert "0.62" in _texts(ax)  # 5 / 8 in the first row
-    assert fig.axes[1].get_ylabel() == "fraction" and "rows" in ax.get_title()
+    # the background row is normalised too, and the title says what it then shows
+    assert "0.67" in _texts(ax)  # background row: 2 of its 3 false positives were predicted "dog"
+    assert fig.axes[1].get_ylabel() == "fraction" and "each row sums to 1" in ax.get_title()
+    assert "background row: how the false positives split" in ax.get_title()
+    assert "normalised by ground truth" not in ax.get_title()
+    _fig, ax = plot_confusion_matrix(m, ["cat", "dog", "eel"], normalize="pred")
+    assert "each column sums to 1" in ax.get_title() and "background column: how the missed" in ax.get_title()
     _save(fig, tmp_path / "cm_true.png")
 
 
@@ -79,12 +86,32 @@ def test_confusion_matrix_one_and_eighty_classes(tmp_path: Path) -> None:
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[0] == "class 0" and labels[-1] == "background" and len(labels) == 81
     assert ax.get_xticklabels()[0].get_rotation() == 90
-    assert _texts(ax) == []  # no numbers in 6561 cells
-    assert fig80.get_size_inches()[0] > 2 * fig1.get_size_inches()[0]  # the figure grows with C
+    assert len(_texts(ax)) == np.count_nonzero(big)  # every non-zero value written, also at 80 classes
+    assert fig80.get_size_inches()[0] > 20  # about 0.3 inch per cell: numbers and names readable
     _save(fig80, tmp_path / "cm_80.png")
-    _fig, ax = plot_confusion_matrix(np.eye(151, dtype=np.int64))  # beyond 100 classes: labels thinned
+    # one dominant class: counts on a log scale, so that the others keep their colours
+    big[0, 0] = 20_000
+    fig, ax = plot_confusion_matrix(big, names)
+    assert isinstance(ax.images[0].norm, LogNorm) and fig.axes[1].get_ylabel() == "count, log scale"
+    assert "20k" in _texts(ax)
+    assert isinstance(plot_confusion_matrix(big, names, log_scale=False)[1].images[0].norm, PowerNorm)
+    # 365 classes: the 80 with the most errors, the others summed in one row and column
+    c = 365
+    many = np.zeros((c + 1, c + 1), dtype=np.int64)
+    many[np.arange(c), np.arange(c)] = 10
+    many[np.arange(c), (np.arange(c) + 1) % c] = np.arange(c) % 7  # errors: classes 6, 13, 20, ... most
+    many[c, :c] = 1
+    fig, ax = plot_confusion_matrix(many, [f"c{i}" for i in range(c)])
     ticks = [t.get_text() for t in ax.get_yticklabels()]
-    assert len(ticks) < 100 and ticks[-1] == "background"
+    assert len(ticks) == 82 and ticks[-2:] == ["other 285 classes", "background"]
+    assert "the 80 of 365 classes with the most errors" in ax.get_title()
+    assert {"c6", "c13", "c20"} <= set(ticks)
+    shown = ax.images[0].get_array().filled(0)
+    assert shown.sum() == many.sum()  # every count is still in the picture
+    np.testing.assert_array_equal(shown[-1, :-2], [1] * 80)  # background row of the classes kept
+    assert plot_confusion_matrix(many, max_classes=None)[1].get_yticklabels()[-1].get_text() == "background"
+    with pytest.raises(ValueError, match="max_classes"):
+        plot_confusion_matrix(many, max_classes=0)
 
 
 def test_confusion_matrix_no_data_and_errors(tmp_path: Path) -> None:
@@ -125,7 +152,8 @@ def test_pr_curves_lines_and_legend(tmp_path: Path) -> None:
     fig, ax = plot_pr_curves(rec, prec, class_names=["a", "b", "c", "no-gt"], iou_threshold=0.5)
     assert len(ax.get_lines()) == 4  # three classes with GT and the mean
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend[0].startswith("all classes  mAP@0.5 = ")
+    assert legend[0].startswith("mean of the classes with GT  mAP@0.5 = ")
+    assert legend[0].endswith("(1 class without GT: no curve, no AP)")  # said, not silently dropped
     assert any(t.startswith("a  ") for t in legend) and not any("no-gt" in t for t in legend)
     assert ax.get_xlabel() == "recall" and ax.get_ylabel() == "precision"
     mean_line = [ln for ln in ax.get_lines() if ln.get_linewidth() == 3.0]
@@ -135,6 +163,7 @@ def test_pr_curves_lines_and_legend(tmp_path: Path) -> None:
     many = np.tile(prec[:1], (80, 1))
     fig, ax = plot_pr_curves(rec, many)
     assert len(ax.get_lines()) == 81 and len(ax.get_legend().get_texts()) == 1  # no 80-entry legend
+    assert "(80 classes with GT, thin lines)" in ax.get_legend().get_texts()[0].get_text()
     _save(fig, tmp_path / "pr_80.png")
     fig, ax = plot_pr_curves(rec, prec[3:])
     assert any("no data" in t for t in _texts(ax))
@@ -148,9 +177,21 @@ def test_confidence_curves_best_point(tmp_path: Path) -> None:
     overall = np.sin(x * 3) / 2
     fig, ax = plot_confidence_curves(x, per, overall, best_confidence=0.5, class_names=["a", "nothing"])
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend[0] == "all classes" and legend[1].startswith("F1 0.499 at 0.5")
+    assert legend[0] == "all classes\n(1 class without any F1 value: not drawn)"
+    assert legend[1].startswith("F1 0.499 at 0.5")
     assert ax.get_xlabel() == "confidence threshold" and ax.get_ylabel() == "F1"
     _save(fig, tmp_path / "f1.png")
+    # raw scores up to 1e300: one step per threshold, the values on the ticks, the best point at its value
+    raw = np.array([-5.0, -1.0, 0.5, 2.0, 7.0, 1e300])
+    f1 = np.array([0.2, 0.5, 0.6, 0.4, 0.1, 0.0])
+    fig, ax = plot_confidence_curves(raw, f1[None], f1, best_confidence=0.5)
+    assert ax.get_xlim() == (0.0, 1.0)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[0] == "-5" and ticks[-1] == "1e+300"
+    assert "one step per threshold" in ax.get_xlabel()
+    best = next(ln for ln in ax.get_lines() if ln.get_marker() == "o")
+    assert best.get_xdata()[0] == pytest.approx(0.4) and "at 0.5" in best.get_label()
+    _save(fig, tmp_path / "f1_raw_scores.png")
     fig, ax = plot_confidence_curves(x, np.full((0, 11), np.nan), None)
     assert any("no data" in t for t in _texts(ax))
     with pytest.raises(ValueError, match="overall"):
@@ -158,10 +199,20 @@ def test_confidence_curves_best_point(tmp_path: Path) -> None:
 
 
 def test_ap_bars_sorted(tmp_path: Path) -> None:
-    fig, ax = plot_ap_bars([0.2, -1.0, 0.9, 0.5], ["a", "b", "c", "d"], xlabel="AP@0.5")
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "d", "a", "b (no GT)"]
-    assert len(ax.patches) == 4 and ax.get_xlabel() == "AP@0.5"
-    assert ax.get_legend().get_texts()[0].get_text() == "mean 0.533"
+    fig, ax = plot_ap_bars([0.2, -1.0, 0.9, 0.5, 0.0], ["a", "b", "c", "d", "e"], xlabel="AP@0.5")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "d", "a", "e", "b (no GT)"]
+    assert len(ax.patches) == 3 and ax.get_xlabel() == "AP@0.5"  # a bar per AP > 0
+    (zero,) = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]  # AP 0: a mark, not a vanished bar
+    assert list(zero.get_ydata()) == [3]
+    # every mark and colour is named in the legend, with its number of classes
+    (legend,) = fig.legends
+    assert sorted(t.get_text() for t in legend.get_texts()) == [
+        "(no GT): no AP (1 class, grey, at the bottom)",
+        "AP (3 classes)",
+        "AP = 0 (1 class)",
+        "mean 0.400 (classes with GT)",
+    ]
+    assert ax.get_yticklabels()[-1].get_color() == "0.55"
     _save(fig, tmp_path / "ap.png")
     fig80, ax = plot_ap_bars(np.linspace(0, 1, 80))
     assert next(t.get_text() for t in ax.get_yticklabels()) == "79"

@@ -4,9 +4,10 @@ The matrix has shape (C + 1, C + 1), rows ground truth, columns predictions; ind
 background. A detection matched to a GT adds one at (GT class, detection class); an unmatched
 detection adds one at (C, detection class) (a false positive); an unmatched GT adds one at
 (GT class, C) (a false negative); [C, C] stays 0. Matching is
-:func:`objdet.ops.confusion.greedy_match` (class-agnostic, one-to-one, greedy by IoU) over the
-detections with score >= ``conf_threshold``; crowd GTs are neither counted nor matched, and an
-unmatched detection covered by a crowd GT is dropped.
+:func:`objdet.ops.confusion.greedy_match` (one-to-one, greedy by IoU; class-agnostic, or same
+class first with ``matching="class_first"``) over the detections with score >=
+``conf_threshold``; crowd GTs are neither counted nor matched, and an unmatched detection
+covered by a crowd GT is dropped.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def detection_confusion_matrix(
     num_classes: int,
     iou_threshold: float = 0.5,
     conf_threshold: float = 0.25,
+    matching: str = "agnostic",
 ) -> Tensor:
     """Confusion matrix of one batch of images, int64 (C + 1, C + 1) (rules in the module docstring).
 
@@ -50,6 +52,7 @@ def detection_confusion_matrix(
         num_classes: C.
         iou_threshold: a detection and a GT can match when their IoU >= this value.
         conf_threshold: minimum score of a counted detection (scores may be any real numbers).
+        matching: "agnostic" (default) or "class_first" (see :func:`objdet.ops.confusion.greedy_match`).
 
     Example:
         >>> import torch
@@ -65,7 +68,18 @@ def detection_confusion_matrix(
     c = num_classes
     keep = det_score >= conf_threshold
     det_img, det_label, det_score, det_xywh = det_img[keep], det_label[keep], det_score[keep], det_xywh[keep]
-    match = greedy_match(det_img, det_score, det_xywh, gt_img, gt_xywh, gt_crowd, iou_threshold)
+    match = greedy_match(
+        det_img,
+        det_score,
+        det_xywh,
+        gt_img,
+        gt_xywh,
+        gt_crowd,
+        iou_threshold,
+        matching=matching,
+        det_label=det_label,
+        gt_label=gt_label,
+    )
     # row of each detection: its GT's class, or C (background) through an extra last entry
     row_of_gt = torch.cat([gt_label, gt_label.new_full((1,), c)])
     det_row = row_of_gt[torch.where(match.det_to_gt >= 0, match.det_to_gt, gt_label.numel())]

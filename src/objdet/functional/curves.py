@@ -76,17 +76,30 @@ class DetectionCurves:
 
 
 def confidence_grid(scores: Tensor, steps: int = 1001) -> Tensor:
-    """``steps`` evenly spaced thresholds (float64): over [0, 1] when every score lies in [0, 1]
-    (or there is none), otherwise over [min score, max score] (scores are not assumed to be
-    probabilities)."""
+    """Increasing confidence thresholds (float64) for ``scores``.
+
+    * every score in [0, 1] (or no score): ``steps`` evenly spaced thresholds over [0, 1];
+    * otherwise (scores are not assumed to be probabilities: logits, distances, any real
+      number): the thresholds are order statistics of the finite scores, from the lowest to
+      the highest, evenly spaced in rank, so that they follow the scores wherever they lie
+      (a few huge scores such as 1e300 do not squeeze every other detection below the second
+      threshold, as an evenly spaced grid over [min, max] would). Repeated values are kept
+      once, so there may be fewer than ``steps`` thresholds; when all scores are equal the
+      grid runs evenly from that score to that score + 1.
+    """
     if steps < 2:
         raise ValueError(f"`confidence` must be at least 2 steps, got {steps}")
-    lo, hi = 0.0, 1.0
-    if scores.numel():
-        smin, smax = (float(v) for v in torch.aminmax(scores.to(torch.float64)))
+    finite = scores.to(torch.float64)
+    finite = finite[torch.isfinite(finite)]
+    if finite.numel():
+        smin, smax = (float(v) for v in torch.aminmax(finite))
         if smin < 0.0 or smax > 1.0:
-            lo, hi = smin, smax if smax > smin else smin + 1.0
-    return torch.linspace(lo, hi, steps, dtype=torch.float64, device=scores.device)
+            if smax == smin:
+                return torch.linspace(smin, smin + 1.0, steps, dtype=torch.float64, device=scores.device)
+            ordered = torch.sort(finite).values
+            rank = torch.linspace(0, ordered.numel() - 1, steps, dtype=torch.float64, device=scores.device)
+            return torch.unique(ordered[rank.round().long()])  # sorted, distinct
+    return torch.linspace(0.0, 1.0, steps, dtype=torch.float64, device=scores.device)
 
 
 def _best(f1: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
@@ -120,8 +133,9 @@ def detection_curves(
         gt_counts: (G,) number of non-ignored GTs.
         iou_threshold: recorded in the result.
         rec_thresholds: (R,) recall points, default pycocotools' 0:0.01:1.
-        confidence: number of evenly spaced thresholds (see :func:`confidence_grid`) or an
-            explicit 1-D tensor of thresholds (sorted here).
+        confidence: number of thresholds (evenly spaced over [0, 1] for scores in [0, 1],
+            else following the scores' ranks: see :func:`confidence_grid`) or an explicit 1-D
+            tensor of thresholds (sorted here).
         average: "micro" or "macro" for the overall curves.
 
     Example:

@@ -1,11 +1,16 @@
-"""Class-agnostic one-to-one greedy matching of detections to ground truth, vectorised over a batch.
+"""One-to-one greedy matching of detections to ground truth, vectorised over a batch.
 
 This is the matching behind the detection confusion matrix. Within each image, every
 (detection, non-crowd GT) pair with IoU >= ``iou_threshold`` is a candidate. Candidates are
 ranked by descending IoU, then by higher detection score, then lower detection index, then
 lower GT index (a strict total order, so the result never depends on sort stability or
 the device), and accepted greedily: a pair is taken when neither its detection nor its GT
-is taken yet. Labels play no part in the matching.
+is taken yet. With ``matching="agnostic"`` (the default) labels play no part in the matching.
+With ``matching="class_first"`` the walk is done twice: first over the candidates whose
+detection and GT have the same label, then, over the candidates whose detection and GT are
+both still free (necessarily of different labels), the same walk again. So a detection takes
+a GT of its own class when one overlaps it enough, even if a GT of another class overlaps it
+more, and only detections and GTs left over are paired across classes.
 
 The sequential walk down the ranked list is run in rounds instead: in a round every pair
 that is the best remaining pair of both its detection and its GT is accepted (it would be
@@ -30,7 +35,10 @@ from torch import Tensor
 
 from objdet.ops.coco import coco_pair_iou, descending_order_key
 
-__all__ = ["GreedyMatch", "greedy_match"]
+__all__ = ["MATCHING_MODES", "GreedyMatch", "greedy_match"]
+
+#: the values of ``matching``
+MATCHING_MODES = ("agnostic", "class_first")
 
 
 @dataclass
@@ -60,6 +68,31 @@ def _image_pairs(det_img: Tensor, gt_img: Tensor) -> tuple[Tensor, Tensor]:
     return pair_det, gorder[start[pair_det] + offset]
 
 
+def _accept_greedy(
+    pair_det: Tensor, pair_gt: Tensor, position: Tensor, det_to_gt: Tensor, gt_to_det: Tensor
+) -> None:
+    """Walk ranked candidates (``position`` 0 = best) in rounds, writing accepted pairs in place.
+
+    Candidates touching a detection or GT already taken in ``det_to_gt`` / ``gt_to_det`` are
+    dropped first, so this can continue a previous walk.
+    """
+    n_det, n_gt = det_to_gt.numel(), gt_to_det.numel()
+    device = det_to_gt.device
+    alive = (det_to_gt[pair_det] < 0) & (gt_to_det[pair_gt] < 0)
+    pair_det, pair_gt, position = pair_det[alive], pair_gt[alive], position[alive]
+    last = torch.iinfo(torch.int64).max
+    while pair_det.numel():
+        best_of_det = torch.full((n_det,), last, dtype=torch.int64, device=device)
+        best_of_det.scatter_reduce_(0, pair_det, position, reduce="amin")
+        best_of_gt = torch.full((n_gt,), last, dtype=torch.int64, device=device)
+        best_of_gt.scatter_reduce_(0, pair_gt, position, reduce="amin")
+        accept = (best_of_det[pair_det] == position) & (best_of_gt[pair_gt] == position)
+        det_to_gt[pair_det[accept]] = pair_gt[accept]
+        gt_to_det[pair_gt[accept]] = pair_det[accept]
+        alive = (det_to_gt[pair_det] < 0) & (gt_to_det[pair_gt] < 0)
+        pair_det, pair_gt, position = pair_det[alive], pair_gt[alive], position[alive]
+
+
 def greedy_match(
     det_img: Tensor,
     det_score: Tensor,
@@ -68,8 +101,12 @@ def greedy_match(
     gt_xywh: Tensor,
     gt_crowd: Tensor,
     iou_threshold: float,
+    *,
+    matching: str = "agnostic",
+    det_label: Tensor | None = None,
+    gt_label: Tensor | None = None,
 ) -> GreedyMatch:
-    """Class-agnostic one-to-one greedy matching by IoU (rules in the module docstring).
+    """One-to-one greedy matching by IoU, class-agnostic or same class first (rules in the module docstring).
 
     Args:
         det_img: (D,) int64 image index of each detection (any order, any device).
@@ -79,6 +116,8 @@ def greedy_match(
         gt_xywh: (G, 4) float64 boxes, xywh.
         gt_crowd: (G,) bool crowd flags.
         iou_threshold: a pair is a candidate when its IoU >= this value (in (0, 1]).
+        matching: "agnostic" (labels ignored) or "class_first" (same-label pairs first).
+        det_label, gt_label: (D,) and (G,) integer labels; required with "class_first".
 
     Returns:
         :class:`GreedyMatch`.
@@ -92,7 +131,16 @@ def greedy_match(
         ...                  torch.tensor([0]), gt, torch.tensor([False]), 0.5)
         >>> m.det_to_gt.tolist(), m.gt_to_det.tolist()  # the exact box wins over the higher score
         ([0, -1], [0])
+        >>> m = greedy_match(torch.tensor([0, 0]), torch.tensor([0.5, 0.9]), det,
+        ...                  torch.tensor([0]), gt, torch.tensor([False]), 0.5, matching="class_first",
+        ...                  det_label=torch.tensor([1, 0]), gt_label=torch.tensor([0]))
+        >>> m.det_to_gt.tolist()  # the detection of the GT's class wins
+        [-1, 0]
     """
+    if matching not in MATCHING_MODES:
+        raise ValueError(f"`matching` must be one of {MATCHING_MODES}, got {matching!r}")
+    if matching == "class_first" and (det_label is None or gt_label is None):
+        raise ValueError("`det_label` and `gt_label` are required with matching='class_first'")
     device = det_score.device
     n_det, n_gt = det_score.numel(), gt_img.numel()
     det_to_gt = torch.full((n_det,), -1, dtype=torch.int64, device=device)
@@ -115,16 +163,10 @@ def greedy_match(
     pair_det, pair_gt = pair_det[by_iou], pair_gt[by_iou]
     position = torch.arange(pair_det.numel(), device=device)  # 0 = best
 
-    last = torch.iinfo(torch.int64).max
-    while pair_det.numel():
-        best_of_det = torch.full((n_det,), last, dtype=torch.int64, device=device)
-        best_of_det.scatter_reduce_(0, pair_det, position, reduce="amin")
-        best_of_gt = torch.full((n_gt,), last, dtype=torch.int64, device=device)
-        best_of_gt.scatter_reduce_(0, pair_gt, position, reduce="amin")
-        accept = (best_of_det[pair_det] == position) & (best_of_gt[pair_gt] == position)
-        det_to_gt[pair_det[accept]] = pair_gt[accept]
-        gt_to_det[pair_gt[accept]] = pair_det[accept]
-        alive = (det_to_gt[pair_det] < 0) & (gt_to_det[pair_gt] < 0)
-        pair_det, pair_gt, position = pair_det[alive], pair_gt[alive], position[alive]
+    if matching == "class_first":
+        assert det_label is not None and gt_label is not None
+        same = det_label.to(device)[pair_det].long() == gt_label.to(device)[pair_gt].long()
+        _accept_greedy(pair_det[same], pair_gt[same], position[same], det_to_gt, gt_to_det)
+    _accept_greedy(pair_det, pair_gt, position, det_to_gt, gt_to_det)
 
     return GreedyMatch(det_to_gt=det_to_gt, gt_to_det=gt_to_det, crowd_covered=covered & (det_to_gt < 0))

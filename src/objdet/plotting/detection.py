@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, PowerNorm
 from matplotlib.colors import Normalize as ColorNormalize
-from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -35,6 +35,11 @@ _MEAN = "#1f3f73"
 _FAINT_MANY = "#5b84b1"
 _BEST = "#d62728"
 _MAX_LEGEND_CLASSES = 12
+
+
+def _classes(k: int, what: str = "classes") -> str:
+    """``"1 class"``, ``"3 classes"``; ``what`` may carry more words ("classes with GT")."""
+    return f"{k} {what.replace('classes', 'class', 1) if k == 1 else what}"
 
 
 def _no_data(ax: Axes, message: str = "no data") -> None:
@@ -60,6 +65,24 @@ def _class_colors(n: int) -> list[Any]:
 # --------------------------------------------------------------------------- confusion matrix
 
 
+def _top_classes(m: np.ndarray, labels: list[str], k: int) -> tuple[np.ndarray, list[str], int]:
+    """Keep the k classes with the most errors (off-diagonal counts of their row and column,
+    background included), in their order; the others are summed into one "other classes" row
+    and column (so every row and column total is kept). Returns the matrix, labels, classes left out."""
+    c = m.shape[0] - 1
+    errors = m[:c, :].sum(1) + m[:, :c].sum(0) - 2 * np.diagonal(m)[:c]
+    keep = np.sort(np.argsort(-errors, kind="stable")[:k])
+    rest = np.setdiff1d(np.arange(c), keep)
+    groups = [*([i] for i in keep), list(rest), [c]]
+    out = np.array([[m[np.ix_(r, q)].sum() for q in groups] for r in groups], dtype=m.dtype)
+    names = [labels[i] for i in keep] + [f"other {rest.size} classes", labels[c]]
+    return out, names, int(rest.size)
+
+
+def _count_text(v: float) -> str:
+    return f"{v / 1000:.0f}k" if v >= 10_000 else f"{round(v)}"
+
+
 def plot_confusion_matrix(
     matrix: Any,
     class_names: Sequence[str] | None = None,
@@ -71,22 +94,31 @@ def plot_confusion_matrix(
     background_label: str = "background",
     annotate: bool | None = None,
     cmap: str = "Blues",
+    max_classes: int | None = 80,
+    log_scale: bool | None = None,
 ) -> tuple[Figure, Axes]:
     """Detection confusion matrix as a heatmap: rows ground truth, columns predictions, last = background.
 
     Args:
         matrix: (C + 1, C + 1) counts from :class:`objdet.training.metrics.ConfusionMatrix`.
         class_names: C names (default ``0..C-1``); the last row/column is ``background_label``.
-        normalize: None (counts), "true" (rows sum to 1), "pred" (columns) or "all".
-        ax: draw into this axes; by default a new figure whose size grows with C.
-        title: default "Confusion matrix, <counts or normalisation>", with ``details`` on a second line.
+        normalize: None (counts), "true" (each row sums to 1), "pred" (each column) or "all".
+        ax: draw into this axes; by default a new figure whose size grows with the classes shown.
+        title: default "Confusion matrix, <counts or what sums to 1>", then what the
+            normalisation means for the background row/column, then ``details``.
         details: extra text for the default title, e.g. the thresholds.
-        annotate: write the value in every non-zero cell (default: when C + 1 <= 25).
+        annotate: write the value in every non-zero cell (default: when at most 100 rows are shown).
         cmap: matplotlib colour map; zero cells are left white.
+        max_classes: with more classes than this, only the ``max_classes`` classes with the
+            most errors (off-diagonal counts in their row and column, background included)
+            are shown, in their order; the others are summed into one "other N classes" row
+            and column, so row and column totals are kept; the title says so. None: all.
+        log_scale: colour counts on a log scale (default: when the largest count is at least
+            100 times the smallest non-zero one, e.g. one dominant class). Otherwise counts
+            use a square-root scale; normalised values a linear 0..1 scale.
 
-    Counts use a square-root colour scale so that small off-diagonal counts stay visible next to
-    a large diagonal; normalised values use a linear 0..1 scale. With many classes the tick
-    labels shrink and turn vertical, and beyond 100 classes only every k-th is written.
+    So that 80 classes stay readable the cells are about 0.3 inch (a figure of about 27 inches
+    at 81 rows; save it at dpi 60-100) with every count written in it and every class named.
 
     Example:
         >>> from objdet.plotting.detection import plot_confusion_matrix
@@ -97,17 +129,42 @@ def plot_confusion_matrix(
     m = to_numpy(matrix)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
         raise ValueError(f"`matrix` must be a square (C + 1, C + 1) array with C >= 1, got shape {m.shape}")
+    if max_classes is not None and (not isinstance(max_classes, int) or max_classes < 1):
+        raise ValueError(f"`max_classes` must be a positive int or None, got {max_classes!r}")
+    labels = [*_names(class_names, m.shape[0] - 1), background_label]
+    n_classes = m.shape[0] - 1
+    left_out = 0
+    if max_classes is not None and n_classes > max_classes:
+        m, labels, left_out = _top_classes(m, labels, max_classes)
     n = m.shape[0]
-    labels = [*_names(class_names, n - 1), background_label]
     values = to_numpy(normalize_confusion_matrix(torch.from_numpy(m), normalize))
-    cell = 0.55 if n <= 10 else 0.36 if n <= 25 else 0.2 if n <= 100 else 0.12
-    side = min(max(n * cell + 2.6, 4.8), 30.0)
+    cell = 0.55 if n <= 10 else 0.4 if n <= 25 else 0.3
+    side = min(max(n * cell + 2.6, 4.8), 32.0)
     fig, ax = new_figure((side + 1.2, side)) if ax is None else (figure_of(ax), ax)
-    mode = {None: "counts", "true": "normalised by ground truth (rows)"}
-    mode.update({"pred": "normalised by prediction (columns)", "all": "normalised by total"})
+    mode = {
+        None: "counts",
+        "true": "each row sums to 1 (normalised by row)",
+        "pred": "each column sums to 1 (normalised by column)",
+        "all": "all cells sum to 1 (normalised by the total)",
+    }
+    meaning = {
+        None: "",
+        "true": "a ground-truth row: where that class's objects went; "
+        "the background row: how the false positives split over the predicted classes",
+        "pred": "a predicted column: what that class's detections really were; "
+        "the background column: how the missed objects split over the ground-truth classes",
+        "all": "",
+    }
     big = 13 if n > 25 else 11
-    default = f"Confusion matrix, {mode[normalize]}" + (f"\n{details}" if details else "")
-    ax.set_title(title if title is not None else default, fontsize=big)
+    lines = [f"Confusion matrix, {mode[normalize]}"]
+    lines += [meaning[normalize]] if meaning[normalize] else []
+    if left_out:
+        lines.append(
+            f"the {max_classes} of {n_classes} classes with the most errors; "
+            f"the other {left_out} summed in one row and column"
+        )
+    lines += [details] if details else []
+    ax.set_title(title if title is not None else "\n".join(lines), fontsize=big)
     ax.set_xlabel("predicted", fontsize=big)
     ax.set_ylabel("ground truth", fontsize=big)
     if not (m.sum() > 0):
@@ -117,14 +174,22 @@ def plot_confusion_matrix(
         return fig, ax
 
     vmax = float(values.max())
-    norm: ColorNormalize = (
-        ColorNormalize(vmin=0.0, vmax=1.0) if normalize is not None else PowerNorm(0.5, vmin=0.0, vmax=vmax)
-    )
+    nonzero = values[values > 0]
+    if log_scale is None:
+        log_scale = normalize is None and nonzero.size > 0 and vmax >= 100 * float(nonzero.min())
+    norm: ColorNormalize
+    if normalize is not None:
+        norm = ColorNormalize(vmin=0.0, vmax=1.0)
+    elif log_scale:
+        norm = LogNorm(vmin=max(float(nonzero.min()), 1.0), vmax=max(vmax, 2.0))
+    else:
+        norm = PowerNorm(0.5, vmin=0.0, vmax=vmax)
     shown = np.ma.masked_where(values == 0, values)
     colormap = _colormap(cmap)
     im = ax.imshow(shown, cmap=colormap, norm=norm, interpolation="nearest", aspect="equal")
     cbar = fig.colorbar(im, ax=ax, shrink=0.8 if n > 10 else 0.9, pad=0.02)
-    cbar.set_label("fraction" if normalize is not None else "count")
+    counts = "count, log scale" if log_scale else "count, square-root scale"
+    cbar.set_label("fraction" if normalize is not None else counts)
 
     # background row and column set apart; the (background, background) cell does not exist
     ax.add_patch(
@@ -132,6 +197,9 @@ def plot_confusion_matrix(
     )
     ax.axhline(n - 1.5, color="0.35", linewidth=1.0)
     ax.axvline(n - 1.5, color="0.35", linewidth=1.0)
+    if left_out:
+        ax.axhline(n - 2.5, color="0.6", linewidth=0.8, linestyle=":")
+        ax.axvline(n - 2.5, color="0.6", linewidth=0.8, linestyle=":")
     font = 10 if n <= 10 else 8 if n <= 25 else 7
     step = 1 if n <= 100 else int(np.ceil(n / 100))
     ticks = sorted({*range(0, n - 1, step), n - 1})
@@ -145,19 +213,21 @@ def plot_confusion_matrix(
             t.set_rotation_mode("anchor")
     for tick_labels in (ax.get_xticklabels(), ax.get_yticklabels()):
         tick_labels[-1].set_fontstyle("italic")
+        if left_out:
+            tick_labels[-2].set_fontstyle("italic")
     ax.tick_params(length=2 if n > 25 else 3.5)
     ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
     ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
-    ax.grid(which="minor", color="0.92", linewidth=0.5 if n <= 25 else 0.2)
+    ax.grid(which="minor", color="0.92", linewidth=0.5 if n <= 25 else 0.3)
     ax.tick_params(which="minor", length=0)
 
     if annotate is None:
-        annotate = n <= 25
+        annotate = n <= 100
     if annotate:
-        text_size = 10 if n <= 8 else 8 if n <= 15 else 6
+        text_size = 10 if n <= 8 else 8 if n <= 15 else 7 if n <= 25 else 6
         for i, j in zip(*np.nonzero(values), strict=True):
             v = values[i, j]
-            text = f"{v:.2f}" if normalize is not None else f"{round(v)}"
+            text = f"{v:.2f}" if normalize is not None else _count_text(v)
             dark = norm(v) > 0.55
             ax.text(
                 j, i, text, ha="center", va="center", fontsize=text_size, color="white" if dark else "0.1"
@@ -187,7 +257,7 @@ def plot_pr_curves(
     Args:
         recall: (R,) recall points.
         precision: (K, R) precision per class at those points; rows of -1 (classes without GT,
-            pycocotools' convention) are left out.
+            pycocotools' convention) are left out, and the legend says how many.
         ap: (K,) AP per class (default: mean of each row); the mean curve's label shows their mean.
         class_names: K names for the legend (default ``0..K-1``); the legend lists the classes
             only when there are at most 12 of them.
@@ -234,11 +304,13 @@ def plot_pr_curves(
             ax.plot(r, p[i], color=colors[i], linewidth=0.7, alpha=0.25)
     mean_curve = p[defined].mean(0)
     mean_ap = float(a[defined].mean())
-    label = f"all classes  mAP{at} = {mean_ap:.3f}"
+    label = f"mean of the classes with GT  mAP{at} = {mean_ap:.3f}"
     if n_defined == 1:
         label = f"{names[int(np.flatnonzero(defined)[0])]}  AP{at} = {mean_ap:.3f}"
     elif not few:
-        label += f"\n({n_defined} classes, thin lines)"
+        label += f"\n({_classes(n_defined, 'classes with GT')}, thin lines)"
+    if k > n_defined:
+        label += f"\n({_classes(k - n_defined, 'classes without GT')}: no curve, no AP)"
     ax.plot(r, mean_curve, color=_MEAN, linewidth=3.0, label=label)
     handles, labels = ax.get_legend_handles_labels()
     handles, labels = handles[-1:] + handles[:-1], labels[-1:] + labels[:-1]  # the mean first
@@ -258,6 +330,7 @@ def plot_confidence_curves(
     class_names: Sequence[str] | None = None,
     best_confidence: float | None = None,
     overall_label: str = "all classes",
+    classes_label: str = "classes",
     ax: Axes | None = None,
     title: str | None = None,
 ) -> tuple[Figure, Axes]:
@@ -272,6 +345,13 @@ def plot_confidence_curves(
         best_confidence: the threshold to mark on the overall curve (e.g. the best-F1 one;
             on precision and recall curves it shows the values at that threshold).
         overall_label: legend label of the bold curve.
+        classes_label: what the K rows are, for the legend's count (e.g. "classes with a GT
+            or a detection"); rows without any finite value are not drawn and counted apart.
+
+    Thresholds outside [0, 1] (raw scores: logits, distances, up to 1e300) are drawn one step
+    per threshold (with :func:`~objdet.functional.curves.confidence_grid`'s thresholds, which
+    follow the scores' ranks: the scores' quantiles), the tick labels giving the threshold
+    values, so that a few huge scores do not squeeze the curves against one edge.
 
     Example:
         >>> from objdet.plotting.detection import plot_confidence_curves
@@ -298,24 +378,38 @@ def plot_confidence_curves(
     if not has_data:
         _no_data(ax)
         return fig, ax
-    ax.set_xlim(float(x[0]), float(x[-1]) if x[-1] > x[0] else float(x[0]) + 1.0)
+    values_x = x
+    if x[0] < 0.0 or x[-1] > 1.0:  # not probabilities: one step per threshold, values on the ticks
+        x = np.linspace(0.0, 1.0, values_x.size) if values_x.size > 1 else np.zeros(1)
+        ticks = np.unique(np.round(np.linspace(0, values_x.size - 1, min(6, values_x.size))).astype(int))
+        ax.set_xticks(x[ticks], [f"{values_x[i]:.3g}" for i in ticks])
+        ax.set_xlabel("confidence threshold (scores outside [0, 1]: one step per threshold)")
+        ax.set_xlim(0.0, 1.0)
+    else:
+        ax.set_xlim(float(x[0]), float(x[-1]) if x[-1] > x[0] else float(x[0]) + 1.0)
     few = k <= _MAX_LEGEND_CLASSES
     colors = _class_colors(k)
     single = k == 1 and o is not None  # one class: the overall curve is that class's curve
+    drawn = 0
     for i in range(k):
-        if not np.isfinite(v[i]).any() or single:
+        if not np.isfinite(v[i]).any():
+            continue
+        drawn += 1
+        if single:
             continue
         if few:
             ax.plot(x, v[i], color=colors[i], linewidth=1.2, alpha=0.7, label=names[i])
         else:
             ax.plot(x, v[i], color=colors[i], linewidth=0.7, alpha=0.22)
     if o is not None:
-        label = overall_label if few else f"{overall_label}\n({k} classes, thin lines)"
+        label = overall_label if few else f"{overall_label}\n({_classes(drawn, classes_label)}, thin lines)"
+        if drawn < k:
+            label += f"\n({_classes(k - drawn)} without any {metric} value: not drawn)"
         if single:
             label = names[0]
         ax.plot(x, o, color=_MEAN, linewidth=3.0, label=label)
         if best_confidence is not None and np.isfinite(best_confidence):
-            idx = int(np.argmin(np.abs(x - best_confidence)))
+            idx = int(np.argmin(np.abs(values_x - best_confidence)))
             if np.isfinite(o[idx]):
                 ax.plot(
                     [x[idx]],
@@ -325,7 +419,7 @@ def plot_confidence_curves(
                     color=_BEST,
                     zorder=5,
                     linestyle="none",
-                    label=f"{metric} {o[idx]:.3f} at {x[idx]:.3g} "
+                    label=f"{metric} {o[idx]:.3f} at {values_x[idx]:.3g} "
                     + ("(best)" if metric == "F1" else "(best F1)"),
                 )
                 ax.axvline(x[idx], color=_BEST, linewidth=0.9, linestyle="--", alpha=0.7)
@@ -342,6 +436,10 @@ def plot_confidence_curves(
 # --------------------------------------------------------------------------- AP bars
 
 
+_BAR = "#4c72b0"
+_NO_GT = "0.55"
+
+
 def plot_ap_bars(
     ap: Any,
     class_names: Sequence[str] | None = None,
@@ -354,19 +452,21 @@ def plot_ap_bars(
 
     Args:
         ap: (K,) AP per class; values < 0 (pycocotools' -1 for classes without GT) or NaN are
-            listed as "no GT" at the bottom, without a bar.
+            listed as "(no GT)" at the bottom, in grey and without a bar (they have no AP).
         class_names: K names (default ``0..K-1``).
         xlabel: axis label, e.g. "AP@0.5".
 
-    The mean over the classes with GT is a dashed line, its value in the legend (in the axis
-    label when the shortest bars leave no room for a legend; no line with a single class).
-    The figure grows with the number of classes (about 0.17 inch per bar beyond 12).
+    Every class gets a row: a bar of its AP, a red ``×`` at 0 for an AP of exactly 0 (a bar
+    of length 0 would not show), or a grey "(no GT)" label. The legend (below the axes in a
+    figure made here, inside them otherwise) names each mark with its number of classes,
+    and the mean over the classes with GT (dashed line; none with a single class). The
+    figure grows with the number of classes (about 0.17 inch per bar beyond 12).
 
     Example:
         >>> from objdet.plotting.detection import plot_ap_bars
-        >>> fig, ax = plot_ap_bars([0.5, 0.9, -1.0], ["cat", "dog", "eel"])
+        >>> fig, ax = plot_ap_bars([0.5, 0.9, -1.0, 0.0], ["cat", "dog", "eel", "fox"])
         >>> [t.get_text() for t in ax.get_yticklabels()]
-        ['dog', 'cat', 'eel (no GT)']
+        ['dog', 'cat', 'fox', 'eel (no GT)']
     """
     a = to_numpy(ap).reshape(-1)
     names = _names(class_names, a.size)
@@ -374,7 +474,8 @@ def plot_ap_bars(
     order = [*np.argsort(-np.where(defined, a, -np.inf), kind="stable")]
     order = [i for i in order if defined[i]] + [i for i in order if not defined[i]]
     n = a.size
-    height = max(3.0, 0.17 * n + 1.4) if n > 12 else max(3.0, 0.32 * n + 1.4)
+    height = max(3.0, 0.17 * n + 1.9) if n > 12 else max(3.0, 0.32 * n + 1.9)
+    own = ax is None
     fig, ax = new_figure((7.0, min(height, 40.0))) if ax is None else (figure_of(ax), ax)
     ax.set_title(title if title is not None else "Average precision per class")
     ax.set_xlabel(xlabel)
@@ -384,45 +485,61 @@ def plot_ap_bars(
         return fig, ax
     y = np.arange(n)
     vals = np.where(defined, a, 0.0)[order]
-    cmap = _colormap("viridis")
-    colors = [cmap(0.15 + 0.7 * v) for v in vals]
-    ax.barh(y, vals, color=colors, height=0.75)
+    has_gt = defined[order]
+    n_defined = int(defined.sum())
+    positive = has_gt & (vals > 0)
+    zero = has_gt & (vals == 0)
+    ax.barh(
+        y[positive], vals[positive], color=_BAR, height=0.75, label=f"AP ({_classes(int(positive.sum()))})"
+    )
+    if zero.any():
+        ax.plot(
+            np.zeros(int(zero.sum())),
+            y[zero],
+            linestyle="none",
+            marker="x",
+            color=_BEST,
+            markersize=5,
+            label=f"AP = 0 ({_classes(int(zero.sum()))})",
+            clip_on=False,
+            zorder=4,
+        )
     ax.set_yticks(y)
     font = 9 if n <= 25 else 7
     ax.set_yticklabels([names[i] if defined[i] else f"{names[i]} (no GT)" for i in order], fontsize=font)
+    for label, gt in zip(ax.get_yticklabels(), has_gt, strict=True):
+        if not gt:
+            label.set_color(_NO_GT)
+    if n > n_defined:  # an empty entry, so that the legend says what the grey rows are
+        ax.plot(
+            [], [], linestyle="none", label=f"(no GT): no AP ({_classes(n - n_defined)}, grey, at the bottom)"
+        )
     ax.invert_yaxis()
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_xlim(0, 1.0)
     if n <= 40:
-        for yi, v, i, color in zip(y, vals, order, colors, strict=True):
-            if defined[i]:  # after the bar, or inside its end when it reaches the right edge;
-                inside = float(v) > 0.88  # on a patch of the bar's (or white) colour over the mean line
+        for yi, v, gt in zip(y, vals, has_gt, strict=True):
+            if gt:  # after the bar, or inside its end when it reaches the right edge
+                inside = float(v) > 0.88
                 ax.text(
-                    float(v) - 0.01 if inside else float(v) + 0.01,
+                    float(v) - 0.01 if inside else float(v) + 0.015,
                     float(yi),
                     f"{v:.3f}",
                     ha="right" if inside else "left",
                     va="center",
                     fontsize=font - 1,
-                    color="0.1" if inside else "0.2",
-                    bbox={
-                        "facecolor": color if inside else "white",
-                        "edgecolor": "none",
-                        "alpha": 0.8,
-                        "pad": 0.6,
-                    },
+                    color="white" if inside else "0.2",
                 )
     ax.grid(axis="x", alpha=0.3, linewidth=0.6)
-    n_defined = int(defined.sum())
     if n_defined > 1:  # with one class the mean is that bar
         mean = float(a[defined].mean())
-        ax.axvline(mean, color=_BEST, linestyle="--", linewidth=1.2, label=f"mean {mean:.3f}", zorder=2)
-        # lower right is free when the last rows (the shortest bars, or "no GT") leave room for
-        # the legend; otherwise the legend would hide bars: the mean goes into the axis label
-        if float(vals[-3:].max()) <= 0.68:
-            ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
-        else:
-            ax.set_xlabel(f"{xlabel}  (dashed line: mean {mean:.3f})")
+        ax.axvline(
+            mean, color=_BEST, linestyle="--", linewidth=1.2, label=f"mean {mean:.3f} (classes with GT)"
+        )
+    if own:
+        fig.legend(loc="outside lower center", fontsize=8, ncols=2, frameon=False)
+    else:
+        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     return fig, ax
 
 
@@ -462,7 +579,11 @@ def plot_detection_curves(
             curves.recall_points, curves.pr_precision, curves.ap, names, iou_threshold=t, ax=ax
         )
     if kind == "ap":
-        return plot_ap_bars(curves.ap, names, ax=ax, xlabel=f"AP@{t:g}", title=f"AP per class (IoU ≥ {t:g})")
+        title = f"AP per class (IoU ≥ {t:g})"
+        if class_names is not None and len(class_names) > len(ids):
+            left = len(class_names) - len(ids)
+            title += f"\n{left} of {len(class_names)} classes had no GT and no detection: not listed"
+        return plot_ap_bars(curves.ap, names, ax=ax, xlabel=f"AP@{t:g}", title=title)
     if kind in ("f1", "precision", "recall"):
         values, overall = {
             "f1": (curves.f1, curves.overall_f1),
@@ -479,6 +600,7 @@ def plot_detection_curves(
             class_names=names,
             best_confidence=best,
             overall_label=f"all classes ({curves.average})",
+            classes_label="classes with a GT or a detection",
             ax=ax,
             title=f"{metric[:1].upper()}{metric[1:]} vs confidence (IoU ≥ {t:g})",
         )

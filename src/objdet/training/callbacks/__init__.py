@@ -8,6 +8,8 @@ from objdet.training.callbacks._base import (
     figure_file_name,
     log_figure,
     logger_kind,
+    logging_step,
+    scalar_names,
 )
 from objdet.training.callbacks.anomaly_heatmap import AnomalyHeatmapCallback
 from objdet.training.callbacks.confusion_matrix import ConfusionMatrixCallback
@@ -38,4 +40,6 @@ __all__ = [
     "figure_file_name",
     "log_figure",
     "logger_kind",
+    "logging_step",
+    "scalar_names",
 ]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,6 +43,8 @@ __all__ = [
     "figure_file_name",
     "log_figure",
     "logger_kind",
+    "logging_step",
+    "scalar_names",
 ]
 
 #: ``extract(outputs, batch) -> dict``: what a callback reads from one validation batch.
@@ -79,6 +82,39 @@ def logger_kind(logger: Any) -> str:
     return "files"
 
 
+def logging_step(trainer: Any) -> int:
+    """The step at which Lightning logs what ``pl_module.log`` records now.
+
+    At the end of a validation run inside ``fit`` that is one less than ``trainer.global_step``
+    (validation runs before the last training batch is counted), so figures and scalars of the
+    callbacks land at the same step as ``val/map`` or ``val_loss`` of the same epoch. Without a
+    fit loop (a stand-in trainer) it is ``trainer.global_step``. Read from Lightning's
+    ``fit_loop.epoch_loop._batches_that_stepped``, the counter its logger connector uses.
+    """
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    step = getattr(loop, "_batches_that_stepped", None)
+    return step if isinstance(step, int) and not isinstance(step, bool) else int(trainer.global_step)
+
+
+def scalar_names(names: Sequence[str]) -> list[str]:
+    """Class names made safe as the last part of logged scalar names, on every logger, and distinct.
+
+    Every character outside ``[A-Za-z0-9_.- ]`` (``/`` included) becomes ``_``, so a class name
+    never opens a folder (MLflow's file store keeps ``a/b`` as a file ``b`` in a folder ``a``, so
+    a name cannot be a metric and a folder at once) and MLflow's name check drops nothing; an
+    empty name becomes ``class_<i>``; names equal after that get ``_<i>`` appended (``i`` the
+    index in ``names``).
+
+    Example:
+        >>> from objdet.training.callbacks import scalar_names
+        >>> scalar_names(["cat", "traffic light", "a/b", "a_b", "(x)", ""])
+        ['cat', 'traffic light', 'a_b_2', 'a_b_3', '_x_', 'class_5']
+    """
+    safe = [re.sub(r"[^A-Za-z0-9_. -]", "_", str(n)).strip() or f"class_{i}" for i, n in enumerate(names)]
+    counts = Counter(safe)
+    return [f"{n}_{i}" if counts[n] > 1 else n for i, n in enumerate(safe)]
+
+
 def figure_file_name(tag: str, epoch: int, step: int) -> str:
     """``<tag>_epoch<EEE>_step<SSSSSS>.png`` with every character outside ``[A-Za-z0-9._-]`` as ``_``."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", tag).strip("_") or "figure"
@@ -100,6 +136,7 @@ def log_figure(
     save_dir: str | Path | None = None,
     dpi: float = 100,
     step: int | None = None,
+    epoch: int | None = None,
 ) -> list[Path]:
     """Send ``fig`` to every logger of ``trainer`` by type; return the PNG files written.
 
@@ -109,12 +146,14 @@ def log_figure(
     PNG files (:func:`figure_file_name`) are written to ``save_dir`` when it is given (always),
     otherwise under ``<logger.log_dir>/figures`` for each logger that takes no figures
     (CSVLogger), or ``<trainer.default_root_dir>/figures`` without any logger. ``step``
-    defaults to ``trainer.global_step``. Call on rank 0 only; the figure is not closed here.
+    defaults to :func:`logging_step` (the step of the epoch's ``pl_module.log`` values),
+    ``epoch`` (in the file name) to ``trainer.current_epoch``. Call on rank 0 only; the figure
+    is not closed here.
     A destination that fails does not stop the others: a ``RuntimeError`` naming every failure
     is raised once all were tried.
     """
-    step = trainer.global_step if step is None else step
-    name = figure_file_name(tag, trainer.current_epoch, step)
+    step = logging_step(trainer) if step is None else step
+    name = figure_file_name(tag, trainer.current_epoch if epoch is None else epoch, step)
     dirs: list[Path] = [Path(save_dir)] if save_dir is not None else []
     errors: list[str] = []
     for logger in trainer.loggers:
@@ -220,11 +259,17 @@ class FigureCallback(Callback):
 
     # -- drawing ---------------------------------------------------------------------------------
     def draw_and_log(
-        self, trainer: pl.Trainer, draw: Callable[[], Drawn], tag: str | None = None
+        self,
+        trainer: pl.Trainer,
+        draw: Callable[[], Drawn],
+        tag: str | None = None,
+        epoch: int | None = None,
     ) -> list[Path]:
         """On global rank 0: call ``draw()``, log what it returns (:func:`log_figure`), close the figures.
 
-        ``draw`` returns one figure (logged under ``tag``, default ``self.tag``) or ``{tag: figure}``.
+        ``draw`` returns one figure (logged under ``tag``, default ``self.tag``) or ``{tag: figure}``;
+        ``epoch`` is the epoch written in the file names (default ``trainer.current_epoch``; at
+        ``on_train_end`` use :meth:`last_epoch`).
         Any exception while drawing or logging becomes a warning (the run goes on; other ranks
         never wait for rank 0's drawing, which must not use collectives). Other ranks do nothing.
         Returns the PNG files written.
@@ -238,7 +283,7 @@ class FigureCallback(Callback):
             result = draw()
             figures = {tag: result} if isinstance(result, Figure) else dict(result)
             for fig_tag, fig in figures.items():
-                self.last_files += log_figure(trainer, fig, fig_tag, self.save_dir, self.dpi)
+                self.last_files += log_figure(trainer, fig, fig_tag, self.save_dir, self.dpi, epoch=epoch)
                 self.figures_logged[fig_tag] = self.figures_logged.get(fig_tag, 0) + 1
         except Exception as err:
             rank_zero_warn(
@@ -251,11 +296,19 @@ class FigureCallback(Callback):
                 close_figure(fig)
         return list(self.last_files)
 
+    @staticmethod
+    def last_epoch(trainer: pl.Trainer) -> int:
+        """The last epoch that ran, at ``on_train_end`` (``trainer.current_epoch`` is one past it there)."""
+        return max(int(trainer.current_epoch) - 1, 0)
+
     def log_scalars(self, trainer: pl.Trainer, values: Mapping[str, float], step: int | None = None) -> None:
-        """``log_metrics(values, step)`` on every logger (rank 0 only, as loggers do), at global_step."""
+        """``log_metrics(values, step)`` on every logger (rank 0 only, as loggers do).
+
+        ``step`` defaults to :func:`logging_step`.
+        """
         if not values:
             return
-        step = trainer.global_step if step is None else step
+        step = logging_step(trainer) if step is None else step
         for logger in trainer.loggers:
             logger.log_metrics(dict(values), step=step)
 

@@ -18,6 +18,7 @@ from objdet.training.callbacks._base import (
     DETECTION_OUTPUTS_HELP,
     ExtractFn,
     ValidationMetricCallback,
+    scalar_names,
 )
 from objdet.training.metrics.confusion_matrix import ConfusionMatrix
 
@@ -35,28 +36,34 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
       int64 (C + 1, C + 1) matrix, rows ground truth, columns predictions, index C background;
     * every ``every_n_epochs`` epochs rank 0 draws it
       (:func:`objdet.plotting.detection.plot_confusion_matrix`, counts or ``normalize``-d,
-      thresholds and epoch in the title) and logs the figure under ``tag``:
-      a PNG ``<tag>_epoch<EEE>_step<SSSSSS>.png`` (``val_confusion_matrix_epoch003_step000120.png``)
-      in ``save_dir``, and the figure to each logger that takes figures (TensorBoard, W&B,
-      MLflow). With ``save_dir=None`` the PNG goes where :func:`~objdet.training.callbacks.log_figure`
-      puts it (the logger's ``log_dir/figures``), only for loggers that take no figures;
+      thresholds and epoch in the title) and logs the figure under ``tag`` like every other
+      figure callback (:func:`~objdet.training.callbacks.log_figure`): to each logger that
+      takes figures (TensorBoard, W&B, MLflow), as a PNG
+      ``<tag>_epoch<EEE>_step<SSSSSS>.png`` (``val_confusion_matrix_epoch003_step000119.png``)
+      under the log directory of a logger that takes none (CSVLogger: ``<log_dir>/figures``),
+      or under ``<default_root_dir>/figures`` without a logger; with ``save_dir`` the PNG is
+      also (always) written there;
     * every rank logs (``pl_module.log``, so ModelCheckpoint / EarlyStopping can monitor them)
       the detector's precision, recall and F1 at ``conf_threshold`` over all classes
       (``{prefix}precision``, ``{prefix}recall``, ``{prefix}f1``: correct-class matches over
       counted detections, over GTs, and their harmonic mean) and, with ``log_per_class``,
-      those of each class (``{prefix}precision/<name>``, ``{prefix}recall/<name>``,
-      ``{prefix}f1/<name>``, see
+      those of each class (``{prefix}precision_per_class/<name>``,
+      ``{prefix}recall_per_class/<name>``, ``{prefix}f1_per_class/<name>``, see
       :meth:`~objdet.training.metrics.ConfusionMatrix.per_class_metrics`), where ``<name>`` is
-      ``class_names[i]`` or ``class_<i>``. An undefined value (precision of a class never
-      predicted, recall of a class without GT) is not logged.
+      ``class_names[i]`` or ``class_<i>`` made safe by
+      :func:`~objdet.training.callbacks.scalar_names`. No logged name is the folder of another
+      (MLflow's file store cannot hold a metric ``a/b`` next to ``a/b/c``). An undefined value
+      (precision of a class never predicted, recall of a class without GT) is not logged.
 
     Args:
         num_classes: C; labels must lie in 0..C-1.
         class_names: C names (figure and scalar names).
-        save_dir: directory of the PNG files (None: see above).
+        save_dir: a directory that also gets every figure as PNG (None: see above).
         iou_threshold: minimum IoU of a match, in (0, 1].
         conf_threshold: minimum score of a counted detection.
         normalize: None (counts), "true" (rows sum to 1), "pred" (columns) or "all".
+        matching: "agnostic" (default) or "class_first", passed to the metric (see
+            :class:`~objdet.training.metrics.ConfusionMatrix`).
         every_n_epochs: draw every n validated epochs (always under ``trainer.validate``).
         compute_every_epoch: compute and log the scalars at every validation epoch (default),
             not only in the drawing ones (see
@@ -69,19 +76,19 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
     Example:
         >>> import torch
         >>> from objdet.training import ConfusionMatrixCallback
-        >>> cb = ConfusionMatrixCallback(num_classes=2, class_names=["cat", "dog"], save_dir=None)
+        >>> cb = ConfusionMatrixCallback(num_classes=2, class_names=["cat", "dog"])
         >>> matrix = torch.tensor([[3, 1, 0], [0, 2, 1], [1, 0, 0]])  # what compute() returns
         >>> for key, value in cb.scalars(matrix).items():
-        ...     print(f"{key:22s} {value:.3f}")
-        val/cm/precision       0.714
-        val/cm/recall          0.714
-        val/cm/f1              0.714
-        val/cm/precision/cat   0.750
-        val/cm/recall/cat      0.750
-        val/cm/f1/cat          0.750
-        val/cm/precision/dog   0.667
-        val/cm/recall/dog      0.667
-        val/cm/f1/dog          0.667
+        ...     print(f"{key:32s} {value:.3f}")
+        val/cm/precision                 0.714
+        val/cm/recall                    0.714
+        val/cm/f1                        0.714
+        val/cm/precision_per_class/cat   0.750
+        val/cm/recall_per_class/cat      0.750
+        val/cm/f1_per_class/cat          0.750
+        val/cm/precision_per_class/dog   0.667
+        val/cm/recall_per_class/dog      0.667
+        val/cm/f1_per_class/dog          0.667
     """
 
     required_keys = DETECTION_KEYS
@@ -92,10 +99,11 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
         self,
         num_classes: int,
         class_names: Sequence[str] | None = None,
-        save_dir: str | Path | None = "./confusion_matrices",
+        save_dir: str | Path | None = None,
         iou_threshold: float = 0.5,
         conf_threshold: float = 0.25,
         normalize: Literal["true", "pred", "all"] | None = None,
+        matching: Literal["agnostic", "class_first"] = "agnostic",
         every_n_epochs: int = 1,
         compute_every_epoch: bool = True,
         box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
@@ -120,9 +128,11 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
         self.iou_threshold = iou_threshold
         self.conf_threshold = conf_threshold
         self.normalize = normalize
+        self.matching = matching
         self.box_format = box_format
         self.log_per_class = log_per_class
         self.prefix = prefix
+        self._scalar_names: list[str] | None = None
         self.metric  # noqa: B018 - builds the metric now, so bad arguments fail here, not mid-run
 
     def make_metric(self) -> Metric:
@@ -132,6 +142,7 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
             conf_threshold=self.conf_threshold,
             class_names=self.class_names,
             box_format=self.box_format,
+            matching=self.matching,
         )
 
     def update_metric(self, metric: Metric, data: dict[str, Any]) -> None:
@@ -141,9 +152,17 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
         """``class_names[index]`` or ``class_<index>``."""
         return self.class_names[index] if self.class_names is not None else f"class_{index}"
 
+    def scalar_name(self, index: int) -> str:
+        """The ``<name>`` of class ``index`` in the per-class scalar names (see the class docstring)."""
+        if self._scalar_names is None:
+            self._scalar_names = scalar_names([self.class_name(i) for i in range(self.num_classes)])
+        return self._scalar_names[index]
+
     def draw(self, trainer: pl.Trainer, metric: Metric, values: Tensor) -> Figure:
+        same_first = ", same class matched first" if self.matching == "class_first" else ""
         details = (
-            f"IoU ≥ {self.iou_threshold:g}, score ≥ {self.conf_threshold:g} — epoch {trainer.current_epoch}"
+            f"IoU ≥ {self.iou_threshold:g}, score ≥ {self.conf_threshold:g}{same_first}"
+            f" — epoch {trainer.current_epoch}"
         )
         fig, _ = plot_confusion_matrix(
             values.cpu(), class_names=self.class_names, normalize=self.normalize, details=details
@@ -168,5 +187,5 @@ class ConfusionMatrixCallback(ValidationMetricCallback):
                 for stat in ("precision", "recall", "f1"):
                     value = per_class[stat][i]
                     if value == value:  # not NaN
-                        out[f"{self.prefix}{stat}/{self.class_name(i)}"] = value
+                        out[f"{self.prefix}{stat}_per_class/{self.scalar_name(i)}"] = value
         return out

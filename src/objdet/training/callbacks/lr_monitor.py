@@ -137,7 +137,9 @@ class LearningRateMonitorCallback(FigureCallback):
         if self.plot and any(self.history.values()):
             history = {k: list(v) for k, v in self.history.items()}
             starts = list(self.epoch_starts)
-            self.draw_and_log(trainer, lambda: plot_lr_schedule(history, starts)[0])
+            self.draw_and_log(
+                trainer, lambda: plot_lr_schedule(history, starts)[0], epoch=self.last_epoch(trainer)
+            )
 
     def _record(self, trainer: pl.Trainer) -> None:
         values = self.read(trainer)

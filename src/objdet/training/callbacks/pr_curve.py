@@ -20,6 +20,7 @@ from objdet.training.callbacks._base import (
     DETECTION_OUTPUTS_HELP,
     ExtractFn,
     ValidationMetricCallback,
+    scalar_names,
 )
 from objdet.training.metrics.mean_ap import MeanAveragePrecision
 
@@ -47,7 +48,7 @@ class PRCurveCallback(ValidationMetricCallback):
       ``"pr"`` precision-recall per class and their mean, ``"f1"`` / ``"precision"`` /
       ``"recall"`` vs the confidence threshold with the best-F1 threshold marked, ``"ap"``
       per-class AP bars. Files are
-      named ``<tag>_<kind>_epoch<EEE>_step<SSSSSS>.png`` (``val_curves_pr_epoch003_step000120.png``),
+      named ``<tag>_<kind>_epoch<EEE>_step<SSSSSS>.png`` (``val_curves_pr_epoch003_step000119.png``),
       see :func:`~objdet.training.callbacks.log_figure` for where they go;
     * every rank logs (``pl_module.log``): ``{prefix}map``, ``{prefix}map_50``,
       ``{prefix}map_75``, ``{prefix}mar_100`` (pycocotools' values, -1 when no GT was seen,
@@ -55,8 +56,10 @@ class PRCurveCallback(ValidationMetricCallback):
       F1 over the confidence thresholds and where it is reached (``{prefix}best_f1``,
       ``{prefix}best_f1_confidence``) and, with ``log_per_class``, each class's AP at
       ``iou_threshold`` (``{prefix}ap_50/<name>`` for 0.5, ``ap_75/<name>`` for 0.75, ...,
-      ``<name>`` = ``class_names[id]`` or ``class_<id>``). Undefined values (a class without
-      GT, F1 without any detection or GT) are not logged.
+      ``<name>`` = ``class_names[id]`` or ``class_<id>``, made safe by
+      :func:`~objdet.training.callbacks.scalar_names`). Undefined values (a class without
+      GT, F1 without any detection or GT) are not logged. No logged name is the folder of
+      another (MLflow's file store cannot hold both).
 
     The per-class AP view is this callback's ``"ap"`` figure and ``ap_<t>/<name>`` scalars:
     they come from the same curves as the PR figure, so a separate per-class AP callback would
@@ -170,6 +173,17 @@ class PRCurveCallback(ValidationMetricCallback):
             return str(names[class_id])
         return f"class_{class_id}"
 
+    def scalar_name(self, class_id: int) -> str:
+        """The ``<name>`` of a class id in the per-class scalar names (see the class docstring)."""
+        return self._scalar_names().get(class_id, f"class_{class_id}")
+
+    def _scalar_names(self) -> dict[int, str]:
+        names = self.class_names
+        if isinstance(names, Mapping):
+            ids = sorted(names)
+            return dict(zip(ids, scalar_names([str(names[i]) for i in ids]), strict=True))
+        return dict(enumerate(scalar_names([str(n) for n in names]))) if names is not None else {}
+
     def after_compute(self, trainer: pl.Trainer, metric: Metric, values: Any) -> None:
         assert isinstance(metric, MeanAveragePrecision)
         self.last_curves = metric.curves(self.iou_threshold, self.confidence_steps, self.average)
@@ -207,7 +221,8 @@ class PRCurveCallback(ValidationMetricCallback):
             out[f"{self.prefix}best_f1_confidence"] = best_conf
         if self.log_per_class:
             at = f"ap_{round(curves.iou_threshold * 100):d}"
+            named = self._scalar_names()
             for class_id, ap in zip(curves.classes.tolist(), curves.ap.tolist(), strict=True):
                 if ap >= 0:  # -1: no GT of this class
-                    out[f"{self.prefix}{at}/{self.class_name(class_id)}"] = ap
+                    out[f"{self.prefix}{at}/{named.get(class_id, f'class_{class_id}')}"] = ap
         return out

@@ -142,4 +142,5 @@ class TrainingProgressCallback(FigureCallback):
                     [r["val_s"] for r in epochs],
                     epochs=[int(r["epoch"]) for r in epochs],
                 )[0],
+                epoch=self.last_epoch(trainer),
             )

@@ -17,6 +17,7 @@ from objdet.functional.confusion import (
     normalize_confusion_matrix,
 )
 from objdet.ops.boxes import BOX_FORMATS
+from objdet.ops.confusion import MATCHING_MODES
 from objdet.training.metrics._detection_inputs import flatten_detections
 
 
@@ -24,8 +25,12 @@ class ConfusionMatrix(Metric):
     """Detection confusion matrix (C + 1, C + 1): rows ground truth, columns predictions, C = background.
 
     In every image the detections with score >= ``conf_threshold`` are matched to the non-crowd
-    GTs one-to-one, class-agnostically, greedily by descending IoU over pairs with IoU >=
-    ``iou_threshold`` (ties: higher score, then lower detection index, then lower GT index).
+    GTs one-to-one, greedily by descending IoU over pairs with IoU >= ``iou_threshold`` (ties:
+    higher score, then lower detection index, then lower GT index). With ``matching="agnostic"``
+    (default) labels play no part in the matching; with ``"class_first"`` the same-class pairs
+    are matched first, then the leftover detections to leftover GTs of other classes (same
+    rule): a detection overlapping a GT of its class and, more, a GT of another class then
+    counts as correct instead of confused (see :doc:`the guide </guide/confusion_matrix>`).
     A matched pair adds one at (GT class, detection class); an unmatched detection one at
     (C, detection class), a false positive; an unmatched GT one at (GT class, C), a false
     negative; [C, C] is 0. Crowd GTs (``iscrowd=1``) are neither counted nor matched, and an
@@ -42,6 +47,7 @@ class ConfusionMatrix(Metric):
         conf_threshold: minimum score of a counted detection (scores are used raw: any real value).
         class_names: optional C names, used by :meth:`plot`.
         box_format: "xyxy", "xywh" or "cxcywh".
+        matching: "agnostic" or "class_first" (see above).
 
     Example:
         >>> import torch
@@ -72,6 +78,7 @@ class ConfusionMatrix(Metric):
         conf_threshold: float = 0.25,
         class_names: Sequence[str] | None = None,
         box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
+        matching: Literal["agnostic", "class_first"] = "agnostic",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -87,6 +94,8 @@ class ConfusionMatrix(Metric):
             raise ValueError(f"`conf_threshold` must be a real number (not NaN), got {conf_threshold!r}")
         if box_format not in BOX_FORMATS:
             raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
+        if matching not in MATCHING_MODES:
+            raise ValueError(f"`matching` must be one of {MATCHING_MODES}, got {matching!r}")
         if class_names is not None:
             class_names = list(class_names)
             if len(class_names) != num_classes or not all(isinstance(n, str) for n in class_names):
@@ -98,6 +107,7 @@ class ConfusionMatrix(Metric):
         self.conf_threshold = float(conf_threshold)
         self.class_names = class_names
         self.box_format = box_format
+        self.matching = matching
         size = num_classes + 1
         self.add_state("matrix", default=torch.zeros(size, size, dtype=torch.int64), dist_reduce_fx="sum")
 
@@ -122,6 +132,7 @@ class ConfusionMatrix(Metric):
             self.num_classes,
             iou_threshold=self.iou_threshold,
             conf_threshold=self.conf_threshold,
+            matching=self.matching,
         ).to(self.matrix.device)
 
     def compute(self) -> Tensor:
@@ -159,4 +170,6 @@ class ConfusionMatrix(Metric):
         matrix = self.compute() if val is None else val
         names = class_names if class_names is not None else self.class_names
         details = f"IoU ≥ {self.iou_threshold:g}, score ≥ {self.conf_threshold:g}"
+        if self.matching == "class_first":
+            details += ", same class matched first"
         return plot_confusion_matrix(matrix, class_names=names, normalize=normalize, ax=ax, details=details)

@@ -565,8 +565,9 @@ class MeanAveragePrecision(Metric):
 
         Args:
             iou_threshold: one of ``iou_thresholds`` (default 0.5 when present, else the first).
-            confidence: number of evenly spaced confidence thresholds (over [0, 1] when the scores
-                lie in [0, 1], else over their range) or a 1-D tensor of thresholds.
+            confidence: number of confidence thresholds (evenly spaced over [0, 1] when the
+                scores lie in [0, 1], else scores evenly spaced in rank, see
+                :func:`objdet.functional.curves.confidence_grid`) or a 1-D tensor of thresholds.
             average: how the overall precision/recall/F1 pool the classes: "micro" (counts
                 summed) or "macro" (mean over classes with GT).
 
