@@ -104,12 +104,41 @@ class MeanAveragePrecision(Metric):
 
     Boxes are converted to xywh in the input's precision, as torchmetrics does, then matched in
     float64 with pycocotools' formula: float64 inputs give pycocotools' numbers, float32 inputs
-    torchmetrics' numbers. Differences from torchmetrics: the default IoU and recall grids are
-    pycocotools' float64 grids (torchmetrics rounds them to float32); under DDP images are
-    numbered rank after rank (torchmetrics interleaves them and needs equal counts per rank);
-    labels must fit in int32; a negative ``area`` is an error (torchmetrics silently uses the
-    box area). ``backend`` is accepted and unused. As in pycocotools, ``map`` and
-    ``map_per_class`` are read at maxDets = 100 whatever ``max_detection_thresholds`` holds.
+    torchmetrics' numbers.
+
+    As torchmetrics: the states are not in ``state_dict()`` unless ``metric.persistent(True)``;
+    ``torch.jit.script(metric)`` works; ``set_dtype(...)`` / ``.to(dtype)`` keep the state
+    exact (it moves, it is never recast; results stay float32); ``coco_eval()``, ``curves()``
+    and ``plot()`` see the state of every rank, as ``compute()`` does (call them on every rank);
+    bad arguments raise an error that is a ``ValueError`` (and a ``TypeError``);
+    ``warn_on_many_detections`` (an attribute, default True) warns when an image has more than
+    ``max_detection_thresholds[-1]`` detections; ``coco_to_tm`` reads COCO files into inputs
+    (see :func:`objdet.io.coco_to_tm`). ``backend`` chooses the summary rule only: with
+    "pycocotools" (the default) ``map`` and ``map_per_class`` are read at maxDets = 100, as
+    pycocotools does, so they are -1 when 100 is not in ``max_detection_thresholds``; with
+    "faster_coco_eval" they are read at the last max-detection threshold, as faster-coco-eval
+    (and torchmetrics with that backend) does. The evaluation itself is objdet's either way.
+
+    Documented departures from torchmetrics, each where pycocotools says otherwise or the
+    bounded state forbids it:
+
+    * The default IoU and recall grids are pycocotools' float64 grids; torchmetrics' float32
+      grids (``torch.linspace(0.5, 0.95, 10)``, also their float32 rounding) passed as
+      ``iou_thresholds`` / ``rec_thresholds`` count as the defaults (an IoU of exactly 0.55
+      then matches at 0.55, as in pycocotools).
+    * Images without GT still count (their detections are false positives), as in pycocotools.
+    * ``segm``: an image with GT masks and no predicted mask gives 0, not -1 (pycocotools).
+    * ``tm_to_coco(name)`` raises: the state keeps no boxes or masks;
+      :func:`objdet.io.tm_to_coco` writes the same files from the inputs.
+    * Under DDP images are numbered rank after rank (torchmetrics interleaves them and needs
+      equal counts per rank); labels must fit in int32; a negative ``area`` is an error
+      (torchmetrics silently uses the box area).
+
+    torchmetrics' own test module (v1.9.0 ``tests/unittests/detection/test_map.py``, run with
+    only the import changed; see ``tests/peer/torchmetrics_map.py``): 92 passed, 10 skipped
+    (need CUDA), 26 failed: 18 call torchmetrics' functional ``mean_average_precision``, which
+    needs torchvision; 4 call ``tm_to_coco``; 2 expect -1 for a ``segm`` image without predicted
+    masks; 2 expect torchmetrics' ``update()`` error messages.
 
     Args:
         box_format: "xyxy", "xywh" or "cxcywh".
