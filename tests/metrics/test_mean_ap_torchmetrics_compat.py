@@ -383,3 +383,30 @@ def test_coco_to_tm_is_callable_on_the_class_and_an_instance(tmp_path) -> None: 
     assert len(a[1]) == len(b[1]) == sum(1 for t in target if len(t["labels"]))
     with pytest.raises(RuntimeError, match=r"objdet\.io\.tm_to_coco\(preds, target"):
         MeanAveragePrecision().tm_to_coco("x")
+
+
+def test_functional_mean_average_precision_is_the_metric_run_once() -> None:
+    from objdet.training.metrics import mean_average_precision
+
+    images = make_dataset(5, n_images=8)
+    preds, target = to_torch(images, "xywh")
+    kwargs = dict(
+        box_format="xywh", class_metrics=True, iou_thresholds=[0.3, 0.6], max_detection_thresholds=[1, 5, 50]
+    )
+    out = mean_average_precision(preds, target, backend="faster_coco_eval", **kwargs)
+    metric = MeanAveragePrecision(backend="faster_coco_eval", **kwargs)
+    metric.update(preds[:3], target[:3])
+    metric.update(preds[3:], target[3:])
+    for key, value in metric.compute().items():
+        torch.testing.assert_close(out[key], value, rtol=0, atol=0)
+    default = mean_average_precision(preds, target, box_format="xywh")
+    np.testing.assert_allclose(
+        torch.stack([default[k] for k in list(default)[:12]]).numpy(),
+        pycocotools_eval(images).stats,
+        atol=1e-6,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean_average_precision(*_many(101), warn_on_many_detections=False)
+    with pytest.warns(UserWarning, match="Encountered more than 100"):
+        mean_average_precision(*_many(101))

@@ -13,7 +13,9 @@ It builds, in a temporary directory outside the repository:
 * ``tests/unittests/`` from ``git show <rev>:tests/unittests/...`` (the package's ``__init__``,
   ``conftest``, ``_helpers`` and ``detection/__init__``, and ``detection/test_map.py`` with its
   line ``from torchmetrics.detection.mean_ap import MeanAveragePrecision`` replaced by
-  ``from objdet.training.metrics import MeanAveragePrecision``; nothing else is changed);
+  ``from objdet.training.metrics import MeanAveragePrecision``; with ``--functional`` also its
+  import of torchmetrics' functional ``mean_average_precision`` (which needs torchvision) by
+  objdet's; nothing else is changed);
 * ``tests/_data/detection/`` with the three COCO API files of ``tests/fixtures/cocoapi``;
 
 then runs pytest there with ``src/`` of this repository first on ``PYTHONPATH``. torchmetrics'
@@ -46,6 +48,8 @@ HELPERS = (
 MODULE = "tests/unittests/detection/test_map.py"
 IMPORT_TM = "from torchmetrics.detection.mean_ap import MeanAveragePrecision"
 IMPORT_OBJDET = "from objdet.training.metrics import MeanAveragePrecision"
+FUNCTIONAL_TM = "from torchmetrics.functional.detection.map import mean_average_precision"
+FUNCTIONAL_OBJDET = "from objdet.training.metrics import mean_average_precision"
 
 
 def _show(git_dir: str, rev: str, path: str) -> str:
@@ -54,7 +58,7 @@ def _show(git_dir: str, rev: str, path: str) -> str:
     ).stdout
 
 
-def build(git_dir: str, rev: str, root: Path) -> Path:
+def build(git_dir: str, rev: str, root: Path, functional: bool = False) -> Path:
     for path in HELPERS:
         out = root / path
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +66,12 @@ def build(git_dir: str, rev: str, root: Path) -> Path:
     source = _show(git_dir, rev, MODULE)
     if source.count(IMPORT_TM) != 1:
         raise SystemExit(f"{MODULE} at {rev} does not import MeanAveragePrecision as expected")
-    (root / MODULE).write_text(source.replace(IMPORT_TM, IMPORT_OBJDET))
+    source = source.replace(IMPORT_TM, IMPORT_OBJDET)
+    if functional:  # also torchmetrics' functional form (it needs torchvision) by objdet's
+        if source.count(FUNCTIONAL_TM) != 1:
+            raise SystemExit(f"{MODULE} at {rev} does not import mean_average_precision as expected")
+        source = source.replace(FUNCTIONAL_TM, FUNCTIONAL_OBJDET)
+    (root / MODULE).write_text(source)
     unpack(root / "tests" / "_data" / "detection")
     return root / "tests"
 
@@ -74,10 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extra-path", default="", help="more entries for PYTHONPATH (e.g. where cachier is)"
     )
+    parser.add_argument(
+        "--functional", action="store_true", help="also import objdet's functional mean_average_precision"
+    )
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="objdet-peer-") as tmp:
-        tests = build(args.torchmetrics, args.rev, Path(tmp))
+        tests = build(args.torchmetrics, args.rev, Path(tmp), args.functional)
         path = [str(REPO / "src"), str(tests), *filter(None, args.extra_path.split(os.pathsep))]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         cmd = [

@@ -3,6 +3,7 @@
 from objdet.training.metrics.anomaly import AnomalyDetectionMetrics, ScoreStatisticsMetric
 from objdet.training.metrics.classwise_ap import ClasswiseAP
 from objdet.training.metrics.confusion_matrix import ConfusionMatrix
+from objdet.training.metrics.detection_functional import mean_average_precision
 from objdet.training.metrics.mean_ap import MeanAveragePrecision
 from objdet.training.metrics.variance import ComponentOrthogonalityMetric, ExplainedVarianceMetric
 
@@ -15,3 +16,4 @@ __all__ = [
     "MeanAveragePrecision",
     "ScoreStatisticsMetric",
 ]
+__all__ += ["mean_average_precision"]
