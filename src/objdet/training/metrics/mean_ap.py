@@ -215,7 +215,8 @@ class MeanAveragePrecision(Metric):
             if isinstance(max_detection_thresholds, list | tuple) and len(max_detection_thresholds) != 3:
                 raise InputError(
                     "When providing a list of max detection thresholds it should have length 3. "
-                    f"Got value {len(max_detection_thresholds)}: {list(max_detection_thresholds)!r}"
+                    f"Got value {len(max_detection_thresholds)} "
+                    f"(`max_detection_thresholds`={list(max_detection_thresholds)!r})"
                 )
             if not isinstance(max_detection_thresholds, list | tuple) or not all(
                 isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in max_detection_thresholds
