@@ -205,6 +205,7 @@ def test_state_dict_round_trip_mid_epoch() -> None:
     reference = MeanAveragePrecision(box_format="xywh", class_metrics=True)
     reference.update(preds, target)
     first = MeanAveragePrecision(box_format="xywh", class_metrics=True)
+    first.persistent(True)  # as in torchmetrics, states are in state_dict() only on request
     first.update(preds[:5], target[:5])
     saved = copy.deepcopy(first.state_dict())
     assert any(k.startswith("macro_tp") for k in saved)

@@ -205,6 +205,14 @@ def _rle(segm: Any, height: int | None, width: int | None, what: str) -> dict:
     )
 
 
+def _mask_areas(rles: list[dict]) -> np.ndarray:
+    """Pixel counts of compressed RLEs, 255 at a time: pycocotools' ``area`` overflows past 255 (numpy 2)."""
+    chunks = [
+        np.asarray(mask_utils.area(rles[i : i + 255]), dtype=np.float64) for i in range(0, len(rles), 255)
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float64)
+
+
 def _decode(rles: list[dict], height: int, width: int, what: str) -> Tensor:
     """(n, H, W) bool masks (C-contiguous) from compressed RLEs of one image."""
     if not rles:
@@ -489,7 +497,7 @@ def load_coco_dt(
     # detection areas as pycocotools' loadRes sets them: the box area where a box is given, else the mask's
     area = boxes[:, 2] * boxes[:, 3]
     if len(no_box):
-        area[no_box] = mask_utils.area([rles[k] for k in no_box.tolist()])
+        area[no_box] = _mask_areas([rles[k] for k in no_box.tolist()])
     label_values = cat_pos if gt.labels == "contiguous" else cat
     order = np.argsort(img_pos, kind="stable")
     bounds = _bounds(np.bincount(img_pos, minlength=len(gt.image_ids)))
@@ -650,7 +658,7 @@ def to_coco_gt(
             image["height"], image["width"] = (int(s) for s in t["masks"].shape[1:])
         images.append(image)
         if rles:
-            mask_area = mask_utils.area(
+            mask_area = _mask_areas(
                 [{"size": r["size"], "counts": r["counts"].encode()} for r in rles]
             ).tolist()
         for j in range(n):

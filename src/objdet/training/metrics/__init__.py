@@ -4,6 +4,7 @@ from objdet.training.metrics._errors import InputError
 from objdet.training.metrics.anomaly import AnomalyDetectionMetrics, ScoreStatisticsMetric
 from objdet.training.metrics.classwise_ap import ClasswiseAP
 from objdet.training.metrics.confusion_matrix import ConfusionMatrix
+from objdet.training.metrics.detection_functional import mean_average_precision
 from objdet.training.metrics.mean_ap import MeanAveragePrecision
 from objdet.training.metrics.variance import ComponentOrthogonalityMetric, ExplainedVarianceMetric
 
@@ -17,3 +18,4 @@ __all__ = [
     "MeanAveragePrecision",
     "ScoreStatisticsMetric",
 ]
+__all__ += ["mean_average_precision"]

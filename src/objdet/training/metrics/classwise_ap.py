@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from objdet.functional.coco import per_class_ap_ar
+from objdet.training.metrics._errors import InputError
 from objdet.training.metrics.mean_ap import MeanAveragePrecision
 
 
@@ -52,20 +53,20 @@ class ClasswiseAP(MeanAveragePrecision):
         **kwargs: Any,
     ) -> None:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}")
+            raise InputError(f"`num_classes` must be a positive int, got {num_classes!r}")
         if class_names is not None:
             class_names = list(class_names)
             if len(class_names) != num_classes or not all(isinstance(n, str) for n in class_names):
-                raise ValueError(
+                raise InputError(
                     f"`class_names` must be {num_classes} strings (one per class), got {len(class_names)}: "
                     f"{class_names[:5]}{'...' if len(class_names) > 5 else ''}"
                 )
             if len(set(class_names)) != num_classes:
-                raise ValueError("`class_names` must be unique, they become the output keys")
+                raise InputError("`class_names` must be unique, they become the output keys")
         if iou_threshold is not None and not (
             isinstance(iou_threshold, int | float) and 0.0 <= float(iou_threshold) <= 1.0
         ):
-            raise ValueError(f"`iou_threshold` must be None or a float in [0, 1], got {iou_threshold!r}")
+            raise InputError(f"`iou_threshold` must be None or a float in [0, 1], got {iou_threshold!r}")
         super().__init__(
             box_format=box_format,
             iou_thresholds=None if iou_threshold is None else [float(iou_threshold)],

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
@@ -19,6 +19,8 @@ from objdet.functional.confusion import (
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.ops.confusion import MATCHING_MODES
 from objdet.training.metrics._detection_inputs import flatten_detections
+from objdet.training.metrics._errors import InputError
+from objdet.training.metrics._torchmetrics_compat import apply_keeping_dtypes
 
 
 class ConfusionMatrix(Metric):
@@ -69,7 +71,8 @@ class ConfusionMatrix(Metric):
     is_differentiable = False
     higher_is_better = None
     full_state_update = False
-    matrix: Tensor
+    if TYPE_CHECKING:  # for mypy only: TorchScript cannot read postponed (string) class annotations
+        matrix: Tensor
 
     def __init__(
         self,
@@ -83,23 +86,23 @@ class ConfusionMatrix(Metric):
     ) -> None:
         super().__init__(**kwargs)
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}")
+            raise InputError(f"`num_classes` must be a positive int, got {num_classes!r}")
         if not isinstance(iou_threshold, int | float) or not 0.0 < float(iou_threshold) <= 1.0:
-            raise ValueError(f"`iou_threshold` must be a float in (0, 1], got {iou_threshold!r}")
+            raise InputError(f"`iou_threshold` must be a float in (0, 1], got {iou_threshold!r}")
         if (
             not isinstance(conf_threshold, int | float)
             or isinstance(conf_threshold, bool)
             or math.isnan(conf_threshold)
         ):
-            raise ValueError(f"`conf_threshold` must be a real number (not NaN), got {conf_threshold!r}")
+            raise InputError(f"`conf_threshold` must be a real number (not NaN), got {conf_threshold!r}")
         if box_format not in BOX_FORMATS:
-            raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
+            raise InputError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
         if matching not in MATCHING_MODES:
-            raise ValueError(f"`matching` must be one of {MATCHING_MODES}, got {matching!r}")
+            raise InputError(f"`matching` must be one of {MATCHING_MODES}, got {matching!r}")
         if class_names is not None:
             class_names = list(class_names)
             if len(class_names) != num_classes or not all(isinstance(n, str) for n in class_names):
-                raise ValueError(
+                raise InputError(
                     f"`class_names` must be {num_classes} strings (one per class), got {len(class_names)}"
                 )
         self.num_classes = num_classes
@@ -134,6 +137,13 @@ class ConfusionMatrix(Metric):
             conf_threshold=self.conf_threshold,
             matching=self.matching,
         ).to(self.matrix.device)
+
+    def _apply(self, fn: Callable, exclude_state: Sequence[str] = ()) -> torch.nn.Module:
+        """``.to()`` / ``set_dtype()`` move the int64 counts and never recast them (they stay exact)."""
+        this = super()._apply(fn, exclude_state=tuple(self._defaults))
+        assert isinstance(this, Metric)
+        apply_keeping_dtypes(this, fn, exclude_state)
+        return this
 
     def compute(self) -> Tensor:
         """The int64 (C + 1, C + 1) matrix: rows ground truth, columns predictions, index C background."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -29,6 +29,14 @@ from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts
 from objdet.ops.masks import MaskBatch, mask_batch
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
 from objdet.training.metrics._errors import InputError
+from objdet.training.metrics._torchmetrics_compat import (
+    apply_keeping_dtypes,
+    last_max_det_ap,
+    last_max_det_class_ap,
+    resolve_grid,
+    synced,
+    warn_on_many_detections,
+)
 
 _IOU_TYPES = ("bbox", "segm")
 
@@ -45,21 +53,27 @@ def _iou_types(value: Any) -> tuple[str, ...]:
         or any(t not in _IOU_TYPES for t in types)
         or len(set(types)) != len(types)
     ):
-        raise ValueError(f"`iou_type` must be 'bbox', 'segm' or a tuple of both, got {value!r}")
+        raise InputError(
+            "Expected argument `iou_type` to be one of ('segm', 'bbox') or a tuple of, but got "
+            f"{value!r} (no repeats)"
+        )
     return tuple(types)
 
 
 def _float_list(value: Any, name: str) -> list[float] | None:
     if value is None:
         return None
+    message = (
+        f"Expected argument `{name}` to either be `None` or a non-empty list of floats but got {value!r}"
+    )
     if not isinstance(value, list | tuple) or not value:
-        raise ValueError(f"`{name}` must be None or a non-empty list of floats, got {value!r}")
+        raise InputError(message)
     try:
         out = [float(v) for v in value]
     except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be None or a non-empty list of floats, got {value!r}") from None
+        raise InputError(message) from None
     if any(not 0.0 <= v <= 1.0 for v in out):
-        raise ValueError(f"`{name}` values must lie in [0, 1], got {out}")
+        raise InputError(f"`{name}` values must lie in [0, 1], got {out}")
     return out
 
 
@@ -96,12 +110,42 @@ class MeanAveragePrecision(Metric):
 
     Boxes are converted to xywh in the input's precision, as torchmetrics does, then matched in
     float64 with pycocotools' formula: float64 inputs give pycocotools' numbers, float32 inputs
-    torchmetrics' numbers. Differences from torchmetrics: the default IoU and recall grids are
-    pycocotools' float64 grids (torchmetrics rounds them to float32); under DDP images are
-    numbered rank after rank (torchmetrics interleaves them and needs equal counts per rank);
-    labels must fit in int32; a negative ``area`` is an error (torchmetrics silently uses the
-    box area). ``backend`` is accepted and unused. As in pycocotools, ``map`` and
-    ``map_per_class`` are read at maxDets = 100 whatever ``max_detection_thresholds`` holds.
+    torchmetrics' numbers.
+
+    As torchmetrics: the states are not in ``state_dict()`` unless ``metric.persistent(True)``;
+    ``torch.jit.script(metric)`` works; ``set_dtype(...)`` / ``.to(dtype)`` keep the state
+    exact (it moves, it is never recast; results stay float32); ``coco_eval()``, ``curves()``
+    and ``plot()`` see the state of every rank, as ``compute()`` does (call them on every rank);
+    bad arguments raise an error that is a ``ValueError`` (and a ``TypeError``);
+    ``warn_on_many_detections`` (an attribute, default True) warns when an image has more than
+    ``max_detection_thresholds[-1]`` detections; ``coco_to_tm`` reads COCO files into inputs
+    (see :func:`objdet.io.coco_to_tm`). ``backend`` chooses the summary rule only: with
+    "pycocotools" (the default) ``map`` and ``map_per_class`` are read at maxDets = 100, as
+    pycocotools does, so they are -1 when 100 is not in ``max_detection_thresholds``; with
+    "faster_coco_eval" they are read at the last max-detection threshold, as faster-coco-eval
+    (and torchmetrics with that backend) does. The evaluation itself is objdet's either way.
+
+    Documented departures from torchmetrics, each where pycocotools says otherwise or the
+    bounded state forbids it:
+
+    * The default IoU and recall grids are pycocotools' float64 grids; torchmetrics' float32
+      grids (``torch.linspace(0.5, 0.95, 10)``, also their float32 rounding) passed as
+      ``iou_thresholds`` / ``rec_thresholds`` count as the defaults (an IoU of exactly 0.55
+      then matches at 0.55, as in pycocotools).
+    * Images without GT still count (their detections are false positives), as in pycocotools.
+    * ``segm``: an image with GT masks and no predicted mask gives 0, not -1 (pycocotools).
+    * ``tm_to_coco(name)`` raises: the state keeps no boxes or masks;
+      :func:`objdet.io.tm_to_coco` writes the same files from the inputs.
+    * Under DDP images are numbered rank after rank (torchmetrics interleaves them and needs
+      equal counts per rank); labels must fit in int32; a negative ``area`` is an error
+      (torchmetrics silently uses the box area).
+
+    torchmetrics' own test module (v1.9.0 ``tests/unittests/detection/test_map.py``, see
+    ``tests/peer/torchmetrics_map.py``), its imports of ``MeanAveragePrecision`` and of the
+    functional ``mean_average_precision`` switched to objdet's: 110 passed, 10 skipped (need
+    CUDA), 8 failed: 4 call ``tm_to_coco``; 2 expect -1 for a ``segm`` image without predicted
+    masks; 2 expect torchmetrics' ``update()`` error messages. (With only the class import
+    switched, the 18 tests of torchmetrics' functional form fail too: it needs torchvision.)
 
     Args:
         box_format: "xyxy", "xywh" or "cxcywh".
@@ -151,11 +195,15 @@ class MeanAveragePrecision(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     plot_upper_bound = 1.0
-    n_images: Tensor
-    seen_labels: list[Tensor]
-    ious_index: list[Tensor]
-    ious_values: list[Tensor]
-    ious_updates: list[Tensor]
+    # torchmetrics' switch (an attribute, set after construction): warn in update() when an image
+    # has more than max_detection_thresholds[-1] detections
+    warn_on_many_detections = True
+    if TYPE_CHECKING:  # for mypy only: TorchScript cannot read postponed (string) class annotations
+        n_images: Tensor
+        seen_labels: list[Tensor]
+        ious_index: list[Tensor]
+        ious_values: list[Tensor]
+        ious_updates: list[Tensor]
 
     def __init__(
         self,
@@ -177,33 +225,50 @@ class MeanAveragePrecision(Metric):
             raise InputError(f"`engine` must be 'auto', 'compiled' or 'torch', got {chosen!r}")
         self.engine = chosen
         if box_format not in BOX_FORMATS:
-            raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
-        iou_types = _iou_types(iou_type)
-        if max_detection_thresholds is not None and (
-            not isinstance(max_detection_thresholds, list | tuple)
-            or len(max_detection_thresholds) != 3
-            or not all(isinstance(m, int) and m > 0 for m in max_detection_thresholds)
-        ):
-            raise ValueError(
-                "`max_detection_thresholds` must be None or a list of 3 positive ints, "
-                f"got {max_detection_thresholds!r}"
+            raise InputError(
+                f"Expected argument `box_format` to be one of {BOX_FORMATS} but got {box_format!r}"
             )
+        iou_types = _iou_types(iou_type)
+        if max_detection_thresholds is not None:
+            if isinstance(max_detection_thresholds, list | tuple) and len(max_detection_thresholds) != 3:
+                raise InputError(
+                    "When providing a list of max detection thresholds it should have length 3. "
+                    f"Got value {len(max_detection_thresholds)} "
+                    f"(`max_detection_thresholds`={list(max_detection_thresholds)!r})"
+                )
+            if not isinstance(max_detection_thresholds, list | tuple) or not all(
+                isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in max_detection_thresholds
+            ):
+                raise InputError(
+                    "Expected argument `max_detection_thresholds` to either be `None` or a list of 3 "
+                    f"positive ints but got {max_detection_thresholds!r}"
+                )
         for name, flag in (("class_metrics", class_metrics), ("extended_summary", extended_summary)):
             if not isinstance(flag, bool):
-                raise ValueError(f"`{name}` must be a bool, got {flag!r}")
+                raise InputError(f"Expected argument `{name}` to be a boolean, got {flag!r}")
         if average not in ("macro", "micro"):
-            raise ValueError(f"`average` must be 'macro' or 'micro', got {average!r}")
+            raise InputError(
+                f"Expected argument `average` to be one of ('macro', 'micro') but got {average!r}"
+            )
         if backend not in ("pycocotools", "faster_coco_eval"):
-            raise ValueError(f"`backend` must be 'pycocotools' or 'faster_coco_eval', got {backend!r}")
+            raise InputError(
+                "Expected argument `backend` to be one of ('pycocotools', 'faster_coco_eval') "
+                f"but got {backend!r}"
+            )
 
         self.box_format = box_format
         self.iou_type = iou_types  # a tuple, as torchmetrics stores it
         # state and output key prefix per IoU type: none for one type, torchmetrics' "bbox_" / "segm_" for two
         self._prefixes = {t: "" if len(iou_types) == 1 else f"{t}_" for t in iou_types}
-        self.iou_thresholds = _float_list(iou_thresholds, "iou_thresholds") or default_iou_thresholds()
-        self.rec_thresholds = _float_list(rec_thresholds, "rec_thresholds") or default_rec_thresholds()
+        # torchmetrics' float32 default grids (torch.linspace) mean pycocotools' float64 ones
+        self.iou_thresholds = resolve_grid(
+            _float_list(iou_thresholds, "iou_thresholds"), default_iou_thresholds(), 0.5, 0.95
+        )
+        self.rec_thresholds = resolve_grid(
+            _float_list(rec_thresholds, "rec_thresholds"), default_rec_thresholds(), 0.0, 1.0
+        )
         if any(b < a for a, b in zip(self.rec_thresholds[:-1], self.rec_thresholds[1:], strict=True)):
-            raise ValueError(f"`rec_thresholds` must be in increasing order, got {self.rec_thresholds}")
+            raise InputError(f"`rec_thresholds` must be in increasing order, got {self.rec_thresholds}")
         self.max_detection_thresholds = sorted(max_detection_thresholds or [1, 10, 100])
         self.class_metrics = class_metrics
         self.extended_summary = extended_summary
@@ -245,10 +310,64 @@ class MeanAveragePrecision(Metric):
                 }
             )
         for name in self._list_states:
-            self.add_state(name, default=[], dist_reduce_fx="cat", persistent=True)
+            self.add_state(name, default=[], dist_reduce_fx="cat", persistent=False)
         self.add_state(
-            "n_images", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum", persistent=True
+            "n_images", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum", persistent=False
         )
+
+    # ------------------------------------------------------------------ torchmetrics compatibility
+    def _check_detection_counts(self, preds: Any) -> None:
+        """torchmetrics' warning for images with more detections than the last max-detection threshold."""
+        if self.warn_on_many_detections:
+            warn_on_many_detections(preds, self.iou_type, self.max_detection_thresholds[-1])
+
+    @staticmethod
+    def coco_to_tm(
+        coco_preds: str,
+        coco_target: str,
+        iou_type: Literal["bbox", "segm"] | tuple[str, ...] | list[str] = ("bbox",),
+        backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+    ) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
+        """torchmetrics' ``coco_to_tm``: COCO results and annotation files as ``(preds, target)``.
+
+        See :func:`objdet.io.coco_to_tm` (same function; callable on the class or an instance, as
+        ``MeanAveragePrecision().coco_to_tm(preds_file, target_file, iou_type="bbox")``).
+        """
+        from objdet.io.torchmetrics_compat import coco_to_tm
+
+        return coco_to_tm(coco_preds, coco_target, tuple(_iou_types(iou_type)), backend)
+
+    def tm_to_coco(self, name: str = "tm_map_input") -> None:
+        """Not available: the state keeps no boxes or masks; use :func:`objdet.io.tm_to_coco` on the inputs.
+
+        torchmetrics' ``tm_to_coco(name)`` writes the boxes and masks its state holds. This
+        metric's state is a few bytes per detection (scores, classes, match flags), so the
+        inputs cannot be rebuilt from it; ``objdet.io.tm_to_coco(preds, target, name,
+        iou_type=..., box_format=...)`` writes the same two files from the inputs themselves.
+
+        Raises:
+            RuntimeError: always, with that advice.
+        """
+        raise RuntimeError(
+            f"{type(self).__name__}.tm_to_coco({name!r}) cannot write the inputs: the metric's state "
+            "keeps no boxes or masks (a few bytes per detection). Write the inputs as you pass them to "
+            "update() with "
+            f"objdet.io.tm_to_coco(preds, target, {name!r}, iou_type={self.iou_type!r}, "
+            f"box_format={self.box_format!r}), which writes torchmetrics' files."
+        )
+
+    def _apply(self, fn: Callable, exclude_state: Sequence[str] = ()) -> torch.nn.Module:
+        """``.to()`` / ``.cuda()`` / ``set_dtype()``: the states follow the device and keep their dtypes.
+
+        The state is an exact typed record (float64 scores, uint8 flag bytes, int32/int64 labels
+        and counts); ``set_dtype(torch.float64)`` or ``.to(torch.float16)`` would otherwise recast
+        it (torchmetrics' ``Metric._apply`` casts every state) and break ``compute()``.
+        ``metric.dtype`` still reports the dtype set; results stay float32, as torchmetrics'.
+        """
+        this = super()._apply(fn, exclude_state=tuple(self._defaults))
+        assert isinstance(this, Metric)
+        apply_keeping_dtypes(this, fn, exclude_state)
+        return this
 
     # ------------------------------------------------------------------ update
     def _label_range(self) -> int | None:
@@ -265,6 +384,7 @@ class MeanAveragePrecision(Metric):
                 (for "segm"), ``labels`` (M,), optional ``iscrowd`` (M,) and ``area`` (M,) (a
                 positive area is used, otherwise the mask's pixel count with masks, else the box's).
         """
+        self._check_detection_counts(preds)
         use_masks = "segm" in self.iou_type
         flat = flatten_detections(
             preds,
@@ -510,12 +630,16 @@ class MeanAveragePrecision(Metric):
         """
         iou_type = self.iou_type[0] if iou_type is None else iou_type
         if iou_type not in self._prefixes:
-            raise ValueError(f"`iou_type` must be one of {self.iou_type}, got {iou_type!r}")
+            raise InputError(f"`iou_type` must be one of {self.iou_type}, got {iou_type!r}")
         iou_thr = torch.tensor(self.iou_thresholds, dtype=torch.float64, device=self.device)
-        tables = self._tables(self._modes[0], full=full, prefix=self._prefixes[iou_type])
-        if int(self.n_images) == 0:
-            return torch.full((12,), -1.0, dtype=torch.float64, device=self.device), tables
-        return coco_summarize(tables, iou_thr, self.max_detection_thresholds), tables
+        with synced(self):  # the state of every rank, as compute() sees it
+            tables = self._tables(self._modes[0], full=full, prefix=self._prefixes[iou_type])
+            if int(self.n_images) == 0:
+                return torch.full((12,), -1.0, dtype=torch.float64, device=self.device), tables
+        stats = coco_summarize(tables, iou_thr, self.max_detection_thresholds)
+        if self.backend == "faster_coco_eval":  # its summary reads mAP at the last maxDet, not at 100
+            stats = torch.cat([last_max_det_ap(tables.precision).reshape(1).to(stats), stats[1:]])
+        return stats, tables
 
     def compute(self) -> dict[str, Tensor]:
         """The 12 COCO numbers under torchmetrics' keys, plus per-class values and tables on request.
@@ -541,6 +665,8 @@ class MeanAveragePrecision(Metric):
             if self.class_metrics:
                 class_tables = tables if self._modes[0] == "macro" else self._tables("macro", False, p)
                 ap, ar = per_class_ap_ar(class_tables, mdt)
+                if self.backend == "faster_coco_eval":
+                    ap = last_max_det_class_ap(class_tables.precision).to(ap)
                 out[f"{p}map_per_class"] = ap.to(torch.float32)
                 out[f"{p}mar_{mdt[-1]}_per_class"] = ar.to(torch.float32)
             else:
