@@ -190,15 +190,45 @@ class _Gathered:
     g_count: list[int]
 
 
-def _gather(preds: Any, target: Any, boxes: bool, masks: bool) -> _Gathered:
-    if not _is_list_of_dicts(preds):
-        raise InputError(f"`preds` must be a list of dicts (one per image), got {type(preds).__name__}")
-    if not _is_list_of_dicts(target):
-        raise InputError(f"`target` must be a list of dicts (one per image), got {type(target).__name__}")
+def _check_structure(preds: Any, target: Any, boxes: bool, masks: bool) -> None:
+    """torchmetrics' checks in its order, with its message openings (its tests match them).
+
+    Sequences first, their lengths, then the required keys of every pred and every target,
+    then the type of every required value; each message then names the image and the field.
+    """
+    for side, items in (("preds", preds), ("target", target)):
+        if not _is_list_of_dicts(items):
+            raise InputError(
+                f"Expected argument `{side}` to be of type Sequence: `{side}` must be a list of dicts "
+                f"(one per image), got {type(items).__name__}"
+            )
     if len(preds) != len(target):
         raise InputError(
-            f"`preds` and `target` must have one dict per image each, got {len(preds)} and {len(target)}"
+            "Expected argument `preds` and `target` to have the same length: `preds` and `target` must "
+            f"have one dict per image each, got {len(preds)} and {len(target)}"
         )
+    geometry = [k for k, used in (("boxes", boxes), ("masks", masks)) if used]
+    required = (("preds", preds, [*geometry, "scores", "labels"]), ("target", target, [*geometry, "labels"]))
+    for side, items, keys in required:
+        for key in keys:
+            for i, item in enumerate(items):
+                if key not in item:
+                    raise InputError(
+                        f"Expected all dicts in `{side}` to contain the `{key}` key: {side}[{i}] has no key "
+                        f"'{key}' (keys seen: {sorted(item)})"
+                    )
+    for side, items, keys in required:
+        for key in keys:
+            for i, item in enumerate(items):
+                if not isinstance(item[key], Tensor):
+                    raise InputError(
+                        f"Expected all {key} in `{side}` to be of type Tensor: {side}[{i}]['{key}'] must be "
+                        f"a torch.Tensor, got {type(item[key]).__name__}"
+                    )
+
+
+def _gather(preds: Any, target: Any, boxes: bool, masks: bool) -> _Gathered:
+    _check_structure(preds, target, boxes, masks)
     g = _Gathered(len(preds), torch.device("cpu"), [], [], [], [], [], [], [], [], [], [], [], [])
     device: torch.device | None = None
     ref = "boxes" if boxes else "masks"
