@@ -291,7 +291,7 @@ def _segm_files(gt_size: bool, gt_segm: dict, dt_segm: dict, categories: bool = 
     ("case", "expected"),
     [
         ("invalid compressed RLE", "results of image 1: a compressed RLE 'segmentation' is invalid"),
-        ("results sized unlike the GT", "have size (H, W) = (2, 2) but target[0]['masks'] have (4, 4)"),
+        ("results sized unlike the GT", "the 'segmentation' sizes of one image differ ([4, 4] and [2, 2])"),
         ("negative uncompressed counts", "must be integers >= 0"),
         ("no categories", "has no 'categories'"),
     ],
