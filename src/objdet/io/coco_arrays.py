@@ -34,6 +34,18 @@ import msgspec
 import numpy as np
 from msgspec import UNSET, Raw, UnsetType
 
+__all__ = [
+    "DtArrays",
+    "GtArrays",
+    "iou_types",
+    "locate",
+    "read_dt_arrays",
+    "read_gt_arrays",
+    "rle_area",
+    "rle_bbox",
+    "to_rle",
+]
+
 IouTypes = str | tuple[str, ...]
 _IOU_TYPES = ("bbox", "segm")
 
@@ -361,9 +373,9 @@ def _gt_strict(file: _GtFile, types: tuple[str, ...]) -> GtArrays:
     segms: list[Any] = []
     if "segm" in types:
         raw = [a.segmentation for a in anns]
-        if any(r is UNSET for r in raw):
+        if any(isinstance(r, UnsetType) for r in raw):
             raise _Strict
-        segms = [msgspec.json.decode(r) for r in raw]
+        segms = [msgspec.json.decode(r) for r in raw if not isinstance(r, UnsetType)]
     names = [str(cat_ids[k] if cats[k].name is UNSET else cats[k].name) for k in cat_order.tolist()]
     return _gt_assemble(
         types, img_order, sorted_imgs, heights, widths, sorted_cats, names, img_pos, cat_pos, ann_cat,

@@ -34,10 +34,8 @@ __all__ = [
 #: the matching rules, by name
 MATCHING = ("agnostic", "class_first")
 
-_JIT = {"cache": True, "nogil": True}
 
-
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _candidates(
     det_img: np.ndarray,
     det_xywh: np.ndarray,
@@ -100,21 +98,21 @@ def _candidates(
     return pair_det[:n_pairs], pair_gt[:n_pairs], pair_iou[:n_pairs], covered
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _grow_int(a: np.ndarray, cap: int) -> np.ndarray:
     out = np.empty(cap, a.dtype)
     out[: a.shape[0]] = a
     return out
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _grow_float(a: np.ndarray, cap: int) -> np.ndarray:
     out = np.empty(cap, a.dtype)
     out[: a.shape[0]] = a
     return out
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _greedy(
     det_img: np.ndarray,
     det_label: np.ndarray,
@@ -192,7 +190,7 @@ def greedy_match_np(
         raise ValueError("`matching='class_first'` needs `det_label` and `gt_label`")
     det_label = np.zeros(n_det, np.int64) if det_label is None else np.asarray(det_label, np.int64)
     gt_label = np.zeros(n_gt, np.int64) if gt_label is None else np.asarray(gt_label, np.int64)
-    return _greedy(  # type: ignore[no-any-return]
+    return _greedy(
         np.ascontiguousarray(det_img, np.int64),
         det_label,
         np.ascontiguousarray(det_score, np.float64),
@@ -206,7 +204,7 @@ def greedy_match_np(
     )
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True)
 def _cells(
     det_label: np.ndarray,
     gt_label: np.ndarray,
@@ -276,7 +274,7 @@ def detection_confusion_matrix_np(
         gt_label,
         matching,
     )
-    return _cells(det_label, gt_label, gt_crowd, det_to_gt, gt_to_det, covered, int(num_classes))  # type: ignore[no-any-return]
+    return _cells(det_label, gt_label, gt_crowd, det_to_gt, gt_to_det, covered, int(num_classes))
 
 
 def confusion_precision_recall_f1_np(matrix: np.ndarray) -> dict[str, np.ndarray]:
