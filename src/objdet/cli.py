@@ -260,15 +260,20 @@ def _segm_sizes_agree(gt: GtArrays, dt: DtArrays) -> None:
 
 def _check_rles(rles: Sequence[dict], image_of: np.ndarray, image_ids: np.ndarray, what: str) -> None:
     """Compressed RLE strings that pycocotools would refuse to decode raise ValueError naming the image."""
-    from objdet.ops.rle_cpu import rle_string_valid
+    from objdet.ops.rle_cpu import first_invalid_rle
 
-    for k, r in enumerate(rles):
-        h, w = r["size"]
-        if not rle_string_valid(np.frombuffer(r["counts"], np.uint8), h * w):
-            raise ValueError(
-                f"{what} of image {int(image_ids[image_of[k]])}: a compressed RLE 'segmentation' is "
-                "invalid (Invalid RLE mask representation)"
-            )
+    if not rles:
+        return
+    strings = [r["counts"] for r in rles]
+    offsets = np.zeros(len(strings) + 1, np.int64)
+    np.cumsum([len(c) for c in strings], out=offsets[1:])
+    sizes = np.array([r["size"] for r in rles], np.int64).reshape(-1, 2)
+    k = first_invalid_rle(np.frombuffer(b"".join(strings), np.uint8), offsets, sizes[:, 0] * sizes[:, 1])
+    if k >= 0:
+        raise ValueError(
+            f"{what} of image {int(image_ids[image_of[k]])}: a compressed RLE 'segmentation' is "
+            "invalid (Invalid RLE mask representation)"
+        )
 
 
 def _mask_pair_iou(
@@ -277,23 +282,24 @@ def _mask_pair_iou(
     """``pair_iou`` of :func:`coco_match_cpu`: pycocotools' mask IoU on RLEs, a call per (image, class)."""
     from pycocotools import mask as mask_utils
 
+    crowd = gt_crowd.astype(int).tolist()
+
     def pair_iou(pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
         out = np.zeros(pair_det.size, np.float64)
         if not pair_det.size:
             return out
-        key = det_key[pair_det]
-        starts = np.flatnonzero(np.diff(key)) + 1
-        bounds = zip([0, *starts.tolist()], [*starts.tolist(), pair_det.size], strict=True)
-        new_row = np.flatnonzero(np.diff(pair_det)) + 1  # where a block's next detection starts
-        for a, b in bounds:
-            nxt = np.searchsorted(new_row, a, side="right")
-            n_gt = (int(new_row[nxt]) if nxt < new_row.size else pair_det.size) - a
-            n_gt = min(n_gt, b - a)
-            dets, gts = pair_det[a:b:n_gt].tolist(), pair_gt[a : a + n_gt].tolist()
+        # blocks: runs of one (image, class); rows: runs of one detection (row-major blocks)
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(det_key[pair_det])) + 1])
+        ends = np.append(starts[1:], pair_det.size)
+        rows = np.append(np.flatnonzero(np.diff(pair_det)) + 1, pair_det.size)
+        n_gt = np.minimum(rows[np.searchsorted(rows, starts, side="right")], ends) - starts
+        dets_all, gts_all = pair_det.tolist(), pair_gt.tolist()
+        for a, b, m in zip(starts.tolist(), ends.tolist(), n_gt.tolist(), strict=True):
+            gts = gts_all[a : a + m]
             iou = mask_utils.iou(
-                [det_rles[d] for d in dets], [gt_rles[g] for g in gts], [int(gt_crowd[g]) for g in gts]
+                [det_rles[d] for d in dets_all[a:b:m]], [gt_rles[g] for g in gts], [crowd[g] for g in gts]
             )
-            out[a:b] = np.asarray(iou, np.float64).reshape(-1)
+            out[a:b] = iou.reshape(-1)
         return out
 
     return pair_iou

@@ -6,14 +6,15 @@ annotation or result in image order (images by increasing id, file order inside 
 segmentations as compressed RLE dicts (pycocotools' form), never decoded to dense masks here.
 
 Parsing: files are decoded by msgspec straight into typed records (``msgspec.Struct``): the
-types (integer ids, numeric scores, 4-number boxes) are checked in C while parsing, no dict is
-built per annotation and segmentations are kept as raw JSON until they are needed
-(:class:`msgspec.Raw`), so a bbox evaluation never builds Python objects for polygons. The
-columns are then taken from the records with ``numpy.fromiter`` and checked as arrays. A file
-that fails any of these strict checks (or one given as an already loaded dict / list) goes
-through the generic reader instead: the standard library's ``json`` (which also reads ``NaN``)
-and per-field checks that accept what pycocotools accepts (ids written as ``3.0``) and name
-the first bad entry. Both readers give identical arrays for any file the strict one accepts.
+types (integer ids, numeric scores, 4-number boxes, RLE sizes and counts) are checked in C
+while parsing and no dict is built per annotation; for "bbox" alone the GT's segmentations
+are skipped and the results' kept as raw JSON, parsed only for results without a box. The
+columns are then taken from the records with ``numpy.fromiter`` and checked as arrays;
+compressed RLEs are taken as they are. A file that fails any of these strict checks (or one
+given as an already loaded dict / list) goes through the generic reader instead: the
+standard library's ``json`` (which also reads ``NaN``) and per-field checks that accept what
+pycocotools accepts (ids written as ``3.0``) and name the first bad entry. Both readers give
+identical arrays for any file the strict one accepts.
 
 Rules are those of :mod:`objdet.io.coco` (its module docstring): detection areas as
 pycocotools' ``loadRes`` sets them (the box's area where a result has a ``bbox``, else the
@@ -32,7 +33,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from msgspec import UNSET, Raw, UnsetType
+from msgspec import UNSET, UnsetType
 
 __all__ = [
     "DtArrays",
@@ -230,6 +231,15 @@ class _Category(msgspec.Struct, gc=False):
     name: Any = UNSET
 
 
+class _Rle(msgspec.Struct, gc=False):
+    size: tuple[int, int]
+    counts: str | list[int]
+
+
+#: a segmentation as the strict reader takes it: an RLE, or polygons
+_Segmentation = _Rle | list[list[float]]
+
+
 class _Annotation(msgspec.Struct, gc=False):
     image_id: int
     category_id: int
@@ -237,7 +247,18 @@ class _Annotation(msgspec.Struct, gc=False):
     iscrowd: int = 0
     area: float = 0.0
     bbox: Box | UnsetType = UNSET
-    segmentation: Raw | UnsetType = UNSET
+    segmentation: _Segmentation | UnsetType = UNSET
+
+
+class _AnnotationBox(msgspec.Struct, gc=False):
+    """An annotation for "bbox" alone: its segmentation is skipped by the parser."""
+
+    image_id: int
+    category_id: int
+    id: int | UnsetType = UNSET
+    iscrowd: int = 0
+    area: float = 0.0
+    bbox: Box | UnsetType = UNSET
 
 
 class _GtFile(msgspec.Struct):
@@ -246,16 +267,33 @@ class _GtFile(msgspec.Struct):
     categories: list[_Category]
 
 
+class _GtFileBoxes(msgspec.Struct):
+    images: list[_Image]
+    annotations: list[_AnnotationBox]
+    categories: list[_Category]
+
+
 class _Result(msgspec.Struct, gc=False):
     image_id: int
     category_id: int
     score: float
     bbox: Box | UnsetType = UNSET
-    segmentation: Raw | UnsetType = UNSET
+    segmentation: _Segmentation | UnsetType = UNSET
 
 
-_GT_DECODER = msgspec.json.Decoder(_GtFile)
-_DT_DECODER = msgspec.json.Decoder(list[_Result])
+class _ResultBox(msgspec.Struct, gc=False):
+    """A result for "bbox" alone: its segmentation is parsed only where it has no box."""
+
+    image_id: int
+    category_id: int
+    score: float
+    bbox: Box | UnsetType = UNSET
+    segmentation: msgspec.Raw | UnsetType = UNSET
+
+
+_GT_DECODERS = {True: msgspec.json.Decoder(_GtFile), False: msgspec.json.Decoder(_GtFileBoxes)}
+_DT_DECODERS = {True: msgspec.json.Decoder(list[_Result]), False: msgspec.json.Decoder(list[_ResultBox])}
+_SEGMENTATION = msgspec.json.Decoder(_Segmentation)
 
 
 class _Strict(Exception):
@@ -294,6 +332,38 @@ def _strict_boxes(items: Sequence[Any]) -> np.ndarray:
 
 def _boxes_ok(boxes: np.ndarray) -> bool:
     return bool(np.isfinite(boxes).all() and (boxes[:, 2:] >= 0).all())
+
+
+def _strict_rles(
+    segms: list[Any], heights: np.ndarray, widths: np.ndarray, what: str, index: np.ndarray
+) -> list[dict]:
+    """Typed segmentations as compressed RLE dicts; _Strict where the generic reader must speak.
+
+    Compressed RLEs (the bulk of result files) are taken as they are, their sizes checked
+    against the images' as arrays; polygons and uncompressed RLEs go through :func:`to_rle`.
+    """
+    out: list[dict] = []
+    try:
+        for k, s in enumerate(segms):
+            if type(s) is _Rle and type(s.counts) is str:
+                out.append({"size": list(s.size), "counts": s.counts.encode("ascii")})
+            elif type(s) is _Rle:
+                h, w = int(heights[k]), int(widths[k])
+                obj = {"size": list(s.size), "counts": s.counts}
+                out.append(to_rle(obj, h or None, w or None, f"{what}[{int(index[k])}]"))
+            elif isinstance(s, list):
+                h, w = int(heights[k]), int(widths[k])
+                out.append(to_rle(s, h or None, w or None, f"{what}[{int(index[k])}]"))
+            else:  # no segmentation
+                raise _Strict
+    except UnicodeEncodeError:
+        raise _Strict from None
+    if out:
+        sizes = np.array([r["size"] for r in out], np.int64).reshape(-1, 2)
+        known = (heights > 0) & (widths > 0)
+        if (sizes < 0).any() or (known & ((sizes[:, 0] != heights) | (sizes[:, 1] != widths))).any():
+            raise _Strict
+    return out
 
 
 # ------------------------------------------------------------------------------ ground truth
@@ -339,13 +409,13 @@ def read_gt_arrays(source: str | os.PathLike | dict, iou_type: IouTypes = "bbox"
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
-            return _gt_strict(_GT_DECODER.decode(data), types)
+            return _gt_strict(_GT_DECODERS["segm" in types].decode(data), types)
         except (msgspec.DecodeError, _Strict, OverflowError, TypeError):
             source = _generic(None, data, dict, "the COCO ground truth")
     return _gt_generic(_generic(source, None, dict, "the COCO ground truth"), types)
 
 
-def _gt_strict(file: _GtFile, types: tuple[str, ...]) -> GtArrays:
+def _gt_strict(file: _GtFile | _GtFileBoxes, types: tuple[str, ...]) -> GtArrays:
     """Columns of a typed file; any failed check raises _Strict (the generic reader names it)."""
     images, anns, cats = file.images, file.annotations, file.categories
     img_ids, heights, widths = _ints(images, "id"), _ints(images, "height"), _ints(images, "width")
@@ -370,16 +440,15 @@ def _gt_strict(file: _GtFile, types: tuple[str, ...]) -> GtArrays:
         or (boxes is not None and not _boxes_ok(boxes))
     ):
         raise _Strict
-    segms: list[Any] = []
+    rles: list[dict] | None = None
     if "segm" in types:
-        raw = [a.segmentation for a in anns]
-        if any(isinstance(r, UnsetType) for r in raw):
-            raise _Strict
-        segms = [msgspec.json.decode(r) for r in raw if not isinstance(r, UnsetType)]
+        h_of, w_of = heights[img_order][img_pos], widths[img_order][img_pos]
+        segms = [getattr(a, "segmentation", UNSET) for a in anns]
+        rles = _strict_rles(segms, h_of, w_of, "annotations", np.arange(len(anns)))
     names = [str(cat_ids[k] if cats[k].name is UNSET else cats[k].name) for k in cat_order.tolist()]
     return _gt_assemble(
         types, img_order, sorted_imgs, heights, widths, sorted_cats, names, img_pos, cat_pos, ann_cat,
-        ann_ids, crowd, area, boxes, segms,
+        ann_ids, crowd, area, boxes, [], rles,
     )  # fmt: skip
 
 
@@ -464,13 +533,16 @@ def _gt_assemble(
     area: np.ndarray,
     boxes: np.ndarray | None,
     segms: list[Any],
+    file_rles: list[dict] | None = None,
 ) -> GtArrays:
     """Image-ordered columns of checked fields; segmentations to compressed RLE (checked here)."""
     order = np.argsort(img_pos, kind="stable")  # file order within an image, as pycocotools
     h_sorted, w_sorted = heights[img_order], widths[img_order]
     img_sorted = np.ascontiguousarray(img_pos[order])
     rles: list[dict] | None = None
-    if "segm" in types:
+    if file_rles is not None:
+        rles = [file_rles[k] for k in order.tolist()]
+    elif "segm" in types:
         rles = []
         for k, i in zip(order.tolist(), img_sorted.tolist(), strict=True):
             h, w = int(h_sorted[i]), int(w_sorted[i])
@@ -532,13 +604,13 @@ def read_dt_arrays(
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
-            return _dt_strict(_DT_DECODER.decode(data), gt, types)
+            return _dt_strict(_DT_DECODERS["segm" in types].decode(data), gt, types)
         except (msgspec.DecodeError, _Strict, OverflowError):
             source = _generic(None, data, list, "the COCO results")
     return _dt_generic(_generic(source, None, list, "the COCO results"), gt, types)
 
 
-def _dt_strict(results: list[_Result], gt: GtArrays, types: tuple[str, ...]) -> DtArrays:
+def _dt_strict(results: list[_Result] | list[_ResultBox], gt: GtArrays, types: tuple[str, ...]) -> DtArrays:
     """Columns of typed results; any failed check raises _Strict (the generic reader names it)."""
     n = len(results)
     img, cat, score = _ints(results, "image_id"), _ints(results, "category_id"), _floats(results, "score")
@@ -559,12 +631,11 @@ def _dt_strict(results: list[_Result], gt: GtArrays, types: tuple[str, ...]) -> 
     if not _boxes_ok(boxes):
         raise _Strict
     need = np.arange(n) if "segm" in types else np.flatnonzero(~has_box)
-    raw = [results[k].segmentation for k in need.tolist()]
-    if any(r is UNSET for r in raw):
-        raise _Strict
-    rles = {
-        k: _dt_rle(msgspec.json.decode(r), k, img_pos, gt) for k, r in zip(need.tolist(), raw, strict=True)
-    }
+    idx, pos = need.tolist(), img_pos[need]
+    segms = [results[k].segmentation for k in idx]
+    if "segm" not in types:  # raw JSON of the few results without a box
+        segms = [s if isinstance(s, UnsetType) else _SEGMENTATION.decode(s) for s in segms]
+    rles = dict(zip(idx, _strict_rles(segms, gt.heights[pos], gt.widths[pos], "results", need), strict=True))
     return _dt_assemble(types, gt, img_pos, cat_pos, cat, score, boxes, has_box, rles)
 
 

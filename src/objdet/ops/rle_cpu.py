@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["rle_string_valid"]
+__all__ = ["first_invalid_rle", "rle_string_valid"]
 
 
 @njit(cache=True, nogil=True)
@@ -58,3 +58,23 @@ def rle_string_valid(counts: np.ndarray, n_pixels: int) -> bool:
         if total > n_pixels:
             return False
     return True
+
+
+@njit(cache=True, nogil=True)
+def first_invalid_rle(counts: np.ndarray, offsets: np.ndarray, n_pixels: np.ndarray) -> int:
+    """Index of the first RLE that :func:`rle_string_valid` refuses, or -1: every string in one call.
+
+    ``counts`` (uint8) holds the strings one after the other, string i at
+    ``counts[offsets[i]:offsets[i + 1]]``; ``n_pixels[i]`` is its image's height * width.
+
+    Example:
+        >>> import numpy as np
+        >>> strings = [b"`0", b"d0"]
+        >>> buf = np.frombuffer(b"".join(strings), np.uint8)
+        >>> first_invalid_rle(buf, np.array([0, 2, 4]), np.array([16, 16]))
+        1
+    """
+    for i in range(n_pixels.shape[0]):
+        if not rle_string_valid(counts[offsets[i] : offsets[i + 1]], n_pixels[i]):
+            return i
+    return -1
