@@ -291,8 +291,8 @@ class _ResultBox(msgspec.Struct, gc=False):
     segmentation: msgspec.Raw | UnsetType = UNSET
 
 
-_GT_DECODERS = {True: msgspec.json.Decoder(_GtFile), False: msgspec.json.Decoder(_GtFileBoxes)}
-_DT_DECODERS = {True: msgspec.json.Decoder(list[_Result]), False: msgspec.json.Decoder(list[_ResultBox])}
+_GT_SEGM, _GT_BOXES = msgspec.json.Decoder(_GtFile), msgspec.json.Decoder(_GtFileBoxes)
+_DT_SEGM, _DT_BOXES = msgspec.json.Decoder(list[_Result]), msgspec.json.Decoder(list[_ResultBox])
 _SEGMENTATION = msgspec.json.Decoder(_Segmentation)
 
 
@@ -356,7 +356,7 @@ def _strict_rles(
                 out.append(to_rle(s, h or None, w or None, f"{what}[{int(index[k])}]"))
             else:  # no segmentation
                 raise _Strict
-    except UnicodeEncodeError:
+    except (UnicodeEncodeError, ValueError):  # the generic reader names the entry, in its own order
         raise _Strict from None
     if out:
         sizes = np.array([r["size"] for r in out], np.int64).reshape(-1, 2)
@@ -409,7 +409,8 @@ def read_gt_arrays(source: str | os.PathLike | dict, iou_type: IouTypes = "bbox"
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
-            return _gt_strict(_GT_DECODERS["segm" in types].decode(data), types)
+            file = _GT_SEGM.decode(data) if "segm" in types else _GT_BOXES.decode(data)
+            return _gt_strict(file, types)
         except (msgspec.DecodeError, _Strict, OverflowError, TypeError):
             source = _generic(None, data, dict, "the COCO ground truth")
     return _gt_generic(_generic(source, None, dict, "the COCO ground truth"), types)
@@ -604,7 +605,8 @@ def read_dt_arrays(
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
-            return _dt_strict(_DT_DECODERS["segm" in types].decode(data), gt, types)
+            results = _DT_SEGM.decode(data) if "segm" in types else _DT_BOXES.decode(data)
+            return _dt_strict(results, gt, types)
         except (msgspec.DecodeError, _Strict, OverflowError):
             source = _generic(None, data, list, "the COCO results")
     return _dt_generic(_generic(source, None, list, "the COCO results"), gt, types)
