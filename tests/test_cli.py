@@ -291,7 +291,7 @@ def _segm_files(gt_size: bool, gt_segm: dict, dt_segm: dict, categories: bool = 
     ("case", "expected"),
     [
         ("invalid compressed RLE", "results of image 1: a compressed RLE 'segmentation' is invalid"),
-        ("results sized unlike the GT", "have size (H, W) = (2, 2) but target[0]['masks'] have (4, 4)"),
+        ("results sized unlike the GT", "the 'segmentation' sizes of one image differ ([4, 4] and [2, 2])"),
         ("negative uncompressed counts", "must be integers >= 0"),
         ("no categories", "has no 'categories'"),
     ],
@@ -344,3 +344,125 @@ def test_bad_options_are_caught_before_evaluating(tmp_path: Path, option: list[s
     assert code == 2 and err.count("\n") == 1 and err.startswith("objdet: error: ") and expected in err, err
     assert out == "" and not (tmp_path / "m.json").exists()
     assert (tmp_path / "FILE").read_text() == "keep" and not list((tmp_path / "DIR").iterdir())
+
+
+# ----------------------------------------------------------------------------- the CPU route
+def _torch_route(gt_path: Path, dt_path: Path, iou_type: str) -> dict:
+    """The metrics of the torch route (MeanAveragePrecision + ConfusionMatrix), as --device cuda runs it."""
+    from objdet.cli import evaluate
+    from objdet.io import load_coco_dt, load_coco_gt
+
+    types = ("bbox",) if iou_type == "bbox" else ("bbox", "segm")
+    gt = load_coco_gt(gt_path, iou_type=types, labels="contiguous")
+    return evaluate(gt, load_coco_dt(dt_path, gt), iou_type=iou_type, plots=False).metrics
+
+
+def _cpu_route(gt_path: Path, dt_path: Path, iou_type: str) -> dict:
+    from objdet.cli import evaluate_arrays
+    from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
+
+    types = ("bbox",) if iou_type == "bbox" else ("bbox", "segm")
+    gt = read_gt_arrays(gt_path, iou_type=types)
+    return evaluate_arrays(gt, read_dt_arrays(dt_path, gt), iou_type=iou_type, plots=False).metrics
+
+
+def _with_empty_images(gt_path: Path) -> None:
+    """Images without GT and without detections, ids between and around the others."""
+    gt = json.loads(gt_path.read_text())
+    gt["images"] += [{"id": i, "width": 640, "height": 480} for i in (1, 4968, 4999, 10**6)]
+    gt_path.write_text(json.dumps(gt))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cpu_route_equals_the_torch_route_and_pycocotools(tmp_path: Path, seed: int) -> None:
+    gt_path, dt_path, _ = write_generated(tmp_path, seed)  # arbitrary ids, crowds, tied scores
+    _with_empty_images(gt_path)
+    ours = _cpu_route(gt_path, dt_path, "bbox")
+    assert ours == _torch_route(gt_path, dt_path, "bbox")
+    ev = cocoeval(gt_path, dt_path, "bbox")
+    np.testing.assert_allclose([ours[k] for k in STAT_KEYS], ev.stats, rtol=0, atol=1e-9)
+    reference = per_class_ap(ev)
+    for cat, value in zip(ours["classes"], ours["map_per_class"], strict=True):
+        assert value == pytest.approx(reference[cat], abs=1e-9)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_cpu_route_equals_the_torch_route_on_the_demo(iou_type: str) -> None:
+    gt_path, dt_path = demo_files()
+    assert _cpu_route(gt_path, dt_path, iou_type) == _torch_route(gt_path, dt_path, iou_type)
+
+
+def test_segm_only_results_past_255_equal_pycocotools(tmp_path: Path) -> None:
+    # Regression: more than 255 results without 'bbox' crashed (pycocotools' mask.area on all of
+    # them at once: "OverflowError: Python integer 734 out of bounds for uint8" under numpy 2).
+    from tests.helpers.coco_segm_reference import coco_segm_json, make_segm_dataset
+
+    dataset, results = coco_segm_json(make_segm_dataset(3, n_images=40))
+    assert len(results) > 255 and not any("bbox" in r for r in results)
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(dataset))
+    dt_path.write_text(json.dumps(results))
+    for iou_type in ("segm", "bbox"):  # loadRes gives such results toBbox boxes and mask.area areas
+        json_path = tmp_path / f"{iou_type}.json"
+        code, _, err = run(
+            "eval", str(gt_path), str(dt_path), "--iou-type", iou_type, "--json", str(json_path)
+        )
+        assert code == 0, err
+        metrics = json.loads(json_path.read_text())
+        ev = cocoeval(gt_path, dt_path, iou_type)
+        np.testing.assert_allclose([metrics[k] for k in STAT_KEYS], ev.stats, rtol=0, atol=1e-9)
+        assert metrics == {**_torch_route(gt_path, dt_path, iou_type), "files": metrics["files"]}
+
+
+def test_no_plots_run_imports_no_torch(tmp_path: Path) -> None:
+    segm = ["--iou-type", "segm", "--json", str(tmp_path / "s.json")]
+    script = (
+        "import sys\n"
+        "from objdet.cli import main\n"
+        f"assert main(['eval', '--demo', '-q', '--no-plots', '--out', {str(tmp_path)!r}]) == 0\n"
+        f"assert main(['eval', '--demo', '-q', *{segm!r}]) == 0\n"
+        "heavy = {'torch', 'torchmetrics', 'lightning', 'matplotlib'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_public_names_still_import() -> None:
+    import objdet.io
+    import objdet.ops
+
+    for module in (objdet.io, objdet.ops):
+        for name in module.__all__:
+            assert getattr(module, name) is not None
+    from objdet.io import CocoGroundTruth, load_coco_gt  # noqa: F401
+    from objdet.ops import box_iou, mask_iou  # noqa: F401
+
+    with pytest.raises(AttributeError):
+        objdet.ops.nothing_here  # noqa: B018
+
+
+def test_cli_constants_are_pycocotools_defaults() -> None:
+    from objdet import cli
+    from objdet.functional.coco import AREA_RANGES, default_iou_thresholds, default_rec_thresholds
+
+    assert cli._STAT_KEYS == STAT_KEYS
+    assert cli._IOU_THRESHOLDS.tolist() == default_iou_thresholds()
+    assert cli._REC_THRESHOLDS.tolist() == default_rec_thresholds()
+    assert cli._AREA_RANGES.tolist() == [list(r) for r in AREA_RANGES]
+
+
+def test_rle_check_agrees_with_pycocotools_on_valid_masks() -> None:
+    from pycocotools import mask as mask_utils
+
+    from objdet.ops.rle_cpu import rle_string_valid
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 120, 2))
+        mask = np.asfortranarray(rng.random((h, w)) < rng.random(), dtype=np.uint8)
+        counts = mask_utils.encode(mask)["counts"]
+        assert rle_string_valid(np.frombuffer(counts, np.uint8), h * w)
+    for bad in (b"!!!!", b"d0", b"P1", b"33307"):  # pycocotools: "Invalid RLE mask representation" at 4 x 4
+        assert not rle_string_valid(np.frombuffer(bad, np.uint8), 16)

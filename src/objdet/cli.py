@@ -1,11 +1,19 @@
 """The ``objdet`` command line: evaluate COCO JSON files.
 
-``objdet eval GT.json DT.json`` reads a COCO annotation file and a COCO results file, runs
-:class:`~objdet.training.metrics.MeanAveragePrecision` (pycocotools' numbers) and
-:class:`~objdet.training.metrics.ConfusionMatrix` on them, prints the COCO summary and a
-per-class table, and on request writes the metrics as JSON (``--json``) and the plots plus the
-JSON into a directory (``--out``). ``objdet eval --demo`` does the same on the small data set
-shipped in the package. ``python -m objdet`` is the same program.
+``objdet eval GT.json DT.json`` reads a COCO annotation file and a COCO results file, computes
+pycocotools' COCO evaluation and the detection confusion matrix on them, prints the COCO
+summary and a per-class table, and on request writes the metrics as JSON (``--json``) and the
+plots plus the JSON into a directory (``--out``). ``objdet eval --demo`` does the same on the
+small data set shipped in the package. ``python -m objdet`` is the same program.
+
+On the CPU (the default) the files are read into numpy columns (:mod:`objdet.io.coco_arrays`,
+msgspec), every image is matched in a few large calls of the compiled engine
+(:func:`objdet.ops.coco_cpu.coco_match_cpu`; masks by pycocotools' IoU on their RLEs, never
+decoded), accumulated by :func:`objdet.functional.coco_cpu.coco_accumulate_np`, and the
+confusion matrix comes from :mod:`objdet.ops.confusion_cpu`: the same numbers as
+:class:`~objdet.training.metrics.MeanAveragePrecision` and
+:class:`~objdet.training.metrics.ConfusionMatrix`, without importing torch (only the plots
+import torch and matplotlib). ``--device cuda`` runs those two metrics on the GPU instead.
 
 Bad input (a missing file, invalid JSON, a missing key, a detection whose ``image_id`` or
 ``category_id`` is not in the ground truth, a malformed ``bbox``) gives one line on stderr
@@ -16,6 +24,7 @@ left half-written.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -26,13 +35,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+import numpy as np
 
-from objdet.functional.coco import coco_stat_names, per_class_ap_ar
-from objdet.io import CocoGroundTruth, load_coco_dt, load_coco_gt
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from objdet.io import CocoGroundTruth
+    from objdet.io.coco_arrays import DtArrays, GtArrays
 
 EXIT_BAD_INPUT = 2
 _SUMMARY_ROWS = (
@@ -50,7 +61,16 @@ _SUMMARY_ROWS = (
     ("Average Recall", "AR", "0.50:0.95", "large", 2),
 )
 _MAX_DETS = (1, 10, 100)
-_STAT_KEYS = coco_stat_names(_MAX_DETS)
+# pycocotools' defaults, as objdet.functional.coco builds them (kept here: that module imports torch)
+_STAT_KEYS = (
+    "map", "map_50", "map_75", "map_small", "map_medium", "map_large",
+    "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large",
+)  # fmt: skip
+_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+_REC_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+_AREA_RANGES = np.array([[0.0, 1e10], [0.0, 32.0**2], [32.0**2, 96.0**2], [96.0**2, 1e10]])
+#: detections matched per call of the compiled engine (the progress bar moves between calls)
+_CHUNK_DETECTIONS = 100_000
 
 
 class InputError(ValueError):
@@ -66,7 +86,7 @@ class Evaluation:
     stats: list[float]
     class_table: list[dict[str, Any]]
     class_names: list[str]
-    confusion: Tensor
+    confusion: Any  # (C + 1, C + 1) int64, numpy array or tensor
     curves: Any
 
 
@@ -100,9 +120,11 @@ class Progress:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready Python values: tensors to numbers/lists, NaN to None."""
-    if isinstance(value, Tensor):
+    """JSON-ready Python values: tensors and arrays to numbers/lists, NaN to None."""
+    if hasattr(value, "detach"):  # a tensor
         value = value.detach().cpu().tolist()
+    elif isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
     if isinstance(value, float):
         return None if math.isnan(value) else value
     if isinstance(value, list | tuple):
@@ -123,7 +145,13 @@ def evaluate(
     plots: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
-    """Run MeanAveragePrecision and ConfusionMatrix over loaded COCO data (labels contiguous)."""
+    """Run MeanAveragePrecision and ConfusionMatrix over loaded COCO data (labels contiguous).
+
+    The torch route (``--device cuda``); :func:`evaluate_arrays` gives the same result on the CPU.
+    """
+    import torch
+
+    from objdet.functional.coco import per_class_ap_ar
     from objdet.training.metrics import ConfusionMatrix, MeanAveragePrecision
 
     if gt.labels != "contiguous":
@@ -210,6 +238,240 @@ def evaluate(
     )
 
 
+def _start_numba() -> None:
+    """Import numba and start its CPU target (a kernel's first call) with scipy hidden.
+
+    numba's start-up imports scipy when it is installed (scipy.linalg, to see whether ``np.dot``
+    in compiled code can use BLAS, and scipy's array-API helpers), which objdet's kernels never
+    need: hidden, a run starts about 0.4 s sooner here. Only while numba starts, and only when
+    neither is imported yet (as in the ``objdet`` command); ``import scipy`` works afterwards.
+    """
+    if "numba" in sys.modules or "scipy" in sys.modules:
+        return
+    sys.modules["scipy"] = None  # type: ignore[assignment]  # `import scipy` raises ImportError
+    try:
+        from objdet.ops.coco_cpu import gt_class_counts
+
+        gt_class_counts(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), _AREA_RANGES)
+    finally:
+        if sys.modules.get("scipy", 0) is None:
+            del sys.modules["scipy"]
+
+
+def _segm_sizes_agree(gt: GtArrays, dt: DtArrays) -> None:
+    """Every RLE of an image has one size (checked against the image's size when the file gives it)."""
+    assert gt.rles is not None and dt.rles is not None
+    n = len(gt.image_ids)
+    first = np.full((n, 2), -1, np.int64)
+    for what, rles, img in (("annotations", gt.rles, gt.img), ("results", dt.rles, dt.img)):
+        if not rles:
+            continue
+        sizes = np.array([r["size"] for r in rles], np.int64).reshape(-1, 2)
+        unset = first[img, 0] < 0
+        first[img[unset][::-1], :] = sizes[unset][::-1]  # the first RLE of an image sets its size
+        bad = np.flatnonzero((first[img] != sizes).any(1))
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(
+                f"{what} of image {int(gt.image_ids[img[k]])}: the 'segmentation' sizes of one image differ "
+                f"({first[img[k]].tolist()} and {sizes[k].tolist()}); give the image its 'height' and 'width'"
+            )
+
+
+def _check_rles(rles: Sequence[dict], image_of: np.ndarray, image_ids: np.ndarray, what: str) -> None:
+    """Compressed RLE strings that pycocotools would refuse to decode raise ValueError naming the image."""
+    from objdet.ops.rle_cpu import first_invalid_rle
+
+    if not rles:
+        return
+    strings = [r["counts"] for r in rles]
+    offsets = np.zeros(len(strings) + 1, np.int64)
+    np.cumsum([len(c) for c in strings], out=offsets[1:])
+    sizes = np.array([r["size"] for r in rles], np.int64).reshape(-1, 2)
+    k = first_invalid_rle(np.frombuffer(b"".join(strings), np.uint8), offsets, sizes[:, 0] * sizes[:, 1])
+    if k >= 0:
+        raise ValueError(
+            f"{what} of image {int(image_ids[image_of[k]])}: a compressed RLE 'segmentation' is "
+            "invalid (Invalid RLE mask representation)"
+        )
+
+
+def _mask_pair_iou(
+    det_rles: Sequence[dict], gt_rles: Sequence[dict], gt_crowd: np.ndarray, det_key: np.ndarray
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``pair_iou`` of :func:`coco_match_cpu`: pycocotools' mask IoU on RLEs, a call per (image, class)."""
+    from pycocotools import mask as mask_utils
+
+    crowd = gt_crowd.astype(int).tolist()
+
+    def pair_iou(pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
+        out = np.zeros(pair_det.size, np.float64)
+        if not pair_det.size:
+            return out
+        # blocks: runs of one (image, class); rows: runs of one detection (row-major blocks)
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(det_key[pair_det])) + 1])
+        ends = np.append(starts[1:], pair_det.size)
+        rows = np.append(np.flatnonzero(np.diff(pair_det)) + 1, pair_det.size)
+        n_gt = np.minimum(rows[np.searchsorted(rows, starts, side="right")], ends) - starts
+        dets_all, gts_all = pair_det.tolist(), pair_gt.tolist()
+        for a, b, m in zip(starts.tolist(), ends.tolist(), n_gt.tolist(), strict=True):
+            gts = gts_all[a : a + m]
+            iou = mask_utils.iou(
+                [det_rles[d] for d in dets_all[a:b:m]], [gt_rles[g] for g in gts], [crowd[g] for g in gts]
+            )
+            out[a:b] = iou.reshape(-1)
+        return out
+
+    return pair_iou
+
+
+def evaluate_arrays(
+    gt: GtArrays,
+    dt: DtArrays,
+    iou_type: str = "bbox",
+    class_names: Sequence[str] | None = None,
+    iou_threshold: float = 0.5,
+    conf_threshold: float = 0.25,
+    plots: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Evaluation:
+    """COCO evaluation and confusion matrix of columns read by :mod:`objdet.io.coco_arrays`, on the CPU.
+
+    The numbers of :func:`evaluate` (MeanAveragePrecision and ConfusionMatrix on the same files),
+    computed with the compiled engine on numpy arrays: all images matched in a few large calls
+    (``progress`` is told the images done after each), no torch unless ``plots`` (the PR and
+    F1 curves are torch code).
+    """
+    _start_numba()
+    from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np, summarize_np
+    from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts
+    from objdet.ops.confusion_cpu import confusion_precision_recall_f1_np, detection_confusion_matrix_np
+
+    assert gt.boxes is not None
+    names = list(class_names) if class_names is not None else list(gt.category_names)
+    n_classes, n_images = len(gt.category_ids), len(gt.image_ids)
+    crowd = gt.crowd.astype(bool)
+    segm = iou_type == "segm"
+    pair_iou = None
+    if segm:
+        assert gt.rles is not None and dt.rles is not None
+        _segm_sizes_agree(gt, dt)
+        _check_rles(gt.rles, gt.img, gt.image_ids, "annotations")
+        _check_rles(dt.rles, dt.img, gt.image_ids, "results")
+        from objdet.io.coco_arrays import rle_area
+
+        gt_area = np.where(gt.area > 0, gt.area, rle_area(gt.rles) if gt.rles else gt.area)
+        det_key = dt.img * max(n_classes, 1) + dt.label
+        pair_iou_all = _mask_pair_iou(dt.rles, gt.rles, gt.crowd, det_key)
+    else:
+        gt_area = np.where(gt.area > 0, gt.area, gt.boxes[:, 2] * gt.boxes[:, 3])
+
+    # chunks of whole images, about _CHUNK_DETECTIONS detections each
+    det_end = np.cumsum(dt.counts)
+    gt_end = np.cumsum(np.bincount(gt.img, minlength=n_images))
+    cuts = [0]
+    while cuts[-1] < n_images or len(cuts) == 1:  # one (empty) chunk at least: the state's dtypes
+        if not n_images:
+            cuts.append(0)
+            break
+        base = det_end[cuts[-1] - 1] if cuts[-1] else 0
+        nxt = int(np.searchsorted(det_end, base + _CHUNK_DETECTIONS, side="right"))
+        cuts.append(min(max(nxt, cuts[-1] + 1), n_images))
+    parts: list[dict[str, np.ndarray]] = []
+    for i0, i1 in itertools.pairwise(cuts):
+        d0, d1 = (int(det_end[i - 1]) if i else 0 for i in (i0, i1))
+        g0, g1 = (int(gt_end[i - 1]) if i else 0 for i in (i0, i1))
+        if segm:
+
+            def pair_iou(pd: np.ndarray, pg: np.ndarray, d0: int = d0, g0: int = g0) -> np.ndarray:
+                return pair_iou_all(pd + d0, pg + g0)
+
+        out = coco_match_cpu(
+            dt.img[d0:d1], dt.label[d0:d1], dt.score[d0:d1],
+            gt.img[g0:g1], gt.label[g0:g1], crowd[g0:g1], gt_area[g0:g1], dt.area[d0:d1],
+            _IOU_THRESHOLDS, _AREA_RANGES, _MAX_DETS[-1],
+            det_xywh=None if segm else dt.boxes[d0:d1],
+            gt_xywh=None if segm else gt.boxes[g0:g1],
+            pair_iou=pair_iou,
+        )  # fmt: skip
+        keep = out["keep"]
+        out["scores"], out["labels"] = dt.score[d0:d1][keep], dt.label[d0:d1][keep]
+        parts.append(out)
+        if progress is not None:
+            progress(i1)
+    state = {
+        key: np.concatenate([p[key] for p in parts]) for key in ("scores", "labels", "rank", "tp", "ignored")
+    }
+    gt_labels, gt_counts = gt_class_counts(gt.label, crowd, gt_area, _AREA_RANGES)
+    classes, precision, recall, _ = coco_accumulate_np(
+        state["scores"], state["labels"], state["rank"], state["tp"], state["ignored"],
+        gt_labels, gt_counts, len(_IOU_THRESHOLDS), _REC_THRESHOLDS, _MAX_DETS, full=False,
+    )  # fmt: skip
+    stats = summarize_np(precision, recall, _IOU_THRESHOLDS, _MAX_DETS) if n_images else np.full(12, -1.0)
+    ap, ar = per_class_ap_ar_np(precision, recall, _MAX_DETS)
+    at = {t: int(np.abs(_IOU_THRESHOLDS - t).argmin()) for t in (0.5, 0.75)}
+    ap50, _ = per_class_ap_ar_np(precision, recall, _MAX_DETS, iou_index=at[0.5])
+    ap75, _ = per_class_ap_ar_np(precision, recall, _MAX_DETS, iou_index=at[0.75])
+    matrix = detection_confusion_matrix_np(
+        dt.img, dt.label, dt.score, dt.boxes, gt.img, gt.label, gt.boxes, crowd, max(n_classes, 1),
+        iou_threshold=iou_threshold, conf_threshold=conf_threshold,
+    )  # fmt: skip
+    pr = confusion_precision_recall_f1_np(matrix)
+    table_classes = classes.tolist()
+    where = {c: k for k, c in enumerate(table_classes)}
+    class_table = []
+    for label in range(n_classes):
+        row: dict[str, Any] = {"class": names[label], "category_id": int(gt.category_ids[label])}
+        if label in where:
+            k = where[label]
+            row.update(AP=float(ap[k]), AP50=float(ap50[k]), AP75=float(ap75[k]), AR100=float(ar[k]))
+        else:
+            row.update(AP=-1.0, AP50=-1.0, AP75=-1.0, AR100=-1.0)
+        row.update(
+            n_gt=int(matrix[label].sum()),
+            precision=float(pr["precision"][label]),
+            recall=float(pr["recall"][label]),
+            f1=float(pr["f1"][label]),
+        )
+        class_table.append(row)
+    metrics: dict[str, Any] = dict(zip(_STAT_KEYS, stats.tolist(), strict=True))
+    metrics["map_per_class"] = ap.tolist()
+    metrics["mar_100_per_class"] = ar.tolist()
+    metrics["classes"] = [int(gt.category_ids[c]) for c in table_classes]
+    metrics["class_names"] = [names[c] for c in table_classes]
+    metrics["iou_type"] = iou_type
+    metrics["n_images"] = n_images
+    metrics["per_class"] = _plain(class_table)
+    metrics["confusion_matrix"] = {
+        "iou_threshold": iou_threshold,
+        "conf_threshold": conf_threshold,
+        "labels": [*names, "background"],
+        "rows": "ground truth",
+        "columns": "predictions",
+        "matrix": matrix.tolist(),
+    }
+    curves = None
+    if plots:  # at IoU 0.5, as MeanAveragePrecision.curves()
+        import torch
+
+        from objdet.functional.curves import coco_state_curves
+
+        t = torch.from_numpy
+        curves = coco_state_curves(
+            t(state["scores"]), t(state["labels"].astype(np.int32)), t(state["tp"]), t(state["ignored"]),
+            t(gt_labels.astype(np.int32)), t(gt_counts), _IOU_THRESHOLDS.tolist(), None,
+            rec_thresholds=t(_REC_THRESHOLDS.copy()),
+        )  # fmt: skip
+    return Evaluation(
+        metrics=metrics,
+        stats=stats.tolist(),
+        class_table=class_table,
+        class_names=names,
+        confusion=matrix,
+        curves=curves,
+    )
+
+
 # ----------------------------------------------------------------------------- output
 def format_summary(stats: Sequence[float], iou_type: str) -> str:
     """pycocotools' twelve summary lines."""
@@ -267,14 +529,17 @@ def write_json(path: Path, metrics: dict[str, Any]) -> None:
 
 def write_plots(out: Path, evaluation: Evaluation, conf_threshold: float, iou_threshold: float) -> list[Path]:
     """The confusion matrix (counts and normalised by GT), PR curves, F1-confidence and AP bars as PNGs."""
+    import torch
+
     from objdet.plotting.detection import plot_ap_bars, plot_confusion_matrix, plot_detection_curves
 
     names = evaluation.class_names
     details = f"IoU >= {iou_threshold:g}, score >= {conf_threshold:g}"
+    confusion = torch.as_tensor(evaluation.confusion)
     figures = {
-        "confusion_matrix.png": plot_confusion_matrix(evaluation.confusion, names, details=details)[0],
+        "confusion_matrix.png": plot_confusion_matrix(confusion, names, details=details)[0],
         "confusion_matrix_normalized.png": plot_confusion_matrix(
-            evaluation.confusion, names, normalize="true", details=details
+            confusion, names, normalize="true", details=details
         )[0],
     }
     if evaluation.curves is not None:
@@ -313,13 +578,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--class-names", nargs="+", metavar="NAME", help="names for the categories, in id order")
     ev.add_argument("--iou-threshold", type=float, default=0.5, help="confusion matrix IoU (0.5)")
     ev.add_argument("--conf-threshold", type=float, default=0.25, help="confusion matrix min score (0.25)")
-    ev.add_argument("--batch-size", type=int, default=64, help="images per update (64)")
+    ev.add_argument("--batch-size", type=int, default=64, help="images per update with --device cuda (64)")
     ev.add_argument("--no-plots", action="store_true", help="with --out: write only metrics.json")
     ev.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return parser
 
 
-def _device(name: str) -> torch.device:
+def _device(name: str) -> Any:
+    """The torch device of ``--device``; ``None`` for the CPU (the compiled engine, no torch import)."""
+    if name == "cpu":
+        return None
+    import torch
+
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -328,7 +598,7 @@ def _device(name: str) -> torch.device:
         raise InputError("--device cuda: no CUDA device is available")
     if device.type not in ("cpu", "cuda"):
         raise InputError(f"--device: expected cpu or cuda, got {name!r}")
-    return device
+    return None if device.type == "cpu" else device
 
 
 def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
@@ -354,30 +624,44 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=stdout))
     t0 = time.perf_counter()
     types = (args.iou_type,) if args.iou_type == "bbox" else ("bbox", "segm")
-    gt = _load(lambda: load_coco_gt(args.gt, iou_type=types, labels="contiguous", device=device), args.gt)
-    if not gt.category_ids:
+    if device is None:
+        from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
+
+        gt_arrays = _load(lambda: read_gt_arrays(args.gt, iou_type=types), args.gt)
+        category_ids = gt_arrays.category_ids.tolist()
+        n_images = len(gt_arrays.image_ids)
+    else:
+        from objdet.io import load_coco_dt, load_coco_gt
+
+        gt = _load(lambda: load_coco_gt(args.gt, iou_type=types, labels="contiguous", device=device), args.gt)
+        category_ids, n_images = gt.category_ids, len(gt.target)
+    if not category_ids:
         raise InputError(f"{args.gt}: the COCO ground truth has no 'categories': nothing to evaluate")
-    preds = _load(lambda: load_coco_dt(args.dt, gt, device=device), args.dt)
-    if args.class_names is not None and len(args.class_names) != len(gt.category_ids):
+    if device is None:
+        dt_arrays = _load(lambda: read_dt_arrays(args.dt, gt_arrays), args.dt)
+    else:
+        preds = _load(lambda: load_coco_dt(args.dt, gt, device=device), args.dt)
+    if args.class_names is not None and len(args.class_names) != len(category_ids):
         raise InputError(
-            f"--class-names: expected {len(gt.category_ids)} names (one per category of {args.gt}), "
+            f"--class-names: expected {len(category_ids)} names (one per category of {args.gt}), "
             f"got {len(args.class_names)}"
         )
     t_load = time.perf_counter() - t0
-    bar = Progress(len(gt.target), None if args.quiet or not stderr.isatty() else stderr)
+    bar = Progress(n_images, None if args.quiet or not stderr.isatty() else stderr)
     plots = args.out is not None and not args.no_plots
-    try:  # masks are decoded here (bad RLE, sizes of GT and results that differ): still bad input
-        evaluation = evaluate(
-            gt,
-            preds,
-            iou_type=args.iou_type,
-            class_names=args.class_names,
-            iou_threshold=args.iou_threshold,
-            conf_threshold=args.conf_threshold,
-            batch_size=args.batch_size,
-            plots=plots,
-            progress=bar.update,
-        )
+    options = {
+        "iou_type": args.iou_type,
+        "class_names": args.class_names,
+        "iou_threshold": args.iou_threshold,
+        "conf_threshold": args.conf_threshold,
+        "plots": plots,
+        "progress": bar.update,
+    }
+    try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
+        if device is None:
+            evaluation = evaluate_arrays(gt_arrays, dt_arrays, **options)
+        else:
+            evaluation = evaluate(gt, preds, batch_size=args.batch_size, **options)
     except ValueError as err:
         raise InputError(f"{args.gt}, {args.dt}: {err}") from None
     finally:
@@ -397,7 +681,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         if plots:
             written += write_plots(args.out, evaluation, args.conf_threshold, args.iou_threshold)
     say("")
-    say(f"{len(gt.target)} images; loaded in {t_load:.2f} s, evaluated in {t_eval:.2f} s")
+    say(f"{n_images} images; loaded in {t_load:.2f} s, evaluated in {t_eval:.2f} s")
     for path in written:
         say(f"wrote {path}")
     return 0

@@ -37,7 +37,6 @@ each result picks its own, which is the same for files whose results all look al
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,171 +47,14 @@ import torch
 from pycocotools import mask as mask_utils
 from torch import Tensor
 
+from objdet.io.coco_arrays import GtArrays, IouTypes, locate, read_dt_arrays, read_gt_arrays, rle_area
+from objdet.io.coco_arrays import iou_types as _iou_types
 from objdet.ops.boxes import BOX_FORMATS, box_convert
 
-IouTypes = str | tuple[str, ...]
 LabelMode = Literal["category_id", "contiguous"]
-_IOU_TYPES = ("bbox", "segm")
 
 
 # ------------------------------------------------------------------------------ helpers
-def _iou_types(iou_type: IouTypes) -> tuple[str, ...]:
-    types = (iou_type,) if isinstance(iou_type, str) else tuple(iou_type)
-    if not types or any(t not in _IOU_TYPES for t in types) or len(set(types)) != len(types):
-        raise ValueError(f"`iou_type` must be 'bbox', 'segm' or a tuple of both, got {iou_type!r}")
-    return types
-
-
-def _read_json(source: Any, kind: type, what: str) -> Any:
-    if isinstance(source, str | os.PathLike):
-        with open(source) as f:
-            source = json.load(f)
-    if not isinstance(source, kind):
-        raise ValueError(
-            f"{what} must be a JSON {kind.__name__} (or a path to one), got {type(source).__name__}"
-        )
-    return source
-
-
-def _column(
-    entries: list[dict], key: str, what: str, dtype: type, required: bool = True, default: Any = None
-) -> np.ndarray:
-    """One field of every entry as a numpy array; a missing or malformed value raises ValueError."""
-    try:
-        values = [e[key] for e in entries] if required else [e.get(key, default) for e in entries]
-    except KeyError:
-        k = next(i for i, e in enumerate(entries) if key not in e)
-        raise ValueError(f"{what}[{k}] has no key '{key}' (keys seen: {sorted(entries[k])})") from None
-    except (TypeError, AttributeError):
-        k = next(i for i, e in enumerate(entries) if not isinstance(e, dict))
-        raise ValueError(f"{what}[{k}] must be a JSON object, got {type(entries[k]).__name__}") from None
-    arr: np.ndarray | None
-    try:
-        arr = np.array(values, dtype=dtype)
-    except (TypeError, ValueError, OverflowError):
-        arr = None
-    ok = arr is not None and arr.shape == (len(entries),)
-    if ok and dtype is np.int64:
-        ok = all(_integral(v) for v in values)
-    if not ok:
-        kind = "an integer" if dtype is np.int64 else "a number"
-        for k, v in enumerate(values):
-            good = _integral(v) if dtype is np.int64 else isinstance(v, int | float)
-            if not good or isinstance(v, bool):
-                raise ValueError(f"{what}[{k}]['{key}'] must be {kind}, got {v!r}")
-        k = next(k for k, v in enumerate(values) if abs(v) >= 2**63)
-        raise ValueError(f"{what}[{k}]['{key}'] must fit in 64 bits, got {values[k]!r}")
-    assert arr is not None
-    return arr
-
-
-def _integral(v: Any) -> bool:
-    """An integer, or a float with an integral value (JSON has one number type: 3.0 is 3)."""
-    if isinstance(v, float):
-        return v.is_integer()
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-
-def _boxes(entries: list[dict], what: str, rows: np.ndarray | None = None) -> np.ndarray:
-    """(N, 4) float64 xywh boxes of the entries; each must be 4 finite numbers with w, h >= 0."""
-    idx = range(len(entries)) if rows is None else rows.tolist()
-    try:
-        values = [entries[k]["bbox"] for k in idx]
-    except KeyError:
-        k = next(k for k in idx if "bbox" not in entries[k])
-        raise ValueError(f"{what}[{k}] has no key 'bbox' (keys seen: {sorted(entries[k])})") from None
-    try:
-        arr = np.array(values, dtype=np.float64).reshape(len(values), -1)
-    except (TypeError, ValueError):
-        arr = np.zeros((0, 0))
-    bad = (
-        np.ones(len(values), bool)
-        if arr.shape != (len(values), 4)
-        else ~np.isfinite(arr).all(1) | (arr[:, 2:] < 0).any(1)
-    )
-    if bad.any():
-        for j, v in enumerate(values):
-            ok = (
-                isinstance(v, list | tuple)
-                and len(v) == 4
-                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-                and all(np.isfinite(v))
-                and v[2] >= 0
-                and v[3] >= 0
-            )
-            if not ok:
-                k = list(idx)[j]
-                raise ValueError(
-                    f"{what}[{k}]['bbox'] must be 4 finite numbers [x, y, width, height] with width and "
-                    f"height >= 0, got {v!r}"
-                )
-    return arr.reshape(len(values), 4)
-
-
-def _locate(values: np.ndarray, known: np.ndarray, what: str, key: str, owner: str) -> np.ndarray:
-    """Index of every value in the sorted ``known`` ids; an unknown value raises ValueError."""
-    pos = np.searchsorted(known, values)
-    pos_c = np.minimum(pos, max(len(known) - 1, 0))
-    bad = (pos >= len(known)) | (known[pos_c] != values) if len(known) else np.ones(len(values), bool)
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{what}[{k}]['{key}'] = {int(values[k])} is not in the {owner}")
-    return pos_c
-
-
-def _rle(segm: Any, height: int | None, width: int | None, what: str) -> dict:
-    """One segmentation (polygons, uncompressed or compressed RLE) as compressed RLE, as pycocotools does."""
-    if isinstance(segm, list):
-        if not segm or not all(isinstance(p, list) and len(p) >= 4 for p in segm):
-            raise ValueError(
-                f"{what}['segmentation'] must be a non-empty list of polygons [x0, y0, x1, y1, ...]"
-            )
-        if not height or not width:
-            raise ValueError(f"{what}: polygon 'segmentation' needs the image's 'height' and 'width'")
-        return mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
-    if not isinstance(segm, dict) or "counts" not in segm or "size" not in segm:
-        raise ValueError(
-            f"{what}['segmentation'] must be polygons or an RLE dict with 'size' and 'counts', "
-            f"got {segm!r:.80}"
-        )
-    size = segm["size"]
-    if not (
-        isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size)
-    ):
-        raise ValueError(f"{what}['segmentation']['size'] must be [height, width], got {size!r}")
-    if height is not None and width is not None and height and width and list(size) != [height, width]:
-        raise ValueError(
-            f"{what}['segmentation']['size'] is {list(size)} but the image is "
-            f"[height, width] = {[height, width]}"
-        )
-    counts = segm["counts"]
-    if isinstance(counts, list):  # uncompressed RLE
-        if not all(_integral(c) and c >= 0 for c in counts):
-            raise ValueError(
-                f"{what}['segmentation']['counts'] (uncompressed RLE) must be integers >= 0, "
-                f"got {counts!r:.80}"
-            )
-        if sum(counts) != size[0] * size[1]:
-            raise ValueError(
-                f"{what}['segmentation']['counts'] (uncompressed RLE) must sum to height * width = "
-                f"{size[0] * size[1]}, got {sum(counts)}"
-            )
-        return mask_utils.frPyObjects(segm, size[0], size[1])
-    if isinstance(counts, str | bytes):
-        return {"size": list(size), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    raise ValueError(
-        f"{what}['segmentation']['counts'] must be a list or a string, got {type(counts).__name__}"
-    )
-
-
-def _mask_areas(rles: list[dict]) -> np.ndarray:
-    """Pixel counts of compressed RLEs, 255 at a time: pycocotools' ``area`` overflows past 255 (numpy 2)."""
-    chunks = [
-        np.asarray(mask_utils.area(rles[i : i + 255]), dtype=np.float64) for i in range(0, len(rles), 255)
-    ]
-    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float64)
-
-
 def _decode(rles: list[dict], height: int, width: int, what: str) -> Tensor:
     """(n, H, W) bool masks (C-contiguous) from compressed RLEs of one image."""
     if not rles:
@@ -299,11 +141,12 @@ class CocoGroundTruth:
     target: Sequence[dict[str, Tensor]]
     _category_array: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
     _image_array: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    _arrays: GtArrays | None = field(repr=False, default=None)
 
     def label_of(self, category_ids: Any) -> Tensor:
         """Labels (as in ``target``) of COCO category ids; unknown ids raise ValueError."""
         ids = np.asarray(category_ids, dtype=np.int64).reshape(-1)
-        pos = _locate(ids, self._category_array, "category_ids", "category_id", "GT categories")
+        pos = locate(ids, self._category_array, "category_ids", "category_id", "GT categories")
         return torch.from_numpy(pos if self.labels == "contiguous" else ids)
 
     def category_of(self, labels: Tensor) -> Tensor:
@@ -352,70 +195,23 @@ def load_coco_gt(
         raise ValueError(f"`labels` must be 'category_id' or 'contiguous', got {labels!r}")
     if box_format not in BOX_FORMATS:
         raise ValueError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
-    data = _read_json(source, dict, "the COCO ground truth")
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise ValueError(f"the COCO ground truth has no key '{key}' (keys seen: {sorted(data)})")
-        if not isinstance(data[key], list):
-            raise ValueError(
-                f"the COCO ground truth's '{key}' must be a list, got {type(data[key]).__name__}"
-            )
-    images, anns, cats = data["images"], data["annotations"], data["categories"]
-
-    img_ids = _column(images, "id", "images", np.int64)
-    heights = _column(images, "height", "images", np.int64, required=False, default=0)
-    widths = _column(images, "width", "images", np.int64, required=False, default=0)
-    cat_ids = _column(cats, "id", "categories", np.int64)
-    for what, ids in (("images", img_ids), ("categories", cat_ids)):
-        uniq, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise ValueError(f"{what} has the 'id' {int(uniq[counts > 1][0])} more than once")
-    img_order, cat_order = np.argsort(img_ids, kind="stable"), np.argsort(cat_ids, kind="stable")
-    sorted_imgs, sorted_cats = img_ids[img_order], cat_ids[cat_order]
-    names = [str(cats[k].get("name", cat_ids[k])) for k in cat_order.tolist()]
-
-    ann_img = _column(anns, "image_id", "annotations", np.int64)
-    ann_cat = _column(anns, "category_id", "annotations", np.int64)
-    ann_ids = _column(anns, "id", "annotations", np.int64, required=False, default=0)
-    has_id = np.array([isinstance(a, dict) and "id" in a for a in anns], dtype=bool)
-    uniq, counts = np.unique(ann_ids[has_id], return_counts=True)
-    if (counts > 1).any():
-        raise ValueError(f"annotations has the 'id' {int(uniq[counts > 1][0])} more than once")
-    crowd = _column(anns, "iscrowd", "annotations", np.int64, required=False, default=0)
-    if ((crowd != 0) & (crowd != 1)).any():
-        k = int(np.flatnonzero((crowd != 0) & (crowd != 1))[0])
-        raise ValueError(f"annotations[{k}]['iscrowd'] must be 0 or 1, got {int(crowd[k])}")
-    area = _column(anns, "area", "annotations", np.float64, required=False, default=0.0)
-    if (~np.isfinite(area) | (area < 0)).any():
-        k = int(np.flatnonzero(~np.isfinite(area) | (area < 0))[0])
-        raise ValueError(f"annotations[{k}]['area'] must be a finite number >= 0, got {area[k]}")
-    img_pos = _locate(ann_img, sorted_imgs, "annotations", "image_id", "GT 'images'")
-    cat_pos = _locate(ann_cat, sorted_cats, "annotations", "category_id", "GT 'categories'")
-    boxes = _boxes(anns, "annotations") if "bbox" in types else None
-    segms: list[Any] = []
-    if "segm" in types:
-        try:
-            segms = [a["segmentation"] for a in anns]
-        except KeyError:
-            k = next(i for i, a in enumerate(anns) if "segmentation" not in a)
-            raise ValueError(f"annotations[{k}] has no key 'segmentation' (iou_type 'segm')") from None
-
-    label_values = cat_pos if labels == "contiguous" else ann_cat
-    order = np.argsort(img_pos, kind="stable")  # file order within an image, as pycocotools
-    bounds = _bounds(np.bincount(img_pos, minlength=len(sorted_imgs)))
-    sizes = [(int(heights[k]), int(widths[k])) for k in img_order.tolist()]
+    arrays = read_gt_arrays(source, types)
+    sorted_imgs, sorted_cats = arrays.image_ids, arrays.category_ids
+    label_values = arrays.label if labels == "contiguous" else arrays.category
+    bounds = _bounds(arrays.counts)
+    sizes = arrays.image_sizes
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    # every field permuted once into image order; an image is then a slice (a view)
-    fields = {"labels": label_values, "iscrowd": crowd, "area": area, "annotation_ids": ann_ids}
-    columns = {key: torch.from_numpy(np.ascontiguousarray(v[order])) for key, v in fields.items()}
-    if boxes is not None:
-        columns["boxes"] = _convert_boxes(np.ascontiguousarray(boxes[order]), box_format)
-    rles: list[dict] = []
-    if "segm" in types:  # every segmentation to compressed RLE now (checks it), decoded when an image is read
-        image_of = np.repeat(np.arange(len(sizes)), np.diff([0, *[e for _, e in bounds]]))
-        for k, i in zip(order.tolist(), image_of.tolist(), strict=True):
-            h, w = sizes[i]
-            rles.append(_rle(segms[k], h or None, w or None, f"annotations[{k}]"))
+    # every field in image order; an image is then a slice (a view)
+    fields = {
+        "labels": label_values,
+        "iscrowd": arrays.crowd,
+        "area": arrays.area,
+        "annotation_ids": arrays.ann_id,
+    }
+    columns = {key: torch.from_numpy(v) for key, v in fields.items()}
+    if arrays.boxes is not None:
+        columns["boxes"] = _convert_boxes(arrays.boxes, box_format)
+    rles: list[dict] = arrays.rles or []
 
     def build(i: int) -> dict[str, Tensor]:
         a, b = bounds[i]
@@ -431,13 +227,14 @@ def load_coco_gt(
         image_ids=sorted_imgs.tolist(),
         image_sizes=sizes,
         category_ids=sorted_cats.tolist(),
-        category_names=names,
+        category_names=arrays.category_names,
         labels=labels,
         iou_type=types,
         box_format=box_format,
         target=LazyImages(len(sorted_imgs), build),
         _category_array=sorted_cats,
         _image_array=sorted_imgs,
+        _arrays=arrays,
     )
 
 
@@ -467,46 +264,15 @@ def load_coco_dt(
         ([0, 1], [[0.0, 0.0, 4.0, 3.0]], [5])
     """
     types = gt.iou_type if iou_type is None else _iou_types(iou_type)
-    results = _read_json(source, list, "the COCO results")
-    img = _column(results, "image_id", "results", np.int64)
-    cat = _column(results, "category_id", "results", np.int64)
-    score = _column(results, "score", "results", np.float64)
-    if (~np.isfinite(score)).any():
-        k = int(np.flatnonzero(~np.isfinite(score))[0])
-        raise ValueError(f"results[{k}]['score'] must be a finite number, got {score[k]}")
-    img_pos = _locate(img, gt._image_array, "results", "image_id", "GT 'images'")
-    cat_pos = _locate(cat, gt._category_array, "results", "category_id", "GT 'categories'")
-    if "segm" in types:
-        missing = [k for k, r in enumerate(results) if "segmentation" not in r]
-        if missing:
-            raise ValueError(f"results[{missing[0]}] has no key 'segmentation' (iou_type 'segm')")
-    # boxes where given (an empty list counts as none, as in pycocotools), else the mask's box
-    has_box = np.array([r.get("bbox", []) != [] for r in results], dtype=bool)
-    boxes = np.zeros((len(results), 4), dtype=np.float64)
-    boxes[has_box] = _boxes(results, "results", np.flatnonzero(has_box))
-    rles: list[dict] = [{}] * len(results)
-    need_rle = range(len(results)) if "segm" in types else np.flatnonzero(~has_box).tolist()
-    for k in need_rle:  # polygons and uncompressed RLE to compressed RLE (checks them), decoded when read
-        if "segmentation" not in results[k]:
-            raise ValueError(f"results[{k}] has no key 'bbox' (keys seen: {sorted(results[k])})")
-        h, w = gt.image_sizes[int(img_pos[k])]
-        rles[k] = _rle(results[k]["segmentation"], h or None, w or None, f"results[{k}]")
-    no_box = np.flatnonzero(~has_box)
-    if len(no_box):
-        boxes[no_box] = mask_utils.toBbox([rles[k] for k in no_box.tolist()]).reshape(-1, 4)
-    # detection areas as pycocotools' loadRes sets them: the box area where a box is given, else the mask's
-    area = boxes[:, 2] * boxes[:, 3]
-    if len(no_box):
-        area[no_box] = _mask_areas([rles[k] for k in no_box.tolist()])
-    label_values = cat_pos if gt.labels == "contiguous" else cat
-    order = np.argsort(img_pos, kind="stable")
-    bounds = _bounds(np.bincount(img_pos, minlength=len(gt.image_ids)))
+    arrays = read_dt_arrays(source, gt._arrays if gt._arrays is not None else _arrays_of(gt), types)
+    label_values = arrays.label if gt.labels == "contiguous" else arrays.category
+    bounds = _bounds(arrays.counts)
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    fields = {"scores": score, "labels": label_values, "area": area}
-    columns = {key: torch.from_numpy(np.ascontiguousarray(v[order])) for key, v in fields.items()}
+    fields = {"scores": arrays.score, "labels": label_values, "area": arrays.area}
+    columns = {key: torch.from_numpy(v) for key, v in fields.items()}
     if "bbox" in types:
-        columns["boxes"] = _convert_boxes(np.ascontiguousarray(boxes[order]), gt.box_format)
-    sorted_rles = [rles[k] for k in order.tolist()] if "segm" in types else []
+        columns["boxes"] = _convert_boxes(arrays.boxes, gt.box_format)
+    sorted_rles = arrays.rles or []
 
     def build(i: int) -> dict[str, Tensor]:
         a, b = bounds[i]
@@ -519,6 +285,30 @@ def load_coco_dt(
         return {k: v.to(dev) for k, v in out.items()}
 
     return LazyImages(len(gt.image_ids), build)
+
+
+def _arrays_of(gt: CocoGroundTruth) -> GtArrays:
+    """The image and category columns of a CocoGroundTruth made by hand (no annotations)."""
+    sizes = np.array(gt.image_sizes, np.int64).reshape(-1, 2)
+    empty = np.zeros(0, np.int64)
+    return GtArrays(
+        iou_type=gt.iou_type,
+        image_ids=np.asarray(gt.image_ids, np.int64),
+        heights=sizes[:, 0],
+        widths=sizes[:, 1],
+        category_ids=np.asarray(gt.category_ids, np.int64),
+        category_names=list(gt.category_names),
+        img=empty,
+        label=empty,
+        category=empty,
+        crowd=empty,
+        area=np.zeros(0),
+        ann_id=empty,
+        boxes=None,
+        rles=None,
+        index=empty,
+        counts=np.zeros(len(gt.image_ids), np.int64),
+    )
 
 
 # ------------------------------------------------------------------------------ writing
@@ -658,9 +448,7 @@ def to_coco_gt(
             image["height"], image["width"] = (int(s) for s in t["masks"].shape[1:])
         images.append(image)
         if rles:
-            mask_area = _mask_areas(
-                [{"size": r["size"], "counts": r["counts"].encode()} for r in rles]
-            ).tolist()
+            mask_area = rle_area([{"size": r["size"], "counts": r["counts"].encode()} for r in rles]).tolist()
         for j in range(n):
             a: dict[str, Any] = {
                 "id": len(anns) + 1,

@@ -33,14 +33,20 @@ from torch import Tensor
 from objdet.io.coco import (
     IouTypes,
     _iou_types,
-    _read_json,
     load_coco_dt,
     load_coco_gt,
     to_coco_gt,
     to_coco_results,
 )
+from objdet.io.coco_arrays import _generic, _read_bytes
 
 _BACKENDS = ("pycocotools", "faster_coco_eval")
+
+
+def _read_json(source: Any, kind: type, what: str) -> Any:
+    """A path's JSON content (or the loaded object itself), checked to be a ``kind``."""
+    data = _read_bytes(source) if isinstance(source, str | os.PathLike) else None
+    return _generic(source, data, kind, what)
 
 
 def _check_backend(backend: str) -> None:
@@ -75,7 +81,7 @@ def coco_to_tm(
     """
     types = _iou_types(iou_type)
     _check_backend(backend)
-    data = _read_json(coco_target, dict, "the COCO ground truth")
+    data = _read_json(coco_target, dict, "the COCO ground truth")  # kept: the annotations' order matters
     gt = load_coco_gt(data, iou_type=types, labels="category_id", box_format="xywh")
     dt = load_coco_dt(coco_preds, gt, iou_type=types)
     position = {image_id: k for k, image_id in enumerate(gt.image_ids)}
