@@ -39,6 +39,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from objdet.functional.coco_params import (
+    AREA_RANGES,
+    coco_stat_names,
+    default_iou_thresholds,
+    default_rec_thresholds,
+)
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -61,14 +68,11 @@ _SUMMARY_ROWS = (
     ("Average Recall", "AR", "0.50:0.95", "large", 2),
 )
 _MAX_DETS = (1, 10, 100)
-# pycocotools' defaults, as objdet.functional.coco builds them (kept here: that module imports torch)
-_STAT_KEYS = (
-    "map", "map_50", "map_75", "map_small", "map_medium", "map_large",
-    "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large",
-)  # fmt: skip
-_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
-_REC_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
-_AREA_RANGES = np.array([[0.0, 1e10], [0.0, 32.0**2], [32.0**2, 96.0**2], [96.0**2, 1e10]])
+# pycocotools' defaults (from the torch-free module of the compiled engine)
+_STAT_KEYS = coco_stat_names(_MAX_DETS)
+_IOU_THRESHOLDS = np.array(default_iou_thresholds())
+_REC_THRESHOLDS = np.array(default_rec_thresholds())
+_AREA_RANGES = np.array(AREA_RANGES)
 #: detections matched per call of the compiled engine (the progress bar moves between calls)
 _CHUNK_DETECTIONS = 100_000
 

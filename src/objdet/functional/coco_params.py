@@ -1,0 +1,41 @@
+"""pycocotools' default parameters and the names of its 12 summary numbers (no torch, no numba).
+
+Shared by the torch and the compiled COCO engines and by the command line, which reads them
+without importing either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: pycocotools' defaults.
+AREA_RANGES: tuple[tuple[float, float], ...] = (
+    (0.0, 1e10),
+    (0.0, 32.0**2),
+    (32.0**2, 96.0**2),
+    (96.0**2, 1e10),
+)
+AREA_LABELS: tuple[str, ...] = ("all", "small", "medium", "large")
+
+
+def coco_stat_names(max_dets: Sequence[int] = (1, 10, 100)) -> tuple[str, ...]:
+    """torchmetrics' names of the 12 numbers of :func:`coco_summarize`, in that order.
+
+    Example:
+        >>> coco_stat_names()[:3], coco_stat_names()[6:9]
+        (('map', 'map_50', 'map_75'), ('mar_1', 'mar_10', 'mar_100'))
+    """
+    ap = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+    return (*ap, *(f"mar_{m}" for m in max_dets), "mar_small", "mar_medium", "mar_large")
+
+
+def default_iou_thresholds() -> list[float]:
+    """0.50:0.05:0.95 exactly as pycocotools builds it (float64 ``np.linspace``)."""
+    return np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True).tolist()
+
+
+def default_rec_thresholds() -> list[float]:
+    """0:0.01:1 exactly as pycocotools builds it (float64 ``np.linspace``)."""
+    return np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True).tolist()
