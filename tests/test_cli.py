@@ -466,3 +466,21 @@ def test_rle_check_agrees_with_pycocotools_on_valid_masks() -> None:
         assert rle_string_valid(np.frombuffer(counts, np.uint8), h * w)
     for bad in (b"!!!!", b"d0", b"P1", b"33307"):  # pycocotools: "Invalid RLE mask representation" at 4 x 4
         assert not rle_string_valid(np.frombuffer(bad, np.uint8), 16)
+
+
+def test_first_contact_help_version_usage_and_what_the_lines_say(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("objdet ")
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "mask IoU" in help_text and "--iou-type" in help_text  # the option says what it does
+    code, _, err = run("eval")
+    assert code == 2 and "usage: objdet eval GT.json DT.json" in err and "--help" in err
+    code, out, _ = run("eval", "--demo")
+    assert code == 0
+    assert "(P/R/F1 at score >= 0.25, box IoU >= 0.5)" in out
+    assert "files read in" in out and "(imports included)" in out and "evaluated in" in out
+    code, out, _ = run("eval", "--demo", "--iou-type", "segm", "--iou-threshold", "0.6")
+    assert code == 0 and "(P/R/F1 at score >= 0.25, box IoU >= 0.6, from the boxes)" in out

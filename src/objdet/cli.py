@@ -486,8 +486,14 @@ def format_summary(stats: Sequence[float], iou_type: str) -> str:
     return "\n".join(lines)
 
 
-def format_class_table(rows: Sequence[dict[str, Any]], conf_threshold: float) -> str:
-    """One line per class: AP, AP50, AP75, AR100, and precision/recall/F1 at the confidence threshold."""
+def format_class_table(
+    rows: Sequence[dict[str, Any]], conf_threshold: float, iou_threshold: float = 0.5, iou_type: str = "bbox"
+) -> str:
+    """One line per class: AP, AP50, AP75, AR100, and precision/recall/F1 at the confidence threshold.
+
+    P/R/F1 come from the detection confusion matrix, which matches boxes (also for segm) at
+    ``iou_threshold``; the header says so.
+    """
     width = max([5, *(len(str(r["class"])) for r in rows)])
 
     def num(v: float) -> str:
@@ -495,7 +501,8 @@ def format_class_table(rows: Sequence[dict[str, Any]], conf_threshold: float) ->
 
     head = (
         f"{'class':<{width}}  {'id':>5}  {'GT':>6}  {'AP':>5}  {'AP50':>5}  {'AP75':>5}  {'AR100':>5}"
-        f"  {'P':>5}  {'R':>5}  {'F1':>5}   (P/R/F1 at score >= {conf_threshold:g})"
+        f"  {'P':>5}  {'R':>5}  {'F1':>5}   (P/R/F1 at score >= {conf_threshold:g}, box IoU >= "
+        f"{iou_threshold:g}{', from the boxes' if iou_type == 'segm' else ''})"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -564,8 +571,18 @@ def write_plots(out: Path, evaluation: Evaluation, conf_threshold: float, iou_th
 
 
 # ----------------------------------------------------------------------------- command line
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("objdet")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="objdet", description="Detection metrics, exact and fast.")
+    parser.add_argument("--version", action="version", version=f"objdet {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     ev = commands.add_parser(
         "eval",
@@ -575,7 +592,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("gt", nargs="?", type=Path, help="COCO annotation file (ground truth)")
     ev.add_argument("dt", nargs="?", type=Path, help="COCO results file (detections)")
     ev.add_argument("--demo", action="store_true", help="use the small data set shipped with objdet")
-    ev.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox")
+    ev.add_argument(
+        "--iou-type",
+        choices=("bbox", "segm"),
+        default="bbox",
+        help="bbox: box IoU; segm: mask IoU on the files' RLEs / polygons (default bbox)",
+    )
     ev.add_argument("--out", type=Path, help="directory for metrics.json and the plots")
     ev.add_argument("--json", type=Path, help="write the metrics as JSON to this file")
     ev.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -613,7 +635,11 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
 
         args.gt, args.dt = demo_files()
     elif args.gt is None or args.dt is None:
-        raise InputError("expected GT.json and DT.json (or --demo)")
+        raise InputError(
+            "expected GT.json and DT.json (or --demo)\n"
+            "usage: objdet eval GT.json DT.json [--iou-type bbox|segm] [--out DIR] [--json FILE] ... "
+            "(objdet eval --help for every option)"
+        )
     if not 0.0 < args.iou_threshold <= 1.0:
         raise InputError(f"--iou-threshold: expected a value in (0, 1], got {args.iou_threshold}")
     if math.isnan(args.conf_threshold):
@@ -674,7 +700,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     evaluation.metrics["files"] = {"gt": str(args.gt), "dt": str(args.dt)}
     say(format_summary(evaluation.stats, args.iou_type))
     say("")
-    say(format_class_table(evaluation.class_table, args.conf_threshold))
+    say(format_class_table(evaluation.class_table, args.conf_threshold, args.iou_threshold, args.iou_type))
     written = []
     if args.json is not None:
         write_json(args.json, evaluation.metrics)
@@ -685,7 +711,10 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         if plots:
             written += write_plots(args.out, evaluation, args.conf_threshold, args.iou_threshold)
     say("")
-    say(f"{n_images} images; loaded in {t_load:.2f} s, evaluated in {t_eval:.2f} s")
+    say(
+        f"{n_images} images; files read in {t_load:.2f} s (imports included), "
+        f"evaluated in {t_eval:.2f} s (matching, accumulate, confusion matrix)"
+    )
     for path in written:
         say(f"wrote {path}")
     return 0

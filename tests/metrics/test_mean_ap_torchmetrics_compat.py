@@ -410,3 +410,19 @@ def test_functional_mean_average_precision_is_the_metric_run_once() -> None:
         mean_average_precision(*_many(101), warn_on_many_detections=False)
     with pytest.warns(UserWarning, match="Encountered more than 100"):
         mean_average_precision(*_many(101))
+
+
+def test_many_detections_warning_is_shown_once_not_every_batch() -> None:
+    import warnings
+
+    metric = MeanAveragePrecision(max_detection_thresholds=[1, 10, 20])
+    target = {"boxes": torch.tensor([[0.0, 0.0, 5.0, 5.0]]), "labels": torch.tensor([0])}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's usual filter: each distinct warning once
+        for n in range(21, 26):  # a different number of detections in every batch
+            boxes = torch.rand(n, 4) * 10
+            boxes[:, 2:] += boxes[:, :2]
+            many = {"boxes": boxes, "scores": torch.rand(n), "labels": torch.zeros(n, dtype=torch.long)}
+            metric.update([target | {"scores": torch.ones(1)}, many], [target, target])
+    texts = [str(w.message) for w in caught if "detections in a single image" in str(w.message)]
+    assert len(texts) == 1, texts

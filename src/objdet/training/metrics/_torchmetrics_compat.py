@@ -90,12 +90,13 @@ def warn_on_many_detections(preds: Any, iou_type: Sequence[str], limit: int) -> 
     if not isinstance(preds, Sequence):
         return
     keys = [k for t, k in (("bbox", "boxes"), ("segm", "masks")) if t in iou_type]
-    for i, item in enumerate(preds):
+    for item in preds:
         n = max((_count(item, k) for k in keys), default=0)
         if n > limit:
             rank_zero_warn(
-                f"Encountered more than {limit} detections in a single image: image {i} of this batch has "
-                f"{n}. COCO evaluation keeps only the {limit} highest-scored detections of each class in "
+                # one text per limit, so that Python's default filter shows it once, not every batch
+                f"Encountered more than {limit} detections in a single image: COCO evaluation keeps "
+                f"only the {limit} highest-scored detections of each class in "
                 "an image (`max_detection_thresholds[-1]`), so some may be ignored; raise "
                 "`max_detection_thresholds` if that matters, or set `metric.warn_on_many_detections = False` "
                 "to silence this warning.",
