@@ -200,34 +200,27 @@ def hotcoco_streaming(
     return evaluate
 
 
-def _spin(stop: Any) -> None:
-    """A busy process: pure-Python work until told to stop (as a DataLoader worker decoding images)."""
-    x = 0
-    while not stop.is_set():
-        for i in range(10000):
-            x = (x * 31 + i) % 1000003
+#: a busy process: pure-Python work (as a DataLoader worker decoding images), until killed
+_SPIN = "x = 0\nwhile True:\n    x = (x * 31 + 7) % 1000003\n"
 
 
 @contextlib.contextmanager
 def busy_processes(n: int) -> Any:
-    """``n`` processes keeping cores busy for the duration of the block."""
-    if n <= 0:
-        yield
-        return
-    import multiprocessing as mp
+    """``n`` processes keeping cores busy for the duration of the block (checked to be running)."""
+    import subprocess
+    import sys
 
-    ctx = mp.get_context("spawn")
-    stop = ctx.Event()
-    procs = [ctx.Process(target=_spin, args=(stop,), daemon=True) for _ in range(n)]
-    for p in procs:
-        p.start()
-    time.sleep(1.0)  # let them start spinning
+    procs = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(max(n, 0))]
     try:
+        time.sleep(1.0 if procs else 0.0)  # let them start spinning
+        dead = [p.args for p in procs if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"a busy process exited early: {dead}")
         yield
     finally:
-        stop.set()
         for p in procs:
-            p.join(5)
+            p.kill()
+            p.wait()
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -311,6 +304,11 @@ def measure(args: argparse.Namespace) -> list[dict]:
                 continue
             t_ref, stats_ref = timed(fn, 1 if name == "pycocotools" else args.repeat)
             timings.append((name, what, t_ref, stats_ref))
+        print(
+            "load average (1, 5, 15 min) at the end of the timed runs: {:.2f} {:.2f} {:.2f}".format(
+                *os.getloadavg()
+            )
+        )
     stats_ours = metric.coco_eval(full=False)[0].cpu().numpy()  # float64 stats for the comparison, not timed
     kept = metric._state("macro_scores").numel()
     size = state_bytes(metric)
