@@ -6,14 +6,14 @@ Same signatures, same in-memory and on-disk formats as
 and :func:`objdet.io.to_coco_results` (so polygons, uncompressed and compressed RLE are all read,
 and malformed files raise ValueError naming the entry).
 
-:func:`coco_to_tm` returns, as torchmetrics does, one dict per image that has at least one GT
+:func:`~objdet.io.coco_to_tm` returns, as torchmetrics does, one dict per image that has at least one GT
 annotation, in the order of each image's first annotation in the file (images without
 annotations are left out, with their detections); labels are the COCO category ids (int32),
 boxes are xywh (float32), masks uint8 (H, W) per object, ``iscrowd`` int32 and ``area``
 float32 from the file. An image without detections has empty ``scores`` / ``labels`` and
 ``boxes`` of shape (0, 4) (torchmetrics: (0,)), ``masks`` of shape (0, H, W).
 
-:func:`tm_to_coco` writes ``<name>_preds.json`` (a COCO results list) and
+:func:`~objdet.io.tm_to_coco` writes ``<name>_preds.json`` (a COCO results list) and
 ``<name>_target.json`` (a COCO ground-truth dataset with ``info``, ``images``, ``annotations``,
 ``categories``) from lists of per-image dicts; images are numbered 0, 1, ... in list order and
 the categories are every label seen in preds or target. Unlike torchmetrics, every image is
