@@ -525,7 +525,6 @@ def check_gts(
     return xywh, out_area, (BAD_LABELS if row >= 0 else CHECK_OK), row
 
 
-@_jit
 def gt_class_counts(
     gt_label: np.ndarray, gt_crowd: np.ndarray, gt_area: np.ndarray, area_ranges: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -533,13 +532,47 @@ def gt_class_counts(
 
     A GT counts in an area range unless it is a crowd or its area lies outside the range.
     """
-    classes = np.unique(gt_label)
-    counts = np.zeros((classes.shape[0], area_ranges.shape[0]), np.int32)
-    for g in range(gt_label.shape[0]):
-        if gt_crowd[g]:
-            continue
-        k = np.searchsorted(classes, gt_label[g])
-        for a in range(area_ranges.shape[0]):
-            if area_ranges[a, 0] <= gt_area[g] <= area_ranges[a, 1]:
-                counts[k, a] += 1
-    return classes, counts
+    labels, counts, _ = gt_image_class_counts(
+        np.zeros(gt_label.shape[0], np.int64), gt_label, gt_crowd, gt_area, area_ranges, 1
+    )
+    return labels, counts
+
+
+@_jit
+def gt_image_class_counts(
+    gt_img: np.ndarray,
+    gt_label: np.ndarray,
+    gt_crowd: np.ndarray,
+    gt_area: np.ndarray,
+    area_ranges: np.ndarray,
+    n_images: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (image, class) of the GTs: the class and its non-ignored GTs per area range.
+
+    ``gt_img`` must be non-decreasing (the GTs grouped by image). Returns the rows' classes
+    (R,) (sorted within each image, images in order), their counts (R, A) int32 and the
+    number of rows of each image (n_images,) int32. A GT counts in an area range unless it is
+    a crowd or its area lies outside the range.
+    """
+    n = gt_label.shape[0]
+    labels = np.empty(n, gt_label.dtype)
+    counts = np.zeros((n, area_ranges.shape[0]), np.int32)
+    per_image = np.zeros(n_images, np.int32)
+    rows, start = 0, 0
+    while start < n:
+        end = start + 1
+        while end < n and gt_img[end] == gt_img[start]:
+            end += 1
+        classes = np.unique(gt_label[start:end])
+        labels[rows : rows + classes.shape[0]] = classes
+        for g in range(start, end):
+            if gt_crowd[g]:
+                continue
+            k = rows + np.searchsorted(classes, gt_label[g])
+            for a in range(area_ranges.shape[0]):
+                if area_ranges[a, 0] <= gt_area[g] <= area_ranges[a, 1]:
+                    counts[k, a] += 1
+        per_image[gt_img[start]] += classes.shape[0]
+        rows += classes.shape[0]
+        start = end
+    return labels[:rows], counts[:rows], per_image

@@ -8,6 +8,9 @@ detections and the GTs of one image; ``boxes`` are then needed only for "bbox". 
 (:class:`~objdet.training.metrics._errors.InputError`, a ``ValueError`` and a ``TypeError``)
 name the field, the image index, what was seen and what was expected.
 
+A target may carry ``image_id`` (an int or a one-element integer tensor): given for every
+image of a batch or for none (:func:`read_image_ids`).
+
 Labels may have any integer dtype, or a floating dtype holding integers (``torch.tensor([])``,
 the usual way to write "no objects", is float32); ``iscrowd`` may be bool.
 
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from objdet.functional.image_records import NO_IMAGE_ID
 from objdet.ops import coco_cpu
 from objdet.ops.boxes import BOX_FORMATS, box_convert
 from objdet.ops.masks import check_masks
@@ -57,6 +61,7 @@ class FlatDetections:
     det_area_given: Tensor | None = None  # (D,) float64 preds' optional ``area``, NaN where not given
     det_masks: list[Tensor] | None = None  # per image (n_i, H_i, W_i) bool
     gt_masks: list[Tensor] | None = None  # per image (m_i, H_i, W_i) bool
+    image_ids: Tensor | None = None  # (B,) int64 targets' ``image_id``, None when not given
 
 
 _FORMAT_CODES = {"xyxy": 0, "xywh": 1, "cxcywh": 2}
@@ -321,13 +326,56 @@ def flatten_detections(
     if box_format not in BOX_FORMATS:
         raise InputError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
     lo, hi = (0, num_classes - 1) if num_classes is not None else (-(2**31), 2**31 - 1)
+    flat = None
     if boxes and not masks:
         arrays = _gather_fast(preds, target)
         if arrays is not None:
-            return _finish_arrays(*arrays, box_format=box_format, lo=lo, hi=hi, boxes=True)
-    g = _gather(preds, target, boxes, masks)
-    finish = _finish_cpu if g.device.type == "cpu" else _finish_torch
-    return finish(g, box_format, lo, hi, boxes, masks)
+            flat = _finish_arrays(*arrays, box_format=box_format, lo=lo, hi=hi, boxes=True)
+    if flat is None:
+        g = _gather(preds, target, boxes, masks)
+        finish = _finish_cpu if g.device.type == "cpu" else _finish_torch
+        flat = finish(g, box_format, lo, hi, boxes, masks)
+    flat.image_ids = read_image_ids(target)
+    return flat
+
+
+def read_image_ids(target: Sequence[dict]) -> Tensor | None:
+    """The targets' optional ``image_id`` as a (B,) int64 CPU tensor; None when no target has one.
+
+    An id is an int (not a bool), a numpy integer or a one-element integer tensor (torchvision's
+    ``tensor([id])`` included). It must be given for every image of the batch or for none.
+    """
+    values = [t.get("image_id") for t in target]
+    missing = [i for i, v in enumerate(values) if v is None]
+    if len(missing) == len(values):
+        return None
+    if missing:
+        given = next(i for i, v in enumerate(values) if v is not None)
+        raise InputError(
+            f"target[{missing[0]}] has no 'image_id' but target[{given}] has one: give `image_id` in every "
+            "target dict or in none"
+        )
+    ids = [_image_id(v, i) for i, v in enumerate(values)]
+    return torch.tensor(ids, dtype=torch.int64)
+
+
+def _image_id(value: Any, i: int) -> int:
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            raise InputError(
+                f"target[{i}]['image_id'] must be an int or a one-element integer tensor, got a "
+                f"{value.dtype} tensor of shape {tuple(value.shape)}"
+            )
+        value = int(value.item())
+    elif isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputError(
+            f"target[{i}]['image_id'] must be an int or a one-element integer tensor, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    value = int(value)
+    if not NO_IMAGE_ID < value < 2**63:
+        raise InputError(f"target[{i}]['image_id'] must fit in int64 (above -2**63), got {value}")
+    return value
 
 
 _FLOATS = (torch.float32, torch.float64)

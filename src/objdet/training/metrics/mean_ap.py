@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import rank_zero_warn
 from torchmetrics.utilities.data import dim_zero_cat
 
 from objdet.functional.coco import (
@@ -23,9 +24,16 @@ from objdet.functional.coco import (
     per_class_ap_ar,
 )
 from objdet.functional.curves import DetectionCurves, coco_state_curves
+from objdet.functional.image_records import (
+    NO_IMAGE_ID,
+    conflicting_duplicates,
+    evaluation_order,
+    image_fingerprints,
+    segment_rows,
+)
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.ops.coco import coco_gt_ignored, coco_match
-from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts
+from objdet.ops.coco_cpu import coco_match_cpu, gt_image_class_counts
 from objdet.ops.masks import MaskBatch, mask_batch
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
 from objdet.training.metrics._errors import InputError
@@ -200,6 +208,8 @@ class MeanAveragePrecision(Metric):
     warn_on_many_detections = True
     if TYPE_CHECKING:  # for mypy only: TorchScript cannot read postponed (string) class annotations
         n_images: Tensor
+        image_ids: list[Tensor]
+        image_prints: list[Tensor]
         seen_labels: list[Tensor]
         ious_index: list[Tensor]
         ious_values: list[Tensor]
@@ -286,6 +296,10 @@ class MeanAveragePrecision(Metric):
         )
         # state name -> (dtype, trailing shape), used to give ranks without updates empty tensors.
         self._list_states: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
+        # per image, in the order seen: its `image_id` (NO_IMAGE_ID without) and a summary of its
+        # content (to warn when one id is given to different images); see functional.image_records
+        self._list_states["image_ids"] = (torch.int64, ())
+        self._list_states["image_prints"] = (torch.float64, ())
         if average == "micro":  # classes are pooled in the state; remember which were seen
             self._list_states["seen_labels"] = (torch.int64, ())
         for p, mode in ((p, mode) for p in self._prefixes.values() for mode in self._modes):
@@ -296,8 +310,12 @@ class MeanAveragePrecision(Metric):
                     f"{p}{mode}_rank": (rank_dtype, ()),
                     f"{p}{mode}_tp": (torch.uint8, (n_bytes,)),
                     f"{p}{mode}_ignored": (torch.uint8, (n_bytes,)),
+                    # one row per (image, class) of the GTs
                     f"{p}{mode}_gt_labels": (torch.int32, ()),
                     f"{p}{mode}_gt_counts": (torch.int32, (len(AREA_RANGES),)),
+                    # per image: its rows in the detection and the GT tables (rows grouped by image)
+                    f"{p}{mode}_image_dets": (torch.int32, ()),
+                    f"{p}{mode}_image_gts": (torch.int32, ()),
                 }
             )
         for p in self._prefixes.values() if extended_summary else ():
@@ -394,6 +412,7 @@ class MeanAveragePrecision(Metric):
             boxes="bbox" in self.iou_type,
             masks=use_masks,
         )
+        self._record_images(flat)
         self.n_images += flat.n_images
         if self.average == "micro":
             self.seen_labels.append(torch.unique(torch.cat([flat.det_label, flat.gt_label])))
@@ -411,6 +430,8 @@ class MeanAveragePrecision(Metric):
             given = flat.gt_area_given
             # the mask area is the default GT area for every IoU type once masks are given (torchmetrics)
             flat.gt_area = torch.where(given > 0, given, masks.gt_area.to(given))
+        if flat.image_ids is not None:
+            self._record_prints(flat, masks)
         for iou_type in self.iou_type:
             # detection areas (for the area ranges): the mask's or the box's, unless preds give `area`
             det_area = masks.det_area.to(torch.float64) if iou_type == "segm" and masks is not None else None
@@ -424,6 +445,38 @@ class MeanAveragePrecision(Metric):
                     mode, flat, self._prefixes[iou_type], masks if iou_type == "segm" else None, det_area
                 )
 
+    def _record_images(self, flat: FlatDetections) -> None:
+        """Append the batch's image ids (NO_IMAGE_ID without); ids in some updates only are an error."""
+        device = flat.det_score.device
+        given = flat.image_ids is not None
+        earlier = [t for t in self.image_ids if t.numel()] if isinstance(self.image_ids, list) else []
+        if earlier and (int(earlier[0][0]) != NO_IMAGE_ID) != given:
+            raise InputError(
+                "`image_id` must be given in every target dict or in none: "
+                + (
+                    "this batch's targets have it, earlier batches' did not"
+                    if given
+                    else "earlier batches' targets had it, this batch's do not"
+                )
+            )
+        if flat.image_ids is None:
+            ids = torch.full((flat.n_images,), NO_IMAGE_ID, dtype=torch.int64, device=device)
+            self.image_prints.append(torch.zeros(flat.n_images, dtype=torch.float64, device=device))
+        else:
+            ids = flat.image_ids.to(device)
+        self.image_ids.append(ids)
+
+    def _record_prints(self, flat: FlatDetections, masks: MaskBatch | None) -> None:
+        """A summary of each image's inputs, to tell copies of an image from other images with its id."""
+        det_geometry = flat.det_xywh if flat.det_xywh is not None else masks.det_area[:, None]  # type: ignore[union-attr]
+        gt_geometry = flat.gt_xywh if flat.gt_xywh is not None else flat.gt_area[:, None]
+        f64 = torch.float64
+        det = torch.cat([flat.det_score[:, None], flat.det_label[:, None].to(f64), det_geometry.to(f64)], 1)
+        gt = torch.cat(
+            [flat.gt_label[:, None].to(f64), flat.gt_crowd[:, None].to(f64), gt_geometry.to(f64)], 1
+        )
+        self.image_prints.append(image_fingerprints(flat.n_images, [(flat.det_img, det), (flat.gt_img, gt)]))
+
     def _update_mode(
         self, mode: str, flat: FlatDetections, prefix: str, masks: MaskBatch | None, det_area: Tensor | None
     ) -> None:
@@ -432,8 +485,8 @@ class MeanAveragePrecision(Metric):
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
         device = flat.det_score.device
         match = self._match_cpu if self._compiled(device) else self._match_torch
-        scores, labels, rank, tp, ignored, classes, counts, iou_groups, iou_values = match(
-            mode, flat, det_label, gt_label, masks, det_area
+        scores, labels, rank, tp, ignored, classes, counts, image_dets, image_gts, iou_groups, iou_values = (
+            match(mode, flat, det_label, gt_label, masks, det_area)
         )
         name = f"{prefix}{mode}"
         rank_dtype = self._list_states[f"{name}_rank"][0]
@@ -445,6 +498,8 @@ class MeanAveragePrecision(Metric):
         getattr(self, f"{name}_ignored").append(ignored)
         getattr(self, f"{name}_gt_labels").append(classes)
         getattr(self, f"{name}_gt_counts").append(counts)
+        getattr(self, f"{name}_image_dets").append(image_dets)
+        getattr(self, f"{name}_image_gts").append(image_gts)
         if iou_groups is not None and iou_values is not None:
             # Images are numbered at compute time by walking the updates in state order (which is
             # update order, rank after rank under DDP), so forward() and DDP merges stay right.
@@ -496,9 +551,13 @@ class MeanAveragePrecision(Metric):
             pair_iou=pair_iou,
             return_ious=self.extended_summary and mode == self._modes[0],
         )
-        classes, counts = gt_class_counts(gt_label_np, gt_crowd, gt_area, self._area_ranges_np)
+        gt_img = flat.gt_img.numpy()
+        classes, counts, image_gts = gt_image_class_counts(
+            gt_img, gt_label_np, gt_crowd, gt_area, self._area_ranges_np, flat.n_images
+        )
         t = torch.from_numpy
         keep = out["keep"]
+        image_dets = np.bincount(flat.det_img.numpy()[keep], minlength=flat.n_images).astype(np.int32)
         return (
             t(flat.det_score.numpy()[keep]),
             t(det_label.numpy()[keep].astype(np.int32)),
@@ -507,6 +566,8 @@ class MeanAveragePrecision(Metric):
             t(out["ignored"]),
             t(classes.astype(np.int32)),
             t(counts),
+            t(image_dets),
+            t(image_gts),
             t(out["iou_groups"]) if "iou_groups" in out else None,
             t(out["iou_values"]) if "iou_values" in out else None,
         )
@@ -540,19 +601,22 @@ class MeanAveragePrecision(Metric):
             det_area=det_area,
             pair_iou=masks.pair_iou if masks is not None else None,
         )
-        # Non-ignored GT per (class, area range), one row per class present in this batch.
-        classes, inverse = torch.unique(gt_label, return_inverse=True)
+        # Non-ignored GT per (class, area range), one row per (image, class), rows grouped by image.
+        pairs, inverse = torch.unique(torch.stack([flat.gt_img, gt_label], 1), dim=0, return_inverse=True)
         counted = ~coco_gt_ignored(flat.gt_crowd, flat.gt_area, area_ranges)  # (A, G)
-        counts = torch.zeros(classes.numel(), len(AREA_RANGES), dtype=torch.int32, device=device)
-        counts.index_add_(0, inverse, counted.T.to(torch.int32))
+        counts = torch.zeros(pairs.shape[0], len(AREA_RANGES), dtype=torch.int32, device=device)
+        counts.index_add_(0, inverse.reshape(-1), counted.T.to(torch.int32))
+        n = flat.n_images
         return (
             flat.det_score[result.keep],
             det_label[result.keep].to(torch.int32),
             result.rank,
             result.tp,
             result.ignored,
-            classes.to(torch.int32),
+            pairs[:, 1].to(torch.int32),
             counts,
+            torch.bincount(flat.det_img[result.keep], minlength=n).to(torch.int32),
+            torch.bincount(pairs[:, 0], minlength=n).to(torch.int32),
             result.iou_groups,
             result.iou_values,
         )
@@ -585,25 +649,65 @@ class MeanAveragePrecision(Metric):
         return dim_zero_cat(value)
 
     # ------------------------------------------------------------------ compute
-    def _tables(self, mode: str, full: bool, prefix: str = "") -> CocoTables:
-        name = f"{prefix}{mode}"
+    def _image_order(self) -> Tensor | None:
+        """Positions of the images that count, in evaluation order (None: all, as seen); see image_records.
+
+        Warns when one ``image_id`` was given to images of different content (the first is kept).
+        """
+        ids = self._state("image_ids")
+        try:
+            order = evaluation_order(ids)
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        if order is not None and order.numel() < ids.numel():
+            conflicts = conflicting_duplicates(ids, self._state("image_prints"))
+            if conflicts:
+                shown = ", ".join(map(str, conflicts[:10])) + (", ..." if len(conflicts) > 10 else "")
+                rank_zero_warn(
+                    f"{len(conflicts)} `image_id`(s) were given to images with different content: {shown}. "
+                    "Each id counts once, with the content of its first copy (rank 0's first under DDP).",
+                    UserWarning,
+                )
+        return order
+
+    def _n_evaluated(self, order: Tensor | None) -> int:
+        return int(self.n_images) if order is None else order.numel()
+
+    def _rows(self, name: str, order: Tensor | None) -> dict[str, Tensor]:
+        """The state of one evaluation (``prefix + mode``), only the images that count, in their order."""
+        dets = ("scores", "labels", "rank", "tp", "ignored")
+        out = {k: self._state(f"{name}_{k}") for k in (*dets, "gt_labels", "gt_counts")}
+        if order is not None:
+            det_rows = segment_rows(self._state(f"{name}_image_dets"), order)
+            gt_rows = segment_rows(self._state(f"{name}_image_gts"), order)
+            out.update({k: out[k][det_rows] for k in dets})
+            out.update({k: out[k][gt_rows] for k in ("gt_labels", "gt_counts")})
+        return out
+
+    def _tables(self, mode: str, full: bool, prefix: str = "", order: Tensor | None = None) -> CocoTables:
+        rows = self._rows(f"{prefix}{mode}", order)
         accumulate = coco_accumulate if self._compiled(self.device) else coco_accumulate_torch
         return accumulate(
-            self._state(f"{name}_scores"),
-            self._state(f"{name}_labels").long(),
-            self._state(f"{name}_rank").long(),
-            self._state(f"{name}_tp"),
-            self._state(f"{name}_ignored"),
-            self._state(f"{name}_gt_labels").long(),
-            self._state(f"{name}_gt_counts").long(),
+            rows["scores"],
+            rows["labels"].long(),
+            rows["rank"].long(),
+            rows["tp"],
+            rows["ignored"],
+            rows["gt_labels"].long(),
+            rows["gt_counts"].long(),
             len(self.iou_thresholds),
             torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
             self.max_detection_thresholds,
             full=full,
         )
 
-    def _ious(self, classes: Tensor, prefix: str = "") -> dict[tuple[int, int], Tensor | list]:
-        """pycocotools' ``ious``: {(image, class): (n_det, n_gt) IoU tensor, or [] if either is empty}."""
+    def _ious(
+        self, classes: Tensor, prefix: str = "", order: Tensor | None = None
+    ) -> dict[tuple[int, int], Tensor | list]:
+        """pycocotools' ``ious``: {(image, class): (n_det, n_gt) IoU tensor, or [] if either is empty}.
+
+        Images are their position in update order, or their ``image_id`` when ids are given.
+        """
         index, values = self._state(f"{prefix}ious_index").tolist(), self._state(f"{prefix}ious_values")
         blocks, row, start, first_image = {}, 0, 0, 0
         for n_images, n_rows in self._state(f"{prefix}ious_updates").tolist():
@@ -614,7 +718,11 @@ class MeanAveragePrecision(Metric):
             row += n_rows
             first_image += n_images
         labels = classes.tolist()
-        return {(image, c): blocks.get((image, c), []) for image in range(first_image) for c in labels}
+        if order is None:
+            return {(image, c): blocks.get((image, c), []) for image in range(first_image) for c in labels}
+        ids = self._state("image_ids")[order].tolist()
+        pairs = zip(order.tolist(), ids, strict=True)
+        return {(i, c): blocks.get((pos, c), []) for pos, i in pairs for c in labels}
 
     def _classes(self, tables: CocoTables) -> Tensor:
         if self.average == "micro":
@@ -626,16 +734,21 @@ class MeanAveragePrecision(Metric):
 
         ``full=False`` fills only what the summary reads (precision at the last maxDet).
         ``iou_type``: which evaluation ("bbox" or "segm"; default: the first of ``iou_type``).
-        With no image seen, the stats are all -1 and the tables have no class.
+        With no image seen, the stats are all -1 and the tables have no class. With ``image_id``
+        in the targets, each id counts once and the images are taken in sorted id order.
         """
         iou_type = self.iou_type[0] if iou_type is None else iou_type
         if iou_type not in self._prefixes:
             raise InputError(f"`iou_type` must be one of {self.iou_type}, got {iou_type!r}")
-        iou_thr = torch.tensor(self.iou_thresholds, dtype=torch.float64, device=self.device)
         with synced(self):  # the state of every rank, as compute() sees it
-            tables = self._tables(self._modes[0], full=full, prefix=self._prefixes[iou_type])
-            if int(self.n_images) == 0:
-                return torch.full((12,), -1.0, dtype=torch.float64, device=self.device), tables
+            return self._evaluate(full, iou_type, self._image_order())
+
+    def _evaluate(self, full: bool, iou_type: str, order: Tensor | None) -> tuple[Tensor, CocoTables]:
+        """:meth:`coco_eval` on the (synced) state, for the images ``order`` chooses."""
+        tables = self._tables(self._modes[0], full=full, prefix=self._prefixes[iou_type], order=order)
+        if self._n_evaluated(order) == 0:
+            return torch.full((12,), -1.0, dtype=torch.float64, device=self.device), tables
+        iou_thr = torch.tensor(self.iou_thresholds, dtype=torch.float64, device=self.device)
         stats = coco_summarize(tables, iou_thr, self.max_detection_thresholds)
         if self.backend == "faster_coco_eval":  # its summary reads mAP at the last maxDet, not at 100
             stats = torch.cat([last_max_det_ap(tables.precision).reshape(1).to(stats), stats[1:]])
@@ -647,34 +760,40 @@ class MeanAveragePrecision(Metric):
         With ``iou_type=("bbox", "segm")`` every key but ``classes`` comes once per type, prefixed
         ``bbox_`` / ``segm_``, as in torchmetrics.
         """
-        mdt = self.max_detection_thresholds
-        names = coco_stat_names(mdt)
         out: dict[str, Any] = {}
         classes = torch.zeros(0, dtype=torch.int32, device=self.device)
+        order = self._image_order()  # (torchmetrics' compute() wrapper has synced the state)
         for iou_type, p in self._prefixes.items():
-            stats64, tables = self.coco_eval(full=self.extended_summary, iou_type=iou_type)
-            stats = stats64.to(torch.float32)
-            out.update({f"{p}{name}": stats[i] for i, name in enumerate(names)})
-            if int(self.n_images) == 0:  # torchmetrics returns only the stats and the (empty) classes
-                continue
-            if self.extended_summary:
-                out[f"{p}ious"] = self._ious(tables.classes, p)
-                out[f"{p}precision"] = tables.precision
-                out[f"{p}recall"] = tables.recall
-                out[f"{p}scores"] = tables.scores
-            if self.class_metrics:
-                class_tables = tables if self._modes[0] == "macro" else self._tables("macro", False, p)
-                ap, ar = per_class_ap_ar(class_tables, mdt)
-                if self.backend == "faster_coco_eval":
-                    ap = last_max_det_class_ap(class_tables.precision).to(ap)
-                out[f"{p}map_per_class"] = ap.to(torch.float32)
-                out[f"{p}mar_{mdt[-1]}_per_class"] = ar.to(torch.float32)
-            else:
-                out[f"{p}map_per_class"] = torch.tensor([-1.0])
-                out[f"{p}mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
-            classes = self._classes(tables)
+            classes = self._compute_one(out, iou_type, p, order, classes)
         out["classes"] = classes
         return out
+
+    def _compute_one(
+        self, out: dict[str, Any], iou_type: str, p: str, order: Tensor | None, classes: Tensor
+    ) -> Tensor:
+        """Add one IoU type's keys (prefix ``p``) to ``out``; returns the classes to report."""
+        mdt = self.max_detection_thresholds
+        stats64, tables = self._evaluate(self.extended_summary, iou_type, order)
+        stats = stats64.to(torch.float32)
+        out.update({f"{p}{name}": stats[i] for i, name in enumerate(coco_stat_names(mdt))})
+        if self._n_evaluated(order) == 0:  # torchmetrics returns only the stats and the (empty) classes
+            return classes
+        if self.extended_summary:
+            out[f"{p}ious"] = self._ious(tables.classes, p, order)
+            out[f"{p}precision"] = tables.precision
+            out[f"{p}recall"] = tables.recall
+            out[f"{p}scores"] = tables.scores
+        if self.class_metrics:
+            class_tables = tables if self._modes[0] == "macro" else self._tables("macro", False, p, order)
+            ap, ar = per_class_ap_ar(class_tables, mdt)
+            if self.backend == "faster_coco_eval":
+                ap = last_max_det_class_ap(class_tables.precision).to(ap)
+            out[f"{p}map_per_class"] = ap.to(torch.float32)
+            out[f"{p}mar_{mdt[-1]}_per_class"] = ar.to(torch.float32)
+        else:
+            out[f"{p}map_per_class"] = torch.tensor([-1.0])
+            out[f"{p}mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
+        return self._classes(tables)
 
     def curves(
         self,
@@ -717,26 +836,21 @@ class MeanAveragePrecision(Metric):
                 "`curves()` needs per-class state: create the metric with average='macro' (the default) "
                 f"or class_metrics=True, got average={self.average!r}, class_metrics={self.class_metrics!r}"
             )
-        synced_here = not self._is_synced
-        if synced_here:
-            self.sync(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync)
-        try:
+        with synced(self):  # the state of every rank, as compute() sees it
+            rows = self._rows("macro", self._image_order())
             return coco_state_curves(
-                self._state("macro_scores"),
-                self._state("macro_labels"),
-                self._state("macro_tp"),
-                self._state("macro_ignored"),
-                self._state("macro_gt_labels"),
-                self._state("macro_gt_counts"),
+                rows["scores"],
+                rows["labels"],
+                rows["tp"],
+                rows["ignored"],
+                rows["gt_labels"],
+                rows["gt_counts"],
                 self.iou_thresholds,
                 iou_threshold,
                 rec_thresholds=torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
                 confidence=confidence,
                 average=average,
             )
-        finally:
-            if synced_here and self._is_synced:
-                self.unsync(should_unsync=self._should_unsync)
 
     def plot(
         self,
