@@ -136,11 +136,13 @@ class Reference:
     cat_ids: list[int]
 
 
-def _cocoeval(images: list[Image]) -> COCOeval:
-    """A bbox COCOeval over the images, numbered 0.. in list order (not yet evaluated)."""
+def _cocoeval(images: list[Image], image_ids: list[int] | None = None) -> COCOeval:
+    """A bbox COCOeval over the images, numbered 0.. in list order or ``image_ids`` (not yet evaluated)."""
     gt_anns, dt_anns = [], []
     labels: set[int] = set()
-    for img_id, im in enumerate(images):
+    ids = list(range(len(images))) if image_ids is None else list(image_ids)
+    assert len(set(ids)) == len(ids) == len(images), "one distinct id per image"
+    for img_id, im in zip(ids, images, strict=True):
         for j in range(len(im.gt_boxes)):
             box = im.gt_boxes[j].tolist()
             area = float(im.gt_area[j]) if im.gt_area is not None and im.gt_area[j] > 0 else box[2] * box[3]
@@ -169,7 +171,7 @@ def _cocoeval(images: list[Image]) -> COCOeval:
                 }
             )
             labels.add(int(im.dt_labels[j]))
-    imgs = [{"id": i} for i in range(len(images))]
+    imgs = [{"id": i} for i in ids]
     cats = [{"id": c} for c in sorted(labels)]
     with contextlib.redirect_stdout(io.StringIO()):
         gt, dt = COCO(), COCO()
@@ -187,9 +189,10 @@ def pycocotools_eval(
     max_dets: list[int] | None = None,
     cat_ids: list[int] | None = None,
     use_cats: bool = True,
+    image_ids: list[int] | None = None,
 ) -> Reference:
-    """Run COCOeval (bbox) evaluate + accumulate + summarize on the images."""
-    ev = _cocoeval(images)
+    """Run COCOeval (bbox) evaluate + accumulate + summarize on the images (ids: ``image_ids``, else 0..)."""
+    ev = _cocoeval(images, image_ids)
     if iou_thresholds is not None:
         ev.params.iouThrs = np.array(iou_thresholds, dtype=np.float64)
     if rec_thresholds is not None:
@@ -212,9 +215,9 @@ def pycocotools_eval(
     )
 
 
-def pycocotools_ious(images: list[Image]) -> dict:
+def pycocotools_ious(images: list[Image], image_ids: list[int] | None = None) -> dict:
     """COCOeval.ious for the images (after evaluate), keyed (image, category)."""
-    ev = _cocoeval(images)
+    ev = _cocoeval(images, image_ids)
     with contextlib.redirect_stdout(io.StringIO()):
         ev.evaluate()
     return ev.ious

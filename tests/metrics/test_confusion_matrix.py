@@ -444,3 +444,31 @@ def test_cuda_matches_cpu(matching: str) -> None:
     out = gpu.compute()
     assert out.device.type == "cuda"
     assert torch.equal(out.cpu(), cpu.compute())
+
+
+# ----------------------------------------------------------------------------- image ids
+@pytest.mark.parametrize("matching", ["agnostic", "class_first"])
+def test_image_ids_count_copies_once(matching: str) -> None:
+    """A sampler's padded copies (same id) count once; any order gives the brute-force matrix."""
+    preds, target = to_torch(make_dataset(6, n_images=9), "xyxy")
+    target = [{**t, "image_id": 100 - i} for i, t in enumerate(target)]
+    ref, _ = reference_matrix(preds, target, 4, 0.5, 0.25, matching)
+    metric = ConfusionMatrix(num_classes=4, matching=matching)
+    seen = [4, 0, 8, 2, 6, 1, 3, 5, 7, 0, 1, 4]  # images 0, 1 and 4 twice
+    for k in range(0, len(seen), 5):
+        part = seen[k : k + 5]
+        metric.update([preds[i] for i in part], [target[i] for i in part])
+    np.testing.assert_array_equal(metric.compute().numpy(), ref)
+    plain = ConfusionMatrix(num_classes=4, matching=matching)
+    plain.update(
+        [preds[i] for i in seen], [{k: v for k, v in target[i].items() if k != "image_id"} for i in seen]
+    )
+    assert (plain.compute().numpy() != ref).any(), "without ids the copies count again"
+
+
+def test_image_ids_in_some_batches_only_are_an_error() -> None:
+    preds, target = to_torch(make_dataset(6, n_images=3), "xyxy")
+    metric = ConfusionMatrix(num_classes=4)
+    metric.update(preds[:1], [{**target[0], "image_id": 0}])
+    with pytest.raises(ValueError, match="`image_id` must be given in every target dict or in none"):
+        metric.update(preds[1:], target[1:])

@@ -42,7 +42,8 @@ def test_ddp_sum_equals_single_process(plan: list[list[tuple[int, int]]]) -> Non
     results = run_distributed(_worker, world_size=2, payload=plan)
     for r in results:
         np.testing.assert_array_equal(r["matrix"], expected)
-        # one state tensor: torchmetrics gathers its shape, then its values, whatever the updates
-        assert r["all_gathers"] == 2
+        # three states (matrix, image records, cells): torchmetrics gathers the shape, then the
+        # values of each, whatever the updates
+        assert r["all_gathers"] == 6
     # the local state is kept after compute (unsynced), so updates can continue
     np.testing.assert_array_equal(results[0]["local"] + results[1]["local"], expected)

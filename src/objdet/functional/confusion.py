@@ -21,6 +21,7 @@ from objdet.ops.confusion import greedy_match
 
 __all__ = [
     "confusion_precision_recall_f1",
+    "detection_confusion_cells",
     "detection_confusion_matrix",
     "normalize_confusion_matrix",
 ]
@@ -66,6 +67,34 @@ def detection_confusion_matrix(
                 [0, 0, 0]])
     """
     c = num_classes
+    cells, _ = detection_confusion_cells(
+        det_img, det_label, det_score, det_xywh, gt_img, gt_label, gt_xywh, gt_crowd, num_classes,
+        iou_threshold, conf_threshold, matching,
+    )  # fmt: skip
+    return torch.bincount(cells, minlength=(c + 1) ** 2).reshape(c + 1, c + 1).to(torch.int64)
+
+
+def detection_confusion_cells(
+    det_img: Tensor,
+    det_label: Tensor,
+    det_score: Tensor,
+    det_xywh: Tensor,
+    gt_img: Tensor,
+    gt_label: Tensor,
+    gt_xywh: Tensor,
+    gt_crowd: Tensor,
+    num_classes: int,
+    iou_threshold: float = 0.5,
+    conf_threshold: float = 0.25,
+    matching: str = "agnostic",
+) -> tuple[Tensor, Tensor]:
+    """What each counted detection and GT adds to the matrix: its cell and its image.
+
+    Same arguments as :func:`detection_confusion_matrix`. Returns ``(cells, images)``, int64
+    each: ``cells`` are flat indices ``row * (C + 1) + column`` (one per counted detection,
+    then one per missed GT), ``images`` their image indices. The matrix is the cells' bincount.
+    """
+    c = num_classes
     keep = det_score >= conf_threshold
     det_img, det_label, det_score, det_xywh = det_img[keep], det_label[keep], det_score[keep], det_xywh[keep]
     match = greedy_match(
@@ -83,11 +112,11 @@ def detection_confusion_matrix(
     # row of each detection: its GT's class, or C (background) through an extra last entry
     row_of_gt = torch.cat([gt_label, gt_label.new_full((1,), c)])
     det_row = row_of_gt[torch.where(match.det_to_gt >= 0, match.det_to_gt, gt_label.numel())]
-    det_cell = (det_row * (c + 1) + det_label)[~match.crowd_covered]
+    counted = ~match.crowd_covered
+    det_cell = (det_row * (c + 1) + det_label)[counted]
     missed = (match.gt_to_det < 0) & ~gt_crowd
     gt_cell = gt_label[missed] * (c + 1) + c
-    cells = torch.cat([det_cell, gt_cell])
-    return torch.bincount(cells, minlength=(c + 1) ** 2).reshape(c + 1, c + 1).to(torch.int64)
+    return torch.cat([det_cell, gt_cell]), torch.cat([det_img[counted], gt_img[missed]])
 
 
 def confusion_precision_recall_f1(matrix: Tensor) -> dict[str, Tensor]:

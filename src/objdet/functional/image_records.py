@@ -86,7 +86,7 @@ def image_fingerprints(n_images: int, parts: list[tuple[Tensor, Tensor]]) -> Ten
     Args:
         n_images: N.
         parts: ``(row_image, values)`` pairs: (R,) image index of each row and (R, C) float64
-            values (C <= 7); every part adds its rows' weighted values and its row count
+            values (C <= 7; (R,) is one column); every part adds its rows' weighted values and its row count
             to its images' fingerprint, with weights of its own.
 
     Order matters only through float rounding: compare with a relative tolerance
@@ -96,7 +96,9 @@ def image_fingerprints(n_images: int, parts: list[tuple[Tensor, Tensor]]) -> Ten
     out = torch.zeros(n_images, dtype=torch.float64, device=device)
     weights = _WEIGHTS.to(device)
     for p, (row_image, values) in enumerate(parts):
-        values = values.to(torch.float64).reshape(values.shape[0], -1)
+        values = values.to(torch.float64)
+        if values.ndim == 1:
+            values = values[:, None]
         row = torch.cat([torch.ones_like(values[:, :1]), values], 1) @ weights[: values.shape[1] + 1]
         out.index_add_(0, row_image.to(torch.int64), row * (p + 1) ** 0.5)
     return out

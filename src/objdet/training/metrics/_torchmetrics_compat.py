@@ -7,6 +7,7 @@ Small pure helpers, each for one torchmetrics behaviour:
 * :func:`last_max_det_ap` / :func:`last_max_det_class_ap`: faster-coco-eval's summary rule
   (AP read at the last max-detection threshold);
 * :func:`apply_keeping_dtypes`: ``.to(...)`` / ``set_dtype(...)`` move the state, never recast it;
+* :func:`fill_empty_list_states` / :func:`cat_state`: list states under DDP and at compute time.
 * :func:`synced`: public reads of the state see the state of all ranks, as ``compute()`` does.
 """
 
@@ -168,6 +169,29 @@ def apply_keeping_dtypes(
 
 
 # ---------------------------------------------------------------------------- sync
+#: a list state's element dtype and trailing shape (its rows may be any number)
+ListStates = dict[str, tuple[torch.dtype, tuple[int, ...]]]
+
+
+def fill_empty_list_states(metric: Metric, specs: ListStates) -> None:
+    """Give every empty list state one empty tensor: a rank without updates still joins every gather."""
+    for name, (dtype, shape) in specs.items():
+        value = getattr(metric, name)
+        if isinstance(value, list) and not value:
+            value.append(torch.zeros((0, *shape), dtype=dtype, device=metric.device))
+
+
+def cat_state(metric: Metric, name: str, specs: ListStates) -> Tensor:
+    """A list state as one tensor (synced: already one), empty with its dtype and shape if no rows."""
+    value = getattr(metric, name)
+    if isinstance(value, Tensor):
+        return value
+    if not value:
+        dtype, shape = specs[name]
+        return torch.zeros((0, *shape), dtype=dtype, device=metric.device)
+    return torch.cat(value) if len(value) > 1 else value[0]
+
+
 @contextlib.contextmanager
 def synced(metric: Metric) -> Iterator[None]:
     """The state of every rank inside the block, as ``compute()`` sees it; a no-op if already synced.

@@ -13,14 +13,26 @@ from torchmetrics import Metric
 from objdet.functional.confusion import (
     Normalize,
     confusion_precision_recall_f1,
-    detection_confusion_matrix,
+    detection_confusion_cells,
     normalize_confusion_matrix,
 )
+from objdet.functional.image_records import segment_rows
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.ops.confusion import MATCHING_MODES
 from objdet.training.metrics._detection_inputs import flatten_detections
 from objdet.training.metrics._errors import InputError
-from objdet.training.metrics._torchmetrics_compat import apply_keeping_dtypes
+from objdet.training.metrics._images import (
+    batch_fingerprints,
+    batch_image_ids,
+    image_records,
+    images_to_evaluate,
+)
+from objdet.training.metrics._torchmetrics_compat import (
+    ListStates,
+    apply_keeping_dtypes,
+    cat_state,
+    fill_empty_list_states,
+)
 
 
 class ConfusionMatrix(Metric):
@@ -41,7 +53,11 @@ class ConfusionMatrix(Metric):
     column j to the counted detections of class j.
 
     The state is the matrix itself (sum-reduced under DDP); matching runs in ``update()`` on
-    the inputs' device, vectorised over the batch.
+    the inputs' device, vectorised over the batch. With ``image_id`` in the targets (given for
+    every image or for none) the state keeps each image's nonzero cells instead, and an id
+    counts once, its first copy (rank 0's first under DDP), as in
+    :class:`~objdet.training.metrics.MeanAveragePrecision`: the copies a
+    ``DistributedSampler`` pads its shards with are not counted twice.
 
     Args:
         num_classes: C; labels must lie in 0..C-1.
@@ -73,6 +89,8 @@ class ConfusionMatrix(Metric):
     full_state_update = False
     if TYPE_CHECKING:  # for mypy only: TorchScript cannot read postponed (string) class annotations
         matrix: Tensor
+        image_records: list[Tensor]
+        cells: list[Tensor]
 
     def __init__(
         self,
@@ -113,17 +131,24 @@ class ConfusionMatrix(Metric):
         self.matching = matching
         size = num_classes + 1
         self.add_state("matrix", default=torch.zeros(size, size, dtype=torch.int64), dist_reduce_fx="sum")
+        # per image, in the order seen (see _images): its id, a fingerprint of its inputs and its
+        # number of nonzero cells; with ids, those cells (flat index, count), grouped by image
+        self._list_states: ListStates = {"image_records": (torch.int64, (3,)), "cells": (torch.int64, (2,))}
+        for name in self._list_states:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, preds: Sequence[dict[str, Tensor]], target: Sequence[dict[str, Tensor]]) -> None:
         """Match one batch of images and add its counts.
 
         Args:
             preds: one dict per image with ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,).
-            target: one dict per image with ``boxes`` (M, 4), ``labels`` (M,), optional ``iscrowd`` (M,).
+            target: one dict per image with ``boxes`` (M, 4), ``labels`` (M,), optional ``iscrowd`` (M,)
+                and ``image_id`` (an int; see the class docstring).
         """
         flat = flatten_detections(preds, target, self.box_format, num_classes=self.num_classes)
         assert flat.det_xywh is not None and flat.gt_xywh is not None  # boxes are required by default
-        self.matrix += detection_confusion_matrix(
+        ids = batch_image_ids(flat, self.image_records)
+        cells, images = detection_confusion_cells(
             flat.det_img,
             flat.det_label,
             flat.det_score,
@@ -136,7 +161,20 @@ class ConfusionMatrix(Metric):
             iou_threshold=self.iou_threshold,
             conf_threshold=self.conf_threshold,
             matching=self.matching,
-        ).to(self.matrix.device)
+        )
+        n_cells = (self.num_classes + 1) ** 2
+        per_image = torch.zeros(flat.n_images, dtype=torch.int64, device=ids.device)
+        if flat.image_ids is None:
+            self.matrix += torch.bincount(cells, minlength=n_cells).reshape(self.matrix.shape).to(self.matrix)
+        else:  # nonzero cells per image, grouped by image
+            image_cell, counts = torch.unique(images * n_cells + cells, return_counts=True)
+            self.cells.append(torch.stack([image_cell % n_cells, counts], 1))
+            per_image = torch.bincount(image_cell // n_cells, minlength=flat.n_images)
+        self.image_records.append(image_records(ids, batch_fingerprints(flat), [per_image]))
+
+    def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
+        fill_empty_list_states(self, self._list_states)
+        super()._sync_dist(dist_sync_fn, process_group)  # type: ignore[arg-type]
 
     def _apply(self, fn: Callable, exclude_state: Sequence[str] = ()) -> torch.nn.Module:
         """``.to()`` / ``set_dtype()`` move the int64 counts and never recast them (they stay exact)."""
@@ -147,7 +185,14 @@ class ConfusionMatrix(Metric):
 
     def compute(self) -> Tensor:
         """The int64 (C + 1, C + 1) matrix: rows ground truth, columns predictions, index C background."""
-        return self.matrix.clone()
+        records = cat_state(self, "image_records", self._list_states)
+        order = images_to_evaluate(records)
+        if order is None:
+            return self.matrix.clone()
+        cells = cat_state(self, "cells", self._list_states)[segment_rows(records[:, 2], order)]
+        flat = torch.zeros(self.matrix.numel(), dtype=torch.int64, device=cells.device)
+        flat.index_add_(0, cells[:, 0], cells[:, 1])
+        return self.matrix + flat.reshape(self.matrix.shape).to(self.matrix.device)
 
     def normalized(self, normalize: Normalize = "true") -> Tensor:
         """The matrix in float64 normalised by true class (rows), predicted class (columns) or total.

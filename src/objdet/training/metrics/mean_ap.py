@@ -9,8 +9,6 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import rank_zero_warn
-from torchmetrics.utilities.data import dim_zero_cat
 
 from objdet.functional.coco import (
     AREA_RANGES,
@@ -24,21 +22,25 @@ from objdet.functional.coco import (
     per_class_ap_ar,
 )
 from objdet.functional.curves import DetectionCurves, coco_state_curves
-from objdet.functional.image_records import (
-    NO_IMAGE_ID,
-    conflicting_duplicates,
-    evaluation_order,
-    image_fingerprints,
-    segment_rows,
-)
+from objdet.functional.image_records import segment_rows
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.ops.coco import coco_gt_ignored, coco_match
 from objdet.ops.coco_cpu import coco_match_cpu, gt_image_class_counts
 from objdet.ops.masks import MaskBatch, mask_batch
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
 from objdet.training.metrics._errors import InputError
+from objdet.training.metrics._images import (
+    ID,
+    batch_fingerprints,
+    batch_image_ids,
+    image_records,
+    images_to_evaluate,
+)
 from objdet.training.metrics._torchmetrics_compat import (
+    ListStates,
     apply_keeping_dtypes,
+    cat_state,
+    fill_empty_list_states,
     last_max_det_ap,
     last_max_det_class_ap,
     resolve_grid,
@@ -208,8 +210,7 @@ class MeanAveragePrecision(Metric):
     warn_on_many_detections = True
     if TYPE_CHECKING:  # for mypy only: TorchScript cannot read postponed (string) class annotations
         n_images: Tensor
-        image_ids: list[Tensor]
-        image_prints: list[Tensor]
+        image_records: list[Tensor]
         seen_labels: list[Tensor]
         ious_index: list[Tensor]
         ious_values: list[Tensor]
@@ -295,11 +296,12 @@ class MeanAveragePrecision(Metric):
             ["macro"] if average == "macro" else (["micro", "macro"] if class_metrics else ["micro"])
         )
         # state name -> (dtype, trailing shape), used to give ranks without updates empty tensors.
-        self._list_states: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
-        # per image, in the order seen: its `image_id` (NO_IMAGE_ID without) and a summary of its
-        # content (to warn when one id is given to different images); see functional.image_records
-        self._list_states["image_ids"] = (torch.int64, ())
-        self._list_states["image_prints"] = (torch.float64, ())
+        self._list_states: ListStates = {}
+        # the evaluations (state name prefixes), in the order of their columns in the image records
+        self._groups = [f"{p}{mode}" for p in self._prefixes.values() for mode in self._modes]
+        # per image, in the order seen (see _images): its `image_id`, a fingerprint of its inputs,
+        # then per evaluation its rows in the detection table and in the GT table
+        self._list_states["image_records"] = (torch.int64, (2 + 2 * len(self._groups),))
         if average == "micro":  # classes are pooled in the state; remember which were seen
             self._list_states["seen_labels"] = (torch.int64, ())
         for p, mode in ((p, mode) for p in self._prefixes.values() for mode in self._modes):
@@ -313,9 +315,6 @@ class MeanAveragePrecision(Metric):
                     # one row per (image, class) of the GTs
                     f"{p}{mode}_gt_labels": (torch.int32, ()),
                     f"{p}{mode}_gt_counts": (torch.int32, (len(AREA_RANGES),)),
-                    # per image: its rows in the detection and the GT tables (rows grouped by image)
-                    f"{p}{mode}_image_dets": (torch.int32, ()),
-                    f"{p}{mode}_image_gts": (torch.int32, ()),
                 }
             )
         for p in self._prefixes.values() if extended_summary else ():
@@ -412,7 +411,7 @@ class MeanAveragePrecision(Metric):
             boxes="bbox" in self.iou_type,
             masks=use_masks,
         )
-        self._record_images(flat)
+        ids = batch_image_ids(flat, self.image_records)
         self.n_images += flat.n_images
         if self.average == "micro":
             self.seen_labels.append(torch.unique(torch.cat([flat.det_label, flat.gt_label])))
@@ -430,8 +429,9 @@ class MeanAveragePrecision(Metric):
             given = flat.gt_area_given
             # the mask area is the default GT area for every IoU type once masks are given (torchmetrics)
             flat.gt_area = torch.where(given > 0, given, masks.gt_area.to(given))
-        if flat.image_ids is not None:
-            self._record_prints(flat, masks)
+        det_mask_area = masks.det_area[:, None] if masks is not None else None
+        prints = batch_fingerprints(flat, det_mask_area, flat.gt_area[:, None])
+        rows_per_image: list[Tensor] = []
         for iou_type in self.iou_type:
             # detection areas (for the area ranges): the mask's or the box's, unless preds give `area`
             det_area = masks.det_area.to(torch.float64) if iou_type == "segm" and masks is not None else None
@@ -441,45 +441,15 @@ class MeanAveragePrecision(Metric):
                     det_area = flat.det_xywh[:, 2] * flat.det_xywh[:, 3]
                 det_area = torch.where(torch.isnan(flat.det_area_given), det_area, flat.det_area_given)
             for mode in self._modes:
-                self._update_mode(
+                rows_per_image += self._update_mode(
                     mode, flat, self._prefixes[iou_type], masks if iou_type == "segm" else None, det_area
                 )
-
-    def _record_images(self, flat: FlatDetections) -> None:
-        """Append the batch's image ids (NO_IMAGE_ID without); ids in some updates only are an error."""
-        device = flat.det_score.device
-        given = flat.image_ids is not None
-        earlier = [t for t in self.image_ids if t.numel()] if isinstance(self.image_ids, list) else []
-        if earlier and (int(earlier[0][0]) != NO_IMAGE_ID) != given:
-            raise InputError(
-                "`image_id` must be given in every target dict or in none: "
-                + (
-                    "this batch's targets have it, earlier batches' did not"
-                    if given
-                    else "earlier batches' targets had it, this batch's do not"
-                )
-            )
-        if flat.image_ids is None:
-            ids = torch.full((flat.n_images,), NO_IMAGE_ID, dtype=torch.int64, device=device)
-            self.image_prints.append(torch.zeros(flat.n_images, dtype=torch.float64, device=device))
-        else:
-            ids = flat.image_ids.to(device)
-        self.image_ids.append(ids)
-
-    def _record_prints(self, flat: FlatDetections, masks: MaskBatch | None) -> None:
-        """A summary of each image's inputs, to tell copies of an image from other images with its id."""
-        det_geometry = flat.det_xywh if flat.det_xywh is not None else masks.det_area[:, None]  # type: ignore[union-attr]
-        gt_geometry = flat.gt_xywh if flat.gt_xywh is not None else flat.gt_area[:, None]
-        f64 = torch.float64
-        det = torch.cat([flat.det_score[:, None], flat.det_label[:, None].to(f64), det_geometry.to(f64)], 1)
-        gt = torch.cat(
-            [flat.gt_label[:, None].to(f64), flat.gt_crowd[:, None].to(f64), gt_geometry.to(f64)], 1
-        )
-        self.image_prints.append(image_fingerprints(flat.n_images, [(flat.det_img, det), (flat.gt_img, gt)]))
+        self.image_records.append(image_records(ids, prints, rows_per_image))
 
     def _update_mode(
         self, mode: str, flat: FlatDetections, prefix: str, masks: MaskBatch | None, det_area: Tensor | None
-    ) -> None:
+    ) -> list[Tensor]:
+        """Match for one evaluation and append its rows; returns its rows per image (detections, GTs)."""
         det_label, gt_label = flat.det_label, flat.gt_label
         if mode == "micro":
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
@@ -498,8 +468,6 @@ class MeanAveragePrecision(Metric):
         getattr(self, f"{name}_ignored").append(ignored)
         getattr(self, f"{name}_gt_labels").append(classes)
         getattr(self, f"{name}_gt_counts").append(counts)
-        getattr(self, f"{name}_image_dets").append(image_dets)
-        getattr(self, f"{name}_image_gts").append(image_gts)
         if iou_groups is not None and iou_values is not None:
             # Images are numbered at compute time by walking the updates in state order (which is
             # update order, rank after rank under DDP), so forward() and DDP merges stay right.
@@ -509,6 +477,8 @@ class MeanAveragePrecision(Metric):
             getattr(self, f"{prefix}ious_updates").append(
                 torch.tensor([[flat.n_images, n_rows]], dtype=torch.int64, device=device)
             )
+        assert image_dets is not None and image_gts is not None
+        return [image_dets, image_gts]
 
     def _match_cpu(
         self,
@@ -633,42 +603,16 @@ class MeanAveragePrecision(Metric):
 
     # ------------------------------------------------------------------ sync
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
-        # A rank that saw no update still has to take part in every gather: give it empty tensors.
-        for name, (dtype, shape) in self._list_states.items():
-            if isinstance(getattr(self, name), list) and not getattr(self, name):
-                getattr(self, name).append(torch.zeros((0, *shape), dtype=dtype, device=self.device))
+        fill_empty_list_states(self, self._list_states)
         super()._sync_dist(dist_sync_fn, process_group)  # type: ignore[arg-type]
 
     def _state(self, name: str) -> Tensor:
-        value = getattr(self, name)
-        if isinstance(value, Tensor):
-            return value
-        if not value:
-            dtype, shape = self._list_states[name]
-            return torch.zeros((0, *shape), dtype=dtype, device=self.device)
-        return dim_zero_cat(value)
+        return cat_state(self, name, self._list_states)
 
     # ------------------------------------------------------------------ compute
     def _image_order(self) -> Tensor | None:
-        """Positions of the images that count, in evaluation order (None: all, as seen); see image_records.
-
-        Warns when one ``image_id`` was given to images of different content (the first is kept).
-        """
-        ids = self._state("image_ids")
-        try:
-            order = evaluation_order(ids)
-        except ValueError as err:
-            raise InputError(str(err)) from None
-        if order is not None and order.numel() < ids.numel():
-            conflicts = conflicting_duplicates(ids, self._state("image_prints"))
-            if conflicts:
-                shown = ", ".join(map(str, conflicts[:10])) + (", ..." if len(conflicts) > 10 else "")
-                rank_zero_warn(
-                    f"{len(conflicts)} `image_id`(s) were given to images with different content: {shown}. "
-                    "Each id counts once, with the content of its first copy (rank 0's first under DDP).",
-                    UserWarning,
-                )
-        return order
+        """Positions of the images that count, in evaluation order (None: all, as seen); see ``_images``."""
+        return images_to_evaluate(self._state("image_records"))
 
     def _n_evaluated(self, order: Tensor | None) -> int:
         return int(self.n_images) if order is None else order.numel()
@@ -678,8 +622,10 @@ class MeanAveragePrecision(Metric):
         dets = ("scores", "labels", "rank", "tp", "ignored")
         out = {k: self._state(f"{name}_{k}") for k in (*dets, "gt_labels", "gt_counts")}
         if order is not None:
-            det_rows = segment_rows(self._state(f"{name}_image_dets"), order)
-            gt_rows = segment_rows(self._state(f"{name}_image_gts"), order)
+            column = 2 + 2 * self._groups.index(name)  # see __init__: the image records' columns
+            records = self._state("image_records")
+            det_rows = segment_rows(records[:, column], order)
+            gt_rows = segment_rows(records[:, column + 1], order)
             out.update({k: out[k][det_rows] for k in dets})
             out.update({k: out[k][gt_rows] for k in ("gt_labels", "gt_counts")})
         return out
@@ -720,7 +666,7 @@ class MeanAveragePrecision(Metric):
         labels = classes.tolist()
         if order is None:
             return {(image, c): blocks.get((image, c), []) for image in range(first_image) for c in labels}
-        ids = self._state("image_ids")[order].tolist()
+        ids = self._state("image_records")[order, ID].tolist()
         pairs = zip(order.tolist(), ids, strict=True)
         return {(i, c): blocks.get((pos, c), []) for pos, i in pairs for c in labels}
 

@@ -1,0 +1,113 @@
+"""Per-image records shared by the detection metrics: ``image_id`` in the state, copies, image order.
+
+Every detection metric keeps one record per image seen, an int64 row of one list state
+(``image_records``, so that DDP gathers all of them in one go): column :data:`ID` the image's
+``image_id`` (:data:`NO_IMAGE_ID` without), column :data:`PRINT` the bits of a float64
+fingerprint of its inputs, then the metric's own per-image counts (its rows in each table).
+At compute time :func:`images_to_evaluate` chooses the images that count (see
+:mod:`objdet.functional.image_records`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics.utilities import rank_zero_warn
+
+from objdet.functional.image_records import (
+    NO_IMAGE_ID,
+    conflicting_duplicates,
+    evaluation_order,
+    image_fingerprints,
+)
+from objdet.training.metrics._detection_inputs import FlatDetections
+from objdet.training.metrics._errors import InputError
+
+#: columns of an image record; the metric's own counts follow
+ID, PRINT = 0, 1
+
+
+def batch_image_ids(flat: FlatDetections, earlier: Any) -> Tensor:
+    """The batch's ids as the state keeps them, on the inputs' device (NO_IMAGE_ID without).
+
+    ``earlier``: the metric's record state (a list of tensors between syncs). A batch with ids
+    after batches without (or the reverse) is an error: every image of a metric has an id or
+    none has.
+    """
+    device = flat.det_score.device
+    given = flat.image_ids is not None
+    before = [t for t in earlier if t.numel()] if isinstance(earlier, list) else []
+    if before and (int(before[0][0, ID]) != NO_IMAGE_ID) != given:
+        raise InputError(
+            "`image_id` must be given in every target dict or in none: "
+            + (
+                "this batch's targets have it, earlier batches' did not"
+                if given
+                else "earlier batches' targets had it, this batch's do not"
+            )
+        )
+    if flat.image_ids is None:
+        return torch.full((flat.n_images,), NO_IMAGE_ID, dtype=torch.int64, device=device)
+    return flat.image_ids.to(device)
+
+
+def batch_fingerprints(
+    flat: FlatDetections, det_geometry: Tensor | None = None, gt_geometry: Tensor | None = None
+) -> Tensor:
+    """A float64 summary of each image's inputs (zeros without ids: then nothing compares them).
+
+    Scores, labels and boxes of the detections; labels, crowd flags and boxes of the GTs.
+    ``det_geometry`` / ``gt_geometry`` ((N, k) floats) replace the boxes when there are none
+    (masks only: their areas).
+    """
+    f64 = torch.float64
+    if flat.image_ids is None:
+        return torch.zeros(flat.n_images, dtype=f64, device=flat.det_score.device)
+    det_geo = flat.det_xywh if flat.det_xywh is not None else det_geometry
+    gt_geo = flat.gt_xywh if flat.gt_xywh is not None else gt_geometry
+    assert det_geo is not None and gt_geo is not None
+    det = torch.cat(
+        [flat.det_score[:, None], flat.det_label[:, None].to(f64), det_geo.to(f64)],
+        1,
+    )
+    gt = torch.cat(
+        [
+            flat.gt_label[:, None].to(f64),
+            flat.gt_crowd[:, None].to(f64),
+            gt_geo.to(f64),
+        ],
+        1,
+    )
+    return image_fingerprints(flat.n_images, [(flat.det_img, det), (flat.gt_img, gt)])
+
+
+def image_records(ids: Tensor, prints: Tensor, counts: list[Tensor]) -> Tensor:
+    """One batch's records (B, 2 + len(counts)) int64: id, fingerprint bits, then ``counts``."""
+    columns = [ids, prints.to(torch.float64).contiguous().view(torch.int64)]
+    return torch.stack([*columns, *(c.to(device=ids.device, dtype=torch.int64) for c in counts)], 1)
+
+
+def images_to_evaluate(records: Tensor) -> Tensor | None:
+    """Positions of the images that count, in evaluation order (None: every image, as seen).
+
+    Raises :class:`InputError` when some images have ids and others not (under DDP: a rank gave
+    none); warns when an id was given to images with different content (the first is kept).
+    """
+    image_ids = records[:, ID]
+    prints = records[:, PRINT].contiguous().view(torch.float64)
+    try:
+        order = evaluation_order(image_ids)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if order is not None and order.numel() < image_ids.numel():
+        conflicts = conflicting_duplicates(image_ids, prints)
+        if conflicts:
+            shown = ", ".join(map(str, conflicts[:10])) + (", ..." if len(conflicts) > 10 else "")
+            rank_zero_warn(
+                f"{len(conflicts)} `image_id`(s) were given to images with different content: {shown}. "
+                "Each id counts once, with the content of its first copy (rank 0's first under DDP).",
+                UserWarning,
+            )
+    return order
