@@ -1,10 +1,16 @@
 """Developer sessions: ``nox -s tests lint typecheck``, ``nox -s demo``, ``nox -s bench``, ``nox -s docs``.
 
 Every session installs torch pinned to 2.13.0 first, so that on a fresh machine the CPU
-build is used and no multi-GB CUDA wheels are pulled in.
+build is used and no multi-GB CUDA wheels are pulled in. Virtualenvs are reused: a session
+says what it installs before pip starts (pip's own output is hidden), and installs nothing
+when its virtualenv already holds what this pyproject.toml asks for (a stamp in the
+virtualenv records it; editing pyproject.toml or the extras installs again).
 """
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 import nox
 
@@ -15,9 +21,39 @@ TORCH = "torch==2.13.0"
 PYTHON = "3.11"
 
 
+STAMP = ".objdet-installed"
+_CHECK = "import torch, objdet; print('objdet-ok', torch.__version__.split('+')[0])"
+
+
+def _wanted(extras: str) -> str:
+    """What an install with these extras is: the torch pin, the extras and pyproject.toml's hash."""
+    project = hashlib.sha256((Path(__file__).parent / "pyproject.toml").read_bytes()).hexdigest()
+    return f"{TORCH} extras=[{extras}] pyproject.toml={project}\n"
+
+
+def _installed(session: nox.Session, stamp: Path | None, want: str) -> bool:
+    """The stamp says ``want`` and torch (the pinned version) and objdet import."""
+    if stamp is None or not stamp.is_file() or stamp.read_text() != want:
+        return False
+    out = session.run("python", "-c", _CHECK, silent=True, success_codes=[0, 1], log=False)
+    return isinstance(out, str) and f"objdet-ok {TORCH.split('==')[1]}" in out
+
+
 def _install(session: nox.Session, extras: str = "") -> None:
+    """torch (pinned) and objdet in editable mode with ``extras``, unless already there."""
+    name = f"objdet[{extras}]" if extras else "objdet"
+    location = getattr(session.virtualenv, "location", None)
+    stamp = Path(location) / STAMP if location else None
+    want = _wanted(extras)
+    if _installed(session, stamp, want):
+        session.log(f"{TORCH} and {name} already installed in this virtualenv: skipping pip")
+        return
+    session.log(f"installing {TORCH} (CPU build; a minute or two on a fresh machine, once)")
     session.install(TORCH)
+    session.log(f"installing {name} and its dependencies (editable)")
     session.install("-e", f".[{extras}]" if extras else ".")
+    if stamp is not None:
+        stamp.write_text(want)
 
 
 @nox.session(python=PYTHON)
@@ -55,7 +91,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """The main job on the embedded demo data: ``objdet eval --demo``, plots in out/demo."""
+    """The main job on the embedded demo data: ``objdet eval --demo``, plots in out/demo.
+
+    Needs torch for the plots (the evaluation itself does not import it), so it installs
+    objdet with its dependencies like the other sessions.
+    """
     _install(session)
     session.run("objdet", "eval", "--demo", "--out", "out/demo", *session.posargs)
 

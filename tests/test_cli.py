@@ -18,6 +18,7 @@ from pycocotools.cocoeval import COCOeval
 from objdet.cli import Progress, main
 from objdet.data import demo_files
 from objdet.functional.coco import coco_stat_names
+from objdet.io.coco_arrays import CocoInputWarning
 from tests.helpers.coco_reference import make_dataset
 
 STAT_KEYS = coco_stat_names()
@@ -162,6 +163,8 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[object, object, str]]:
     bad_category = [*dt[:3], dict(dt[3], category_id=42)]
     bad_box = [*dt[:5], dict(dt[5], bbox=[1.0, 2.0, 3.0])]
     no_score = [*dt[:2], {k: v for k, v in dt[2].items() if k != "score"}]
+    string_box = [*dt[:4], dict(dt[4], bbox=[str(v) for v in dt[4]["bbox"]]), *dt[5:]]
+    string_score = [*dt[:6], dict(dt[6], score=str(dt[6]["score"])), *dt[7:]]
     return {
         "invalid json": ("{", dt, "invalid JSON"),
         "missing key": (no_annotations, dt, "annotations"),
@@ -169,12 +172,23 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[object, object, str]]:
         "unknown category": (gt, bad_category, "42"),
         "malformed bbox": (gt, bad_box, "bbox"),
         "missing score": (gt, no_score, "score"),
+        "bbox as strings": (gt, string_box, "results[4]['bbox'] must be 4 finite numbers"),
+        "score as a string": (gt, string_score, "results[6]['score'] must be a number, got '"),
     }
 
 
 @pytest.mark.parametrize(
     "case",
-    ["invalid json", "missing key", "unknown image", "unknown category", "malformed bbox", "missing score"],
+    [
+        "invalid json",
+        "missing key",
+        "unknown image",
+        "unknown category",
+        "malformed bbox",
+        "missing score",
+        "bbox as strings",
+        "score as a string",
+    ],
 )
 def test_bad_files_give_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
     gt, dt, expected = _bad_inputs(tmp_path)[case]
@@ -347,14 +361,15 @@ def test_bad_options_are_caught_before_evaluating(tmp_path: Path, option: list[s
 
 
 # ----------------------------------------------------------------------------- the CPU route
-def _torch_route(gt_path: Path, dt_path: Path, iou_type: str) -> dict:
+def _torch_route(gt_path: Path, dt_path: Path, iou_type: str, skip_unknown_categories: bool = False) -> dict:
     """The metrics of the torch route (MeanAveragePrecision + ConfusionMatrix), as --device cuda runs it."""
     from objdet.cli import evaluate
     from objdet.io import load_coco_dt, load_coco_gt
 
     types = ("bbox",) if iou_type == "bbox" else ("bbox", "segm")
     gt = load_coco_gt(gt_path, iou_type=types, labels="contiguous")
-    return evaluate(gt, load_coco_dt(dt_path, gt), iou_type=iou_type, plots=False).metrics
+    preds = load_coco_dt(dt_path, gt, skip_unknown_categories=skip_unknown_categories)
+    return evaluate(gt, preds, iou_type=iou_type, plots=False).metrics
 
 
 def _cpu_route(gt_path: Path, dt_path: Path, iou_type: str) -> dict:
@@ -484,3 +499,87 @@ def test_first_contact_help_version_usage_and_what_the_lines_say(capsys: pytest.
     assert "files read in" in out and "(imports included)" in out and "evaluated in" in out
     code, out, _ = run("eval", "--demo", "--iou-type", "segm", "--iou-threshold", "0.6")
     assert code == 0 and "(P/R/F1 at score >= 0.25, box IoU >= 0.6, from the boxes)" in out
+
+
+def _demo_with(tmp_path: Path, gt: dict | None = None, dt: list | None = None) -> tuple[Path, Path]:
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(gt) if gt is not None else demo_files()[0].read_text())
+    dt_path.write_text(json.dumps(dt) if dt is not None else demo_files()[1].read_text())
+    return gt_path, dt_path
+
+
+def test_numbers_written_as_strings_say_so(tmp_path: Path) -> None:
+    dt = json.loads(demo_files()[1].read_text())
+    dt[0]["score"] = "0.9"
+    gt_path, dt_path = _demo_with(tmp_path, dt=dt)
+    code, _, err = run("eval", str(gt_path), str(dt_path))
+    assert code == 2
+    assert f"{dt_path}: results[0]['score'] must be a number, got '0.9'" in err
+    assert "numbers written as strings" in err and "pycocotools cannot read them either" in err
+
+
+def test_suspicious_input_warns_on_one_line_and_is_evaluated(tmp_path: Path) -> None:
+    gt = json.loads(demo_files()[0].read_text())
+    no_results = _demo_with(tmp_path, dt=[])
+
+    def warnings_of(gt_path: Path, dt_path: Path, *extra: str) -> tuple[list[str], dict]:
+        code, _, err = run("eval", str(gt_path), str(dt_path), "--json", str(tmp_path / "m.json"), *extra)
+        assert code == 0, err
+        return err.splitlines(), json.loads((tmp_path / "m.json").read_text())
+
+    lines, metrics = warnings_of(*no_results, "-q")  # warnings are shown with --quiet too
+    assert lines == [
+        f"objdet: warning: {no_results[1]}: the results list is empty: no detections, so every class with "
+        "ground truth gets AP and AR 0"
+    ]
+    assert metrics["map"] == 0.0
+    no_annotations = _demo_with(tmp_path, gt=dict(gt, annotations=[]))
+    lines, metrics = warnings_of(*no_annotations)
+    assert lines == [
+        f"objdet: warning: {no_annotations[0]}: the ground truth's 'annotations' is empty: no class has "
+        "ground truth, so every AP and AR will be -1"
+    ]
+    assert metrics["map"] == -1.0
+
+
+def test_unknown_categories_are_an_error_or_skipped_as_pycocotools_does(tmp_path: Path) -> None:
+    dt = json.loads(demo_files()[1].read_text())
+    for k, cat in ((3, 42), (10, 42), (20, -7)):
+        dt[k]["category_id"] = cat
+    gt_path, dt_path = _demo_with(tmp_path, dt=dt)
+    code, out, err = run("eval", str(gt_path), str(dt_path))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{dt_path}: results[3]['category_id'] = 42 is not in the GT 'categories'" in err
+    assert "3 of 237 results have such a category_id: ids [-7, 42]" in err
+    assert "--skip-unknown-categories skips such results" in err
+    json_path = tmp_path / "m.json"
+    code, out, err = run(
+        "eval", str(gt_path), str(dt_path), "--skip-unknown-categories", "--json", str(json_path)
+    )
+    assert code == 0, err
+    assert err == (
+        f"objdet: warning: {dt_path}: skipped 3 of 237 results whose 'category_id' is not in the GT "
+        "'categories': ids [-7, 42]\n"
+    )
+    ev = cocoeval(gt_path, dt_path, "bbox")  # pycocotools evaluates the GT's categories only
+    metrics = json.loads(json_path.read_text())
+    np.testing.assert_allclose([metrics[k] for k in STAT_KEYS], ev.stats, rtol=0, atol=1e-9)
+    with pytest.warns(CocoInputWarning, match=r"skipped 3 of 237 results .* ids \[-7, 42\]"):
+        torch_route = _torch_route(gt_path, dt_path, "bbox", skip_unknown_categories=True)
+    assert metrics == {**torch_route, "files": metrics["files"]}
+
+
+def test_help_imports_no_heavy_module() -> None:
+    script = (
+        "import sys\n"
+        "from objdet.cli import main\n"
+        "try:\n"
+        "    main(['eval', '--help'])\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0\n"
+        "heavy = {'torch', 'numba', 'matplotlib', 'scipy', 'msgspec', 'pycocotools', 'lightning'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("[]"), proc.stdout

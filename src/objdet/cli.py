@@ -16,9 +16,12 @@ confusion matrix comes from :mod:`objdet.ops.confusion_cpu`: the same numbers as
 import torch and matplotlib). ``--device cuda`` runs those two metrics on the GPU instead.
 
 Bad input (a missing file, invalid JSON, a missing key, a detection whose ``image_id`` or
-``category_id`` is not in the ground truth, a malformed ``bbox``) gives one line on stderr
-and exit code 2; every file is written through a temporary name and renamed, so nothing is
-left half-written.
+``category_id`` is not in the ground truth, a malformed ``bbox``, numbers written as strings)
+gives one line on stderr and exit code 2; every file is written through a temporary name and
+renamed, so nothing is left half-written. Suspicious input that can still be evaluated (an
+empty results list, a ground truth without annotations, results skipped by
+``--skip-unknown-categories``) gives one ``objdet: warning:`` line each on stderr, naming the
+file, also with ``--quiet``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -606,7 +610,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--conf-threshold", type=float, default=0.25, help="confusion matrix min score (0.25)")
     ev.add_argument("--batch-size", type=int, default=64, help="images per update with --device cuda (64)")
     ev.add_argument("--no-plots", action="store_true", help="with --out: write only metrics.json")
-    ev.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    ev.add_argument(
+        "--skip-unknown-categories",
+        action="store_true",
+        help="leave out results whose category_id is not in the GT, with a warning (as pycocotools "
+        "ignores them); without it they are an error",
+    )
+    ev.add_argument("-q", "--quiet", action="store_true", help="print nothing but warnings and errors")
     return parser
 
 
@@ -652,6 +662,9 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         raise InputError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     device = _device(args.device)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=stdout))
+    notes: list[str] = []  # warnings of the readers, printed once every input check has passed
+    _load = partial(_read_file, notes=notes)
+    skip = args.skip_unknown_categories
     t0 = time.perf_counter()
     types = (args.iou_type,) if args.iou_type == "bbox" else ("bbox", "segm")
     if device is None:
@@ -668,14 +681,16 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     if not category_ids:
         raise InputError(f"{args.gt}: the COCO ground truth has no 'categories': nothing to evaluate")
     if device is None:
-        dt_arrays = _load(lambda: read_dt_arrays(args.dt, gt_arrays), args.dt)
+        dt_arrays = _load(lambda: read_dt_arrays(args.dt, gt_arrays, skip_unknown_categories=skip), args.dt)
     else:
-        preds = _load(lambda: load_coco_dt(args.dt, gt, device=device), args.dt)
+        preds = _load(lambda: load_coco_dt(args.dt, gt, device=device, skip_unknown_categories=skip), args.dt)
     if args.class_names is not None and len(args.class_names) != len(category_ids):
         raise InputError(
             f"--class-names: expected {len(category_ids)} names (one per category of {args.gt}), "
             f"got {len(args.class_names)}"
         )
+    for note in notes:
+        print(f"objdet: warning: {note}", file=stderr)
     t_load = time.perf_counter() - t0
     bar = Progress(n_images, None if args.quiet or not stderr.isatty() else stderr)
     plots = args.out is not None and not args.no_plots
@@ -720,9 +735,18 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     return 0
 
 
-def _load(read: Callable[[], Any], path: Path) -> Any:
+def _read_file(read: Callable[[], Any], path: Path, notes: list[str]) -> Any:
+    """``read()``: errors as one-line InputErrors naming ``path``, CocoInputWarnings' texts into ``notes``."""
+    from objdet.io.coco_arrays import CocoInputWarning, UnknownCategoryError
+
     try:
-        return read()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CocoInputWarning)
+            result = read()
+    except UnknownCategoryError as err:
+        raise InputError(
+            f"{path}: {err.detail}; --skip-unknown-categories skips such results (pycocotools ignores them)"
+        ) from None
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -733,6 +757,12 @@ def _load(read: Callable[[], Any], path: Path) -> Any:
         raise InputError(f"{path}: invalid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
     except (ValueError, TypeError, KeyError) as err:
         raise InputError(f"{path}: {err}") from None
+    for w in caught:
+        if issubclass(w.category, CocoInputWarning):  # the message names the file
+            notes.append(" ".join(str(w.message).split()))
+        else:  # not ours: as if it had not been caught
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
 
 
 def main(

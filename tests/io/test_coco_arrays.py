@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from objdet.data import demo_files
-from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays, rle_area
+from objdet.io.coco_arrays import CocoInputWarning, read_dt_arrays, read_gt_arrays, rle_area
 
 
 def _same(a: object, b: object) -> None:
@@ -82,6 +82,22 @@ def test_strict_reader_errors_are_the_generic_readers(tmp_path: Path, change: ob
     with pytest.raises(ValueError, match=expected):
         g = read_gt_arrays(gt_path, ("bbox", "segm"))
         read_dt_arrays(dt_path, g)
+
+
+def test_strict_and_generic_readers_skip_the_same_unknown_categories(tmp_path: Path) -> None:
+    gt_path, dt_path = demo_files()
+    dt = json.loads(dt_path.read_text())
+    for k in (0, 5, 6, 200):
+        dt[k]["category_id"] = 1000 + k
+    path = tmp_path / "dt.json"
+    path.write_text(json.dumps(dt))
+    g = read_gt_arrays(gt_path, ("bbox", "segm"))
+    with pytest.warns(CocoInputWarning, match=r"skipped 4 of 237 results .* ids \[1000, 1005, 1006, 1200\]"):
+        strict = read_dt_arrays(path, g, skip_unknown_categories=True)
+    with pytest.warns(CocoInputWarning):
+        generic = read_dt_arrays(dt, g, skip_unknown_categories=True)
+    _same(strict, generic)
+    assert strict.skipped.tolist() == [0, 5, 6, 200] and len(strict.score) == 233
 
 
 def test_rle_area_past_255_rles() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,15 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from objdet.io import load_coco_dt, load_coco_gt, to_coco_gt, to_coco_results
+from objdet.io import (
+    CocoInputWarning,
+    UnknownCategoryError,
+    load_coco_dt,
+    load_coco_gt,
+    to_coco_gt,
+    to_coco_results,
+)
+from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
 from objdet.training.metrics import ClasswiseAP, MeanAveragePrecision
 from tests.helpers.coco_reference import make_dataset, pycocotools_eval, to_torch
 from tests.helpers.coco_segm_reference import coco_segm_json, make_segm_dataset, run_cocoeval, segm_cocoeval
@@ -267,6 +276,17 @@ def _gt(**changes: object) -> dict:
         ),
         (_gt(annotations__0__bbox=["a", 0, 1, 2]), "bbox", r"annotations\[0\]\['bbox'\]"),
         (
+            _gt(annotations__1__bbox=["1", "1", "2", "1"]),
+            "bbox",
+            r"annotations\[1\]\['bbox'\] must be 4 finite numbers .* got \['1', '1', '2', '1'\] \(numbers "
+            r"written as strings; pycocotools cannot read them either",
+        ),
+        (
+            _gt(annotations__2__area="2.0"),
+            "bbox",
+            r"annotations\[2\]\['area'\] must be a number, got '2.0' \(numbers written as strings",
+        ),
+        (
             _gt(annotations__2__image_id=7),
             "bbox",
             r"annotations\[2\]\['image_id'\] = 7 is not in the GT 'images'",
@@ -384,6 +404,18 @@ def _dt(k: int, **changes: object) -> list:
         (_dt(2, category_id=18), "bbox", r"results\[2\]\['category_id'\] = 18 is not in the GT 'categories'"),
         (_dt(0, score=KeyError), "bbox", r"results\[0\] has no key 'score'"),
         (_dt(0, score="high"), "bbox", r"results\[0\]\['score'\] must be a number, got 'high'"),
+        (
+            _dt(1, score="0.3"),
+            "bbox",
+            r"results\[1\]\['score'\] must be a number, got '0.3' \(numbers written as strings; "
+            r"pycocotools cannot read them either: write them unquoted\)",
+        ),
+        (_dt(2, score=None), "bbox", r"results\[2\]\['score'\] must be a number, got None"),
+        (
+            _dt(2, bbox=["3.5", "0", "1.5", "2"]),
+            "bbox",
+            r"results\[2\]\['bbox'\] must be 4 finite numbers .* \(numbers written as strings",
+        ),
         (_dt(0, score=float("nan")), "bbox", r"results\[0\]\['score'\] must be a finite number"),
         (_dt(2, bbox=[1, 2]), "bbox", r"results\[2\]\['bbox'\] must be 4 finite numbers .* got \[1, 2\]"),
         (_dt(1, bbox=KeyError, segmentation=KeyError), "bbox", r"results\[1\] has no key 'bbox'"),
@@ -397,10 +429,75 @@ def _dt(k: int, **changes: object) -> list:
         ([5], "bbox", r"results\[0\] must be a JSON object"),
     ],
 )
-def test_bad_results_name_the_field(results: object, iou_type: str, match: str) -> None:
+def test_bad_results_name_the_field(tmp_path: Path, results: object, iou_type: str, match: str) -> None:
     gt = load_coco_gt(HAND_GT, iou_type=iou_type)
     with pytest.raises(ValueError, match=match):
         load_coco_dt(results, gt)  # type: ignore[arg-type]
+    path = tmp_path / "dt.json"  # a file: the strict reader refuses it, the generic one names the field
+    path.write_text(json.dumps(results))
+    with pytest.raises(ValueError, match=match):
+        load_coco_dt(path, gt)
+
+
+def test_suspicious_files_warn_naming_the_file_and_the_caller(tmp_path: Path) -> None:
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(dict(HAND_GT, annotations=[])))
+    dt_path.write_text("[]")
+    with pytest.warns(CocoInputWarning) as caught:
+        gt = load_coco_gt(gt_path)
+        preds = load_coco_dt(dt_path, gt)
+    assert [str(w.message) for w in caught] == [
+        f"{gt_path}: the ground truth's 'annotations' is empty: no class has ground truth, so every AP "
+        "and AR will be -1",
+        f"{dt_path}: the results list is empty: no detections, so every class with ground truth gets AP "
+        "and AR 0",
+    ]
+    assert {w.filename for w in caught} == {__file__}  # attributed to the caller, not to objdet
+    assert [len(p["scores"]) for p in preds] == [0, 0, 0]
+    with pytest.warns(CocoInputWarning, match=r"^the results list is empty"):  # no file to name
+        load_coco_dt([], load_coco_gt(HAND_GT))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a file with annotations and results warns nothing
+        load_coco_dt(HAND_DT, load_coco_gt(HAND_GT))
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_unknown_categories_are_an_error_or_skipped(tmp_path: Path, as_file: bool) -> None:
+    results = copy.deepcopy(HAND_DT) + [dict(HAND_DT[0], category_id=c, score=0.1) for c in (40, 8, 40)]
+    source: object = results
+    if as_file:
+        source = tmp_path / "dt.json"
+        source.write_text(json.dumps(results))
+    gt = load_coco_gt(HAND_GT)
+    with pytest.raises(UnknownCategoryError) as error:
+        load_coco_dt(source, gt)  # type: ignore[arg-type]
+    assert str(error.value) == (
+        "results[3]['category_id'] = 40 is not in the GT 'categories' (3 of 6 results have such a "
+        "category_id: ids [8, 40]); skip_unknown_categories=True skips such results "
+        "(pycocotools ignores them)"
+    )
+    assert isinstance(error.value, ValueError)
+    with pytest.warns(
+        CocoInputWarning,
+        match=r"skipped 3 of 6 results whose 'category_id' is not in the GT 'categories': ids \[8, 40\]$",
+    ):
+        preds = load_coco_dt(source, gt, skip_unknown_categories=True)  # type: ignore[arg-type]
+    expected = load_coco_dt(HAND_DT, gt)
+    for p, q in zip(preds, expected, strict=True):
+        assert p.keys() == q.keys() and all(torch.equal(p[k], q[k]) for k in p)
+    with pytest.warns(CocoInputWarning):
+        arrays = read_dt_arrays(source, read_gt_arrays(HAND_GT), skip_unknown_categories=True)  # type: ignore[arg-type]
+    assert arrays.skipped.tolist() == [3, 4, 5] and arrays.skipped_category.tolist() == [40, 8, 40]
+    assert sorted(arrays.index.tolist()) == [0, 1, 2]  # file positions of the kept results
+
+
+def test_ground_truth_repr_gives_sizes_and_box_format() -> None:
+    gt = load_coco_gt(HAND_GT, labels="contiguous")
+    assert repr(gt) == (
+        "CocoGroundTruth(images=3, categories=2, annotations=3, iou_type=('bbox',), labels='contiguous', "
+        "box_format='xywh')"
+    )
+    assert "box_format='xyxy'" in repr(load_coco_gt(HAND_GT, box_format="xyxy"))
 
 
 def test_writer_errors() -> None:

@@ -139,12 +139,13 @@ def test_load_coco_dt_mask_areas_past_255_results() -> None:
     """pycocotools' mask.area overflows past 255 RLEs under numpy 2; detection areas must still be right."""
     from pycocotools import mask as mask_utils
 
-    from objdet.io import load_coco_dt, load_coco_gt
+    from objdet.io import CocoInputWarning, load_coco_dt, load_coco_gt
 
-    gt = load_coco_gt(
-        {"images": [{"id": 1, "height": 20, "width": 30}], "annotations": [], "categories": [{"id": 1}]},
-        iou_type="segm",
-    )
+    with pytest.warns(CocoInputWarning, match="'annotations' is empty"):
+        gt = load_coco_gt(
+            {"images": [{"id": 1, "height": 20, "width": 30}], "annotations": [], "categories": [{"id": 1}]},
+            iou_type="segm",
+        )
     results, expected = [], []
     for k in range(300):
         m = np.zeros((20, 30), dtype=np.uint8, order="F")

@@ -74,6 +74,10 @@ def test_renderers() -> None:
     _png(fig)
     _png(plot_pca_scatter(x, x.mean(0), comps, ratios, scores=x[:, 1], n_dims=3)[0])
     _png(plot_scree(ratios, n_components=2)[0])
+    for k, text in ((1, "1 component: "), (2, "2 components: ")):  # not "1 components"
+        fig, ax = plot_scree(ratios, n_components=k)
+        assert next(t.get_text() for t in ax.texts if "component" in t.get_text()).startswith(text)
+        _png(fig)
     _png(plot_orthogonality(np.eye(3) * 0.1, {"orthogonality_error": 0.17})[0])
     with pytest.raises(ValueError, match="n_dims"):
         plot_pca_scatter(x, x.mean(0), comps, n_dims=4)

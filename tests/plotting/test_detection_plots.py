@@ -114,6 +114,15 @@ def test_confusion_matrix_one_and_eighty_classes(tmp_path: Path) -> None:
         plot_confusion_matrix(many, max_classes=0)
 
 
+def test_confusion_matrix_one_class_left_out_is_one_class() -> None:
+    m = np.diag([5, 4, 3, 2, 0]) + np.eye(5, k=1, dtype=np.int64)  # 4 classes + background
+    _, ax = plot_confusion_matrix(m, ["a", "b", "c", "d"], max_classes=3)
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks[-2:] == ["other 1 class", "background"]  # not "other 1 classes"
+    _, ax = plot_confusion_matrix(m, ["a", "b", "c", "d"], max_classes=2)
+    assert [t.get_text() for t in ax.get_yticklabels()][-2] == "other 2 classes"
+
+
 def test_confusion_matrix_no_data_and_errors(tmp_path: Path) -> None:
     fig, ax = plot_confusion_matrix(torch.zeros(3, 3, dtype=torch.int64))
     assert any("no data" in t for t in _texts(ax))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         to_coco_gt,
         to_coco_results,
     )
+    from objdet.io.coco_arrays import CocoInputWarning, UnknownCategoryError
     from objdet.io.torchmetrics_compat import coco_to_tm, tm_to_coco
 
 #: public name -> module that defines it
@@ -27,10 +28,13 @@ _HOME = {
         "objdet.io.coco",
     ),
     **dict.fromkeys(["coco_to_tm", "tm_to_coco"], "objdet.io.torchmetrics_compat"),
+    **dict.fromkeys(["CocoInputWarning", "UnknownCategoryError"], "objdet.io.coco_arrays"),
 }
 __all__ = [
     "CocoGroundTruth",
+    "CocoInputWarning",
     "LazyImages",
+    "UnknownCategoryError",
     "coco_to_tm",
     "load_coco_dt",
     "load_coco_gt",

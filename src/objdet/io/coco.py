@@ -4,8 +4,11 @@ Reading: :func:`~objdet.io.load_coco_gt` reads a COCO annotation file (or the di
 :class:`~objdet.io.CocoGroundTruth` whose ``target`` holds one dict per image, ordered by image id;
 :func:`~objdet.io.load_coco_dt` reads a COCO results file (or the list) and returns the matching
 ``preds`` list, one dict per GT image in the same order. Both feed
-:class:`objdet.training.metrics.MeanAveragePrecision` directly (``box_format="xywh"``, COCO's
-own box format, unless another ``box_format`` is asked for).
+:class:`objdet.training.metrics.MeanAveragePrecision` directly. Their boxes are in
+``gt.box_format``: ``"xywh"``, COCO's own format, unless another ``box_format`` is asked for,
+while the metric defaults to ``"xyxy"`` as torchmetrics does; so create the metric with
+``MeanAveragePrecision(box_format=gt.box_format)`` (or load with ``box_format="xyxy"``). xywh
+boxes read as xyxy are wrong boxes, and often valid ones, so no error can catch every case.
 
 Writing: :func:`~objdet.io.to_coco_gt` and :func:`~objdet.io.to_coco_results` turn the same
 lists of dicts back into JSON-ready objects (masks as compressed RLE with ASCII ``counts``).
@@ -126,9 +129,14 @@ class CocoGroundTruth:
         category_names: their ``name`` (the id as a string where none is given).
         labels: "category_id" (labels are the category ids) or "contiguous" (label i is
             ``category_ids[i]``).
+        iou_type: what was read: ("bbox",), ("segm",) or both.
+        box_format: the format of every ``boxes`` tensor in ``target`` and in the ``preds`` of
+            :func:`load_coco_dt`; give it to the metric: ``MeanAveragePrecision(box_format=gt.box_format)``.
         target: one dict per image: ``boxes`` (M, 4) (with bbox), ``masks`` (M, H, W) bool (with
             segm, decoded when read), ``labels`` (M,) int64, ``iscrowd`` (M,) int64, ``area``
             (M,) float64 (0 where the file has none) and ``annotation_ids`` (M,) int64.
+
+    Its repr gives the sizes and the formats, not the data.
     """
 
     image_ids: list[int]
@@ -142,6 +150,14 @@ class CocoGroundTruth:
     _category_array: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
     _image_array: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
     _arrays: GtArrays | None = field(repr=False, default=None)
+
+    def __repr__(self) -> str:
+        n_ann = len(self._arrays.label) if self._arrays is not None else "?"
+        return (
+            f"CocoGroundTruth(images={len(self.image_ids)}, categories={len(self.category_ids)}, "
+            f"annotations={n_ann}, iou_type={self.iou_type!r}, labels={self.labels!r}, "
+            f"box_format={self.box_format!r})"
+        )
 
     def label_of(self, category_ids: Any) -> Tensor:
         """Labels (as in ``target``) of COCO category ids; unknown ids raise ValueError."""
@@ -171,8 +187,11 @@ def load_coco_gt(
         iou_type: "bbox" (needs every annotation's ``bbox``), "segm" (needs ``segmentation``)
             or both as a tuple.
         labels: "category_id" (keep COCO's ids as labels) or "contiguous" (0..K-1).
-        box_format: format of the returned ``boxes`` ("xywh", COCO's, by default).
+        box_format: format of the returned ``boxes`` ("xywh", COCO's, by default; the metric
+            defaults to "xyxy": create it with ``box_format=gt.box_format``).
         device: where the returned tensors go (default CPU).
+
+    An empty ``annotations`` list gives a :class:`~objdet.io.coco_arrays.CocoInputWarning`.
 
     Example:
         >>> gt = load_coco_gt({
@@ -182,6 +201,9 @@ def load_coco_gt(
         ...                      "segmentation": {"size": [4, 5], "counts": [5, 2, 2, 2, 9]}}],
         ...     "categories": [{"id": 3, "name": "cat"}],
         ... }, iou_type=("bbox", "segm"))
+        >>> gt  # doctest: +NORMALIZE_WHITESPACE
+        CocoGroundTruth(images=1, categories=1, annotations=1, iou_type=('bbox', 'segm'),
+                        labels='category_id', box_format='xywh')
         >>> gt.image_ids, gt.category_names, gt.target[0]["boxes"]
         ([7], ['cat'], tensor([[1., 1., 2., 2.]], dtype=torch.float64))
         >>> gt.target[0]["masks"].int()
@@ -244,6 +266,7 @@ def load_coco_dt(
     gt: CocoGroundTruth,
     iou_type: IouTypes | None = None,
     device: torch.device | str | None = None,
+    skip_unknown_categories: bool = False,
 ) -> Sequence[dict[str, Tensor]]:
     """Read a COCO results file (path or the loaded list) into ``preds``, one dict per image of ``gt``.
 
@@ -256,15 +279,28 @@ def load_coco_dt(
     the result has a box, else the mask's pixel count), which
     :class:`~objdet.training.metrics.MeanAveragePrecision` uses for the area ranges.
 
+    A result whose ``category_id`` is not in ``gt`` is an error
+    (:class:`~objdet.io.coco_arrays.UnknownCategoryError`); with
+    ``skip_unknown_categories=True`` such results are left out, as pycocotools ignores them,
+    with a :class:`~objdet.io.coco_arrays.CocoInputWarning` giving their number and ids. An
+    empty results list also gives that warning.
+
     Example:
-        >>> gt = load_coco_gt({"images": [{"id": 1}, {"id": 2}], "annotations": [],
-        ...                    "categories": [{"id": 5}]})
+        >>> gt = load_coco_gt({"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 5}],
+        ...                    "annotations": [{"image_id": 2, "category_id": 5, "bbox": [1, 0, 3, 3]}]})
         >>> preds = load_coco_dt([{"image_id": 2, "category_id": 5, "bbox": [0, 0, 4, 3], "score": 0.5}], gt)
         >>> [len(p["scores"]) for p in preds], preds[1]["boxes"].tolist(), preds[1]["labels"].tolist()
         ([0, 1], [[0.0, 0.0, 4.0, 3.0]], [5])
+        >>> from objdet.training.metrics import MeanAveragePrecision
+        >>> metric = MeanAveragePrecision(box_format=gt.box_format)  # "xywh", as the files
+        >>> metric.update(list(preds), list(gt.target))
+        >>> round(metric.compute()["map_50"].item(), 3)  # one detection, IoU 9 / 12 = 0.75
+        1.0
     """
     types = gt.iou_type if iou_type is None else _iou_types(iou_type)
-    arrays = read_dt_arrays(source, gt._arrays if gt._arrays is not None else _arrays_of(gt), types)
+    arrays = read_dt_arrays(
+        source, gt._arrays if gt._arrays is not None else _arrays_of(gt), types, skip_unknown_categories
+    )
     label_values = arrays.label if gt.labels == "contiguous" else arrays.category
     bounds = _bounds(arrays.counts)
     dev = torch.device(device) if device is not None else torch.device("cpu")

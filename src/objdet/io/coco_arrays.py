@@ -19,6 +19,15 @@ identical arrays for any file the strict one accepts.
 Rules are those of :mod:`objdet.io.coco` (its module docstring): detection areas as
 pycocotools' ``loadRes`` sets them (the box's area where a result has a ``bbox``, else the
 mask's pixel count), results without a box get their mask's bounding box.
+
+Numbers written as strings (``"bbox": ["1", "2", "3", "4"]``, ``"score": "0.9"``) are an error
+naming the field: pycocotools fails on such files, and a converter that quotes numbers may
+have mangled them (a locale's ``"0,9"``). Suspicious but valid input gives a
+:class:`CocoInputWarning` naming the file and the field: a ground truth whose ``annotations``
+is empty, an empty results list, and results skipped with ``skip_unknown_categories=True``
+(their ``category_id`` is not in the ground truth's ``categories``; pycocotools evaluates only
+the ground truth's categories, so it ignores them). Without that option such results are an
+:class:`UnknownCategoryError` (a ValueError).
 """
 
 from __future__ import annotations
@@ -26,8 +35,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
@@ -36,8 +47,10 @@ import numpy as np
 from msgspec import UNSET, UnsetType
 
 __all__ = [
+    "CocoInputWarning",
     "DtArrays",
     "GtArrays",
+    "UnknownCategoryError",
     "iou_types",
     "locate",
     "read_dt_arrays",
@@ -53,6 +66,56 @@ _IOU_TYPES = ("bbox", "segm")
 #: pycocotools' ``mask.area`` builds its output with ``np.array((n,), dtype=np.uint8)``, which
 #: numpy 2 rejects for n > 255 (``OverflowError``): it is called on at most this many RLEs.
 _AREA_CHUNK = 255
+
+
+#: ids listed in a message, at most
+_IDS_SHOWN = 10
+_STRING_HINT = " (numbers written as strings; pycocotools cannot read them either: write them unquoted)"
+
+
+class CocoInputWarning(UserWarning):
+    """Valid but suspicious COCO input: an empty list of annotations or results, skipped results."""
+
+
+class UnknownCategoryError(ValueError):
+    """Results whose ``category_id`` is not in the ground truth's ``categories``.
+
+    ``detail`` says which (the first result, how many, which ids); the message adds how to
+    skip them (``skip_unknown_categories=True``), which is what pycocotools does with them.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"{detail}; skip_unknown_categories=True skips such results (pycocotools ignores them)"
+        )
+        self.detail = detail
+
+
+def _ids_text(ids: np.ndarray) -> str:
+    shown = ", ".join(str(int(i)) for i in ids[:_IDS_SHOWN])
+    return f"[{shown}{', ...' if len(ids) > _IDS_SHOWN else ''}]"
+
+
+def _warn(message: str) -> None:
+    """A CocoInputWarning attributed to the first caller outside objdet."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: the caller of _warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    warnings.warn(message, CocoInputWarning, stacklevel=level)
+
+
+def _prefix(source: Any) -> str:
+    """``"PATH: "`` where ``source`` is a path (a message then names the file), else ``""``."""
+    return f"{os.fspath(source)}: " if isinstance(source, str | os.PathLike) else ""
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    """Every value a JSON number (int, float; bool, which pycocotools also takes as one)."""
+    kinds = set(map(type, values))
+    if kinds <= {int, float, bool}:
+        return True
+    return all(isinstance(v, int | float | np.integer | np.floating) for v in values)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -101,14 +164,15 @@ def _column(
     except (TypeError, ValueError, OverflowError):
         arr = None
     ok = arr is not None and arr.shape == (len(entries),)
-    if ok and dtype is np.int64:
-        ok = all(_integral(v) for v in values)
+    if ok:  # numpy also converts strings ("0.9") and None (NaN): only JSON numbers count
+        ok = all(_integral(v) for v in values) if dtype is np.int64 else _numeric(values)
     if not ok:
         kind = "an integer" if dtype is np.int64 else "a number"
         for k, v in enumerate(values):
-            good = _integral(v) if dtype is np.int64 else isinstance(v, int | float)
-            if not good or isinstance(v, bool):
-                raise ValueError(f"{what}[{k}]['{key}'] must be {kind}, got {v!r}")
+            good = _integral(v) if dtype is np.int64 else _numeric([v])
+            if not good:
+                hint = _STRING_HINT if isinstance(v, str) else ""
+                raise ValueError(f"{what}[{k}]['{key}'] must be {kind}, got {v!r}{hint}")
         k = next(k for k, v in enumerate(values) if abs(v) >= 2**63)
         raise ValueError(f"{what}[{k}]['{key}'] must fit in 64 bits, got {values[k]!r}")
     assert arr is not None
@@ -132,11 +196,13 @@ def _boxes(entries: list[dict], what: str, rows: np.ndarray | None = None) -> np
         raise ValueError(f"{what}[{k}] has no key 'bbox' (keys seen: {sorted(entries[k])})") from None
     try:
         arr = np.array(values, dtype=np.float64).reshape(len(values), -1)
+        # numpy also converts strings ("12.5"): only JSON numbers count
+        numeric = _numeric(list(itertools.chain.from_iterable(values)))
     except (TypeError, ValueError):
-        arr = np.zeros((0, 0))
+        arr, numeric = np.zeros((0, 0)), False
     bad = (
         np.ones(len(values), bool)
-        if arr.shape != (len(values), 4)
+        if arr.shape != (len(values), 4) or not numeric
         else ~np.isfinite(arr).all(1) | (arr[:, 2:] < 0).any(1)
     )
     if bad.any():
@@ -151,9 +217,10 @@ def _boxes(entries: list[dict], what: str, rows: np.ndarray | None = None) -> np
             )
             if not ok:
                 k = list(idx)[j]
+                strings = isinstance(v, list | tuple) and any(isinstance(x, str) for x in v)
                 raise ValueError(
                     f"{what}[{k}]['bbox'] must be 4 finite numbers [x, y, width, height] with width and "
-                    f"height >= 0, got {v!r}"
+                    f"height >= 0, got {v!r}{_STRING_HINT if strings else ''}"
                 )
     return arr.reshape(len(values), 4)
 
@@ -403,17 +470,27 @@ def read_gt_arrays(source: str | os.PathLike | dict, iou_type: IouTypes = "bbox"
     """Read a COCO annotation file (a path, or its content as a dict) into :class:`GtArrays`.
 
     "bbox" needs every annotation's ``bbox``, "segm" its ``segmentation`` (polygons, or
-    uncompressed or compressed RLE). Bad content raises ValueError naming the entry.
+    uncompressed or compressed RLE). Bad content raises ValueError naming the entry; an empty
+    ``annotations`` list gives a :class:`CocoInputWarning` (no class has ground truth).
     """
     types = iou_types(iou_type)
+    prefix = _prefix(source)
+    arrays = None
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
             file = _GT_SEGM.decode(data) if "segm" in types else _GT_BOXES.decode(data)
-            return _gt_strict(file, types)
+            arrays = _gt_strict(file, types)
         except (msgspec.DecodeError, _Strict, OverflowError, TypeError):
             source = _generic(None, data, dict, "the COCO ground truth")
-    return _gt_generic(_generic(source, None, dict, "the COCO ground truth"), types)
+    if arrays is None:
+        arrays = _gt_generic(_generic(source, None, dict, "the COCO ground truth"), types)
+    if not len(arrays.label):
+        _warn(
+            f"{prefix}the ground truth's 'annotations' is empty: no class has ground truth, so every AP "
+            "and AR will be -1"
+        )
+    return arrays
 
 
 def _gt_strict(file: _GtFile | _GtFileBoxes, types: tuple[str, ...]) -> GtArrays:
@@ -577,7 +654,9 @@ class DtArrays:
     (N, 4) float64 xywh: the result's ``bbox``, else its mask's bounding box; ``area``: the box's
     area where the result has a ``bbox``, else the mask's pixel count (pycocotools' ``loadRes``);
     ``rles``: compressed RLE dicts (with "segm"); ``index``: position in the file;
-    ``counts``: results per GT image.
+    ``counts``: results per GT image; ``skipped``: file positions of the results left out by
+    ``skip_unknown_categories`` (their ``category_id`` is not in the GT), in file order, and
+    ``skipped_category`` their ``category_id``.
     """
 
     iou_type: tuple[str, ...]
@@ -590,38 +669,80 @@ class DtArrays:
     rles: list[dict] | None
     index: np.ndarray
     counts: np.ndarray
+    skipped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    skipped_category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def read_dt_arrays(
-    source: str | os.PathLike | list, gt: GtArrays, iou_type: IouTypes | None = None
+    source: str | os.PathLike | list,
+    gt: GtArrays,
+    iou_type: IouTypes | None = None,
+    skip_unknown_categories: bool = False,
 ) -> DtArrays:
     """Read a COCO results file (a path, or the loaded list) into :class:`DtArrays` against ``gt``.
 
     Every result needs ``image_id`` and ``category_id`` of ``gt`` and a finite ``score``; a
     ``bbox`` (or a ``segmentation`` to take it from); with "segm" a ``segmentation``.
     ``iou_type`` defaults to ``gt.iou_type``. Bad content raises ValueError naming the entry.
+    A ``category_id`` not in ``gt`` raises :class:`UnknownCategoryError`; with
+    ``skip_unknown_categories=True`` such results are checked like the others, then left out
+    (as pycocotools ignores them) with a :class:`CocoInputWarning` giving their number and
+    ids, and listed in ``skipped``. An empty results list gives a :class:`CocoInputWarning`.
     """
     types = gt.iou_type if iou_type is None else iou_types(iou_type)
+    prefix = _prefix(source)
+    arrays = None
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
             results = _DT_SEGM.decode(data) if "segm" in types else _DT_BOXES.decode(data)
-            return _dt_strict(results, gt, types)
+            arrays = _dt_strict(results, gt, types, skip_unknown_categories)
         except (msgspec.DecodeError, _Strict, OverflowError):
             source = _generic(None, data, list, "the COCO results")
-    return _dt_generic(_generic(source, None, list, "the COCO results"), gt, types)
+    if arrays is None:
+        results_list = _generic(source, None, list, "the COCO results")
+        arrays = _dt_generic(results_list, gt, types, skip_unknown_categories)
+    if not len(arrays.score) and not len(arrays.skipped):
+        _warn(
+            f"{prefix}the results list is empty: no detections, so every class with ground truth gets "
+            "AP and AR 0"
+        )
+    if len(arrays.skipped):
+        dropped = np.unique(arrays.skipped_category)  # sorted
+        _warn(
+            f"{prefix}skipped {len(arrays.skipped)} of {len(arrays.skipped) + len(arrays.score)} results "
+            f"whose 'category_id' is not in the GT 'categories': ids {_ids_text(dropped)}"
+        )
+    return arrays
 
 
-def _dt_strict(results: list[_Result] | list[_ResultBox], gt: GtArrays, types: tuple[str, ...]) -> DtArrays:
+def _known(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Which values are in the sorted ``known`` ids (a bool mask)."""
+    if not known.size:
+        return np.zeros(values.size, bool)
+    pos = np.minimum(np.searchsorted(known, values), known.size - 1)
+    return known[pos] == values
+
+
+def _unknown_categories(cat: np.ndarray, known: np.ndarray) -> UnknownCategoryError:
+    bad = np.flatnonzero(~known)
+    k = int(bad[0])
+    ids = np.unique(cat[bad])
+    return UnknownCategoryError(
+        f"results[{k}]['category_id'] = {int(cat[k])} is not in the GT 'categories' ({len(bad)} of "
+        f"{len(cat)} results have such a category_id: ids {_ids_text(ids)})"
+    )
+
+
+def _dt_strict(
+    results: list[_Result] | list[_ResultBox], gt: GtArrays, types: tuple[str, ...], skip: bool = False
+) -> DtArrays:
     """Columns of typed results; any failed check raises _Strict (the generic reader names it)."""
     n = len(results)
     img, cat, score = _ints(results, "image_id"), _ints(results, "category_id"), _floats(results, "score")
     img_pos, cat_pos = np.searchsorted(gt.image_ids, img), np.searchsorted(gt.category_ids, cat)
-    if not (
-        np.isfinite(score).all()
-        and _found(img_pos, gt.image_ids, img)
-        and _found(cat_pos, gt.category_ids, cat)
-    ):
+    known_cat = _known(cat, gt.category_ids)
+    if not (np.isfinite(score).all() and _found(img_pos, gt.image_ids, img) and (skip or known_cat.all())):
         raise _Strict
     try:
         boxes = _strict_boxes(results)
@@ -638,10 +759,10 @@ def _dt_strict(results: list[_Result] | list[_ResultBox], gt: GtArrays, types: t
     if "segm" not in types:  # raw JSON of the few results without a box
         segms = [s if isinstance(s, UnsetType) else _SEGMENTATION.decode(s) for s in segms]
     rles = dict(zip(idx, _strict_rles(segms, gt.heights[pos], gt.widths[pos], "results", need), strict=True))
-    return _dt_assemble(types, gt, img_pos, cat_pos, cat, score, boxes, has_box, rles)
+    return _dt_assemble(types, gt, img_pos, cat_pos, cat, score, boxes, has_box, rles, known_cat)
 
 
-def _dt_generic(results: list, gt: GtArrays, types: tuple[str, ...]) -> DtArrays:
+def _dt_generic(results: list, gt: GtArrays, types: tuple[str, ...], skip: bool = False) -> DtArrays:
     """Columns of loaded JSON, every check in order, the first failure a ValueError naming the entry."""
     img = _column(results, "image_id", "results", np.int64)
     cat = _column(results, "category_id", "results", np.int64)
@@ -650,7 +771,10 @@ def _dt_generic(results: list, gt: GtArrays, types: tuple[str, ...]) -> DtArrays
         k = int(np.flatnonzero(~np.isfinite(score))[0])
         raise ValueError(f"results[{k}]['score'] must be a finite number, got {score[k]}")
     img_pos = locate(img, gt.image_ids, "results", "image_id", "GT 'images'")
-    cat_pos = locate(cat, gt.category_ids, "results", "category_id", "GT 'categories'")
+    known_cat = _known(cat, gt.category_ids)
+    if not skip and not known_cat.all():
+        raise _unknown_categories(cat, known_cat)
+    cat_pos = np.minimum(np.searchsorted(gt.category_ids, cat), max(len(gt.category_ids) - 1, 0))
     if "segm" in types:
         missing = [k for k, r in enumerate(results) if "segmentation" not in r]
         if missing:
@@ -665,7 +789,7 @@ def _dt_generic(results: list, gt: GtArrays, types: tuple[str, ...]) -> DtArrays
         if "segmentation" not in results[k]:
             raise ValueError(f"results[{k}] has no key 'bbox' (keys seen: {sorted(results[k])})")
         rles[k] = _dt_rle(results[k]["segmentation"], k, img_pos, gt)
-    return _dt_assemble(types, gt, img_pos, cat_pos, cat, score, boxes, has_box, rles)
+    return _dt_assemble(types, gt, img_pos, cat_pos, cat, score, boxes, has_box, rles, known_cat)
 
 
 def _dt_rle(segm: Any, k: int, img_pos: np.ndarray, gt: GtArrays) -> dict:
@@ -684,15 +808,18 @@ def _dt_assemble(
     boxes: np.ndarray,
     has_box: np.ndarray,
     rles: dict[int, dict],
+    keep: np.ndarray,
 ) -> DtArrays:
-    """Boxes and areas of the results without a box; every column in image order."""
+    """Boxes and areas of the results without a box; the kept results' columns in image order."""
     no_box = np.flatnonzero(~has_box)
     area = boxes[:, 2] * boxes[:, 3]
     if len(no_box):
         of_no_box = [rles[k] for k in no_box.tolist()]
         boxes[no_box] = rle_bbox(of_no_box)
         area[no_box] = rle_area(of_no_box)
-    order = np.argsort(img_pos, kind="stable")
+    rows = np.flatnonzero(keep)  # file positions of the kept results
+    order = rows[np.argsort(img_pos[rows], kind="stable")]
+    skipped = np.flatnonzero(~keep)
     return DtArrays(
         iou_type=types,
         img=np.ascontiguousarray(img_pos[order]),
@@ -703,5 +830,7 @@ def _dt_assemble(
         area=np.ascontiguousarray(area[order]),
         rles=[rles[k] for k in order.tolist()] if "segm" in types else None,
         index=order,
-        counts=np.bincount(img_pos, minlength=len(gt.image_ids)),
+        counts=np.bincount(img_pos[rows], minlength=len(gt.image_ids)),
+        skipped=skipped,
+        skipped_category=cat[skipped],
     )

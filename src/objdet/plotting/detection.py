@@ -75,7 +75,7 @@ def _top_classes(m: np.ndarray, labels: list[str], k: int) -> tuple[np.ndarray, 
     rest = np.setdiff1d(np.arange(c), keep)
     groups = [*([i] for i in keep), list(rest), [c]]
     out = np.array([[m[np.ix_(r, q)].sum() for q in groups] for r in groups], dtype=m.dtype)
-    names = [labels[i] for i in keep] + [f"other {rest.size} classes", labels[c]]
+    names = [labels[i] for i in keep] + [f"other {_classes(int(rest.size))}", labels[c]]
     return out, names, int(rest.size)
 
 

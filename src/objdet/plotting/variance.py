@@ -31,7 +31,7 @@ def plot_scree(
     if n_components is not None and 0 < n_components <= r.size:
         ax.axvline(n_components + 0.5, color="0.3", linestyle="--", linewidth=1.0)
         ax.annotate(
-            f"{n_components} components: {cum[n_components - 1]:.1%}",
+            f"{n_components} component{'' if n_components == 1 else 's'}: {cum[n_components - 1]:.1%}",
             xy=(n_components + 0.5, cum[n_components - 1]),
             xytext=(8, -14),
             textcoords="offset points",
