@@ -89,7 +89,8 @@ def _gt(**extra) -> dict:
             [_pred(boxes=torch.tensor([[10.0, 10.0, 5.0, 20.0]]))],
             [_gt()],
             ValueError,
-            r"non-negative width and height \(xyxy\), got \[10.0, 10.0, 5.0, 20.0\]",
+            r"non-negative width and height \(xyxy; `box_format` must be the boxes' format: COCO files "
+            r"and objdet.io.load_coco_gt give 'xywh'\), got \[10.0, 10.0, 5.0, 20.0\]",
         ),
         (
             [_pred()],

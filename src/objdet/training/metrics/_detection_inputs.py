@@ -457,6 +457,14 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
         return None
 
 
+def _box_sizes_expected(box_format: str) -> str:
+    """What a box with a negative size lacks; the usual cause is a box format other than the metric's."""
+    return (
+        f"non-negative width and height ({box_format}; `box_format` must be the boxes' format: COCO "
+        "files and objdet.io.load_coco_gt give 'xywh')"
+    )
+
+
 def _raise_bad_value(side: str, key: str, expected: str, image: int, value: Any) -> None:
     raise InputError(f"{side}[{image}]['{key}'] must have {expected}, got {value}")
 
@@ -515,7 +523,7 @@ def _finish_arrays(
     gt_img = np.repeat(np.arange(n_images, dtype=np.int64), g_count)
     fmt = _FORMAT_CODES[box_format]
     det_xywh, code, row = coco_cpu.check_dets(det_boxes, fmt, det_single, det_score, det_label, lo, hi)
-    sizes = f"non-negative width and height ({box_format})"
+    sizes = _box_sizes_expected(box_format)
     label_range = f"values in [{lo}, {hi}]"
     if code != coco_cpu.CHECK_OK:
         key, expected, values = {
@@ -580,7 +588,7 @@ def _finish_torch(
 
     # Value checks. Each flag is computed once; the flags of each side are OR-ed so that a valid
     # batch costs a single host sync, and only a failing batch looks for the field and the image.
-    sizes = f"non-negative width and height ({box_format})"
+    sizes = _box_sizes_expected(box_format)
     label_range = f"values in [{lo}, {hi}]"
     det_checks = [  # (field, expected, bad flags, values to show)
         ("boxes", "finite values", ~torch.isfinite(det_boxes).all(1), det_boxes),

@@ -95,9 +95,18 @@ class MeanAveragePrecision(Metric):
     the state keeps per detection only its score, class, rank in its (image, class) group and
     packed TP/ignored flags per (IoU threshold, area range), about 24 bytes with the default
     thresholds, never boxes and never masks: the state of a ``"segm"`` metric has the same size
-    whatever the masks' resolution.
-    Images are numbered in update order (under DDP: rank 0's images, then rank 1's, ...), which
-    only matters for ties in score between images, as in pycocotools.
+    whatever the masks' resolution. Per image it keeps a 32-byte record and, per class of its
+    GTs, 20 bytes of counts.
+
+    Image ids: a target may carry ``image_id`` (an int or a one-element integer tensor), in
+    every target dict or in none. With ids the images are evaluated in sorted id order, as
+    pycocotools sorts ``imgIds`` (score ties between images are broken in that order), so the
+    result does not depend on the update order or on how the data was sharded; and an id
+    counts once, its first copy (rank 0's first under DDP): the copies a ``DistributedSampler``
+    pads its shards with are not counted twice. A copy whose inputs differ from the first gives
+    a warning at compute time. Without ids images are numbered in update order (under DDP:
+    rank 0's, then rank 1's, ...), which only matters for ties in score between images, and
+    every image counts, copies included.
 
     Masks (``iou_type="segm"``): ``masks`` (N, H, W) in preds and target, bool (or 0/1 values),
     the detections' and GTs' masks of one image of the same size; ``boxes`` are then not needed.
@@ -146,8 +155,9 @@ class MeanAveragePrecision(Metric):
     * ``segm``: an image with GT masks and no predicted mask gives 0, not -1 (pycocotools).
     * ``tm_to_coco(name)`` raises: the state keeps no boxes or masks;
       :func:`objdet.io.tm_to_coco` writes the same files from the inputs.
-    * Under DDP images are numbered rank after rank (torchmetrics interleaves them and needs
-      equal counts per rank); labels must fit in int32; a negative ``area`` is an error
+    * Under DDP, without ``image_id``, images are numbered rank after rank (torchmetrics
+      interleaves them and needs equal counts per rank; it has no image ids); labels must fit
+      in int32; a negative ``area`` is an error
       (torchmetrics silently uses the box area).
 
     torchmetrics' own test module (v1.9.0 ``tests/unittests/detection/test_map.py``, see
@@ -399,7 +409,8 @@ class MeanAveragePrecision(Metric):
                 class docstring).
             target: one dict per image with ``boxes`` (M, 4) (for "bbox"), ``masks`` (M, H, W)
                 (for "segm"), ``labels`` (M,), optional ``iscrowd`` (M,) and ``area`` (M,) (a
-                positive area is used, otherwise the mask's pixel count with masks, else the box's).
+                positive area is used, otherwise the mask's pixel count with masks, else the box's)
+                and optional ``image_id`` (see the class docstring).
         """
         self._check_detection_counts(preds)
         use_masks = "segm" in self.iou_type
