@@ -32,7 +32,10 @@ def _ids() -> list[int]:
 
 def _samples() -> list[tuple[dict, dict]]:
     preds, target = to_torch(make_dataset(SEED, n_images=N_IMAGES), "xywh")
-    return [(p, {**t, "image_id": i}) for p, t, i in zip(preds, target, _ids(), strict=True)]
+    return [
+        (p, {**t, "image_id": i, "slices": {"even"} if k % 2 == 0 else set()})
+        for k, (p, t, i) in enumerate(zip(preds, target, _ids(), strict=True))
+    ]
 
 
 class _Samples(Dataset):
@@ -54,10 +57,14 @@ def _collate(items: list[tuple[dict, dict]]) -> tuple[list[dict], list[dict]]:
 
 def _metrics() -> dict[str, Any]:
     return {
-        "map": MeanAveragePrecision(box_format="xywh", class_metrics=True),
+        "map": MeanAveragePrecision(box_format="xywh", class_metrics=True, slices=["even"]),
         "map_without_ids": MeanAveragePrecision(box_format="xywh"),
         "cm": ConfusionMatrix(num_classes=4, box_format="xywh", conf_threshold=0.3),
     }
+
+
+def _plain(slices: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {k: v.numpy() for k, v in out.items()} for name, out in slices.items()}
 
 
 def _worker(rank: int, world_size: int, payload: Any) -> dict[str, Any]:
@@ -80,7 +87,7 @@ def _worker(rank: int, world_size: int, payload: Any) -> dict[str, Any]:
             self.metrics["map"].update(preds, target)
             self.metrics["cm"].update(preds, target)
             self.metrics["map_without_ids"].update(
-                preds, [{k: v for k, v in t.items() if k != "image_id"} for t in target]
+                preds, [{k: v for k, v in t.items() if k not in ("image_id", "slices")} for t in target]
             )
 
         def on_validation_epoch_end(self) -> None:  # every rank computes (they gather)
@@ -96,6 +103,7 @@ def _worker(rank: int, world_size: int, payload: Any) -> dict[str, Any]:
                 "curve_ap": curves.ap.numpy(),
                 "cm": self.metrics["cm"].compute().numpy(),
                 "without_ids": self.metrics["map_without_ids"].compute()["map"].item(),
+                "slices": _plain(m.compute_slices({"first": _ids()[:5]})),
                 "seen": self.seen,
             }
 
@@ -133,6 +141,8 @@ def test_lightning_ddp_validate_counts_every_image_once() -> None:
     for m in ("map", "cm"):
         single[m].update([p for p, _ in samples], [t for _, t in samples])
     expected = {k: v.numpy() for k, v in single["map"].compute().items()}
+    expected_slices = _plain(single["map"].compute_slices({"first": ids[:5]}))
+    assert expected_slices["even"]["map"] != expected_slices["first"]["map"]
     curves = single["map"].curves(iou_threshold=0.5)
 
     for rank, res in enumerate(results):
@@ -145,5 +155,10 @@ def test_lightning_ddp_validate_counts_every_image_once() -> None:
         np.testing.assert_array_equal(res["curve_precision"], curves.precision.numpy())
         np.testing.assert_array_equal(res["curve_ap"], curves.ap.numpy())
         np.testing.assert_array_equal(res["cm"], single["cm"].compute().numpy())
+        for name, values in expected_slices.items():
+            for key, value in values.items():
+                np.testing.assert_array_equal(
+                    res["slices"][name][key], value, err_msg=f"{rank}: {name} {key}"
+                )
         # without ids the copy of image 0 is counted twice
         assert abs(res["without_ids"] - expected["map"]) > 1e-6, rank

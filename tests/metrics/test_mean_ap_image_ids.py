@@ -288,3 +288,87 @@ def test_fingerprints_tell_copies_from_other_content() -> None:
     assert same[0] == same[1]
     assert conflicting_duplicates(torch.tensor([5, 5, 6]), torch.tensor([1.0, 1.0 + 1e-12, 2.0])) == []
     assert conflicting_duplicates(torch.tensor([5, 5, 6]), torch.tensor([1.0, 1.1, 2.0])) == [5]
+
+
+# ---------------------------------------------------------------------------- sliced evaluation
+def _fresh(images_order: list[int], preds: list, target: list, **kwargs: object) -> dict:
+    metric = MeanAveragePrecision(box_format="xywh", class_metrics=True, **kwargs)
+    if images_order:
+        metric.update([preds[i] for i in images_order], [target[i] for i in images_order])
+    return metric.compute()
+
+
+def _assert_same(ours: dict, theirs: dict, what: str) -> None:
+    assert ours.keys() == theirs.keys(), what
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0, msg=f"{what}: {key}")
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), data=st.data())
+def test_a_slice_equals_a_metric_that_saw_only_its_images(seed: int, data: st.DataObject) -> None:
+    """Tags at update time and ids afterwards give what the slice's images alone give; a
+    partition's slices together hold every image's detections and GTs once."""
+    images = make_dataset(seed % 40, n_images=8, max_gt=4, crowded_image=False)
+    ids = _ids(seed, len(images))
+    preds, target = to_torch(images)
+    night = data.draw(st.sets(st.integers(0, 7)))
+    tagged = [
+        {**t, "image_id": i, "slices": {"night"} if k in night else {"day"}}
+        for k, (t, i) in enumerate(zip(target, ids, strict=True))
+    ]
+    metric = MeanAveragePrecision(box_format="xywh", class_metrics=True, slices=["night", "day"])
+    order = data.draw(st.permutations(range(8)))
+    _update_in(metric, preds, tagged, [*order, order[0]], [3, 6])  # a copy too
+    hard = data.draw(st.sets(st.integers(0, 7)))
+    out = metric.compute_slices({"hard": [ids[k] for k in hard]})
+    plain = _with_ids(target, ids)
+    by_id = lambda ks: sorted(ks, key=lambda k: ids[k])  # noqa: E731
+    _assert_same(out["night"], _fresh(by_id(night), preds, plain), "night")
+    _assert_same(out["day"], _fresh(by_id(set(range(8)) - night), preds, plain), "day")
+    _assert_same(out["hard"], _fresh(by_id(hard), preds, plain), "hard")
+
+
+def test_slices_against_pycocotools_and_without_ids() -> None:
+    images = make_dataset(9, n_images=10)
+    preds, target = to_torch(images)
+    odd = [k for k in range(10) if k % 2]
+    ref = pycocotools_eval([images[k] for k in odd])
+    tagged = [{**t, "slices": torch.tensor([k % 2 == 1])} for k, t in enumerate(target)]  # a bool mask
+    metric = MeanAveragePrecision(box_format="xywh", slices=["odd"])
+    _update_in(metric, preds, tagged, list(range(10)), [4, 6])
+    stats = torch.stack([metric.compute_slices()["odd"][k] for k in ("map", "map_50", "map_75")])
+    np.testing.assert_allclose(stats.numpy(), ref.stats[:3], rtol=0, atol=1e-6)
+    # an empty slice: -1, as a metric without images
+    empty = MeanAveragePrecision(box_format="xywh", slices=["none"])
+    empty.update(preds, target)
+    assert empty.compute_slices()["none"]["map"].item() == -1.0
+
+
+def test_bad_slices_name_the_field() -> None:
+    preds, target = to_torch(make_dataset(1, n_images=2))
+    with pytest.raises(InputError, match="`slices` must be distinct non-empty strings"):
+        MeanAveragePrecision(slices=["a", "a"])
+    metric = MeanAveragePrecision(box_format="xywh", slices=["a", "b"])
+    with pytest.raises(
+        InputError, match=r"target\[1\]\['slices'\] names 'c', not one of the metric's \['a', 'b'\]"
+    ):
+        metric.update(preds, [target[0], {**target[1], "slices": {"c"}}])
+    with pytest.raises(
+        InputError, match=r"target\[0\]\['slices'\] as a tensor must be a bool mask of shape \(2,\)"
+    ):
+        metric.update(preds, [{**target[0], "slices": torch.tensor([1, 0])}, target[1]])
+    plain = MeanAveragePrecision(box_format="xywh")
+    with pytest.raises(
+        InputError, match=r"target\[0\] has 'slices' but the metric was created without `slices=`"
+    ):
+        plain.update(preds[:1], [{**target[0], "slices": {"a"}}])
+    metric.update(preds, target)  # no ids
+    with pytest.raises(InputError, match="slices given as image ids need `image_id`"):
+        metric.compute_slices({"x": [0]})
+    with_ids = MeanAveragePrecision(box_format="xywh")
+    with_ids.update(preds, _with_ids(target, [4, 5]))
+    with pytest.raises(InputError, match=r"slice 'x': 1 image id\(s\) were never seen by the metric: \[6\]"):
+        with_ids.compute_slices({"x": [4, 6]})
+    with pytest.raises(InputError, match=r"`slices\['x'\]` must hold int image ids"):
+        with_ids.compute_slices({"x": ["4"]})

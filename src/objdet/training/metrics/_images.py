@@ -89,6 +89,64 @@ def image_records(ids: Tensor, prints: Tensor, counts: list[Tensor]) -> Tensor:
     return torch.stack([*columns, *(c.to(device=ids.device, dtype=torch.int64) for c in counts)], 1)
 
 
+#: at most this many named slices (one bit each in an int64 column)
+MAX_SLICES = 63
+
+
+def slice_names(slices: Any) -> tuple[str, ...]:
+    """The constructor's ``slices``: distinct non-empty names, at most :data:`MAX_SLICES`."""
+    if slices is None:
+        return ()
+    if isinstance(slices, str) or not isinstance(slices, list | tuple):
+        raise InputError(f"`slices` must be a list of slice names, got {slices!r}")
+    names = tuple(slices)
+    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise InputError(f"`slices` must be distinct non-empty strings, got {list(names)}")
+    if len(names) > MAX_SLICES:
+        raise InputError(f"`slices` may name at most {MAX_SLICES} slices, got {len(names)}")
+    return names
+
+
+def read_slice_masks(target: Any, names: tuple[str, ...]) -> Tensor | None:
+    """Each target's optional ``slices`` (names, or a bool mask over ``names``) as an int64 bit mask.
+
+    None when the metric has no slices. A target without the key is in no slice.
+    """
+    if not names:
+        for i, t in enumerate(target):
+            if "slices" in t:
+                raise InputError(
+                    f"target[{i}] has 'slices' but the metric was created without `slices=` (name the "
+                    "slices at construction: slices=[...])"
+                )
+        return None
+    bits = []
+    for i, t in enumerate(target):
+        value = t.get("slices")
+        mask = 0
+        if value is None:
+            pass
+        elif isinstance(value, Tensor):
+            if value.dtype != torch.bool or value.shape != (len(names),):
+                raise InputError(
+                    f"target[{i}]['slices'] as a tensor must be a bool mask of shape ({len(names)},) over "
+                    f"{list(names)}, got {value.dtype} of shape {tuple(value.shape)}"
+                )
+            mask = sum(1 << b for b in value.nonzero().flatten().tolist())
+        else:
+            tags = [value] if isinstance(value, str) else value
+            if not isinstance(tags, list | tuple | set | frozenset):
+                raise InputError(f"target[{i}]['slices'] must be slice names or a bool mask, got {value!r}")
+            for tag in tags:
+                if tag not in names:
+                    raise InputError(
+                        f"target[{i}]['slices'] names {tag!r}, not one of the metric's {list(names)}"
+                    )
+                mask |= 1 << names.index(tag)
+        bits.append(mask)
+    return torch.tensor(bits, dtype=torch.int64)
+
+
 def images_to_evaluate(records: Tensor) -> Tensor | None:
     """Positions of the images that count, in evaluation order (None: every image, as seen).
 
