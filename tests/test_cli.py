@@ -583,3 +583,61 @@ def test_help_imports_no_heavy_module() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("[]"), proc.stdout
+
+
+def test_slices_equal_pycocotools_on_their_images_in_both_routes(tmp_path: Path) -> None:
+    from objdet.cli import evaluate, read_slices
+    from objdet.io import load_coco_dt, load_coco_gt
+
+    gt_path, dt_path, _ = write_generated(tmp_path, 3)
+    _with_empty_images(gt_path)
+    ids = [im["id"] for im in json.loads(gt_path.read_text())["images"]]
+    chosen = {"odd": ids[1::2], "few": ids[:3], "empty ones": [1, 4999]}
+    (tmp_path / "slices.json").write_text(json.dumps(chosen))
+    code, out, err = run("eval", str(gt_path), str(dt_path), "--slices", str(tmp_path / "slices.json"),
+                         "--json", str(tmp_path / "m.json"))  # fmt: skip
+    assert code == 0, err
+    got = json.loads((tmp_path / "m.json").read_text())["slices"]
+    assert list(got) == list(chosen)
+    for name, image_ids in chosen.items():
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(str(gt_path))
+            ev = COCOeval(gt, gt.loadRes(str(dt_path)), "bbox")
+            ev.params.imgIds = sorted(image_ids)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        np.testing.assert_allclose(
+            [got[name][k] for k in STAT_KEYS], ev.stats, rtol=0, atol=1e-9, err_msg=name
+        )
+        assert got[name]["n_images"] == len(image_ids)
+        reference = per_class_ap(ev)
+        for cat, value in zip(got[name]["classes"], got[name]["map_per_class"], strict=True):
+            assert value == pytest.approx(reference[cat], abs=1e-9), (name, cat)
+    assert "odd" in out and "slice" in out.split("\n\n")[-2]
+    # the torch route (MeanAveragePrecision.compute_slices) gives the same, in float32
+    gt = load_coco_gt(gt_path, labels="contiguous")
+    torch_slices = evaluate(
+        gt, load_coco_dt(dt_path, gt), plots=False, slices=read_slices(tmp_path / "slices.json", gt.image_ids)
+    ).metrics["slices"]
+    for name, values in got.items():
+        assert torch_slices[name]["classes"] == values["classes"]
+        np.testing.assert_allclose(
+            [torch_slices[name][k] for k in STAT_KEYS], [values[k] for k in STAT_KEYS], atol=1e-6
+        )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"a": [5000, 123]}', "slice 'a' names 1 image id(s) not in the GT 'images': [123]"),
+        ('{"a": ["5000"]}', "slice 'a' must be a list of int image ids"),
+        ("[1, 2]", 'must hold a JSON object {"name": [image ids], ...}'),
+        ("{", "cannot read"),
+    ],
+)
+def test_bad_slice_files_give_one_line(tmp_path: Path, content: str, expected: str) -> None:
+    gt_path, dt_path, _ = write_generated(tmp_path, 0)
+    (tmp_path / "s.json").write_text(content)
+    code, _, err = run("eval", str(gt_path), str(dt_path), "--slices", str(tmp_path / "s.json"))
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err

@@ -152,10 +152,12 @@ def evaluate(
     batch_size: int = 64,
     plots: bool = True,
     progress: Callable[[int], None] | None = None,
+    slices: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Run MeanAveragePrecision and ConfusionMatrix over loaded COCO data (labels contiguous).
 
-    The torch route (``--device cuda``); :func:`evaluate_arrays` gives the same result on the CPU.
+    The torch route (``--device cuda``); :func:`evaluate_arrays` gives the same result on the CPU
+    (``slices`` likewise, here through ``MeanAveragePrecision.compute_slices``).
     """
     import torch
 
@@ -168,7 +170,13 @@ def evaluate(
     n_classes = len(gt.category_ids)
     device = gt.target[0]["labels"].device if len(gt.target) else torch.device("cpu")
     box_format: Any = gt.box_format
-    mean_ap = MeanAveragePrecision(box_format=box_format, iou_type=iou_type, class_metrics=True)  # type: ignore[arg-type]
+    slice_names = list(slices or {})
+    mean_ap = MeanAveragePrecision(
+        box_format=box_format,
+        iou_type=iou_type,  # type: ignore[arg-type]
+        class_metrics=True,
+        slices=slice_names or None,
+    )
     confusion = ConfusionMatrix(
         num_classes=max(n_classes, 1),
         iou_threshold=iou_threshold,
@@ -179,8 +187,13 @@ def evaluate(
     confusion.to(device)
     n = len(gt.target)
     for start in range(0, n, batch_size):
-        target = gt.target[start : start + batch_size]
+        target: Sequence[dict[str, Any]] = gt.target[start : start + batch_size]
         batch = preds[start : start + batch_size]
+        if slices:
+            target = [
+                {**t, "slices": {name for name in slice_names if slices[name][start + k]}}
+                for k, t in enumerate(target)
+            ]
         mean_ap.update(batch, target)
         if "bbox" in gt.iou_type:
             confusion.update(batch, target)
@@ -234,6 +247,16 @@ def evaluate(
             "rows": "ground truth",
             "columns": "predictions",
             "matrix": matrix.tolist(),
+        }
+    if slices:
+        metrics["slices"] = {}
+    for name, values in mean_ap.compute_slices().items():
+        s_classes = values["classes"].long().cpu().reshape(-1).tolist()
+        metrics["slices"][name] = {
+            "n_images": int(slices[name].sum()),  # type: ignore[index]
+            **{key: float(values[key]) for key in _STAT_KEYS},
+            "map_per_class": values["map_per_class"].reshape(-1).tolist() if s_classes else [],
+            "classes": [gt.category_ids[c] for c in s_classes],
         }
     curves = mean_ap.curves() if plots else None  # at IoU 0.5 (the first threshold when 0.5 is absent)
     return Evaluation(
@@ -342,13 +365,15 @@ def evaluate_arrays(
     conf_threshold: float = 0.25,
     plots: bool = True,
     progress: Callable[[int], None] | None = None,
+    slices: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """COCO evaluation and confusion matrix of columns read by :mod:`objdet.io.coco_arrays`, on the CPU.
 
     The numbers of :func:`evaluate` (MeanAveragePrecision and ConfusionMatrix on the same files),
     computed with the compiled engine on numpy arrays: all images matched in a few large calls
     (``progress`` is told the images done after each), no torch unless ``plots`` (the PR and
-    F1 curves are torch code).
+    F1 curves are torch code). ``slices``: {name: (n_images,) bool} subsets of the images also
+    evaluated (``metrics["slices"]``), from the same matching.
     """
     _start_numba()
     from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np, summarize_np
@@ -404,11 +429,13 @@ def evaluate_arrays(
         )  # fmt: skip
         keep = out["keep"]
         out["scores"], out["labels"] = dt.score[d0:d1][keep], dt.label[d0:d1][keep]
+        out["img"] = dt.img[d0:d1][keep]
         parts.append(out)
         if progress is not None:
             progress(i1)
     state = {
-        key: np.concatenate([p[key] for p in parts]) for key in ("scores", "labels", "rank", "tp", "ignored")
+        key: np.concatenate([p[key] for p in parts])
+        for key in ("scores", "labels", "rank", "tp", "ignored", "img")
     }
     gt_labels, gt_counts = gt_class_counts(gt.label, crowd, gt_area, _AREA_RANGES)
     classes, precision, recall, _ = coco_accumulate_np(
@@ -458,6 +485,26 @@ def evaluate_arrays(
         "columns": "predictions",
         "matrix": matrix.tolist(),
     }
+    if slices:
+        metrics["slices"] = {}
+    for name, members in (slices or {}).items():  # the same rows, only the slice's images
+        d, g = members[state["img"]], members[gt.img]
+        s_labels, s_counts = gt_class_counts(gt.label[g], crowd[g], gt_area[g], _AREA_RANGES)
+        s_classes, s_precision, s_recall, _ = coco_accumulate_np(
+            state["scores"][d], state["labels"][d], state["rank"][d], state["tp"][d], state["ignored"][d],
+            s_labels, s_counts, len(_IOU_THRESHOLDS), _REC_THRESHOLDS, _MAX_DETS, full=False,
+        )  # fmt: skip
+        n_slice = int(members.sum())
+        s_stats = (
+            summarize_np(s_precision, s_recall, _IOU_THRESHOLDS, _MAX_DETS) if n_slice else np.full(12, -1.0)
+        )
+        s_ap, _ = per_class_ap_ar_np(s_precision, s_recall, _MAX_DETS)
+        metrics["slices"][name] = {
+            "n_images": n_slice,
+            **dict(zip(_STAT_KEYS, s_stats.tolist(), strict=True)),
+            "map_per_class": s_ap.tolist(),
+            "classes": [int(gt.category_ids[c]) for c in s_classes.tolist()],
+        }
     curves = None
     if plots:  # at IoU 0.5, as MeanAveragePrecision.curves()
         import torch
@@ -488,6 +535,45 @@ def format_summary(stats: Sequence[float], iou_type: str) -> str:
         where = f"IoU={iou:<9} | area={area:>6} | maxDets={_MAX_DETS[det]:>3}"
         lines.append(f" {title:<18} ({short}) @[ {where} ] = {value:0.3f}")
     return "\n".join(lines)
+
+
+def format_slice_table(slices: dict[str, dict[str, Any]]) -> str:
+    """One line per slice: its number of images and its six AP numbers."""
+    width = max([5, *(len(name) for name in slices)])
+    keys = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+    head = f"{'slice':<{width}}  {'images':>6}  " + "  ".join(f"{k:>10}" for k in keys)
+    lines = [head, "-" * len(head)]
+    for name, values in slices.items():
+        numbers = "  ".join("         -" if values[k] < 0 else f"{values[k]:10.3f}" for k in keys)
+        lines.append(f"{name:<{width}}  {values['n_images']:>6}  {numbers}")
+    return "\n".join(lines)
+
+
+def read_slices(path: Path, image_ids: Sequence[int]) -> dict[str, np.ndarray]:
+    """``--slices FILE``: {name: [image ids]} as {name: (n_images,) bool} over the GT's images."""
+    import json
+
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"--slices: cannot read {path}: {err}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise InputError(f'--slices: {path} must hold a JSON object {{"name": [image ids], ...}}')
+    position = {int(i): k for k, i in enumerate(image_ids)}
+    out = {}
+    for name, ids in raw.items():
+        if not isinstance(ids, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+            raise InputError(f"--slices: {path}: slice {name!r} must be a list of int image ids")
+        unknown = sorted({i for i in ids if i not in position})
+        if unknown:
+            raise InputError(
+                f"--slices: {path}: slice {name!r} names {len(unknown)} image id(s) not in the GT "
+                f"'images': {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+            )
+        members = np.zeros(len(image_ids), dtype=bool)
+        members[[position[i] for i in ids]] = True
+        out[name] = members
+    return out
 
 
 def format_class_table(
@@ -616,6 +702,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out results whose category_id is not in the GT, with a warning (as pycocotools "
         "ignores them); without it they are an error",
     )
+    ev.add_argument(
+        "--slices",
+        type=Path,
+        metavar="FILE",
+        help='JSON {"name": [image ids], ...}: also evaluate these subsets of the images (same matching)',
+    )
     ev.add_argument("-q", "--quiet", action="store_true", help="print nothing but warnings and errors")
     return parser
 
@@ -689,6 +781,8 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
             f"--class-names: expected {len(category_ids)} names (one per category of {args.gt}), "
             f"got {len(args.class_names)}"
         )
+    image_ids = gt_arrays.image_ids.tolist() if device is None else gt.image_ids
+    slices = read_slices(args.slices, image_ids) if args.slices is not None else None
     for note in notes:
         print(f"objdet: warning: {note}", file=stderr)
     t_load = time.perf_counter() - t0
@@ -701,6 +795,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         "conf_threshold": args.conf_threshold,
         "plots": plots,
         "progress": bar.update,
+        "slices": slices,
     }
     try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
         if device is None:
@@ -716,6 +811,9 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     say(format_summary(evaluation.stats, args.iou_type))
     say("")
     say(format_class_table(evaluation.class_table, args.conf_threshold, args.iou_threshold, args.iou_type))
+    if "slices" in evaluation.metrics:
+        say("")
+        say(format_slice_table(evaluation.metrics["slices"]))
     written = []
     if args.json is not None:
         write_json(args.json, evaluation.metrics)

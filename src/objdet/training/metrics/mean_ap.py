@@ -207,7 +207,7 @@ class MeanAveragePrecision(Metric):
             inputs, torch kernels on other devices; "compiled": CPU inputs only; "torch": the
             torch kernels everywhere. All give the same numbers (tested against each other and
             against pycocotools).
-        slices: names of subsets of the images (at most 63) that :meth:`compute_slices`
+        slices: names of subsets of the images (at most 63) that ``compute_slices()``
             evaluates; a target's optional ``slices`` (a set of these names, or a bool mask over
             them) says which the image belongs to. An image's tags cost no extra bytes per
             detection (one int64 per image).
