@@ -38,6 +38,7 @@ def _worker(rank: int, world_size: int, plan: list[list[tuple[int, int]]]) -> di
         "ious": _plain(out["ious"]),
         "classwise": {k: v.item() for k, v in classwise.compute().items()},
         "all_gathers": n_gathers,
+        "bootstrap": metric.bootstrap(n_resamples=20, seed=5).replicates,
     }
 
 
@@ -52,6 +53,7 @@ def _single(order: list[int]) -> tuple[np.ndarray, dict, dict]:
     metric.update([preds[i] for i in order], [target[i] for i in order])
     classwise.update([preds[i] for i in order], [target[i] for i in order])
     out = metric.compute()
+    out["bootstrap"] = metric.bootstrap(n_resamples=20, seed=5).replicates
     return _flat(metric), out, {k: v.item() for k, v in classwise.compute().items()}
 
 
@@ -72,6 +74,7 @@ def test_uneven_ranks_and_a_rank_without_updates_match_one_process() -> None:
             np.testing.assert_array_equal(res["classes"], out["classes"].numpy())
             assert res["ious"] == _plain(out["ious"])
             assert res["classwise"] == classwise
+            np.testing.assert_array_equal(res["bootstrap"], out["bootstrap"])
         gathers[name] = {res["all_gathers"] for res in results}
     # a fixed number of collectives, whatever the number of updates per rank
     assert len(set().union(*gathers.values())) == 1, gathers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -10,6 +11,13 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from objdet.functional.bootstrap import (
+    BootstrapResult,
+    ImageWeightedState,
+    bootstrap_weights,
+    summary_of_replicates,
+    weighted_class_ap,
+)
 from objdet.functional.coco import (
     AREA_RANGES,
     CocoTables,
@@ -809,6 +817,131 @@ class MeanAveragePrecision(Metric):
                     )
                 out[name] = self._compute_images(chosen[torch.isin(seen, ids.to(seen.device))])
         return out
+
+    def bootstrap(
+        self,
+        n_resamples: int = 1000,
+        level: float = 0.95,
+        seed: int = 0,
+        other: MeanAveragePrecision | None = None,
+        iou_type: str | None = None,
+    ) -> BootstrapResult:
+        """Percentile bootstrap intervals over images for map, map_50, map_75 and per-class AP.
+
+        ``n_resamples`` resamples of the evaluated images with replacement (seeded: the same
+        ``seed`` gives the same intervals), each evaluated from the state with image weights
+        (see :mod:`objdet.functional.bootstrap`; nothing is matched again). The estimate is the
+        metric's own value (pycocotools'). With ``other``, a metric that saw the same images
+        (the same ``image_id`` set, or the same number of images in the same order without
+        ids), the result is the paired difference ``self - other``: both are resampled with the
+        same draws, so the interval says whether the difference is more than the luck of the
+        images drawn. Under DDP call it on every rank, like ``compute()``.
+
+        Example:
+            >>> import torch
+            >>> from objdet.training.metrics import MeanAveragePrecision
+            >>> metric = MeanAveragePrecision()
+            >>> box = torch.tensor([[10.0, 10.0, 50.0, 50.0]])
+            >>> for i in range(20):
+            ...     hit = dict(boxes=box, labels=torch.tensor([0]))
+            ...     miss = dict(boxes=box + 60, labels=torch.tensor([0]))
+            ...     pred = dict(boxes=box, scores=torch.tensor([0.5 + i / 50]), labels=torch.tensor([0]))
+            ...     metric.update([pred], [hit if i % 4 else miss])
+            >>> ci = metric.bootstrap(n_resamples=200, seed=1)
+            >>> ci.low["map_50"] <= ci.estimate["map_50"] <= ci.high["map_50"]
+            True
+        """
+        if not isinstance(n_resamples, int) or isinstance(n_resamples, bool) or n_resamples < 1:
+            raise InputError(f"`n_resamples` must be a positive int, got {n_resamples!r}")
+        if not isinstance(level, float | int) or not 0.0 < float(level) < 1.0:
+            raise InputError(f"`level` must lie in (0, 1), got {level!r}")
+        if other is not None and not isinstance(other, MeanAveragePrecision):
+            raise InputError(f"`other` must be a MeanAveragePrecision, got {type(other).__name__}")
+        iou_type = self.iou_type[0] if iou_type is None else iou_type
+        if iou_type not in self._prefixes:
+            raise InputError(f"`iou_type` must be one of {self.iou_type}, got {iou_type!r}")
+        mine, ids = self._bootstrap_inputs(iou_type)
+        weights = bootstrap_weights(ids.size, n_resamples, seed)
+        ones = np.ones((ids.size, 1))
+        thresholds = np.asarray(self.iou_thresholds)
+        classes, ap = weighted_class_ap(mine, weights)
+        _, point = weighted_class_ap(mine, ones)
+        replicates, class_replicates = summary_of_replicates(ap, thresholds)
+        estimate, class_estimate = summary_of_replicates(point, thresholds)
+        if other is not None:
+            their_type = iou_type if iou_type in other._prefixes else other.iou_type[0]
+            theirs, their_ids = other._bootstrap_inputs(their_type)
+            if their_ids.size != ids.size or not np.array_equal(their_ids, ids):
+                raise InputError(
+                    "`other` must have seen the same images: "
+                    f"{ids.size} and {their_ids.size} images, the same ids in both (with `image_id`)"
+                )
+            their_classes, their_ap = weighted_class_ap(theirs, weights)
+            _, their_point = weighted_class_ap(theirs, ones)
+            their_thresholds = np.asarray(other.iou_thresholds)
+            their_rep, their_class_rep = summary_of_replicates(their_ap, their_thresholds)
+            their_est, their_class_est = summary_of_replicates(their_point, their_thresholds)
+            at = np.searchsorted(their_classes, classes).clip(max=max(their_classes.size - 1, 0))
+            known = (their_classes[at] == classes) if their_classes.size else np.zeros(classes.size, bool)
+            nan = np.full((n_resamples, classes.size), np.nan)
+            replicates = replicates - their_rep
+            class_replicates = class_replicates - np.where(known, their_class_rep[:, at], nan)
+            estimate = estimate - their_est
+            class_estimate = class_estimate - np.where(known, their_class_est[:, at], np.nan)
+        q = 100.0 * np.array([(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN bounds
+            bounds = np.nanpercentile(replicates, q, axis=0)
+            class_bounds = np.nanpercentile(class_replicates, q, axis=0)
+            bias = np.nanmean(replicates, 0) - estimate[0]
+        names = ("map", "map_50", "map_75")
+
+        def pick(values: np.ndarray, per_class: np.ndarray) -> dict[str, object]:
+            out: dict[str, object] = {n: float(v) for n, v in zip(names, values, strict=True)}
+            out["map_per_class"] = per_class
+            return out
+
+        return BootstrapResult(
+            estimate=pick(estimate[0], class_estimate[0]),
+            low=pick(bounds[0], class_bounds[0]),
+            high=pick(bounds[1], class_bounds[1]),
+            level=float(level),
+            n_resamples=n_resamples,
+            seed=seed,
+            classes=classes,
+            replicates=replicates,
+            class_replicates=class_replicates,
+            bias=dict(zip(names, bias.tolist(), strict=True)),
+        )
+
+    def _bootstrap_inputs(self, iou_type: str) -> tuple[ImageWeightedState, np.ndarray]:
+        """The (synced) state of one evaluation for the bootstrap, and the images' ids (positions without).
+
+        ``map`` reads maxDets = 100 (pycocotools), the last max-detection threshold when 100 is
+        not among them.
+        """
+        name = f"{self._prefixes[iou_type]}{self._modes[0]}"
+        with synced(self):
+            order = self._image_order()
+            records = self._state("image_records")
+            chosen = torch.arange(records.shape[0], device=records.device) if order is None else order
+            rows = self._rows(name, chosen)
+            column = 2 + 2 * self._groups.index(name)
+            picked = records[chosen].cpu()
+        per_image = torch.arange(picked.shape[0])
+        det_image = torch.repeat_interleave(per_image, picked[:, column]).numpy()
+        gt_image = torch.repeat_interleave(per_image, picked[:, column + 1]).numpy()
+        ids = picked[:, ID].numpy() if order is not None else np.arange(picked.shape[0])
+        r = {k: v.cpu().numpy() for k, v in rows.items()}
+        mdt = self.max_detection_thresholds
+        state = ImageWeightedState(
+            scores=r["scores"], labels=r["labels"], rank=r["rank"], tp=r["tp"], ignored=r["ignored"],
+            det_image=det_image, gt_labels=r["gt_labels"], gt_counts_all=r["gt_counts"][:, 0],
+            gt_image=gt_image, lanes=np.arange(len(self.iou_thresholds)) * len(AREA_RANGES),
+            rec_thresholds=np.asarray(self.rec_thresholds, np.float64),
+            max_det=100 if 100 in mdt else mdt[-1],
+        )  # fmt: skip
+        return state, ids
 
     def _compute_images(self, order: Tensor) -> dict[str, Tensor]:
         """:meth:`compute` over the images at positions ``order`` (in that order), on the synced state."""
