@@ -155,7 +155,9 @@ class ImageWeightedState:
     (D,) the position of each one's image among the N evaluated images. ``gt_labels``,
     ``gt_counts_all``, ``gt_image``: per GT row its class, its non-ignored GTs of area "all"
     and its image's position. ``lanes``: (T,) the lane of each IoU threshold at area "all";
-    ``rec_thresholds``: (R,) increasing; ``max_det``: detections per image and class.
+    ``rec_thresholds``: (R,) increasing; ``max_det``: detections per image and class;
+    ``iou_thresholds``: (T,) the thresholds (map_50 and map_75 read 0.5 and 0.75);
+    ``n_images``: N, the evaluated images (also those without detections or GTs).
     """
 
     scores: np.ndarray
@@ -170,6 +172,8 @@ class ImageWeightedState:
     lanes: np.ndarray
     rec_thresholds: np.ndarray
     max_det: int
+    iou_thresholds: np.ndarray
+    n_images: int
 
 
 def weighted_class_ap(state: ImageWeightedState, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -242,3 +246,66 @@ def summary_of_replicates(ap: np.ndarray, thresholds: np.ndarray) -> tuple[np.nd
                 np.nanmean(defined[:, idx[0]], axis=1) if idx.size else np.full(ap.shape[0], np.nan)
             )
     return np.stack(columns, 1), per_class
+
+
+def bootstrap_intervals(
+    state: ImageWeightedState,
+    n_resamples: int,
+    level: float,
+    seed: int,
+    other: ImageWeightedState | None = None,
+) -> BootstrapResult:
+    """Percentile intervals of map, map_50, map_75 and per-class AP over ``n_resamples`` resamples.
+
+    With ``other`` (the same images, in the same order) the paired difference ``state - other``,
+    both weighted by the same draws; per-class differences over ``state``'s classes (NaN for a
+    class ``other`` has not).
+    """
+    n_images = int(state.det_image.max(initial=-1)) + 1
+    n_images = max(n_images, int(state.gt_image.max(initial=-1)) + 1)
+    if other is not None:
+        n_images = max(
+            n_images, int(other.det_image.max(initial=-1)) + 1, int(other.gt_image.max(initial=-1)) + 1
+        )
+    weights = bootstrap_weights(n_images, n_resamples, seed)
+    ones = np.ones((n_images, 1))
+    classes, ap = weighted_class_ap(state, weights)
+    replicates, class_replicates = summary_of_replicates(ap, state.iou_thresholds)
+    estimate, class_estimate = summary_of_replicates(weighted_class_ap(state, ones)[1], state.iou_thresholds)
+    if other is not None:
+        their_classes, their_ap = weighted_class_ap(other, weights)
+        their_rep, their_class_rep = summary_of_replicates(their_ap, other.iou_thresholds)
+        their_est, their_class_est = summary_of_replicates(
+            weighted_class_ap(other, ones)[1], other.iou_thresholds
+        )
+        at = np.searchsorted(their_classes, classes).clip(max=max(their_classes.size - 1, 0))
+        known = (their_classes[at] == classes) if their_classes.size else np.zeros(classes.size, bool)
+        replicates = replicates - their_rep
+        class_replicates = class_replicates - np.where(known, their_class_rep[:, at], np.nan)
+        estimate = estimate - their_est
+        class_estimate = class_estimate - np.where(known, their_class_est[:, at], np.nan)
+    q = 100.0 * np.array([(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN bounds
+        bounds = np.nanpercentile(replicates, q, axis=0)
+        class_bounds = np.nanpercentile(class_replicates, q, axis=0)
+        bias = np.nanmean(replicates, 0) - estimate[0]
+    names = ("map", "map_50", "map_75")
+
+    def pick(values: np.ndarray, per_class: np.ndarray) -> dict[str, object]:
+        out: dict[str, object] = {n: float(v) for n, v in zip(names, values, strict=True)}
+        out["map_per_class"] = per_class
+        return out
+
+    return BootstrapResult(
+        estimate=pick(estimate[0], class_estimate[0]),
+        low=pick(bounds[0], class_bounds[0]),
+        high=pick(bounds[1], class_bounds[1]),
+        level=level,
+        n_resamples=n_resamples,
+        seed=seed,
+        classes=classes,
+        replicates=replicates,
+        class_replicates=class_replicates,
+        bias=dict(zip(names, bias.tolist(), strict=True)),
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,13 +10,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from objdet.functional.bootstrap import (
-    BootstrapResult,
-    ImageWeightedState,
-    bootstrap_weights,
-    summary_of_replicates,
-    weighted_class_ap,
-)
+from objdet.functional.bootstrap import BootstrapResult, ImageWeightedState, bootstrap_intervals
 from objdet.functional.coco import (
     AREA_RANGES,
     CocoTables,
@@ -861,58 +854,17 @@ class MeanAveragePrecision(Metric):
         if iou_type not in self._prefixes:
             raise InputError(f"`iou_type` must be one of {self.iou_type}, got {iou_type!r}")
         mine, ids = self._bootstrap_inputs(iou_type)
-        weights = bootstrap_weights(ids.size, n_resamples, seed)
-        ones = np.ones((ids.size, 1))
-        thresholds = np.asarray(self.iou_thresholds)
-        classes, ap = weighted_class_ap(mine, weights)
-        _, point = weighted_class_ap(mine, ones)
-        replicates, class_replicates = summary_of_replicates(ap, thresholds)
-        estimate, class_estimate = summary_of_replicates(point, thresholds)
+        theirs = None
         if other is not None:
-            their_type = iou_type if iou_type in other._prefixes else other.iou_type[0]
-            theirs, their_ids = other._bootstrap_inputs(their_type)
+            theirs, their_ids = other._bootstrap_inputs(
+                iou_type if iou_type in other._prefixes else other.iou_type[0]
+            )
             if their_ids.size != ids.size or not np.array_equal(their_ids, ids):
                 raise InputError(
                     "`other` must have seen the same images: "
                     f"{ids.size} and {their_ids.size} images, the same ids in both (with `image_id`)"
                 )
-            their_classes, their_ap = weighted_class_ap(theirs, weights)
-            _, their_point = weighted_class_ap(theirs, ones)
-            their_thresholds = np.asarray(other.iou_thresholds)
-            their_rep, their_class_rep = summary_of_replicates(their_ap, their_thresholds)
-            their_est, their_class_est = summary_of_replicates(their_point, their_thresholds)
-            at = np.searchsorted(their_classes, classes).clip(max=max(their_classes.size - 1, 0))
-            known = (their_classes[at] == classes) if their_classes.size else np.zeros(classes.size, bool)
-            nan = np.full((n_resamples, classes.size), np.nan)
-            replicates = replicates - their_rep
-            class_replicates = class_replicates - np.where(known, their_class_rep[:, at], nan)
-            estimate = estimate - their_est
-            class_estimate = class_estimate - np.where(known, their_class_est[:, at], np.nan)
-        q = 100.0 * np.array([(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN bounds
-            bounds = np.nanpercentile(replicates, q, axis=0)
-            class_bounds = np.nanpercentile(class_replicates, q, axis=0)
-            bias = np.nanmean(replicates, 0) - estimate[0]
-        names = ("map", "map_50", "map_75")
-
-        def pick(values: np.ndarray, per_class: np.ndarray) -> dict[str, object]:
-            out: dict[str, object] = {n: float(v) for n, v in zip(names, values, strict=True)}
-            out["map_per_class"] = per_class
-            return out
-
-        return BootstrapResult(
-            estimate=pick(estimate[0], class_estimate[0]),
-            low=pick(bounds[0], class_bounds[0]),
-            high=pick(bounds[1], class_bounds[1]),
-            level=float(level),
-            n_resamples=n_resamples,
-            seed=seed,
-            classes=classes,
-            replicates=replicates,
-            class_replicates=class_replicates,
-            bias=dict(zip(names, bias.tolist(), strict=True)),
-        )
+        return bootstrap_intervals(mine, n_resamples, float(level), seed, other=theirs)
 
     def _bootstrap_inputs(self, iou_type: str) -> tuple[ImageWeightedState, np.ndarray]:
         """The (synced) state of one evaluation for the bootstrap, and the images' ids (positions without).
@@ -940,6 +892,8 @@ class MeanAveragePrecision(Metric):
             gt_image=gt_image, lanes=np.arange(len(self.iou_thresholds)) * len(AREA_RANGES),
             rec_thresholds=np.asarray(self.rec_thresholds, np.float64),
             max_det=100 if 100 in mdt else mdt[-1],
+            iou_thresholds=np.asarray(self.iou_thresholds, np.float64),
+            n_images=int(picked.shape[0]),
         )  # fmt: skip
         return state, ids
 
