@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from objdet.functional.coco import _accumulate_one, default_rec_thresholds
+from objdet.functional.lanes import area_all_lane, lane_flags
 from objdet.ops.coco import descending_order_key
 
 __all__ = ["DetectionCurves", "coco_state_curves", "confidence_grid", "detection_curves"]
@@ -240,11 +241,6 @@ def detection_curves(
     )
 
 
-def _lane(packed: Tensor, lane: int) -> Tensor:
-    """(N,) bool flags of one lane of :func:`objdet.ops.coco.pack_lanes` bytes (N, B)."""
-    return ((packed[:, lane // 8] >> (lane % 8)) & 1).bool()
-
-
 def coco_state_curves(
     scores: Tensor,
     labels: Tensor,
@@ -270,17 +266,9 @@ def coco_state_curves(
             is a ValueError, since the flags exist only for the thresholds matched in ``update()``.
         rec_thresholds, confidence, average: as in :func:`detection_curves`.
     """
-    thresholds = [float(t) for t in iou_thresholds]
-    if iou_threshold is None:
-        iou_threshold = 0.5 if any(abs(t - 0.5) < 1e-9 for t in thresholds) else thresholds[0]
-    index = [i for i, t in enumerate(thresholds) if abs(t - float(iou_threshold)) < 1e-9]
-    if not index:
-        raise ValueError(
-            f"`iou_threshold` must be one of the metric's iou_thresholds {thresholds}, got {iou_threshold!r}"
-        )
-    lane = index[0] * gt_counts.shape[1]  # area range 0: "all"
-    tp = _lane(tp_packed, lane)
-    ignored = _lane(ignored_packed, lane)
+    lane, threshold = area_all_lane(iou_thresholds, iou_threshold, gt_counts.shape[1])
+    tp = lane_flags(tp_packed, lane)
+    ignored = lane_flags(ignored_packed, lane)
     return detection_curves(
         scores,
         labels,
@@ -288,7 +276,7 @@ def coco_state_curves(
         ignored,
         gt_labels,
         gt_counts[:, 0],
-        thresholds[index[0]],
+        threshold,
         rec_thresholds=rec_thresholds,
         confidence=confidence,
         average=average,

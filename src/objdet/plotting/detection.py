@@ -19,9 +19,10 @@ from matplotlib.colors import Normalize as ColorNormalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from objdet.functional.calibration import DetectionCalibration
 from objdet.functional.confusion import normalize_confusion_matrix
 from objdet.functional.curves import DetectionCurves
-from objdet.plotting._common import figure_of, new_figure, to_numpy
+from objdet.plotting._common import figure_of, new_figure, new_subplots, to_numpy
 
 __all__ = [
     "plot_ap_bars",
@@ -29,6 +30,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_detection_curves",
     "plot_pr_curves",
+    "plot_reliability_diagram",
 ]
 
 _MEAN = "#1f3f73"
@@ -605,3 +607,109 @@ def plot_detection_curves(
             title=f"{metric[:1].upper()}{metric[1:]} vs confidence (IoU ≥ {t:g})",
         )
     raise ValueError(f"`kind` must be one of 'pr', 'f1', 'precision', 'recall', 'ap', got {kind!r}")
+
+
+# --------------------------------------------------------------------------- reliability diagram
+
+_GAP = "#d62728"
+
+
+def _bin_spans(cal: DetectionCalibration, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left edge and width of each bin's bar: the bin itself ("width"), or for "mass" from its
+    lowest score to the next non-empty bin's lowest score (the last to its highest score)."""
+    lower, upper = to_numpy(cal.lower), to_numpy(cal.upper)
+    if cal.strategy == "width":
+        return lower, upper - lower
+    left, right = lower.copy(), upper.copy()
+    filled = np.flatnonzero(count > 0)
+    right[filled[:-1]] = lower[filled[1:]]
+    width = np.where(count > 0, right - left, 0.0)
+    thin = (count > 0) & (width < 0.01)  # tied scores: a visible bar around them
+    left = np.where(thin, left - 0.005, left)
+    return left, np.where(thin, 0.01, width)
+
+
+def plot_reliability_diagram(
+    calibration: DetectionCalibration,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> tuple[Figure, Axes]:
+    """Reliability diagram: precision per confidence bin against the diagonal, with ECE and MCE.
+
+    Bars are each bin's accuracy (its precision at the IoU threshold: the fraction of its
+    detections that are TPs), a dot marks (mean confidence, accuracy) of the bin, and a red
+    band the gap between accuracy and mean confidence (the terms of ECE). A well calibrated
+    detector has its dots on the diagonal. In a figure made here a second panel below shows
+    the number of detections per bin; with ``ax`` only the diagram is drawn. Returns the
+    diagram's axes. Input: :meth:`objdet.training.metrics.MeanAveragePrecision.calibration`
+    or :func:`objdet.functional.calibration.detection_calibration`.
+
+    Example:
+        >>> import numpy as np
+        >>> from objdet.functional.calibration import detection_calibration
+        >>> from objdet.plotting.detection import plot_reliability_diagram
+        >>> cal = detection_calibration(np.array([0.9, 0.8, 0.3, 0.2]), np.array([True, False, False, True]))
+        >>> fig, ax = plot_reliability_diagram(cal)
+        >>> ax.get_title(), round(float(cal.ece), 3)
+        ('Reliability diagram (10 equal-width bins)', 0.5)
+    """
+    count = to_numpy(calibration.count, np.int64).reshape(-1)
+    conf = to_numpy(calibration.confidence).reshape(-1)
+    acc = to_numpy(calibration.accuracy).reshape(-1)
+    ax_count: Axes | None = None
+    if ax is None:
+        fig, axes = new_subplots(2, 1, (6.0, 6.6), sharex=True, gridspec_kw={"height_ratios": [3.2, 1.0]})
+        ax, ax_count = axes[0, 0], axes[1, 0]
+    else:
+        fig = figure_of(ax)
+    assert ax is not None
+    t = calibration.iou_threshold
+    kind = "equal-width" if calibration.strategy == "width" else "equal-mass"
+    at = f"IoU ≥ {t:g}, " if t == t else ""
+    ax.set_title(
+        title if title is not None else f"Reliability diagram ({at}{calibration.n_bins} {kind} bins)"
+    )
+    ax.set_ylabel("accuracy (precision at IoU threshold)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, linewidth=0.6)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.45", linewidth=1.0, label="perfect calibration")
+    (ax_count if ax_count is not None else ax).set_xlabel("confidence (score)")
+    if ax_count is not None:
+        ax.tick_params(labelbottom=False)
+    if calibration.n_detections == 0:
+        _no_data(ax, "no data: no counted detection")
+        if ax_count is not None:
+            ax_count.set_ylabel("detections")
+        return fig, ax
+    filled = count > 0
+    left, width = _bin_spans(calibration, count)
+    ax.bar(
+        left[filled], acc[filled], width=width[filled], align="edge", color=_BAR, alpha=0.85,
+        edgecolor="white", linewidth=0.8, label="accuracy of the bin",
+    )  # fmt: skip
+    low, high = np.minimum(acc, conf), np.maximum(acc, conf)
+    ax.bar(
+        left[filled], (high - low)[filled], bottom=low[filled], width=width[filled], align="edge",
+        color=_GAP, alpha=0.28, edgecolor=_GAP, linewidth=0.6, hatch="//", label="gap to mean confidence",
+    )  # fmt: skip
+    ax.plot(
+        conf[filled], acc[filled], marker="o", markersize=5, color=_MEAN, linewidth=1.2,
+        label="(mean confidence, accuracy)", zorder=5,
+    )  # fmt: skip
+    n = calibration.n_detections
+    summary = f"ECE = {float(calibration.ece):.4f}\nMCE = {float(calibration.mce):.4f}\nN = {n:,} detections"
+    ax.text(
+        0.03, 0.97, summary, transform=ax.transAxes, ha="left", va="top", fontsize=9,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9, "edgecolor": "0.7"},
+    )  # fmt: skip
+    ax.legend(loc="lower right", fontsize=8, frameon=True, framealpha=0.85)
+    if ax_count is not None:
+        ax_count.bar(
+            left[filled], count[filled], width=width[filled], align="edge", color="0.55", edgecolor="white"
+        )
+        ax_count.set_ylabel("detections")
+        ax_count.set_xlim(0, 1)
+        ax_count.grid(axis="y", alpha=0.3, linewidth=0.6)
+    return fig, ax
