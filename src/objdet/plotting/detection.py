@@ -335,6 +335,7 @@ def plot_confidence_curves(
     classes_label: str = "classes",
     ax: Axes | None = None,
     title: str | None = None,
+    best_of: str = "F1",
 ) -> tuple[Figure, Axes]:
     """A metric (F1, precision or recall) as a function of the confidence threshold.
 
@@ -349,6 +350,8 @@ def plot_confidence_curves(
         overall_label: legend label of the bold curve.
         classes_label: what the K rows are, for the legend's count (e.g. "classes with a GT
             or a detection"); rows without any finite value are not drawn and counted apart.
+        best_of: what ``best_confidence`` maximises (the marker's label says "(best)" on that
+            metric's own curve, "(best F1)" on the others), e.g. "F2" for an F-beta curve.
 
     Thresholds outside [0, 1] (raw scores: logits, distances, up to 1e300) are drawn one step
     per threshold (with :func:`~objdet.functional.curves.confidence_grid`'s thresholds, which
@@ -422,7 +425,7 @@ def plot_confidence_curves(
                     zorder=5,
                     linestyle="none",
                     label=f"{metric} {o[idx]:.3f} at {values_x[idx]:.3g} "
-                    + ("(best)" if metric == "F1" else "(best F1)"),
+                    + ("(best)" if metric == best_of else f"(best {best_of})"),
                 )
                 ax.axvline(x[idx], color=_BEST, linewidth=0.9, linestyle="--", alpha=0.7)
     handles, labels = ax.get_legend_handles_labels()
@@ -555,6 +558,7 @@ def plot_detection_curves(
     kind: CurveKind = "pr",
     class_names: Sequence[str] | None = None,
     ax: Axes | None = None,
+    beta: float = 1.0,
 ) -> tuple[Figure, Axes]:
     """Draw one view of a :class:`~objdet.functional.curves.DetectionCurves` (from ``metric.curves()``).
 
@@ -564,6 +568,8 @@ def plot_detection_curves(
             best-F1 threshold marked) or "ap" (per-class AP bars).
         class_names: names indexed by class id (``class_names[c]`` for class id c), e.g. all
             80 COCO names; default: the ids.
+        beta: with ``kind="f1"``, draw F-beta (:meth:`~objdet.functional.curves.DetectionCurves.fbeta`)
+            instead, labelled ``F<beta>`` (e.g. "F2"), its best threshold marked; 1 is F1.
     """
     ids = curves.classes.tolist()
     if class_names is not None:
@@ -592,8 +598,13 @@ def plot_detection_curves(
             "precision": (curves.precision, curves.overall_precision),
             "recall": (curves.recall, curves.overall_recall),
         }[kind]
-        metric = "F1" if kind == "f1" else kind
+        metric: str = "F1" if kind == "f1" else kind
         best = float(curves.best_confidence)
+        best_of = "F1"
+        if kind == "f1" and beta != 1.0:
+            fb = curves.fbeta(beta)
+            values, overall, best = fb.fbeta, fb.overall, float(fb.best_confidence)
+            metric = best_of = f"F{fb.beta:g}"
         return plot_confidence_curves(
             curves.confidence,
             values,
@@ -605,6 +616,7 @@ def plot_detection_curves(
             classes_label="classes with a GT or a detection",
             ax=ax,
             title=f"{metric[:1].upper()}{metric[1:]} vs confidence (IoU ≥ {t:g})",
+            best_of=best_of,
         )
     raise ValueError(f"`kind` must be one of 'pr', 'f1', 'precision', 'recall', 'ap', got {kind!r}")
 
