@@ -624,6 +624,7 @@ def plot_detection_curves(
 # --------------------------------------------------------------------------- reliability diagram
 
 _GAP = "#d62728"
+_UNDER = "#ff9f1c"
 
 
 def _bin_spans(cal: DetectionCalibration, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -701,11 +702,19 @@ def plot_reliability_diagram(
         left[filled], acc[filled], width=width[filled], align="edge", color=_BAR, alpha=0.85,
         edgecolor="white", linewidth=0.8, label="accuracy of the bin",
     )  # fmt: skip
-    low, high = np.minimum(acc, conf), np.maximum(acc, conf)
-    ax.bar(
-        left[filled], (high - low)[filled], bottom=low[filled], width=width[filled], align="edge",
-        color=_GAP, alpha=0.28, edgecolor=_GAP, linewidth=0.6, hatch="//", label="gap to mean confidence",
-    )  # fmt: skip
+    over = filled & (conf > acc)  # over-confident: the band above the bar, up to the mean confidence
+    under = filled & (acc > conf)  # under-confident: the top of the bar, above the mean confidence
+    if over.any():
+        ax.bar(
+            left[over], (conf - acc)[over], bottom=acc[over], width=width[over], align="edge", color=_GAP,
+            alpha=0.28, edgecolor=_GAP, linewidth=0.6, hatch="//", label="gap: confidence above accuracy",
+        )  # fmt: skip
+    if under.any():
+        ax.bar(
+            left[under], (acc - conf)[under], bottom=conf[under], width=width[under], align="edge",
+            facecolor="none", edgecolor=_UNDER, linewidth=0.8, hatch="\\\\",
+            label="gap: accuracy above confidence",
+        )  # fmt: skip
     ax.plot(
         conf[filled], acc[filled], marker="o", markersize=5, color=_MEAN, linewidth=1.2,
         label="(mean confidence, accuracy)", zorder=5,
