@@ -24,7 +24,7 @@ Definitions (N detections counted, B bins):
 
 * per bin: n_b its detections, conf_b their mean score, acc_b the fraction of them that are
   correct (the bin's precision at t);
-* ECE = sum_b (n_b / N) |acc_b - conf_b|, MCE = max_b |acc_b - conf_b| over the non-empty bins;
+* ECE = ``sum_b (n_b / N) |acc_b - conf_b|``, MCE = ``max_b |acc_b - conf_b|`` over the non-empty bins;
   both lie in [0, 1] and ECE <= MCE. Without any counted detection they are NaN.
 
 Per class the same, on that class's detections alone (with ``"mass"``, its own bins). The
@@ -60,8 +60,8 @@ class DetectionCalibration:
     strategy: str  #: "width" or "mass"
     n_bins: int  #: B
     n_detections: int  #: N, the counted detections
-    lower: Any  #: (B,) lower bound of each bin ("width": b/B; "mass": its lowest score)
-    upper: Any  #: (B,) upper bound of each bin ("width": (b+1)/B; "mass": its highest score)
+    lower: Any  #: (B,) lower bound of each bin, b/B with "width", its lowest score with "mass"
+    upper: Any  #: (B,) upper bound of each bin, (b+1)/B with "width", its highest score with "mass"
     count: Any  #: (B,) int64 counted detections per bin
     confidence: Any  #: (B,) mean score per bin
     accuracy: Any  #: (B,) fraction of TPs per bin (precision at t)

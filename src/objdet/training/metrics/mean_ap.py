@@ -870,10 +870,10 @@ class MeanAveragePrecision(Metric):
         are the kept ones (the best ``max_detection_thresholds[-1]`` per image and class, area
         "all") that are not ignored (matched to a crowd GT), the ones AP counts; a bin's
         accuracy is the fraction of its detections that are TPs at ``iou_threshold`` (its
-        precision), its confidence their mean raw score. ECE = sum_b (n_b / N) |acc_b - conf_b|,
-        MCE = max over non-empty bins; per class the same over that class's detections. See
-        :mod:`objdet.functional.calibration` for the exact binning rules. Under DDP the state is
-        gathered first, like ``compute()``: call it on every rank.
+        precision), its confidence their mean raw score. ECE = ``sum_b (n_b / N) |acc_b - conf_b|``,
+        MCE = ``max_b |acc_b - conf_b|`` over non-empty bins; per class the same over that
+        class's detections. See :mod:`objdet.functional.calibration` for the exact binning rules.
+        Under DDP the state is gathered first, like ``compute()``: call it on every rank.
 
         Args:
             iou_threshold: one of ``iou_thresholds`` (default 0.5 when present, else the first).
