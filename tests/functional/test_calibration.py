@@ -288,3 +288,23 @@ def test_perfectly_calibrated_detections_give_zero(levels: list[tuple[int, int]]
 def test_constant_score_of_a_detector_right_half_the_time() -> None:
     c = detection_calibration(np.full(10, 0.9), np.arange(10) < 5, bins=10)
     assert float(c.ece) == pytest.approx(0.4) and float(c.mce) == pytest.approx(0.4)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("strategy", ["width", "mass"])
+def test_cuda_tensors_give_the_cpu_numbers_on_their_device(strategy: str) -> None:
+    scores, tp, labels, ignored = random_detections(4, 500, ties=True)
+    s64 = torch.tensor(scores, dtype=torch.float64)
+    cpu = detection_calibration(
+        s64, torch.tensor(tp), torch.tensor(labels), torch.tensor(ignored), bins=12, strategy=strategy,  # type: ignore[arg-type]
+    )  # fmt: skip
+    dev = torch.device("cuda")
+    gpu = detection_calibration(
+        torch.tensor(scores, dtype=torch.float64, device=dev), torch.tensor(tp, device=dev),
+        torch.tensor(labels, device=dev), torch.tensor(ignored, device=dev), bins=12, strategy=strategy,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert gpu.ece.device.type == "cuda" and gpu.class_count.device.type == "cuda"
+    for key in (*FIELDS, "accuracy", "ece", "mce", "class_ece", "class_mce"):
+        np.testing.assert_allclose(
+            getattr(gpu, key).cpu().numpy(), getattr(cpu, key).numpy(), rtol=1e-12, atol=1e-12
+        )
