@@ -374,6 +374,18 @@ def fig_ap_bars(out: Path) -> None:
     _save(fig, out)
 
 
+def fig_reliability_diagram(out: Path) -> None:
+    fig, _ = detection_metric().plot_calibration()
+    _save(fig, out)
+
+
+def fig_f2_confidence(out: Path) -> None:
+    from objdet.plotting.detection import plot_detection_curves
+
+    fig, _ = plot_detection_curves(detection_metric().curves(), "f1", DET_NAMES, beta=2.0)
+    _save(fig, out)
+
+
 def fig_cli_demo_confusion_matrix(out: Path) -> None:
     """What ``objdet eval --demo --out DIR`` writes (the command line run in-process)."""
     import shutil

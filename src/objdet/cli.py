@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -96,6 +96,7 @@ class Evaluation:
     class_names: list[str]
     confusion: Any  # (C + 1, C + 1) int64, numpy array or tensor
     curves: Any
+    calibration: Any = None  # DetectionCalibration with --calibration (numpy on the CPU route)
 
 
 class Progress:
@@ -153,6 +154,7 @@ def evaluate(
     plots: bool = True,
     progress: Callable[[int], None] | None = None,
     slices: dict[str, np.ndarray] | None = None,
+    diagnostics: Diagnostics | None = None,
 ) -> Evaluation:
     """Run MeanAveragePrecision and ConfusionMatrix over loaded COCO data (labels contiguous).
 
@@ -258,7 +260,13 @@ def evaluate(
             "map_per_class": values["map_per_class"].reshape(-1).tolist() if s_classes else [],
             "classes": [gt.category_ids[c] for c in s_classes],
         }
-    curves = mean_ap.curves() if plots else None  # at IoU 0.5 (the first threshold when 0.5 is absent)
+    diag = diagnostics or Diagnostics()
+    curves = mean_ap.curves() if plots or diag.needs_curves else None  # at IoU 0.5 (else the first)
+    calibration = None
+    if diag.calibration:
+        calibration = _calibration_or_error(
+            lambda: mean_ap.calibration(bins=diag.calibration_bins, strategy=diag.calibration_strategy)
+        )
     return Evaluation(
         metrics=metrics,
         stats=stats64.cpu().tolist(),
@@ -266,6 +274,7 @@ def evaluate(
         class_names=names,
         confusion=matrix,
         curves=curves,
+        calibration=calibration,
     )
 
 
@@ -366,14 +375,16 @@ def evaluate_arrays(
     plots: bool = True,
     progress: Callable[[int], None] | None = None,
     slices: dict[str, np.ndarray] | None = None,
+    diagnostics: Diagnostics | None = None,
 ) -> Evaluation:
     """COCO evaluation and confusion matrix of columns read by :mod:`objdet.io.coco_arrays`, on the CPU.
 
     The numbers of :func:`evaluate` (MeanAveragePrecision and ConfusionMatrix on the same files),
     computed with the compiled engine on numpy arrays: all images matched in a few large calls
-    (``progress`` is told the images done after each), no torch unless ``plots`` (the PR and
-    F1 curves are torch code). ``slices``: {name: (n_images,) bool} subsets of the images also
-    evaluated (``metrics["slices"]``), from the same matching.
+    (``progress`` is told the images done after each), no torch unless ``plots`` or an F-beta
+    (the PR and F1 curves are torch code); the calibration is numpy code.
+    ``slices``: {name: (n_images,) bool} subsets of the images also evaluated
+    (``metrics["slices"]``), from the same matching.
     """
     _start_numba()
     from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np, summarize_np
@@ -505,8 +516,9 @@ def evaluate_arrays(
             "map_per_class": s_ap.tolist(),
             "classes": [int(gt.category_ids[c]) for c in s_classes.tolist()],
         }
+    diag = diagnostics or Diagnostics()
     curves = None
-    if plots:  # at IoU 0.5, as MeanAveragePrecision.curves()
+    if plots or diag.needs_curves:  # at IoU 0.5, as MeanAveragePrecision.curves()
         import torch
 
         from objdet.functional.curves import coco_state_curves
@@ -517,6 +529,23 @@ def evaluate_arrays(
             t(gt_labels.astype(np.int32)), t(gt_counts), _IOU_THRESHOLDS.tolist(), None,
             rec_thresholds=t(_REC_THRESHOLDS.copy()),
         )  # fmt: skip
+    calibration = None
+    if diag.calibration:  # at IoU 0.5, as MeanAveragePrecision.calibration(), on the numpy state
+        from objdet.functional.calibration import coco_state_calibration
+
+        calibration = _calibration_or_error(
+            lambda: coco_state_calibration(
+                state["scores"],
+                state["labels"],
+                state["tp"],
+                state["ignored"],
+                len(_AREA_RANGES),
+                _IOU_THRESHOLDS.tolist(),
+                None,
+                bins=diag.calibration_bins,
+                strategy=diag.calibration_strategy,
+            )
+        )
     return Evaluation(
         metrics=metrics,
         stats=stats.tolist(),
@@ -524,7 +553,124 @@ def evaluate_arrays(
         class_names=names,
         confusion=matrix,
         curves=curves,
+        calibration=calibration,
     )
+
+
+# ------------------------------------------------------------------ diagnostics: --calibration, --fbeta
+# (issue 13) Calibration of the scores and F-beta, from the same matched state as the COCO numbers,
+# at IoU 0.5 as the PR / F1 curves. The calibration is numpy code (the CPU route stays torch-free);
+# F-beta reads the confidence curves (torch code, as the plots).
+@dataclass
+class Diagnostics:
+    """What ``--calibration`` / ``--fbeta`` ask for."""
+
+    calibration: bool = False
+    calibration_bins: int = 10
+    calibration_strategy: Literal["width", "mass"] = "width"
+    fbeta: float | None = None
+
+    @property
+    def needs_curves(self) -> bool:
+        return self.fbeta is not None
+
+
+def add_diagnostic_arguments(ev: argparse.ArgumentParser) -> None:
+    group = ev.add_argument_group("diagnostics (at IoU 0.5, on the detections COCO AP counts)")
+    group.add_argument(
+        "--calibration",
+        action="store_true",
+        help="print the calibration of the scores (ECE, MCE; scores must be in [0, 1]); with --json / "
+        "--out it goes into the JSON as 'calibration', with --out reliability_diagram.png",
+    )
+    group.add_argument("--calibration-bins", type=int, default=10, metavar="N", help="confidence bins (10)")
+    group.add_argument(
+        "--calibration-strategy",
+        choices=("width", "mass"),
+        default="width",
+        help="equal-width or equal-mass (equal-count) bins (width)",
+    )
+    group.add_argument(
+        "--fbeta",
+        type=float,
+        metavar="BETA",
+        help="print the best F-beta over the confidence thresholds and where it is reached; "
+        "with --out fBETA_confidence.png",
+    )
+
+
+def check_diagnostic_arguments(args: argparse.Namespace) -> Diagnostics:
+    if args.calibration_bins < 1:
+        raise InputError(f"--calibration-bins: expected a positive integer, got {args.calibration_bins}")
+    if args.fbeta is not None and not (math.isfinite(args.fbeta) and args.fbeta > 0):
+        raise InputError(f"--fbeta: expected a finite number > 0, got {args.fbeta}")
+    return Diagnostics(args.calibration, args.calibration_bins, args.calibration_strategy, args.fbeta)
+
+
+def _calibration_or_error(compute: Callable[[], Any]) -> Any:
+    try:
+        return compute()
+    except ValueError as err:
+        raise ValueError(f"--calibration: {err}") from None
+
+
+def add_diagnostics(evaluation: Evaluation, diagnostics: Diagnostics) -> list[str]:
+    """Put the diagnostics into ``evaluation.metrics`` (the JSON); returns the lines to print."""
+    lines = []
+    cal = evaluation.calibration
+    if cal is not None:
+        ece, mce = float(cal.ece), float(cal.mce)
+        evaluation.metrics["calibration"] = _plain(
+            {
+                "ece": ece,
+                "mce": mce,
+                "iou_threshold": cal.iou_threshold,
+                "bins": cal.n_bins,
+                "strategy": cal.strategy,
+                "n_detections": cal.n_detections,
+            }
+        )
+        kind = "equal-width" if cal.strategy == "width" else "equal-mass"
+        lines.append(
+            f"Calibration (IoU={cal.iou_threshold:g}, {cal.n_bins} {kind} bins, "
+            f"{cal.n_detections} detections): ECE = {ece:.4f}  MCE = {mce:.4f}"
+        )
+    if diagnostics.fbeta is not None and evaluation.curves is not None:
+        fb = evaluation.curves.fbeta(diagnostics.fbeta)
+        best, at = float(fb.best_fbeta), float(fb.best_confidence)
+        evaluation.metrics["fbeta"] = _plain(
+            {
+                "beta": fb.beta,
+                "best": best,
+                "confidence": at,
+                "iou_threshold": fb.iou_threshold,
+                "average": fb.average,
+            }
+        )
+        lines.append(
+            f"F{fb.beta:g} (IoU={fb.iou_threshold:g}, all classes pooled): "
+            f"best {best:.4f} at confidence >= {at:.4g}"
+        )
+    return lines
+
+
+def write_diagnostic_plots(out: Path, evaluation: Evaluation, diagnostics: Diagnostics) -> list[Path]:
+    """reliability_diagram.png (--calibration) and f<beta>_confidence.png (--fbeta)."""
+    from objdet.plotting.detection import plot_detection_curves, plot_reliability_diagram
+
+    figures = {}
+    if evaluation.calibration is not None:
+        figures["reliability_diagram.png"] = plot_reliability_diagram(evaluation.calibration)[0]
+    if diagnostics.fbeta is not None and evaluation.curves is not None:
+        names = evaluation.class_names
+        name = f"f{diagnostics.fbeta:g}_confidence.png"
+        figures[name] = plot_detection_curves(evaluation.curves, "f1", names, beta=diagnostics.fbeta)[0]
+    written = []
+    for name, fig in figures.items():
+        path = out / name
+        _atomic_write(path, partial(fig.savefig, format="png", dpi=110), binary=True)
+        written.append(path)
+    return written
 
 
 # ----------------------------------------------------------------------------- output
@@ -709,6 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON {"name": [image ids], ...}: also evaluate these subsets of the images (same matching)',
     )
     ev.add_argument("-q", "--quiet", action="store_true", help="print nothing but warnings and errors")
+    add_diagnostic_arguments(ev)
     return parser
 
 
@@ -752,6 +899,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         raise InputError(f"--json: {args.json} is a directory, expected a file name")
     if args.batch_size < 1:
         raise InputError(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    diagnostics = check_diagnostic_arguments(args)
     device = _device(args.device)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=stdout))
     notes: list[str] = []  # warnings of the readers, printed once every input check has passed
@@ -796,6 +944,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         "plots": plots,
         "progress": bar.update,
         "slices": slices,
+        "diagnostics": diagnostics,
     }
     try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
         if device is None:
@@ -814,6 +963,11 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     if "slices" in evaluation.metrics:
         say("")
         say(format_slice_table(evaluation.metrics["slices"]))
+    diagnostic_lines = add_diagnostics(evaluation, diagnostics)
+    if diagnostic_lines:
+        say("")
+    for line in diagnostic_lines:
+        say(line)
     written = []
     if args.json is not None:
         write_json(args.json, evaluation.metrics)
@@ -823,6 +977,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         written.append(args.out / "metrics.json")
         if plots:
             written += write_plots(args.out, evaluation, args.conf_threshold, args.iou_threshold)
+            written += write_diagnostic_plots(args.out, evaluation, diagnostics)
     say("")
     say(
         f"{n_images} images; files read in {t_load:.2f} s (imports included), "

@@ -25,6 +25,7 @@ without GT) and -1 in the PR curves and AP (pycocotools' convention for classes 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -33,9 +34,31 @@ import torch
 from torch import Tensor
 
 from objdet.functional.coco import _accumulate_one, default_rec_thresholds
+from objdet.functional.lanes import area_all_lane, lane_flags
 from objdet.ops.coco import descending_order_key
 
-__all__ = ["DetectionCurves", "coco_state_curves", "confidence_grid", "detection_curves"]
+__all__ = ["DetectionCurves", "FBetaCurves", "coco_state_curves", "confidence_grid", "detection_curves"]
+
+
+@dataclass
+class FBetaCurves:
+    """F-beta vs confidence per class and overall, from :meth:`DetectionCurves.fbeta` (float64).
+
+    F-beta = (1 + beta²) TP / ((1 + beta²) TP + beta² FN + FP): beta > 1 weighs recall more,
+    beta < 1 precision; beta = 1 is F1. NaN with neither GT nor detection at a threshold.
+    """
+
+    beta: float  #: the beta
+    classes: Tensor  #: (K,) int64 class ids, as in the curves
+    iou_threshold: float  #: the IoU threshold t of the TP flags
+    confidence: Tensor  #: (S,) increasing confidence thresholds
+    average: str  #: how ``overall`` pools the classes, "micro" or "macro"
+    fbeta: Tensor  #: (K, S) per class
+    overall: Tensor  #: (S,) all classes, pooled as ``average`` says
+    best_confidence: Tensor  #: () lowest confidence with the highest overall F-beta (NaN if none)
+    best_fbeta: Tensor  #: () overall F-beta there
+    class_best_confidence: Tensor  #: (K,) per class, the lowest confidence with its highest F-beta
+    class_best_fbeta: Tensor  #: (K,) per class, its F-beta there
 
 
 @dataclass
@@ -74,6 +97,41 @@ class DetectionCurves:
             return torch.tensor(-1.0, dtype=torch.float64, device=self.ap.device)
         return self.ap[defined].mean()
 
+    def fbeta(self, beta: float) -> FBetaCurves:
+        """F-beta vs confidence from the same TP/FP counts as ``f1`` (beta = 1 gives ``f1`` exactly).
+
+        Per class and overall (pooled as ``average``: "micro" sums the counts over classes,
+        "macro" averages the per-class values over classes with GT), with the lowest confidence
+        threshold that maximises each.
+
+        Example:
+            >>> import torch
+            >>> from objdet.functional.curves import detection_curves
+            >>> c = detection_curves(torch.tensor([0.9, 0.8, 0.3]), torch.tensor([0, 0, 0]),
+            ...                      torch.tensor([True, False, True]), torch.tensor([False, False, False]),
+            ...                      torch.tensor([0]), torch.tensor([3]), 0.5, confidence=11)
+            >>> f2 = c.fbeta(2.0)  # 2 TP, 1 FP, 1 FN at 0.3: 5 * 2 / (4 * 3 + 2 + 1)
+            >>> round(f2.best_fbeta.item(), 4), f2.best_confidence.item()
+            (0.6667, 0.0)
+        """
+        beta = _check_beta(beta)
+        per_class, overall, best_c, best_f, class_best_c, class_best_f = _fscore_curves(
+            self.tp, self.fp, self.num_gt, self.confidence, self.average, beta
+        )
+        return FBetaCurves(
+            beta=beta,
+            classes=self.classes,
+            iou_threshold=self.iou_threshold,
+            confidence=self.confidence,
+            average=self.average,
+            fbeta=per_class,
+            overall=overall,
+            best_confidence=best_c,
+            best_fbeta=best_f,
+            class_best_confidence=class_best_c,
+            class_best_fbeta=class_best_f,
+        )
+
 
 def confidence_grid(scores: Tensor, steps: int = 1001) -> Tensor:
     """Increasing confidence thresholds (float64) for ``scores``.
@@ -109,6 +167,41 @@ def _best(f1: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
     none = best < 0
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=grid.device)
     return torch.where(none, nan, grid[index]), torch.where(none, nan, best)
+
+
+def _check_beta(beta: float) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
+        raise ValueError(f"`beta` must be a finite number > 0, got {beta!r}")
+    return float(beta)
+
+
+def _fscore(t: Tensor, f: Tensor, g: Tensor, beta: float) -> Tensor:
+    """F-beta = (1 + beta²) TP / ((1 + beta²) TP + beta² FN + FP) = (1 + beta²) TP / (beta² nGT + TP + FP).
+
+    NaN with neither GT nor detection; beta = 1 is F1 = 2 TP / (TP + FP + nGT).
+    """
+    t, f, g = t.to(torch.float64), f.to(torch.float64), g.to(torch.float64)
+    b2 = beta * beta
+    den = b2 * g + t + f
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=t.device)
+    return torch.where(den > 0, (1.0 + b2) * t / torch.where(den > 0, den, 1.0), nan)
+
+
+def _fscore_curves(
+    tp: Tensor, fp: Tensor, n_gt: Tensor, grid: Tensor, average: str, beta: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Per class (K, S) and overall (S,) F-beta vs confidence, and where each is highest."""
+    n_steps = grid.numel()
+    per_class = _fscore(tp, fp, n_gt[:, None].expand(-1, n_steps), beta)
+    if average == "micro":
+        overall = _fscore(tp.sum(0), fp.sum(0), n_gt.sum().expand(n_steps), beta)
+    elif bool((n_gt > 0).any()):
+        overall = per_class[n_gt > 0].mean(0)
+    else:
+        overall = torch.full((n_steps,), float("nan"), dtype=torch.float64, device=grid.device)
+    best_c, best_f = _best(overall, grid)
+    class_best_c, class_best_f = _best(per_class, grid)
+    return per_class, overall, best_c, best_f, class_best_c, class_best_f
 
 
 def detection_curves(
@@ -197,25 +290,20 @@ def detection_curves(
     fp_c = count_at_least(~tp & counted)
     nan = torch.tensor(float("nan"), dtype=f64, device=device)
 
-    def prf(t: Tensor, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def prec_rec(t: Tensor, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         t, f, g = t.to(f64), f.to(f64), g.to(f64)
         precision = torch.where(t + f > 0, t / (t + f).clamp(min=1), nan)
         recall = torch.where(g > 0, t / g.clamp(min=1), nan)
-        f1 = torch.where(t + f + g > 0, 2 * t / (t + f + g).clamp(min=1), nan)
-        return precision, recall, f1
+        return precision, recall
 
-    precision, recall, f1 = prf(tp_c, fp_c, n_gt[:, None].expand(-1, n_steps))
+    precision, recall = prec_rec(tp_c, fp_c, n_gt[:, None].expand(-1, n_steps))
     if average == "micro":
-        o_p, o_r, o_f = prf(tp_c.sum(0), fp_c.sum(0), n_gt.sum().expand(n_steps))
+        o_p, o_r = prec_rec(tp_c.sum(0), fp_c.sum(0), n_gt.sum().expand(n_steps))
+    elif bool(has_gt.any()):
+        o_p, o_r = torch.nanmean(precision[has_gt], 0), recall[has_gt].mean(0)
     else:
-        sel = has_gt
-        if bool(sel.any()):
-            o_p = torch.nanmean(precision[sel], 0)
-            o_r, o_f = recall[sel].mean(0), f1[sel].mean(0)
-        else:
-            o_p = o_r = o_f = torch.full((n_steps,), float("nan"), dtype=f64, device=device)
-    best_c, best_f = _best(o_f, grid)
-    class_best_c, class_best_f = _best(f1, grid)
+        o_p = o_r = torch.full((n_steps,), float("nan"), dtype=f64, device=device)
+    f1, o_f, best_c, best_f, class_best_c, class_best_f = _fscore_curves(tp_c, fp_c, n_gt, grid, average, 1.0)
     return DetectionCurves(
         classes=classes,
         iou_threshold=float(iou_threshold),
@@ -238,11 +326,6 @@ def detection_curves(
         class_best_confidence=class_best_c,
         class_best_f1=class_best_f,
     )
-
-
-def _lane(packed: Tensor, lane: int) -> Tensor:
-    """(N,) bool flags of one lane of :func:`objdet.ops.coco.pack_lanes` bytes (N, B)."""
-    return ((packed[:, lane // 8] >> (lane % 8)) & 1).bool()
 
 
 def coco_state_curves(
@@ -270,17 +353,9 @@ def coco_state_curves(
             is a ValueError, since the flags exist only for the thresholds matched in ``update()``.
         rec_thresholds, confidence, average: as in :func:`detection_curves`.
     """
-    thresholds = [float(t) for t in iou_thresholds]
-    if iou_threshold is None:
-        iou_threshold = 0.5 if any(abs(t - 0.5) < 1e-9 for t in thresholds) else thresholds[0]
-    index = [i for i, t in enumerate(thresholds) if abs(t - float(iou_threshold)) < 1e-9]
-    if not index:
-        raise ValueError(
-            f"`iou_threshold` must be one of the metric's iou_thresholds {thresholds}, got {iou_threshold!r}"
-        )
-    lane = index[0] * gt_counts.shape[1]  # area range 0: "all"
-    tp = _lane(tp_packed, lane)
-    ignored = _lane(ignored_packed, lane)
+    lane, threshold = area_all_lane(iou_thresholds, iou_threshold, gt_counts.shape[1])
+    tp = lane_flags(tp_packed, lane)
+    ignored = lane_flags(ignored_packed, lane)
     return detection_curves(
         scores,
         labels,
@@ -288,7 +363,7 @@ def coco_state_curves(
         ignored,
         gt_labels,
         gt_counts[:, 0],
-        thresholds[index[0]],
+        threshold,
         rec_thresholds=rec_thresholds,
         confidence=confidence,
         average=average,

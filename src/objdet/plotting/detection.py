@@ -19,9 +19,10 @@ from matplotlib.colors import Normalize as ColorNormalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from objdet.functional.calibration import DetectionCalibration
 from objdet.functional.confusion import normalize_confusion_matrix
 from objdet.functional.curves import DetectionCurves
-from objdet.plotting._common import figure_of, new_figure, to_numpy
+from objdet.plotting._common import figure_of, new_figure, new_subplots, to_numpy
 
 __all__ = [
     "plot_ap_bars",
@@ -29,6 +30,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_detection_curves",
     "plot_pr_curves",
+    "plot_reliability_diagram",
 ]
 
 _MEAN = "#1f3f73"
@@ -333,6 +335,7 @@ def plot_confidence_curves(
     classes_label: str = "classes",
     ax: Axes | None = None,
     title: str | None = None,
+    best_of: str = "F1",
 ) -> tuple[Figure, Axes]:
     """A metric (F1, precision or recall) as a function of the confidence threshold.
 
@@ -347,6 +350,8 @@ def plot_confidence_curves(
         overall_label: legend label of the bold curve.
         classes_label: what the K rows are, for the legend's count (e.g. "classes with a GT
             or a detection"); rows without any finite value are not drawn and counted apart.
+        best_of: what ``best_confidence`` maximises (the marker's label says "(best)" on that
+            metric's own curve, "(best F1)" on the others), e.g. "F2" for an F-beta curve.
 
     Thresholds outside [0, 1] (raw scores: logits, distances, up to 1e300) are drawn one step
     per threshold (with :func:`~objdet.functional.curves.confidence_grid`'s thresholds, which
@@ -420,7 +425,7 @@ def plot_confidence_curves(
                     zorder=5,
                     linestyle="none",
                     label=f"{metric} {o[idx]:.3f} at {values_x[idx]:.3g} "
-                    + ("(best)" if metric == "F1" else "(best F1)"),
+                    + ("(best)" if metric == best_of else f"(best {best_of})"),
                 )
                 ax.axvline(x[idx], color=_BEST, linewidth=0.9, linestyle="--", alpha=0.7)
     handles, labels = ax.get_legend_handles_labels()
@@ -553,6 +558,7 @@ def plot_detection_curves(
     kind: CurveKind = "pr",
     class_names: Sequence[str] | None = None,
     ax: Axes | None = None,
+    beta: float = 1.0,
 ) -> tuple[Figure, Axes]:
     """Draw one view of a :class:`~objdet.functional.curves.DetectionCurves` (from ``metric.curves()``).
 
@@ -562,6 +568,8 @@ def plot_detection_curves(
             best-F1 threshold marked) or "ap" (per-class AP bars).
         class_names: names indexed by class id (``class_names[c]`` for class id c), e.g. all
             80 COCO names; default: the ids.
+        beta: with ``kind="f1"``, draw F-beta (:meth:`~objdet.functional.curves.DetectionCurves.fbeta`)
+            instead, labelled ``F<beta>`` (e.g. "F2"), its best threshold marked; 1 is F1.
     """
     ids = curves.classes.tolist()
     if class_names is not None:
@@ -590,8 +598,13 @@ def plot_detection_curves(
             "precision": (curves.precision, curves.overall_precision),
             "recall": (curves.recall, curves.overall_recall),
         }[kind]
-        metric = "F1" if kind == "f1" else kind
+        metric: str = "F1" if kind == "f1" else kind
         best = float(curves.best_confidence)
+        best_of = "F1"
+        if kind == "f1" and beta != 1.0:
+            fb = curves.fbeta(beta)
+            values, overall, best = fb.fbeta, fb.overall, float(fb.best_confidence)
+            metric = best_of = f"F{fb.beta:g}"
         return plot_confidence_curves(
             curves.confidence,
             values,
@@ -603,5 +616,121 @@ def plot_detection_curves(
             classes_label="classes with a GT or a detection",
             ax=ax,
             title=f"{metric[:1].upper()}{metric[1:]} vs confidence (IoU ≥ {t:g})",
+            best_of=best_of,
         )
     raise ValueError(f"`kind` must be one of 'pr', 'f1', 'precision', 'recall', 'ap', got {kind!r}")
+
+
+# --------------------------------------------------------------------------- reliability diagram
+
+_GAP = "#d62728"
+_UNDER = "#ff9f1c"
+
+
+def _bin_spans(cal: DetectionCalibration, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left edge and width of each bin's bar: the bin itself ("width"), or for "mass" from its
+    lowest score to the next non-empty bin's lowest score (the last to its highest score)."""
+    lower, upper = to_numpy(cal.lower), to_numpy(cal.upper)
+    if cal.strategy == "width":
+        return lower, upper - lower
+    left, right = lower.copy(), upper.copy()
+    filled = np.flatnonzero(count > 0)
+    right[filled[:-1]] = lower[filled[1:]]
+    width = np.where(count > 0, right - left, 0.0)
+    thin = (count > 0) & (width < 0.01)  # tied scores: a visible bar around them
+    left = np.where(thin, left - 0.005, left)
+    return left, np.where(thin, 0.01, width)
+
+
+def plot_reliability_diagram(
+    calibration: DetectionCalibration,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> tuple[Figure, Axes]:
+    """Reliability diagram: precision per confidence bin against the diagonal, with ECE and MCE.
+
+    Bars are each bin's accuracy (its precision at the IoU threshold: the fraction of its
+    detections that are TPs), a dot marks (mean confidence, accuracy) of the bin, and a red
+    band the gap between accuracy and mean confidence (the terms of ECE). A well calibrated
+    detector has its dots on the diagonal. In a figure made here a second panel below shows
+    the number of detections per bin; with ``ax`` only the diagram is drawn. Returns the
+    diagram's axes. Input: :meth:`objdet.training.metrics.MeanAveragePrecision.calibration`
+    or :func:`objdet.functional.calibration.detection_calibration`.
+
+    Example:
+        >>> import numpy as np
+        >>> from objdet.functional.calibration import detection_calibration
+        >>> from objdet.plotting.detection import plot_reliability_diagram
+        >>> cal = detection_calibration(np.array([0.9, 0.8, 0.3, 0.2]), np.array([True, False, False, True]))
+        >>> fig, ax = plot_reliability_diagram(cal)
+        >>> ax.get_title(), round(float(cal.ece), 3)
+        ('Reliability diagram (10 equal-width bins)', 0.5)
+    """
+    count = to_numpy(calibration.count, np.int64).reshape(-1)
+    conf = to_numpy(calibration.confidence).reshape(-1)
+    acc = to_numpy(calibration.accuracy).reshape(-1)
+    ax_count: Axes | None = None
+    if ax is None:
+        fig, axes = new_subplots(2, 1, (6.0, 6.6), sharex=True, gridspec_kw={"height_ratios": [3.2, 1.0]})
+        ax, ax_count = axes[0, 0], axes[1, 0]
+    else:
+        fig = figure_of(ax)
+    assert ax is not None
+    t = calibration.iou_threshold
+    kind = "equal-width" if calibration.strategy == "width" else "equal-mass"
+    at = f"IoU ≥ {t:g}, " if t == t else ""
+    ax.set_title(
+        title if title is not None else f"Reliability diagram ({at}{calibration.n_bins} {kind} bins)"
+    )
+    ax.set_ylabel("accuracy (precision at IoU threshold)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, linewidth=0.6)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.45", linewidth=1.0, label="perfect calibration")
+    (ax_count if ax_count is not None else ax).set_xlabel("confidence (score)")
+    if ax_count is not None:
+        ax.tick_params(labelbottom=False)
+    if calibration.n_detections == 0:
+        _no_data(ax, "no data: no counted detection")
+        if ax_count is not None:
+            ax_count.set_ylabel("detections")
+        return fig, ax
+    filled = count > 0
+    left, width = _bin_spans(calibration, count)
+    ax.bar(
+        left[filled], acc[filled], width=width[filled], align="edge", color=_BAR, alpha=0.85,
+        edgecolor="white", linewidth=0.8, label="accuracy of the bin",
+    )  # fmt: skip
+    over = filled & (conf > acc)  # over-confident: the band above the bar, up to the mean confidence
+    under = filled & (acc > conf)  # under-confident: the top of the bar, above the mean confidence
+    if over.any():
+        ax.bar(
+            left[over], (conf - acc)[over], bottom=acc[over], width=width[over], align="edge", color=_GAP,
+            alpha=0.28, edgecolor=_GAP, linewidth=0.6, hatch="//", label="gap: confidence above accuracy",
+        )  # fmt: skip
+    if under.any():
+        ax.bar(
+            left[under], (acc - conf)[under], bottom=conf[under], width=width[under], align="edge",
+            facecolor="none", edgecolor=_UNDER, linewidth=0.8, hatch="\\\\",
+            label="gap: accuracy above confidence",
+        )  # fmt: skip
+    ax.plot(
+        conf[filled], acc[filled], marker="o", markersize=5, color=_MEAN, linewidth=1.2,
+        label="(mean confidence, accuracy)", zorder=5,
+    )  # fmt: skip
+    n = calibration.n_detections
+    summary = f"ECE = {float(calibration.ece):.4f}\nMCE = {float(calibration.mce):.4f}\nN = {n:,} detections"
+    ax.text(
+        0.03, 0.97, summary, transform=ax.transAxes, ha="left", va="top", fontsize=9,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9, "edgecolor": "0.7"},
+    )  # fmt: skip
+    ax.legend(loc="lower right", fontsize=8, frameon=True, framealpha=0.85)
+    if ax_count is not None:
+        ax_count.bar(
+            left[filled], count[filled], width=width[filled], align="edge", color="0.55", edgecolor="white"
+        )
+        ax_count.set_ylabel("detections")
+        ax_count.set_xlim(0, 1)
+        ax_count.grid(axis="y", alpha=0.3, linewidth=0.6)
+    return fig, ax

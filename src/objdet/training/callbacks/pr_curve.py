@@ -1,4 +1,4 @@
-"""COCO mAP of every validated epoch, with PR curves, F1 vs confidence and per-class AP bars."""
+"""COCO mAP of every validated epoch, with PR curves, F1 vs confidence, per-class AP bars and calibration."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import rank_zero_warn
 
+from objdet.functional.calibration import DetectionCalibration
 from objdet.functional.curves import DetectionCurves
 from objdet.plotting._common import close_figure
-from objdet.plotting.detection import plot_detection_curves
+from objdet.plotting.detection import plot_detection_curves, plot_reliability_diagram
 from objdet.training.callbacks._base import (
     DETECTION_KEYS,
     DETECTION_OUTPUTS_HELP,
@@ -26,8 +28,8 @@ from objdet.training.metrics.mean_ap import MeanAveragePrecision
 
 __all__ = ["PRCurveCallback"]
 
-PlotKind = Literal["pr", "f1", "precision", "recall", "ap"]
-_KINDS = ("pr", "f1", "precision", "recall", "ap")
+PlotKind = Literal["pr", "f1", "precision", "recall", "ap", "reliability"]
+_KINDS = ("pr", "f1", "precision", "recall", "ap", "reliability")
 #: scalars of ``compute()`` logged every validated epoch
 _SUMMARY = ("map", "map_50", "map_75", "mar_100")
 
@@ -47,7 +49,8 @@ class PRCurveCallback(ValidationMetricCallback):
       logged under ``{tag}/{kind}`` (:func:`objdet.plotting.detection.plot_detection_curves`):
       ``"pr"`` precision-recall per class and their mean, ``"f1"`` / ``"precision"`` /
       ``"recall"`` vs the confidence threshold with the best-F1 threshold marked, ``"ap"``
-      per-class AP bars. Files are
+      per-class AP bars, ``"reliability"`` the reliability diagram of ``metric.calibration()``
+      (:func:`objdet.plotting.detection.plot_reliability_diagram`). Files are
       named ``<tag>_<kind>_epoch<EEE>_step<SSSSSS>.png`` (``val_curves_pr_epoch003_step000119.png``),
       see :func:`~objdet.training.callbacks.log_figure` for where they go;
     * every rank logs (``pl_module.log``): ``{prefix}map``, ``{prefix}map_50``,
@@ -59,7 +62,17 @@ class PRCurveCallback(ValidationMetricCallback):
       ``<name>`` = ``class_names[id]`` or ``class_<id>``, made safe by
       :func:`~objdet.training.callbacks.scalar_names`). Undefined values (a class without
       GT, F1 without any detection or GT) are not logged. No logged name is the folder of
-      another (MLflow's file store cannot hold both).
+      another (MLflow's file store cannot hold both);
+    * with ``calibration=True`` (or ``"reliability"`` in ``plots``), on every rank, the
+      calibration of the scores at ``iou_threshold`` (``metric.calibration()``, from the same
+      synced state): ``last_calibration``, a
+      :class:`~objdet.functional.calibration.DetectionCalibration`, and the scalars
+      ``{prefix}ece`` and ``{prefix}mce`` (not logged without any counted detection). Scores
+      outside [0, 1] (logits: calibration is not defined, objdet applies no sigmoid) give one
+      warning and no calibration, rather than stopping the training;
+    * for each ``beta`` in ``fbeta``: the best overall F-beta and its confidence threshold,
+      ``{prefix}best_f<beta>`` and ``{prefix}best_f<beta>_confidence`` (``best_f2``; a beta of
+      0.5 is written ``best_f0_5``).
 
     The per-class AP view is this callback's ``"ap"`` figure and ``ap_<t>/<name>`` scalars:
     they come from the same curves as the PR figure, so a separate per-class AP callback would
@@ -73,6 +86,10 @@ class PRCurveCallback(ValidationMetricCallback):
         average: how the overall confidence curves pool the classes: "micro" or "macro".
         box_format: "xyxy", "xywh" or "cxcywh".
         log_per_class: also log the per-class AP scalars.
+        calibration: compute and log the calibration (ECE, MCE) every computed epoch.
+        calibration_bins: number of confidence bins of the calibration.
+        calibration_strategy: "width" (equal-width bins) or "mass" (equal-count bins).
+        fbeta: betas whose best F-beta to log (e.g. ``(0.5, 2.0)``).
         metric_kwargs: further arguments of :class:`~objdet.training.metrics.MeanAveragePrecision`
             (e.g. ``iou_thresholds``, ``max_detection_thresholds``).
         prefix: prefix of the logged scalars.
@@ -115,6 +132,10 @@ class PRCurveCallback(ValidationMetricCallback):
         average: Literal["micro", "macro"] = "micro",
         box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
         log_per_class: bool = True,
+        calibration: bool = False,
+        calibration_bins: int = 10,
+        calibration_strategy: Literal["width", "mass"] = "width",
+        fbeta: Sequence[float] = (),
         metric_kwargs: Mapping[str, Any] | None = None,
         prefix: str = "val/",
         tag: str = "val/curves",
@@ -140,6 +161,31 @@ class PRCurveCallback(ValidationMetricCallback):
             raise ValueError(f"`confidence_steps` must be an int >= 2, got {confidence_steps!r}")
         if average not in ("micro", "macro"):
             raise ValueError(f"`average` must be 'micro' or 'macro', got {average!r}")
+        if (
+            isinstance(calibration_bins, bool)
+            or not isinstance(calibration_bins, int)
+            or calibration_bins < 1
+        ):
+            raise ValueError(f"`calibration_bins` must be a positive int, got {calibration_bins!r}")
+        if calibration_strategy not in ("width", "mass"):
+            raise ValueError(
+                f"`calibration_strategy` must be 'width' or 'mass', got {calibration_strategy!r}"
+            )
+        betas = (fbeta,) if isinstance(fbeta, int | float) else tuple(fbeta)
+        bad_betas = [
+            b
+            for b in betas
+            if isinstance(b, bool) or not isinstance(b, int | float) or not 0 < b < float("inf")
+        ]
+        if bad_betas:
+            raise ValueError(f"`fbeta` must hold finite numbers > 0, got {bad_betas}")
+        self.calibration = bool(calibration) or "reliability" in kinds
+        self.calibration_bins = calibration_bins
+        self.calibration_strategy = calibration_strategy
+        self.fbeta = tuple(float(b) for b in betas)
+        #: the calibration of the last validated epoch (every rank), None when not computed
+        self.last_calibration: DetectionCalibration | None = None
+        self._warned_calibration = False
         self.class_names = class_names
         self.iou_threshold = float(iou_threshold)
         self.plots = kinds
@@ -187,6 +233,16 @@ class PRCurveCallback(ValidationMetricCallback):
     def after_compute(self, trainer: pl.Trainer, metric: Metric, values: Any) -> None:
         assert isinstance(metric, MeanAveragePrecision)
         self.last_curves = metric.curves(self.iou_threshold, self.confidence_steps, self.average)
+        if self.calibration:
+            self.last_calibration = None
+            try:  # the same synced state on every rank: every rank decides alike
+                self.last_calibration = metric.calibration(
+                    self.iou_threshold, self.calibration_bins, self.calibration_strategy
+                )
+            except ValueError as err:
+                if not self._warned_calibration:
+                    rank_zero_warn(f"PRCurveCallback: no calibration logged: {err}")
+                    self._warned_calibration = True
 
     def draw(self, trainer: pl.Trainer, metric: Metric, values: Any) -> dict[str, Figure]:
         curves = self.last_curves
@@ -198,7 +254,12 @@ class PRCurveCallback(ValidationMetricCallback):
         figures: dict[str, Figure] = {}
         try:
             for kind in self.plots:
-                fig, ax = plot_detection_curves(curves, kind=kind, class_names=by_id)
+                if kind == "reliability":
+                    if self.last_calibration is None:
+                        continue
+                    fig, ax = plot_reliability_diagram(self.last_calibration)
+                else:
+                    fig, ax = plot_detection_curves(curves, kind=kind, class_names=by_id)
                 figures[f"{self.tag}/{kind}"] = fig
                 ax.set_title(f"{ax.get_title()} — epoch {trainer.current_epoch}")
         except Exception:
@@ -219,6 +280,16 @@ class PRCurveCallback(ValidationMetricCallback):
         if best_f1 == best_f1:  # not NaN
             out[f"{self.prefix}best_f1"] = best_f1
             out[f"{self.prefix}best_f1_confidence"] = best_conf
+        for beta in self.fbeta:
+            fb = curves.fbeta(beta)
+            if float(fb.best_fbeta) == float(fb.best_fbeta):  # not NaN
+                name = f"best_f{beta:g}".replace(".", "_")
+                out[f"{self.prefix}{name}"] = float(fb.best_fbeta)
+                out[f"{self.prefix}{name}_confidence"] = float(fb.best_confidence)
+        cal = self.last_calibration
+        if cal is not None and cal.n_detections > 0:
+            out[f"{self.prefix}ece"] = float(cal.ece)
+            out[f"{self.prefix}mce"] = float(cal.mce)
         if self.log_per_class:
             at = f"ap_{round(curves.iou_threshold * 100):d}"
             named = self._scalar_names()

@@ -11,6 +11,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from objdet.functional.bootstrap import BootstrapResult, ImageWeightedState, bootstrap_intervals
+from objdet.functional.calibration import DetectionCalibration, coco_state_calibration
 from objdet.functional.coco import (
     AREA_RANGES,
     CocoTables,
@@ -1037,3 +1038,78 @@ class MeanAveragePrecision(Metric):
         if ax.get_legend() is not None:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         return fig, ax
+
+    # ------------------------------------------------------------------ calibration (issue 13)
+    def calibration(
+        self,
+        iou_threshold: float | None = None,
+        bins: int = 10,
+        strategy: Literal["width", "mass"] = "width",
+    ) -> DetectionCalibration:
+        """Calibration of the detection scores at one IoU threshold: reliability bins, ECE and MCE.
+
+        Read from the flags kept by ``update()``, like :meth:`curves`: the detections counted
+        are the kept ones (the best ``max_detection_thresholds[-1]`` per image and class, area
+        "all") that are not ignored (matched to a crowd GT), the ones AP counts; a bin's
+        accuracy is the fraction of its detections that are TPs at ``iou_threshold`` (its
+        precision), its confidence their mean raw score. ECE = ``sum_b (n_b / N) |acc_b - conf_b|``,
+        MCE = ``max_b |acc_b - conf_b|`` over non-empty bins; per class the same over that
+        class's detections. See :mod:`objdet.functional.calibration` for the exact binning rules.
+        Under DDP the state is gathered first, like ``compute()``: call it on every rank.
+
+        Args:
+            iou_threshold: one of ``iou_thresholds`` (default 0.5 when present, else the first).
+            bins: number of confidence bins.
+            strategy: "width" (equal-width bins over [0, 1]) or "mass" (equal-count bins).
+
+        Raises:
+            ValueError: when a counted score lies outside [0, 1] (calibration of raw logits is
+                not defined; objdet applies no sigmoid), or on a bad argument.
+
+        Example:
+            >>> import torch
+            >>> from objdet.training.metrics import MeanAveragePrecision
+            >>> metric = MeanAveragePrecision()
+            >>> metric.update([dict(boxes=torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30]]),
+            ...                     scores=torch.tensor([0.9, 0.4]), labels=torch.tensor([0, 0]))],
+            ...               [dict(boxes=torch.tensor([[0.0, 0, 10, 10]]), labels=torch.tensor([0]))])
+            >>> c = metric.calibration(bins=10)
+            >>> round(c.ece.item(), 3), round(c.mce.item(), 3)  # (|1 - 0.9| + |0 - 0.4|) / 2, 0.4
+            (0.25, 0.4)
+        """
+        if "macro" not in self._modes:
+            raise ValueError(
+                "`calibration()` needs per-class state: create the metric with average='macro' (the default) "
+                f"or class_metrics=True, got average={self.average!r}, class_metrics={self.class_metrics!r}"
+            )
+        with synced(self):  # the state of every rank, as compute() sees it
+            rows = self._rows("macro", self._image_order())
+            return coco_state_calibration(
+                rows["scores"],
+                rows["labels"],
+                rows["tp"],
+                rows["ignored"],
+                len(AREA_RANGES),
+                self.iou_thresholds,
+                iou_threshold,
+                bins=bins,
+                strategy=strategy,
+            )
+
+    def plot_calibration(
+        self,
+        val: DetectionCalibration | None = None,
+        ax: Any = None,
+        iou_threshold: float | None = None,
+        bins: int = 10,
+        strategy: Literal["width", "mass"] = "width",
+    ) -> tuple[Any, Any]:
+        """The reliability diagram of :meth:`calibration` (or of ``val``); returns ``(fig, ax)``.
+
+        See :func:`objdet.plotting.detection.plot_reliability_diagram`. Without ``val`` it calls
+        :meth:`calibration`, so under DDP call it on every rank.
+        """
+        from objdet.plotting.detection import plot_reliability_diagram
+
+        result = val if val is not None else self.calibration(iou_threshold, bins, strategy)
+        return plot_reliability_diagram(result, ax=ax)
