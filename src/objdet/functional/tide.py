@@ -49,8 +49,9 @@ from objdet.ops.tide_cpu import (
 
 __all__ = ["MAIN_ERRORS", "SPECIAL_ERRORS", "TideResult", "tide_ap_np", "tide_errors_np"]
 
-#: the main error types, in tidecv's order, and the code of each detection error
+#: the main error types, in tidecv's order
 MAIN_ERRORS = ("cls", "loc", "both", "dupe", "bkg", "miss")
+#: the special error types (all false positives, all false negatives)
 SPECIAL_ERRORS = ("fp", "fn")
 _CODES = {"cls": CLS, "loc": LOC, "both": BOTH, "dupe": DUPE, "bkg": BKG}
 

@@ -29,11 +29,11 @@ from the paper. In every image:
   no detection matched and no such error targets is *missed*.
 
 Outputs, per detection kept (``keep``, image by image in image-index order, by score inside)
-a code byte: the error type (:data:`TP`, :data:`CLS`, :data:`LOC`, :data:`BOTH`,
-:data:`DUPE`, :data:`BKG`) in the low bits, plus :data:`IGNORED` (covered by a crowd GT) and
-:data:`FIXES` (turns into a true positive of ``fix_label`` when its error is fixed); per
-non-crowd GT (``gt_keep``, image by image, input order inside) a status byte: :data:`MATCHED`,
-:data:`FIXABLE` (unmatched, the target of a fixable error) or :data:`MISSED`. That is all
+a code byte: the error type (``TP``, ``CLS``, ``LOC``, ``BOTH``,
+``DUPE``, ``BKG``) in the low bits, plus ``IGNORED`` (covered by a crowd GT) and
+``FIXES`` (turns into a true positive of ``fix_label`` when its error is fixed); per
+non-crowd GT (``gt_keep``, image by image, input order inside) a status byte: ``MATCHED``,
+``FIXABLE`` (unmatched, the target of a fixable error) or ``MISSED``. That is all
 :mod:`objdet.functional.tide` needs: no box is kept.
 
 This module imports numpy and numba only (no torch), so the command line can use it without
@@ -45,21 +45,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = [
-    "BKG",
-    "BOTH",
-    "CLS",
-    "DUPE",
-    "FIXABLE",
-    "FIXES",
-    "IGNORED",
-    "LOC",
-    "MATCHED",
-    "MISSED",
-    "TP",
-    "TYPE_MASK",
-    "tide_classify_np",
-]
+__all__ = ["tide_classify_np"]
 
 #: error types of a detection (the low 3 bits of its code)
 TP, CLS, LOC, BOTH, DUPE, BKG = 0, 1, 2, 3, 4, 5

@@ -13,7 +13,7 @@ from objdet.plotting._common import figure_of, new_figure, to_numpy
 
 __all__ = ["TIDE_COLORS", "TIDE_LABELS", "plot_tide"]
 
-#: the bars, top to bottom: tidecv's six main error types, then its two special ones
+#: the label of each bar (tidecv's six main error types, then its two special ones)
 TIDE_LABELS = {
     "cls": "Cls (classification)",
     "loc": "Loc (localisation)",
