@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from objdet.plotting.anomaly import plot_anomaly_heatmap
 from objdet.plotting.variance import plot_pca_scatter
 from objdet.training.metrics import (
+    TIDE,
     AnomalyDetectionMetrics,
     ComponentOrthogonalityMetric,
     ConfusionMatrix,
@@ -346,6 +347,15 @@ def fig_confusion_matrix(out: Path) -> None:
 
 def fig_confusion_matrix_normalized(out: Path) -> None:
     fig, _ = detection_confusion_matrix().plot(normalize="true")
+    _save(fig, out)
+
+
+def fig_tide(out: Path) -> None:
+    """TIDE's bars for the simulated detector of ``detections()``."""
+    preds, target = detections()
+    metric = TIDE()
+    metric.update(preds, target)
+    fig, _ = metric.plot()
     _save(fig, out)
 
 

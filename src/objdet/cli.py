@@ -806,6 +806,117 @@ def write_plots(out: Path, evaluation: Evaluation, conf_threshold: float, iou_th
     return written
 
 
+# ----------------------------------------------------------------------------- TIDE (--tide)
+# Everything of ``--tide`` is in this block (plus one call in build_parser and one in _run_eval).
+#: tidecv's error types, in its order: the short names of the table and of the JSON
+_TIDE_MAIN = ("cls", "loc", "both", "dupe", "bkg", "miss")
+_TIDE_SPECIAL = ("fp", "fn")
+
+
+def add_tide_arguments(ev: argparse.ArgumentParser) -> None:
+    ev.add_argument(
+        "--tide",
+        action="store_true",
+        help="also TIDE's error breakdown (dAP of each error type, tidecv's numbers; on the boxes)",
+    )
+    ev.add_argument("--tide-pos-threshold", type=float, default=0.5, help="TIDE foreground IoU (0.5)")
+    ev.add_argument("--tide-bg-threshold", type=float, default=0.1, help="TIDE background IoU (0.1)")
+
+
+def check_tide_arguments(args: argparse.Namespace) -> None:
+    if not args.tide:
+        return
+    if not 0.0 < args.tide_pos_threshold <= 1.0:
+        raise InputError(f"--tide-pos-threshold: expected a value in (0, 1], got {args.tide_pos_threshold}")
+    if not 0.0 <= args.tide_bg_threshold <= args.tide_pos_threshold:
+        raise InputError(
+            f"--tide-bg-threshold: expected a value in [0, {args.tide_pos_threshold:g}] "
+            f"(the foreground threshold), got {args.tide_bg_threshold}"
+        )
+
+
+def tide_arrays(gt: GtArrays, dt: DtArrays, pos_threshold: float = 0.5, bg_threshold: float = 0.1) -> Any:
+    """TIDE of columns read by :mod:`objdet.io.coco_arrays` (boxes), without torch: a ``TideResult``.
+
+    Images are taken in the order of the GT file's ``images``, as tidecv does: that order
+    breaks score ties across images (:class:`~objdet.training.metrics.TIDE` with ``image_id``
+    uses the id order instead).
+    """
+    _start_numba()
+    from objdet.functional.tide import tide_errors_np
+    from objdet.ops.tide_cpu import tide_classify_np
+
+    assert gt.boxes is not None
+    n_images = len(gt.image_ids)
+    order = gt.image_file_order if gt.image_file_order is not None else np.arange(n_images)
+    s = tide_classify_np(
+        order[dt.img], dt.label, dt.score, dt.boxes, order[gt.img], gt.label, gt.boxes, gt.crowd.astype(bool),
+        n_images, pos_threshold, bg_threshold,
+    )  # fmt: skip
+    keep = s["keep"]
+    return tide_errors_np(
+        dt.score[keep], dt.label[keep], s["code"], s["fix_label"], gt.label[s["gt_keep"]], s["gt_status"]
+    )
+
+
+def tide_json(result: Any) -> dict[str, Any]:
+    """``{"main": {cls, loc, both, dupe, bkg, miss}, "special": {fp, fn}}`` in AP points."""
+    return {
+        "main": {k: float(result.main[k]) for k in _TIDE_MAIN},
+        "special": {k: float(result.special[k]) for k in _TIDE_SPECIAL},
+    }
+
+
+def format_tide_table(result: Any, pos_threshold: float, bg_threshold: float) -> str:
+    """tidecv's summary: the AP, then the dAP of the main and special errors (two decimals)."""
+    main = "".join(f"  {k.capitalize():>6}" for k in _TIDE_MAIN)
+    special = "".join(f"  {k.upper():>6}" for k in _TIDE_SPECIAL)
+    lines = [
+        f"TIDE (box IoU: foreground {pos_threshold:g}, background {bg_threshold:g}); "
+        f"AP{pos_threshold * 100:g} = {result.ap:.2f}",
+        f"  main errors   {main}   |  special {special}",
+        "  dAP           "
+        + "".join(f"  {result.main[k]:6.2f}" for k in _TIDE_MAIN)
+        + "   |          "
+        + "".join(f"  {result.special[k]:6.2f}" for k in _TIDE_SPECIAL),
+        "  count         " + "".join(f"  {result.counts[k]:6d}" for k in _TIDE_MAIN),
+    ]
+    return "\n".join(lines)
+
+
+def run_tide(
+    args: argparse.Namespace, evaluation: Evaluation, arrays: tuple[Any, Any] | None, plots: bool
+) -> tuple[str, list[Path], float]:
+    """``--tide``: the table, ``tide`` in the metrics, ``tide.png`` under --out; and the time taken.
+
+    ``arrays``: the files' columns (read here when the evaluation did not read them: ``--device
+    cuda``). TIDE's kernel is the compiled CPU one on either route.
+    """
+    t0 = time.perf_counter()
+    pos, bg = args.tide_pos_threshold, args.tide_bg_threshold
+    if arrays is None:
+        from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
+
+        with warnings.catch_warnings():  # already reported by the evaluation's reading
+            warnings.simplefilter("ignore")
+            gt = read_gt_arrays(args.gt)
+            arrays = (gt, read_dt_arrays(args.dt, gt, skip_unknown_categories=args.skip_unknown_categories))
+    result = tide_arrays(arrays[0], arrays[1], pos, bg)
+    evaluation.metrics["tide"] = tide_json(result)
+    written = []
+    if plots and args.out is not None:
+        from objdet.plotting._common import close_figure
+        from objdet.plotting.tide import plot_tide
+
+        fig, _ = plot_tide({**result.main, **result.special}, details=f"AP{pos * 100:g} = {result.ap:.2f}; "
+                           f"IoU fg {pos:g}, bg {bg:g}")  # fmt: skip
+        path = args.out / "tide.png"
+        _atomic_write(path, partial(fig.savefig, format="png", dpi=110), binary=True)
+        close_figure(fig)
+        written.append(path)
+    return format_tide_table(result, pos, bg), written, time.perf_counter() - t0
+
+
 # ----------------------------------------------------------------------------- command line
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -856,6 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("-q", "--quiet", action="store_true", help="print nothing but warnings and errors")
     add_diagnostic_arguments(ev)
+    add_tide_arguments(ev)
     return parser
 
 
@@ -900,6 +1012,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     if args.batch_size < 1:
         raise InputError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     diagnostics = check_diagnostic_arguments(args)
+    check_tide_arguments(args)
     device = _device(args.device)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=stdout))
     notes: list[str] = []  # warnings of the readers, printed once every input check has passed
@@ -969,6 +1082,12 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     for line in diagnostic_lines:
         say(line)
     written = []
+    if args.tide:  # TIDE: see run_tide
+        arrays = (gt_arrays, dt_arrays) if device is None else None
+        table, tide_files, t_tide = run_tide(args, evaluation, arrays, plots)
+        say("")
+        say(table)
+        written += tide_files
     if args.json is not None:
         write_json(args.json, evaluation.metrics)
         written.append(args.json)
@@ -982,6 +1101,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     say(
         f"{n_images} images; files read in {t_load:.2f} s (imports included), "
         f"evaluated in {t_eval:.2f} s (matching, accumulate, confusion matrix)"
+        + (f", TIDE in {t_tide:.2f} s" if args.tide else "")
     )
     for path in written:
         say(f"wrote {path}")

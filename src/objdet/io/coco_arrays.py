@@ -441,7 +441,8 @@ class GtArrays:
     ``img`` is each annotation's image position in ``image_ids``, ``label`` its category's
     position in ``category_ids``; ``area`` is the file's (0 where none); ``boxes`` float64
     xywh (with "bbox"); ``rles`` compressed RLE dicts (with "segm"); ``index`` the annotation's
-    position in the file; ``counts`` the annotations per image.
+    position in the file; ``counts`` the annotations per image; ``image_file_order[k]`` the
+    position in the file's ``images`` of the k-th image of ``image_ids``.
     """
 
     iou_type: tuple[str, ...]
@@ -460,6 +461,7 @@ class GtArrays:
     rles: list[dict] | None
     index: np.ndarray
     counts: np.ndarray
+    image_file_order: np.ndarray | None = None
 
     @property
     def image_sizes(self) -> list[tuple[int, int]]:
@@ -642,6 +644,7 @@ def _gt_assemble(
         rles=rles,
         index=order,
         counts=np.bincount(img_pos, minlength=len(sorted_imgs)),
+        image_file_order=np.asarray(img_order, np.int64),
     )
 
 

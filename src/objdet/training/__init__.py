@@ -38,6 +38,9 @@ if TYPE_CHECKING:
         ScoreHistogramCallback as ScoreHistogramCallback,
     )
     from objdet.training.callbacks import (
+        TIDECallback as TIDECallback,
+    )
+    from objdet.training.callbacks import (
         TrainingProgressCallback as TrainingProgressCallback,
     )
 
@@ -52,6 +55,7 @@ _CALLBACKS = {
     "PCAVisualizationCallback": "pca_visualization",
     "PRCurveCallback": "pr_curve",
     "ScoreHistogramCallback": "score_histogram",
+    "TIDECallback": "tide",
     "TrainingProgressCallback": "progress",
 }
 

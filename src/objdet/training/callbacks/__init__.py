@@ -21,6 +21,7 @@ from objdet.training.callbacks.pca_visualization import PCAVisualizationCallback
 from objdet.training.callbacks.pr_curve import PRCurveCallback
 from objdet.training.callbacks.progress import TrainingProgressCallback
 from objdet.training.callbacks.score_histogram import ScoreHistogramCallback
+from objdet.training.callbacks.tide import TIDECallback
 
 __all__ = [
     "AnomalyHeatmapCallback",
@@ -33,6 +34,7 @@ __all__ = [
     "PCAVisualizationCallback",
     "PRCurveCallback",
     "ScoreHistogramCallback",
+    "TIDECallback",
     "TrainingProgressCallback",
     "ValidationMetricCallback",
     "ValidationOutputsCallback",

@@ -6,9 +6,11 @@ from objdet.training.metrics.classwise_ap import ClasswiseAP
 from objdet.training.metrics.confusion_matrix import ConfusionMatrix
 from objdet.training.metrics.detection_functional import mean_average_precision
 from objdet.training.metrics.mean_ap import MeanAveragePrecision
+from objdet.training.metrics.tide import TIDE
 from objdet.training.metrics.variance import ComponentOrthogonalityMetric, ExplainedVarianceMetric
 
 __all__ = [
+    "TIDE",
     "AnomalyDetectionMetrics",
     "ClasswiseAP",
     "ComponentOrthogonalityMetric",

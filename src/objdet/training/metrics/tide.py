@@ -1,0 +1,270 @@
+"""TIDE error breakdown (Bolya et al., ECCV 2020) as a ``torchmetrics.Metric``, equal to ``tidecv``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from objdet.functional.image_records import segment_rows
+from objdet.functional.tide import MAIN_ERRORS, SPECIAL_ERRORS, TideResult, tide_errors_np
+from objdet.ops.boxes import BOX_FORMATS
+from objdet.ops.tide_cpu import tide_classify_np
+from objdet.training.metrics._detection_inputs import flatten_detections
+from objdet.training.metrics._errors import InputError
+from objdet.training.metrics._images import (
+    batch_fingerprints,
+    batch_image_ids,
+    image_records,
+    images_to_evaluate,
+)
+from objdet.training.metrics._torchmetrics_compat import (
+    ListStates,
+    apply_keeping_dtypes,
+    cat_state,
+    fill_empty_list_states,
+)
+
+__all__ = ["TIDE"]
+
+#: columns of the image records after id and fingerprint: kept detections, non-crowd GTs
+_DETS, _GTS = 2, 3
+
+
+class TIDE(Metric):
+    """TIDE's error breakdown: the dAP of each error type, equal to the ``tidecv`` package's.
+
+    Every detection that is not a true positive at IoU ``pos_threshold`` gets one error type
+    (classification, localisation, both, duplicate, background) and every GT no detection
+    found and no fixable error points at is *missed*; the dAP of a type is the AP after fixing
+    every error of that type with the paper's oracle, minus the AP (clipped at 0). The special
+    errors: ``fp`` (every false positive scored below every true positive: perfect precision)
+    and ``fn`` (every unmatched GT removed: perfect recall). The rules, also where ``tidecv``
+    departs from the paper, are in :mod:`objdet.ops.tide_cpu` and
+    :doc:`the guide </guide/tide>`.
+
+    The decisions are made in ``update()`` by a compiled kernel (:mod:`objdet.ops.tide_cpu`)
+    on the CPU (inputs on another device are copied to the CPU for it, one host sync per
+    update, and the state goes back to their device). The state holds no box: per kept
+    detection its score (float64), class (int32), code byte and the class a fixed
+    classification error takes (int32), 17 bytes; per non-crowd GT its class and status byte,
+    5 bytes; per image one record of 4 int64. ``compute()`` runs
+    :func:`objdet.functional.tide.tide_errors_np` on the merged state (the same on every rank).
+
+    ``image_id`` in the targets (given for every image or for none) counts each id once, its
+    first copy (rank 0's first under DDP), and orders images by id; score ties across images
+    are broken by that order (``tidecv``: by the order of the GT file's images).
+
+    Args:
+        pos_threshold: foreground IoU (0.5, the paper's): a detection is a true positive at
+            IoU >= this value.
+        bg_threshold: background IoU (0.1, the paper's), in [0, pos_threshold].
+        max_detection_threshold: detections per image that take part, best scores first,
+            over all classes (100, as tidecv on COCO).
+        box_format: "xyxy", "xywh" or "cxcywh".
+        class_metrics: also return the per-class values (``classes``, ``ap_per_class``,
+            ``main_<type>_per_class``, ``special_<type>_per_class``).
+        class_names: optional names of the classes (for :meth:`plot` titles only).
+
+    ``compute()`` returns float32 0-d tensors, in AP points (0-100) as tidecv prints them:
+    ``ap`` (tidecv's AP at ``pos_threshold``), ``main_cls``, ``main_loc``, ``main_both``,
+    ``main_dupe``, ``main_bkg``, ``main_miss``, ``special_fp``, ``special_fn``. :meth:`result`
+    gives the float64 numbers and the error counts.
+
+    Example:
+        >>> import torch
+        >>> from objdet.training.metrics import TIDE
+        >>> metric = TIDE()
+        >>> preds = [dict(boxes=torch.tensor([[0.0, 0, 10, 10], [52.0, 50, 62, 70], [200.0, 200, 210, 210]]),
+        ...               scores=torch.tensor([0.9, 0.8, 0.7]), labels=torch.tensor([0, 1, 0]))]
+        >>> target = [dict(boxes=torch.tensor([[0.0, 0, 10, 10], [50.0, 50, 60, 60]]),
+        ...                labels=torch.tensor([0, 1]))]
+        >>> metric.update(preds, target)
+        >>> {k: round(v.item(), 2) for k, v in metric.compute().items()}  # doctest: +NORMALIZE_WHITESPACE
+        {'ap': 50.0, 'main_cls': 0.0, 'main_loc': 50.0, 'main_both': 0.0, 'main_dupe': 0.0,
+         'main_bkg': 0.0, 'main_miss': 0.0, 'special_fp': 0.0, 'special_fn': 0.0}
+        >>> metric.result().counts["loc"], metric.result().counts["bkg"]
+        (1, 1)
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+    if TYPE_CHECKING:  # for mypy only: TorchScript cannot read postponed (string) class annotations
+        image_records: list[Tensor]
+        det_scores: list[Tensor]
+        det_labels: list[Tensor]
+        det_codes: list[Tensor]
+        det_fix_labels: list[Tensor]
+        gt_labels: list[Tensor]
+        gt_status: list[Tensor]
+
+    def __init__(
+        self,
+        pos_threshold: float = 0.5,
+        bg_threshold: float = 0.1,
+        max_detection_threshold: int = 100,
+        box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
+        class_metrics: bool = False,
+        class_names: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(pos_threshold, bool) or not isinstance(pos_threshold, int | float):
+            raise InputError(f"`pos_threshold` must be a float in (0, 1], got {pos_threshold!r}")
+        if not 0.0 < float(pos_threshold) <= 1.0:
+            raise InputError(f"`pos_threshold` must be a float in (0, 1], got {pos_threshold!r}")
+        if isinstance(bg_threshold, bool) or not isinstance(bg_threshold, int | float):
+            raise InputError(f"`bg_threshold` must be a float in [0, pos_threshold], got {bg_threshold!r}")
+        if not 0.0 <= float(bg_threshold) <= float(pos_threshold):
+            raise InputError(
+                f"`bg_threshold` must be a float in [0, pos_threshold={pos_threshold}], got {bg_threshold!r}"
+            )
+        if (
+            isinstance(max_detection_threshold, bool)
+            or not isinstance(max_detection_threshold, int)
+            or max_detection_threshold < 1
+        ):
+            raise InputError(
+                f"`max_detection_threshold` must be a positive int, got {max_detection_threshold!r}"
+            )
+        if box_format not in BOX_FORMATS:
+            raise InputError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
+        if not isinstance(class_metrics, bool):
+            raise InputError(f"`class_metrics` must be a bool, got {class_metrics!r}")
+        if class_names is not None:
+            class_names = list(class_names)
+            if not all(isinstance(n, str) for n in class_names):
+                raise InputError("`class_names` must be a sequence of strings")
+        self.pos_threshold = float(pos_threshold)
+        self.bg_threshold = float(bg_threshold)
+        self.max_detection_threshold = max_detection_threshold
+        self.box_format = box_format
+        self.class_metrics = class_metrics
+        self.class_names = class_names
+        # per image, in the order seen: id, fingerprint, kept detections, non-crowd GTs (see _images);
+        # then the rows of those, grouped by image
+        self._list_states: ListStates = {
+            "image_records": (torch.int64, (4,)),
+            "det_scores": (torch.float64, ()),
+            "det_labels": (torch.int32, ()),
+            "det_codes": (torch.uint8, ()),
+            "det_fix_labels": (torch.int32, ()),
+            "gt_labels": (torch.int32, ()),
+            "gt_status": (torch.uint8, ()),
+        }
+        for name in self._list_states:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: Sequence[dict[str, Tensor]], target: Sequence[dict[str, Tensor]]) -> None:
+        """Classify the detections of one batch of images and keep their codes.
+
+        Args:
+            preds: one dict per image with ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,).
+            target: one dict per image with ``boxes`` (M, 4), ``labels`` (M,), optional ``iscrowd``
+                (M,) and ``image_id`` (an int; see the class docstring).
+        """
+        flat = flatten_detections(preds, target, self.box_format)
+        assert flat.det_xywh is not None and flat.gt_xywh is not None  # boxes are required by default
+        ids = batch_image_ids(flat, self.image_records)
+        device = flat.det_score.device
+
+        def cpu(t: Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy()
+
+        out = tide_classify_np(
+            cpu(flat.det_img), cpu(flat.det_label), cpu(flat.det_score), cpu(flat.det_xywh),
+            cpu(flat.gt_img), cpu(flat.gt_label), cpu(flat.gt_xywh), cpu(flat.gt_crowd), flat.n_images,
+            self.pos_threshold, self.bg_threshold, self.max_detection_threshold,
+        )  # fmt: skip
+
+        def back(a: np.ndarray, dtype: torch.dtype) -> Tensor:
+            return torch.from_numpy(a).to(device=device, dtype=dtype)
+
+        keep = back(out["keep"], torch.int64)
+        self.det_scores.append(flat.det_score[keep].to(torch.float64))
+        self.det_labels.append(flat.det_label[keep].to(torch.int32))
+        self.det_codes.append(back(out["code"], torch.uint8))
+        self.det_fix_labels.append(back(out["fix_label"], torch.int32))
+        self.gt_labels.append(flat.gt_label[back(out["gt_keep"], torch.int64)].to(torch.int32))
+        self.gt_status.append(back(out["gt_status"], torch.uint8))
+        counts = [back(out["det_count"], torch.int64), back(out["gt_count"], torch.int64)]
+        self.image_records.append(image_records(ids, batch_fingerprints(flat), counts))
+
+    def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
+        fill_empty_list_states(self, self._list_states)
+        super()._sync_dist(dist_sync_fn, process_group)  # type: ignore[arg-type]
+
+    def _apply(self, fn: Callable, exclude_state: Sequence[str] = ()) -> torch.nn.Module:
+        """``.to()`` / ``set_dtype()`` move the state and never recast it (it stays exact)."""
+        this = super()._apply(fn, exclude_state=tuple(self._defaults))
+        assert isinstance(this, Metric)
+        apply_keeping_dtypes(this, fn, exclude_state)
+        return this
+
+    def _table(self, name: str) -> Tensor:
+        return cat_state(self, name, self._list_states)
+
+    def result(self) -> TideResult:
+        """The float64 numbers: AP, dAP of every type, per class, and the error counts.
+
+        See :class:`objdet.functional.tide.TideResult`; reads the synced state, as ``compute()``.
+        """
+        from objdet.training.metrics._torchmetrics_compat import synced
+
+        with synced(self):
+            return self._result()
+
+    def _result(self) -> TideResult:
+        records = self._table("image_records")
+        order = images_to_evaluate(records)
+        tables = {name: self._table(name) for name in self._list_states if name != "image_records"}
+        if order is not None:
+            det_rows = segment_rows(records[:, _DETS], order)
+            gt_rows = segment_rows(records[:, _GTS], order)
+            for name in tables:
+                tables[name] = tables[name][det_rows if name.startswith("det_") else gt_rows]
+        t = {name: v.cpu().numpy() for name, v in tables.items()}
+        return tide_errors_np(
+            t["det_scores"],
+            t["det_labels"],
+            t["det_codes"],
+            t["det_fix_labels"],
+            t["gt_labels"],
+            t["gt_status"],
+        )
+
+    def compute(self) -> dict[str, Tensor]:
+        """``ap``, ``main_<type>``, ``special_<type>`` (float32 AP points), per class on request."""
+        r = self._result()
+
+        def f32(v: Any) -> Tensor:
+            return torch.as_tensor(np.asarray(v, np.float64), device=self.device).to(torch.float32)
+
+        out = {"ap": f32(r.ap)}
+        out.update({f"main_{k}": f32(r.main[k]) for k in MAIN_ERRORS})
+        out.update({f"special_{k}": f32(r.special[k]) for k in SPECIAL_ERRORS})
+        if self.class_metrics:
+            out["classes"] = torch.as_tensor(r.classes, device=self.device).to(torch.int32)
+            out["ap_per_class"] = f32(r.ap_per_class)
+            out.update({f"main_{k}_per_class": f32(r.main_per_class[k]) for k in MAIN_ERRORS})
+            out.update({f"special_{k}_per_class": f32(r.special_per_class[k]) for k in SPECIAL_ERRORS})
+        return out
+
+    def plot(self, val: dict[str, Tensor] | None = None, ax: Any = None) -> tuple[Any, Any]:
+        """TIDE's bar chart of ``val`` (default: ``compute()``); returns ``(fig, ax)`` like torchmetrics.
+
+        Uses :func:`objdet.plotting.tide.plot_tide`.
+        """
+        from objdet.plotting.tide import plot_tide
+
+        values = self.compute() if val is None else val
+        details = f"IoU fg {self.pos_threshold:g}, bg {self.bg_threshold:g}"
+        if "ap" in values:
+            details = f"AP{self.pos_threshold * 100:g} = {float(values['ap']):.2f}; " + details
+        errors = {k: v for k, v in values.items() if k.startswith(("main_", "special_")) and v.ndim == 0}
+        return plot_tide(errors, ax=ax, details=details)

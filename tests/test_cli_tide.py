@@ -1,0 +1,119 @@
+"""``objdet eval --tide``: tidecv's numbers on the COCO files, both routes equal, no torch, bad options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from objdet.cli import tide_arrays, tide_json
+from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
+from tests.functional.test_tide import TIDECV_COCO100, max_diff
+from tests.helpers.cocoapi_files import BBOX, GT, unpack
+from tests.helpers.tide_reference import reference_tide, tidecv_available, tidecv_tide
+from tests.test_cli import run, write_generated
+
+
+def _as_numbers(tide: dict, ap: float) -> dict:
+    return {"ap": ap, "main": tide["main"], "special": tide["special"]}
+
+
+def test_coco100_json_and_table(tmp_path: Path) -> None:
+    files = unpack(tmp_path / "coco", (GT, BBOX))
+    out = tmp_path / "out"
+    json_path = tmp_path / "m.json"
+    code, stdout, err = run(
+        "eval", str(files[GT]), str(files[BBOX]), "--tide", "--json", str(json_path), "--out", str(out)
+    )
+    assert code == 0, err
+    tide = json.loads(json_path.read_text())["tide"]
+    assert set(tide) == {"main", "special"}
+    assert list(tide["main"]) == ["cls", "loc", "both", "dupe", "bkg", "miss"]
+    assert list(tide["special"]) == ["fp", "fn"]
+    assert max_diff(_as_numbers(tide, TIDECV_COCO100["ap"]), TIDECV_COCO100) < 1e-9
+    assert "AP50 = 64.20" in stdout
+    assert "22.25    0.23    0.00    0.02    0.00    8.52" in stdout
+    assert (out / "tide.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "metrics.json").read_text())["tide"] == tide
+    code, stdout, _ = run("eval", str(files[GT]), str(files[BBOX]), "-q", "--json", str(tmp_path / "n.json"))
+    assert "tide" not in json.loads((tmp_path / "n.json").read_text()) and stdout == ""
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 33, 38])
+def test_generated_files_equal_the_reference_in_file_order(tmp_path: Path, seed: int) -> None:
+    """Images as the GT file lists them (ids not in order), as tidecv: score ties across images count."""
+    gt_path, dt_path, _ = write_generated(tmp_path, seed)
+    json_path = tmp_path / "m.json"
+    for device in ("cpu", "cuda"):
+        if device == "cuda" and not torch.cuda.is_available():
+            continue
+        code, _, err = run(
+            "eval", str(gt_path), str(dt_path), "--tide", "-q", "--json", str(json_path), "--device", device
+        )
+        assert code == 0, err
+        tide = json.loads(json_path.read_text())["tide"]
+        g = read_gt_arrays(gt_path)
+        cpu = tide_arrays(g, read_dt_arrays(dt_path, g))
+        assert tide == tide_json(cpu)
+    ref = reference_tide(json.loads(gt_path.read_text()), json.loads(dt_path.read_text()))
+    assert max_diff(_as_numbers(tide, cpu.ap), ref) < 1e-9
+    assert {k: cpu.counts[k] for k in ref["counts"]} == ref["counts"]
+
+
+@pytest.mark.skipif(not tidecv_available(), reason="tidecv is not installed (not a test dependency)")
+@pytest.mark.parametrize("seed", [33, 38])
+def test_generated_files_equal_tidecv(tmp_path: Path, seed: int) -> None:
+    gt_path, dt_path, _ = write_generated(tmp_path, seed)  # ties across images that change the numbers
+    g = read_gt_arrays(gt_path)
+    ours = tide_arrays(g, read_dt_arrays(dt_path, g))
+    ref = tidecv_tide(json.loads(gt_path.read_text()), json.loads(dt_path.read_text()))
+    assert max_diff(_as_numbers(tide_json(ours), ours.ap), ref) < 1e-9
+
+
+def test_tide_without_plots_imports_no_torch(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from objdet.cli import main\n"
+        f"assert main(['eval', '--demo', '-q', '--tide', '--json', {str(tmp_path / 'm.json')!r}]) == 0\n"
+        "heavy = {'torch', 'torchmetrics', 'lightning', 'matplotlib'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert set(json.loads((tmp_path / "m.json").read_text())["tide"]) == {"main", "special"}
+
+
+@pytest.mark.parametrize(
+    "option, expected",
+    [
+        (["--tide-pos-threshold", "0"], "--tide-pos-threshold: expected a value in (0, 1], got 0.0"),
+        (["--tide-bg-threshold", "0.7"], "--tide-bg-threshold: expected a value in [0, 0.5]"),
+    ],
+)
+def test_bad_tide_options(option: list[str], expected: str) -> None:
+    code, _, err = run("eval", "--demo", "--tide", *option)
+    assert code == 2
+    assert err.startswith("objdet: error: ") and expected in err and err.count("\n") == 1
+
+
+def test_the_device_route_reads_the_columns_itself(tmp_path: Path) -> None:
+    """With --device cuda the evaluation reads no columns: run_tide reads them (same numbers)."""
+    import argparse
+
+    from objdet.cli import Evaluation, run_tide
+
+    gt_path, dt_path, _ = write_generated(tmp_path, 1)
+    args = argparse.Namespace(
+        gt=gt_path, dt=dt_path, out=None, tide_pos_threshold=0.5, tide_bg_threshold=0.1,
+        skip_unknown_categories=False,
+    )  # fmt: skip
+    evaluation = Evaluation(metrics={}, stats=[], class_table=[], class_names=[], confusion=None, curves=None)
+    table, written, _ = run_tide(args, evaluation, None, plots=False)
+    g = read_gt_arrays(gt_path)
+    assert evaluation.metrics["tide"] == tide_json(tide_arrays(g, read_dt_arrays(dt_path, g)))
+    assert table.startswith("TIDE (box IoU: foreground 0.5, background 0.1)") and written == []
