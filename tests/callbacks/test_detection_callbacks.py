@@ -202,3 +202,33 @@ def test_pr_curve_without_data() -> None:
     }
     figures = cb.draw(_trainer(), cb.metric, values)
     assert len(figures) == 3  # "no data" figures, so that something is always logged
+
+
+def test_pr_curve_slices_and_bootstrap_scalars_and_figure() -> None:
+    from objdet.training.metrics import MeanAveragePrecision
+    from tests.helpers.coco_reference import make_dataset, to_torch
+
+    preds, targets = to_torch(make_dataset(4, n_images=12, crowded_image=False), "xyxy")
+    tagged = [
+        {**t, "image_id": i, "slices": {"even"} if i % 2 == 0 else {"odd"}} for i, t in enumerate(targets)
+    ]
+    cb = PRCurveCallback(slices=["even", "odd", "never"], bootstrap=50, plots=("ap",))
+    cb.update_metric(cb.metric, {"preds": preds, "targets": tagged})
+    values = cb.metric.compute()
+    cb.after_compute(_trainer(), cb.metric, values)
+    scalars = cb.scalars(values)
+    alone = MeanAveragePrecision()
+    alone.update(preds[::2], [{**t, "image_id": i} for i, t in enumerate(targets)][::2])
+    assert scalars["val/slices/even/map"] == pytest.approx(alone.compute()["map"].item())
+    assert "val/slices/odd/map_50" in scalars and not any("never" in k for k in scalars)  # no GT: not logged
+    ci = cb.metric.bootstrap(50, 0.95, seed=0)
+    assert scalars["val/map_ci_low"] == ci.low["map"] and scalars["val/map_ci_high"] == ci.high["map"]
+    assert scalars["val/map_50_ci_low"] <= scalars["val/map_50_ci_high"]
+    figures = cb.draw(_trainer(), cb.metric, values)
+    assert list(figures) == ["val/curves/ap", "val/curves/slices"]
+    labels = [t.get_text() for t in figures["val/curves/slices"].axes[0].get_yticklabels()]
+    assert sorted(labels) == ["even", "never (no GT)", "odd"]
+    with pytest.raises(ValueError, match="`bootstrap` must be an int >= 0"):
+        PRCurveCallback(bootstrap=-1)
+    with pytest.raises(ValueError, match=r"`bootstrap_level` must lie in \(0, 1\)"):
+        PRCurveCallback(bootstrap_level=1.0)

@@ -40,8 +40,12 @@ _MAX_LEGEND_CLASSES = 12
 
 
 def _classes(k: int, what: str = "classes") -> str:
-    """``"1 class"``, ``"3 classes"``; ``what`` may carry more words ("classes with GT")."""
-    return f"{k} {what.replace('classes', 'class', 1) if k == 1 else what}"
+    """``"1 class"``, ``"3 classes"``, ``"1 slice"``; ``what`` may carry more words ("classes with GT")."""
+    if k != 1:
+        return f"{k} {what}"
+    first, _, rest = what.partition(" ")
+    one = first[:-2] if first.endswith("sses") else first[:-1] if first.endswith("s") else first
+    return f"{k} {one}{' ' + rest if rest else ''}"
 
 
 def _no_data(ax: Axes, message: str = "no data") -> None:
@@ -452,6 +456,7 @@ def plot_ap_bars(
     ax: Axes | None = None,
     title: str | None = None,
     xlabel: str = "AP",
+    what: str = "classes",
 ) -> tuple[Figure, Axes]:
     """Per-class AP as horizontal bars sorted from best to worst, with the mean marked.
 
@@ -460,6 +465,7 @@ def plot_ap_bars(
             listed as "(no GT)" at the bottom, in grey and without a bar (they have no AP).
         class_names: K names (default ``0..K-1``).
         xlabel: axis label, e.g. "AP@0.5".
+        what: what the rows are, in the legend ("classes"; "slices" for :func:`plot_slice_bars`).
 
     Every class gets a row: a bar of its AP, a red ``×`` at 0 for an AP of exactly 0 (a bar
     of length 0 would not show), or a grey "(no GT)" label. The legend (below the axes in a
@@ -495,7 +501,11 @@ def plot_ap_bars(
     positive = has_gt & (vals > 0)
     zero = has_gt & (vals == 0)
     ax.barh(
-        y[positive], vals[positive], color=_BAR, height=0.75, label=f"AP ({_classes(int(positive.sum()))})"
+        y[positive],
+        vals[positive],
+        color=_BAR,
+        height=0.75,
+        label=f"AP ({_classes(int(positive.sum()), what)})",
     )
     if zero.any():
         ax.plot(
@@ -505,7 +515,7 @@ def plot_ap_bars(
             marker="x",
             color=_BEST,
             markersize=5,
-            label=f"AP = 0 ({_classes(int(zero.sum()))})",
+            label=f"AP = 0 ({_classes(int(zero.sum()), what)})",
             clip_on=False,
             zorder=4,
         )
@@ -517,7 +527,10 @@ def plot_ap_bars(
             label.set_color(_NO_GT)
     if n > n_defined:  # an empty entry, so that the legend says what the grey rows are
         ax.plot(
-            [], [], linestyle="none", label=f"(no GT): no AP ({_classes(n - n_defined)}, grey, at the bottom)"
+            [],
+            [],
+            linestyle="none",
+            label=f"(no GT): no AP ({_classes(n - n_defined, what)}, grey, at the bottom)",
         )
     ax.invert_yaxis()
     ax.set_ylim(n - 0.5, -0.5)
@@ -539,13 +552,35 @@ def plot_ap_bars(
     if n_defined > 1:  # with one class the mean is that bar
         mean = float(a[defined].mean())
         ax.axvline(
-            mean, color=_BEST, linestyle="--", linewidth=1.2, label=f"mean {mean:.3f} (classes with GT)"
+            mean, color=_BEST, linestyle="--", linewidth=1.2, label=f"mean {mean:.3f} ({what} with GT)"
         )
     if own:
         fig.legend(loc="outside lower center", fontsize=8, ncols=2, frameon=False)
     else:
         ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     return fig, ax
+
+
+def plot_slice_bars(
+    slices: dict[str, dict[str, Any]], key: str = "map", *, ax: Axes | None = None
+) -> tuple[Figure, Axes]:
+    """One bar per slice of ``MeanAveragePrecision.compute_slices()`` (``key``: "map", "map_50", ...).
+
+    Sorted from best to worst, the value written after each bar; a slice without GT (-1) is
+    listed grey at the bottom (see :func:`plot_ap_bars`).
+
+    Example:
+        >>> from objdet.plotting.detection import plot_slice_bars
+        >>> fig, ax = plot_slice_bars({"day": {"map": 0.5}, "night": {"map": 0.25}})
+        >>> [t.get_text() for t in ax.get_yticklabels()]
+        ['day', 'night']
+    """
+    names = list(slices)
+    values = [float(slices[n][key]) for n in names]
+    label = key.replace("map", "AP", 1)
+    return plot_ap_bars(
+        values, names, ax=ax, title=f"{label} per slice of the images", xlabel=label, what="slices"
+    )
 
 
 # --------------------------------------------------------------------------- dispatcher

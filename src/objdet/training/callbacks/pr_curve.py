@@ -13,10 +13,11 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import rank_zero_warn
 
+from objdet.functional.bootstrap import BootstrapResult
 from objdet.functional.calibration import DetectionCalibration
 from objdet.functional.curves import DetectionCurves
 from objdet.plotting._common import close_figure
-from objdet.plotting.detection import plot_detection_curves, plot_reliability_diagram
+from objdet.plotting.detection import plot_detection_curves, plot_reliability_diagram, plot_slice_bars
 from objdet.training.callbacks._base import (
     DETECTION_KEYS,
     DETECTION_OUTPUTS_HELP,
@@ -72,7 +73,16 @@ class PRCurveCallback(ValidationMetricCallback):
       warning and no calibration, rather than stopping the training;
     * for each ``beta`` in ``fbeta``: the best overall F-beta and its confidence threshold,
       ``{prefix}best_f<beta>`` and ``{prefix}best_f<beta>_confidence`` (``best_f2``; a beta of
-      0.5 is written ``best_f0_5``).
+      0.5 is written ``best_f0_5``);
+    * with ``slices`` (names; the metric is made with ``slices=`` and the targets tag their
+      images, see :meth:`~objdet.training.metrics.MeanAveragePrecision.compute_slices`), on
+      every rank, each slice's numbers: ``last_slices`` and the scalars
+      ``{prefix}slices/<name>/map``, ``.../map_50`` (not logged for a slice without GT); rank 0
+      draws the ``"slices"`` figure (AP per slice) when ``slices`` are given;
+    * with ``bootstrap`` = B > 0, on every rank, bootstrap intervals over images
+      (:meth:`~objdet.training.metrics.MeanAveragePrecision.bootstrap`, seed 0, level
+      ``bootstrap_level``): ``last_bootstrap`` and the scalars ``{prefix}map_ci_low``,
+      ``{prefix}map_ci_high``, ``{prefix}map_50_ci_low``, ``{prefix}map_50_ci_high``.
 
     The per-class AP view is this callback's ``"ap"`` figure and ``ap_<t>/<name>`` scalars:
     they come from the same curves as the PR figure, so a separate per-class AP callback would
@@ -90,6 +100,9 @@ class PRCurveCallback(ValidationMetricCallback):
         calibration_bins: number of confidence bins of the calibration.
         calibration_strategy: "width" (equal-width bins) or "mass" (equal-count bins).
         fbeta: betas whose best F-beta to log (e.g. ``(0.5, 2.0)``).
+        slices: names of subsets of the images to evaluate and log (see above).
+        bootstrap: number of bootstrap resamples per computed epoch (0: none).
+        bootstrap_level: the intervals' level.
         metric_kwargs: further arguments of :class:`~objdet.training.metrics.MeanAveragePrecision`
             (e.g. ``iou_thresholds``, ``max_detection_thresholds``).
         prefix: prefix of the logged scalars.
@@ -136,6 +149,9 @@ class PRCurveCallback(ValidationMetricCallback):
         calibration_bins: int = 10,
         calibration_strategy: Literal["width", "mass"] = "width",
         fbeta: Sequence[float] = (),
+        slices: Sequence[str] = (),
+        bootstrap: int = 0,
+        bootstrap_level: float = 0.95,
         metric_kwargs: Mapping[str, Any] | None = None,
         prefix: str = "val/",
         tag: str = "val/curves",
@@ -194,6 +210,17 @@ class PRCurveCallback(ValidationMetricCallback):
         self.box_format = box_format
         self.log_per_class = log_per_class
         self.metric_kwargs = dict(metric_kwargs or {})
+        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+            raise ValueError(f"`bootstrap` must be an int >= 0 (resamples; 0: none), got {bootstrap!r}")
+        if not isinstance(bootstrap_level, int | float) or not 0.0 < float(bootstrap_level) < 1.0:
+            raise ValueError(f"`bootstrap_level` must lie in (0, 1), got {bootstrap_level!r}")
+        self.bootstrap, self.bootstrap_level = bootstrap, float(bootstrap_level)
+        self.slices = (slices,) if isinstance(slices, str) else tuple(slices)
+        if self.slices:
+            self.metric_kwargs["slices"] = list(self.slices)
+        #: each slice's numbers and the bootstrap intervals of the last validated epoch (every rank)
+        self.last_slices: dict[str, dict[str, Tensor]] | None = None
+        self.last_bootstrap: BootstrapResult | None = None
         self.prefix = prefix
         #: the curves of the last validated epoch (every rank), from the global state
         self.last_curves: DetectionCurves | None = None
@@ -233,6 +260,10 @@ class PRCurveCallback(ValidationMetricCallback):
     def after_compute(self, trainer: pl.Trainer, metric: Metric, values: Any) -> None:
         assert isinstance(metric, MeanAveragePrecision)
         self.last_curves = metric.curves(self.iou_threshold, self.confidence_steps, self.average)
+        self.last_slices = metric.compute_slices() if self.slices else None
+        self.last_bootstrap = (
+            metric.bootstrap(self.bootstrap, self.bootstrap_level, seed=0) if self.bootstrap else None
+        )
         if self.calibration:
             self.last_calibration = None
             try:  # the same synced state on every rank: every rank decides alike
@@ -262,6 +293,10 @@ class PRCurveCallback(ValidationMetricCallback):
                     fig, ax = plot_detection_curves(curves, kind=kind, class_names=by_id)
                 figures[f"{self.tag}/{kind}"] = fig
                 ax.set_title(f"{ax.get_title()} — epoch {trainer.current_epoch}")
+            if self.last_slices:
+                fig, ax = plot_slice_bars(self.last_slices)
+                figures[f"{self.tag}/slices"] = fig
+                ax.set_title(f"{ax.get_title()} — epoch {trainer.current_epoch}")
         except Exception:
             for fig in figures.values():  # drawn before the failure: not returned, so closed here
                 close_figure(fig)
@@ -286,6 +321,18 @@ class PRCurveCallback(ValidationMetricCallback):
                 name = f"best_f{beta:g}".replace(".", "_")
                 out[f"{self.prefix}{name}"] = float(fb.best_fbeta)
                 out[f"{self.prefix}{name}_confidence"] = float(fb.best_confidence)
+        for name, result in zip(self.slices, scalar_names(list(self.slices)), strict=True):
+            values_of = (self.last_slices or {}).get(name, {})
+            for key in ("map", "map_50"):
+                if key in values_of and float(values_of[key]) >= 0:
+                    out[f"{self.prefix}slices/{result}/{key}"] = float(values_of[key])
+        boot = self.last_bootstrap
+        if boot is not None:
+            for key in ("map", "map_50"):
+                low, high = float(boot.low[key]), float(boot.high[key])  # type: ignore[arg-type]
+                if low == low and high == high:  # not NaN
+                    out[f"{self.prefix}{key}_ci_low"] = low
+                    out[f"{self.prefix}{key}_ci_high"] = high
         cal = self.last_calibration
         if cal is not None and cal.n_detections > 0:
             out[f"{self.prefix}ece"] = float(cal.ece)
