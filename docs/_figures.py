@@ -396,6 +396,34 @@ def fig_f2_confidence(out: Path) -> None:
     _save(fig, out)
 
 
+def _tagged() -> MeanAveragePrecision:
+    """The simulated detector's images with ids and two slices: crowded (5+ objects) and sparse."""
+    preds, target = detections()
+    tagged = [
+        {**t, "image_id": i, "slices": {"crowded"} if len(t["labels"]) >= 5 else {"sparse"}}
+        for i, t in enumerate(target)
+    ]
+    metric = MeanAveragePrecision(class_metrics=True, slices=["crowded", "sparse"])
+    metric.update(preds, tagged)
+    return metric
+
+
+def fig_slice_bars(out: Path) -> None:
+    from objdet.plotting.detection import plot_slice_bars
+
+    metric = _tagged()
+    slices = metric.compute_slices({"first 100 images": list(range(100))})
+    fig, _ = plot_slice_bars(slices, overall=float(metric.compute()["map"]))
+    _save(fig, out)
+
+
+def fig_bootstrap_intervals(out: Path) -> None:
+    from objdet.plotting.detection import plot_bootstrap_intervals
+
+    fig, _ = plot_bootstrap_intervals(_tagged().bootstrap(n_resamples=500, seed=0), DET_NAMES)
+    _save(fig, out)
+
+
 def fig_cli_demo_confusion_matrix(out: Path) -> None:
     """What ``objdet eval --demo --out DIR`` writes (the command line run in-process)."""
     import shutil

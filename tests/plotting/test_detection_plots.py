@@ -338,3 +338,31 @@ def test_map_history_plot_leaves_out_placeholders(class_metrics: bool) -> None:
     np.testing.assert_allclose(lines["map"].get_ydata(), [float(r["map"]) for r in results], rtol=1e-6)
     large = np.asarray(lines["map_large"].get_ydata(), dtype=float)
     assert np.isnan(large[0]) and large[2] == pytest.approx(float(results[2]["map_large"]))  # -1 is a gap
+
+
+def test_slice_bars_and_bootstrap_intervals_show_what_they_say() -> None:
+    import numpy as np
+
+    from objdet.functional.bootstrap import BootstrapResult
+    from objdet.plotting.detection import plot_bootstrap_intervals, plot_slice_bars
+
+    fig, ax = plot_slice_bars({"a": {"map": 0.2}, "b": {"map": 0.6}, "c": {"map": -1.0}}, overall=0.4)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a", "c (no GT)"]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "all images 0.400" in legend and "AP (2 slices)" in legend and not any("mean" in t for t in legend)
+    result = BootstrapResult(
+        estimate={"map": 0.1, "map_per_class": np.array([0.3, np.nan, -0.2])},
+        low={"map": -0.05, "map_per_class": np.array([0.1, np.nan, -0.4])},
+        high={"map": 0.2, "map_per_class": np.array([0.5, np.nan, 0.0])},
+        level=0.9, n_resamples=10, seed=0, classes=np.array([2, 5, 7]),
+        replicates=np.zeros((10, 3)), class_replicates=np.zeros((10, 3)), bias={"map": 0.0},
+    )  # fmt: skip
+    fig, ax = plot_bootstrap_intervals(
+        result, {2: "cat", 7: "dog"} and ["", "", "cat", "", "", "", "", "dog"]
+    )
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["mAP", "cat", "dog"]  # class 5 (no GT) left out
+    assert (
+        "difference in AP" in ax.get_xlabel() and "90% bootstrap interval (10 resamples)" in ax.get_xlabel()
+    )
+    lines = [[float(x) for x in line.get_xdata()] for line in ax.get_lines()]
+    assert [0.1, 0.5] in lines and [-0.4, 0.0] in lines and [-0.05, 0.2] in lines

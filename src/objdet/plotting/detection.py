@@ -19,6 +19,7 @@ from matplotlib.colors import Normalize as ColorNormalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from objdet.functional.bootstrap import BootstrapResult
 from objdet.functional.calibration import DetectionCalibration
 from objdet.functional.confusion import normalize_confusion_matrix
 from objdet.functional.curves import DetectionCurves
@@ -457,6 +458,7 @@ def plot_ap_bars(
     title: str | None = None,
     xlabel: str = "AP",
     what: str = "classes",
+    reference: tuple[float, str] | None = None,
 ) -> tuple[Figure, Axes]:
     """Per-class AP as horizontal bars sorted from best to worst, with the mean marked.
 
@@ -466,6 +468,7 @@ def plot_ap_bars(
         class_names: K names (default ``0..K-1``).
         xlabel: axis label, e.g. "AP@0.5".
         what: what the rows are, in the legend ("classes"; "slices" for :func:`plot_slice_bars`).
+        reference: ``(value, label)`` of the dashed line, instead of the mean of the rows.
 
     Every class gets a row: a bar of its AP, a red ``×`` at 0 for an AP of exactly 0 (a bar
     of length 0 would not show), or a grey "(no GT)" label. The legend (below the axes in a
@@ -549,7 +552,9 @@ def plot_ap_bars(
                     color="white" if inside else "0.2",
                 )
     ax.grid(axis="x", alpha=0.3, linewidth=0.6)
-    if n_defined > 1:  # with one class the mean is that bar
+    if reference is not None:
+        ax.axvline(reference[0], color=_BEST, linestyle="--", linewidth=1.2, label=reference[1])
+    elif n_defined > 1:  # with one class the mean is that bar
         mean = float(a[defined].mean())
         ax.axvline(
             mean, color=_BEST, linestyle="--", linewidth=1.2, label=f"mean {mean:.3f} ({what} with GT)"
@@ -562,12 +567,17 @@ def plot_ap_bars(
 
 
 def plot_slice_bars(
-    slices: dict[str, dict[str, Any]], key: str = "map", *, ax: Axes | None = None
+    slices: dict[str, dict[str, Any]],
+    key: str = "map",
+    *,
+    overall: float | None = None,
+    ax: Axes | None = None,
 ) -> tuple[Figure, Axes]:
     """One bar per slice of ``MeanAveragePrecision.compute_slices()`` (``key``: "map", "map_50", ...).
 
     Sorted from best to worst, the value written after each bar; a slice without GT (-1) is
-    listed grey at the bottom (see :func:`plot_ap_bars`).
+    listed grey at the bottom (see :func:`plot_ap_bars`). ``overall``: the value over all the
+    images, drawn as a dashed line (slices may overlap: their mean means nothing).
 
     Example:
         >>> from objdet.plotting.detection import plot_slice_bars
@@ -578,9 +588,68 @@ def plot_slice_bars(
     names = list(slices)
     values = [float(slices[n][key]) for n in names]
     label = key.replace("map", "AP", 1)
-    return plot_ap_bars(
-        values, names, ax=ax, title=f"{label} per slice of the images", xlabel=label, what="slices"
+    line = (overall, f"all images {overall:.3f}") if overall is not None and overall >= 0 else None
+    title = f"{label} per slice of the images"
+    return plot_ap_bars(values, names, ax=ax, title=title, xlabel=label, what="slices", reference=line)
+
+
+def plot_bootstrap_intervals(
+    result: BootstrapResult, class_names: Sequence[str] | None = None, *, ax: Axes | None = None
+) -> tuple[Figure, Axes]:
+    """Per-class AP with its bootstrap interval, and the mAP's, from ``MeanAveragePrecision.bootstrap()``.
+
+    One row per class (sorted by estimate, best first), a dot at the estimate and a line over
+    the interval; the top row is mAP, in red. Classes without GT (NaN) are left out. For a
+    paired comparison (``other=``) the rows are differences and a line marks 0.
+    ``class_names`` is indexed by class id (``result.classes``).
+
+    Example:
+        >>> import numpy as np
+        >>> from objdet.functional.bootstrap import BootstrapResult
+        >>> from objdet.plotting.detection import plot_bootstrap_intervals
+        >>> r = BootstrapResult(
+        ...     estimate={"map": 0.4, "map_per_class": np.array([0.5, 0.3])},
+        ...     low={"map": 0.35, "map_per_class": np.array([0.4, 0.2])},
+        ...     high={"map": 0.45, "map_per_class": np.array([0.6, 0.4])},
+        ...     level=0.95, n_resamples=100, seed=0, classes=np.array([0, 1]),
+        ...     replicates=np.zeros((100, 3)), class_replicates=np.zeros((100, 2)), bias={"map": 0.0})
+        >>> fig, ax = plot_bootstrap_intervals(r, ["cat", "dog"])
+        >>> [t.get_text() for t in ax.get_yticklabels()]
+        ['mAP', 'cat', 'dog']
+    """
+    est = np.asarray(result.estimate["map_per_class"], np.float64)
+    low = np.asarray(result.low["map_per_class"], np.float64)
+    high = np.asarray(result.high["map_per_class"], np.float64)
+    ids = [int(c) for c in np.asarray(result.classes).tolist()]
+    names_by_id = list(class_names) if class_names is not None else None
+
+    def name(c: int) -> str:
+        return names_by_id[c] if names_by_id is not None and 0 <= c < len(names_by_id) else f"class {c}"
+
+    keep = [i for i in np.argsort(-np.nan_to_num(est, nan=-np.inf), kind="stable") if np.isfinite(est[i])]
+    rows = [("mAP", float(result.estimate["map"]), float(result.low["map"]), float(result.high["map"]))]  # type: ignore[arg-type]
+    rows += [(name(ids[i]), float(est[i]), float(low[i]), float(high[i])) for i in keep]
+    n = len(rows)
+    fig, ax = new_figure((7.0, max(2.6, 0.3 * n + 1.6))) if ax is None else (figure_of(ax), ax)
+    y = np.arange(n)
+    for yi, (_, e, lo, hi) in zip(y, rows, strict=True):
+        color = _BEST if yi == 0 else _BAR
+        ax.plot([lo, hi], [yi, yi], color=color, linewidth=2.2, solid_capstyle="round")
+        ax.plot([e], [yi], marker="o", color=color, markersize=5)
+    ax.set_yticks(y)
+    ax.set_yticklabels([r[0] for r in rows], fontsize=9 if n <= 25 else 7)
+    ax.invert_yaxis()
+    paired = bool(np.nanmin([r[2] for r in rows]) < 0)
+    if paired:
+        ax.axvline(0.0, color="0.4", linewidth=0.8)
+    what = "difference in AP" if paired else "AP"
+    ax.set_xlabel(
+        f"{what}: estimate (dot) and {100 * result.level:g}% bootstrap interval "
+        f"({result.n_resamples} resamples)"
     )
+    ax.set_title("AP with bootstrap intervals over images")
+    ax.grid(axis="x", alpha=0.3, linewidth=0.6)
+    return fig, ax
 
 
 # --------------------------------------------------------------------------- dispatcher

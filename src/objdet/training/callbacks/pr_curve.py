@@ -294,7 +294,8 @@ class PRCurveCallback(ValidationMetricCallback):
                 figures[f"{self.tag}/{kind}"] = fig
                 ax.set_title(f"{ax.get_title()} — epoch {trainer.current_epoch}")
             if self.last_slices:
-                fig, ax = plot_slice_bars(self.last_slices)
+                overall = float(values["map"]) if isinstance(values, Mapping) and "map" in values else None
+                fig, ax = plot_slice_bars(self.last_slices, overall=overall)
                 figures[f"{self.tag}/slices"] = fig
                 ax.set_title(f"{ax.get_title()} — epoch {trainer.current_epoch}")
         except Exception:
