@@ -27,11 +27,13 @@ from objdet.plotting._common import figure_of, new_figure, new_subplots, to_nump
 
 __all__ = [
     "plot_ap_bars",
+    "plot_bootstrap_intervals",
     "plot_confidence_curves",
     "plot_confusion_matrix",
     "plot_detection_curves",
     "plot_pr_curves",
     "plot_reliability_diagram",
+    "plot_slice_bars",
 ]
 
 _MEAN = "#1f3f73"
