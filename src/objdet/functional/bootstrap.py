@@ -257,16 +257,14 @@ def bootstrap_intervals(
 ) -> BootstrapResult:
     """Percentile intervals of map, map_50, map_75 and per-class AP over ``n_resamples`` resamples.
 
+    Every one of ``state.n_images`` images is drawn, also those without detections or GTs.
     With ``other`` (the same images, in the same order) the paired difference ``state - other``,
     both weighted by the same draws; per-class differences over ``state``'s classes (NaN for a
     class ``other`` has not).
     """
-    n_images = int(state.det_image.max(initial=-1)) + 1
-    n_images = max(n_images, int(state.gt_image.max(initial=-1)) + 1)
-    if other is not None:
-        n_images = max(
-            n_images, int(other.det_image.max(initial=-1)) + 1, int(other.gt_image.max(initial=-1)) + 1
-        )
+    n_images = int(state.n_images)
+    if other is not None and int(other.n_images) != n_images:
+        raise ValueError(f"`other` must have the same images: {n_images} and {int(other.n_images)} images")
     weights = bootstrap_weights(n_images, n_resamples, seed)
     ones = np.ones((n_images, 1))
     classes, ap = weighted_class_ap(state, weights)
