@@ -97,6 +97,8 @@ class Evaluation:
     confusion: Any  # (C + 1, C + 1) int64, numpy array or tensor
     curves: Any
     calibration: Any = None  # DetectionCalibration with --calibration (numpy on the CPU route)
+    #: with --bootstrap: (n_resamples, level, seed) -> BootstrapResult, on the evaluation's state
+    bootstrap: Callable[[int, float, int], Any] | None = None
 
 
 class Progress:
@@ -155,6 +157,7 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     slices: dict[str, np.ndarray] | None = None,
     diagnostics: Diagnostics | None = None,
+    bootstrap: bool = False,
 ) -> Evaluation:
     """Run MeanAveragePrecision and ConfusionMatrix over loaded COCO data (labels contiguous).
 
@@ -275,6 +278,7 @@ def evaluate(
         confusion=matrix,
         curves=curves,
         calibration=calibration,
+        bootstrap=partial(_metric_bootstrap, mean_ap) if bootstrap else None,
     )
 
 
@@ -376,6 +380,7 @@ def evaluate_arrays(
     progress: Callable[[int], None] | None = None,
     slices: dict[str, np.ndarray] | None = None,
     diagnostics: Diagnostics | None = None,
+    bootstrap: bool = False,
 ) -> Evaluation:
     """COCO evaluation and confusion matrix of columns read by :mod:`objdet.io.coco_arrays`, on the CPU.
 
@@ -384,7 +389,8 @@ def evaluate_arrays(
     (``progress`` is told the images done after each), no torch unless ``plots`` or an F-beta
     (the PR and F1 curves are torch code); the calibration is numpy code.
     ``slices``: {name: (n_images,) bool} subsets of the images also evaluated
-    (``metrics["slices"]``), from the same matching.
+    (``metrics["slices"]``), from the same matching. ``bootstrap``: keep the matched state for
+    :attr:`Evaluation.bootstrap` (numpy, no torch).
     """
     _start_numba()
     from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np, summarize_np
@@ -554,6 +560,9 @@ def evaluate_arrays(
         confusion=matrix,
         curves=curves,
         calibration=calibration,
+        bootstrap=partial(_arrays_bootstrap, bootstrap_state(state, gt, crowd, gt_area))
+        if bootstrap
+        else None,
     )
 
 
@@ -917,6 +926,142 @@ def run_tide(
     return format_tide_table(result, pos, bg), written, time.perf_counter() - t0
 
 
+# ----------------------------------------------------------------------------- bootstrap (--bootstrap)
+# (issue 13) Percentile intervals over images for map, map_50, map_75 and per-class AP, from the
+# matched state (nothing is matched again): functional.bootstrap on the CPU route (numpy + numba,
+# no torch), MeanAveragePrecision.bootstrap on the torch route; the same draws for the same seed.
+@dataclass
+class BootstrapRequest:
+    """What ``--bootstrap`` / ``--bootstrap-seed`` / ``--bootstrap-level`` ask for."""
+
+    n_resamples: int
+    seed: int = 0
+    level: float = 0.95
+
+
+def add_bootstrap_arguments(ev: argparse.ArgumentParser) -> None:
+    group = ev.add_argument_group("confidence intervals (bootstrap over images)")
+    group.add_argument(
+        "--bootstrap",
+        type=int,
+        metavar="N",
+        help="percentile intervals of map, map_50, map_75 and per-class AP over N resamples of the "
+        "images (1000 is usual); with --json / --out they go into the JSON as 'bootstrap'",
+    )
+    group.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resamples (0)")
+    group.add_argument(
+        "--bootstrap-level", type=float, default=0.95, metavar="L", help="interval level, in (0, 1) (0.95)"
+    )
+
+
+def check_bootstrap_arguments(args: argparse.Namespace) -> BootstrapRequest | None:
+    if args.bootstrap is None:
+        return None
+    if args.bootstrap < 1:
+        raise InputError(f"--bootstrap: expected a positive number of resamples, got {args.bootstrap}")
+    if not 0.0 < args.bootstrap_level < 1.0:  # NaN fails too
+        raise InputError(f"--bootstrap-level: expected a value in (0, 1), got {args.bootstrap_level}")
+    if args.bootstrap_seed < 0:
+        raise InputError(f"--bootstrap-seed: expected an integer >= 0, got {args.bootstrap_seed}")
+    return BootstrapRequest(args.bootstrap, args.bootstrap_seed, args.bootstrap_level)
+
+
+def bootstrap_state(
+    state: dict[str, np.ndarray], gt: GtArrays, crowd: np.ndarray, gt_area: np.ndarray
+) -> Any:
+    """The ``ImageWeightedState`` of :func:`evaluate_arrays`' matched state (images in GT id order).
+
+    As :class:`~objdet.training.metrics.MeanAveragePrecision` builds it: a GT row per (image,
+    class) with its non-ignored GTs of area "all" (not a crowd, area in range), the lanes of
+    area "all", maxDets 100, every image of the GT counted (also those without detections or GTs).
+    """
+    from objdet.functional.bootstrap import ImageWeightedState
+    from objdet.ops.coco_cpu import gt_image_class_counts
+
+    n_images = len(gt.image_ids)
+    labels, counts, per_image = gt_image_class_counts(
+        gt.img, gt.label, crowd, gt_area, _AREA_RANGES, n_images
+    )
+    return ImageWeightedState(
+        scores=state["scores"], labels=state["labels"], rank=state["rank"], tp=state["tp"],
+        ignored=state["ignored"], det_image=state["img"], gt_labels=labels, gt_counts_all=counts[:, 0],
+        gt_image=np.repeat(np.arange(n_images), per_image),
+        lanes=np.arange(len(_IOU_THRESHOLDS)) * len(_AREA_RANGES), rec_thresholds=_REC_THRESHOLDS,
+        max_det=_MAX_DETS[-1], iou_thresholds=_IOU_THRESHOLDS, n_images=n_images,
+    )  # fmt: skip
+
+
+def _arrays_bootstrap(state: Any, n_resamples: int, level: float, seed: int) -> Any:
+    from objdet.functional.bootstrap import bootstrap_intervals
+
+    return bootstrap_intervals(state, n_resamples, level, seed)
+
+
+def _metric_bootstrap(metric: Any, n_resamples: int, level: float, seed: int) -> Any:
+    return metric.bootstrap(n_resamples=n_resamples, level=level, seed=seed)
+
+
+_BOOTSTRAP_KEYS = ("map", "map_50", "map_75")
+
+
+def bootstrap_json(result: Any, category_ids: Sequence[int], names: Sequence[str]) -> dict[str, Any]:
+    """``{"n_resamples", "seed", "level", "map": {estimate, low, high, bias}, ..., "per_class": [...]}``."""
+    out: dict[str, Any] = {"n_resamples": result.n_resamples, "seed": result.seed, "level": result.level}
+    for key in _BOOTSTRAP_KEYS:
+        out[key] = {
+            "estimate": result.estimate[key],
+            "low": result.low[key],
+            "high": result.high[key],
+            "bias": result.bias[key],
+        }
+    out["per_class"] = [
+        {
+            "category_id": int(category_ids[c]),
+            "class": names[c],
+            "estimate": result.estimate["map_per_class"][k],
+            "low": result.low["map_per_class"][k],
+            "high": result.high["map_per_class"][k],
+        }
+        for k, c in enumerate(np.asarray(result.classes).tolist())
+    ]
+    return _plain(out)
+
+
+def format_bootstrap_table(boot: dict[str, Any], per_class: bool = False) -> str:
+    """The intervals of ``bootstrap_json``: map, map_50, map_75 (and, on request, every class)."""
+
+    def num(v: float | None) -> str:
+        return f"{'-':>8}" if v is None else f"{v:8.3f}"
+
+    rows = [(key, boot[key]) for key in _BOOTSTRAP_KEYS]
+    if per_class:
+        rows += [(f"AP {r['class']}", {**r, "bias": None}) for r in boot["per_class"]]
+    width = max(len(name) for name, _ in rows)
+    head = f"{'':<{width}}  {'estimate':>8}  {'low':>8}  {'high':>8}  {'bias':>8}"
+    lines = [
+        f"Bootstrap over images: {boot['level'] * 100:g}% percentile intervals, "
+        f"{boot['n_resamples']} resamples, seed {boot['seed']}",
+        head,
+        "-" * len(head),
+    ]
+    for name, v in rows:
+        bias = "" if v["bias"] is None else f"  {v['bias']:+8.3f}"
+        lines.append(f"{name:<{width}}  {num(v['estimate'])}  {num(v['low'])}  {num(v['high'])}{bias}")
+    lines.append("bias: mean of the resamples minus the estimate (AP leans upwards when resampled)")
+    return "\n".join(lines)
+
+
+def run_bootstrap(
+    request: BootstrapRequest, evaluation: Evaluation, category_ids: Sequence[int]
+) -> tuple[str, float]:
+    """``--bootstrap``: ``bootstrap`` in the metrics; returns the table to print and the time taken."""
+    assert evaluation.bootstrap is not None
+    t0 = time.perf_counter()
+    result = evaluation.bootstrap(request.n_resamples, request.level, request.seed)
+    evaluation.metrics["bootstrap"] = bootstrap_json(result, category_ids, evaluation.class_names)
+    return format_bootstrap_table(evaluation.metrics["bootstrap"]), time.perf_counter() - t0
+
+
 # ----------------------------------------------------------------------------- command line
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -968,6 +1113,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-q", "--quiet", action="store_true", help="print nothing but warnings and errors")
     add_diagnostic_arguments(ev)
     add_tide_arguments(ev)
+    add_bootstrap_arguments(ev)
     return parser
 
 
@@ -1013,6 +1159,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         raise InputError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     diagnostics = check_diagnostic_arguments(args)
     check_tide_arguments(args)
+    boot = check_bootstrap_arguments(args)
     device = _device(args.device)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=stdout))
     notes: list[str] = []  # warnings of the readers, printed once every input check has passed
@@ -1058,6 +1205,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         "progress": bar.update,
         "slices": slices,
         "diagnostics": diagnostics,
+        "bootstrap": boot is not None,
     }
     try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
         if device is None:
@@ -1088,6 +1236,10 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         say("")
         say(table)
         written += tide_files
+    if boot is not None:  # the bootstrap: see run_bootstrap
+        table, t_boot = run_bootstrap(boot, evaluation, category_ids)
+        say("")
+        say(table)
     if args.json is not None:
         write_json(args.json, evaluation.metrics)
         written.append(args.json)
@@ -1102,6 +1254,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         f"{n_images} images; files read in {t_load:.2f} s (imports included), "
         f"evaluated in {t_eval:.2f} s (matching, accumulate, confusion matrix)"
         + (f", TIDE in {t_tide:.2f} s" if args.tide else "")
+        + (f", bootstrap in {t_boot:.2f} s" if boot is not None else "")
     )
     for path in written:
         say(f"wrote {path}")
