@@ -98,7 +98,7 @@ class Evaluation:
     confusion: Any  # (C + 1, C + 1) int64, numpy array or tensor
     curves: Any
     calibration: Any = None  # DetectionCalibration with --calibration (numpy on the CPU route)
-    #: with --bootstrap: (n_resamples, level, seed) -> BootstrapResult, on the evaluation's state
+    # with --bootstrap, (n_resamples, level, seed) -> BootstrapResult on the evaluation's state
     bootstrap: Callable[[int, float, int], Any] | None = None
     tide: Any = None  # with --tide: (TideResult, foreground IoU, background IoU), for tide.png
 
@@ -392,7 +392,7 @@ def evaluate_arrays(
     (the PR and F1 curves are torch code); the calibration is numpy code.
     ``slices``: {name: (n_images,) bool} subsets of the images also evaluated
     (``metrics["slices"]``), from the same matching. ``bootstrap``: keep the matched state for
-    :attr:`Evaluation.bootstrap` (numpy, no torch).
+    ``Evaluation.bootstrap`` (numpy, no torch).
     """
     _start_numba()
     from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np, summarize_np
