@@ -188,8 +188,13 @@ def weighted_class_ap(state: ImageWeightedState, weights: np.ndarray) -> tuple[n
     cls = np.searchsorted(classes, labels)
     gt_cls = np.searchsorted(classes, gt_labels)
     weights = np.ascontiguousarray(weights, np.float64)
-    n_gt = np.zeros((classes.size, weights.shape[1]))
-    np.add.at(n_gt, gt_cls, state.gt_counts_all.astype(np.float64)[:, None] * weights[state.gt_image])
+    # GTs per (class, image), then weighted: (K, N) @ (N, B), never a (GT rows, B) array; the
+    # counts and weights are small integers, so the float64 sums are exact
+    per_image = np.zeros((classes.size, weights.shape[0]))
+    np.add.at(
+        per_image, (gt_cls, np.asarray(state.gt_image, np.int64)), state.gt_counts_all.astype(np.float64)
+    )
+    n_gt = per_image @ weights
     order, start = class_score_order(cls, np.ascontiguousarray(state.scores, np.float64), classes.size)
     rec = np.ascontiguousarray(state.rec_thresholds, np.float64)
     steps = np.diff(rec)
