@@ -113,7 +113,7 @@ def test_the_device_route_reads_the_columns_itself(tmp_path: Path) -> None:
         skip_unknown_categories=False,
     )  # fmt: skip
     evaluation = Evaluation(metrics={}, stats=[], class_table=[], class_names=[], confusion=None, curves=None)
-    table, written, _ = run_tide(args, evaluation, None, plots=False)
+    table, _ = run_tide(args, evaluation, None)
     g = read_gt_arrays(gt_path)
     assert evaluation.metrics["tide"] == tide_json(tide_arrays(g, read_dt_arrays(dt_path, g)))
-    assert table.startswith("TIDE (box IoU: foreground 0.5, background 0.1)") and written == []
+    assert table.startswith("TIDE (box IoU: foreground 0.5, background 0.1)")

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -51,6 +51,7 @@ from objdet.functional.coco_params import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from torch import Tensor
 
     from objdet.io import CocoGroundTruth
@@ -97,6 +98,9 @@ class Evaluation:
     confusion: Any  # (C + 1, C + 1) int64, numpy array or tensor
     curves: Any
     calibration: Any = None  # DetectionCalibration with --calibration (numpy on the CPU route)
+    # with --bootstrap, (n_resamples, level, seed) -> BootstrapResult on the evaluation's state
+    bootstrap: Callable[[int, float, int], Any] | None = None
+    tide: Any = None  # with --tide: (TideResult, foreground IoU, background IoU), for tide.png
 
 
 class Progress:
@@ -155,6 +159,7 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     slices: dict[str, np.ndarray] | None = None,
     diagnostics: Diagnostics | None = None,
+    bootstrap: bool = False,
 ) -> Evaluation:
     """Run MeanAveragePrecision and ConfusionMatrix over loaded COCO data (labels contiguous).
 
@@ -275,6 +280,7 @@ def evaluate(
         confusion=matrix,
         curves=curves,
         calibration=calibration,
+        bootstrap=partial(_metric_bootstrap, mean_ap) if bootstrap else None,
     )
 
 
@@ -376,6 +382,7 @@ def evaluate_arrays(
     progress: Callable[[int], None] | None = None,
     slices: dict[str, np.ndarray] | None = None,
     diagnostics: Diagnostics | None = None,
+    bootstrap: bool = False,
 ) -> Evaluation:
     """COCO evaluation and confusion matrix of columns read by :mod:`objdet.io.coco_arrays`, on the CPU.
 
@@ -384,7 +391,8 @@ def evaluate_arrays(
     (``progress`` is told the images done after each), no torch unless ``plots`` or an F-beta
     (the PR and F1 curves are torch code); the calibration is numpy code.
     ``slices``: {name: (n_images,) bool} subsets of the images also evaluated
-    (``metrics["slices"]``), from the same matching.
+    (``metrics["slices"]``), from the same matching. ``bootstrap``: keep the matched state for
+    ``Evaluation.bootstrap`` (numpy, no torch).
     """
     _start_numba()
     from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np, summarize_np
@@ -554,6 +562,9 @@ def evaluate_arrays(
         confusion=matrix,
         curves=curves,
         calibration=calibration,
+        bootstrap=partial(_arrays_bootstrap, bootstrap_state(state, gt, crowd, gt_area))
+        if bootstrap
+        else None,
     )
 
 
@@ -654,23 +665,16 @@ def add_diagnostics(evaluation: Evaluation, diagnostics: Diagnostics) -> list[st
     return lines
 
 
-def write_diagnostic_plots(out: Path, evaluation: Evaluation, diagnostics: Diagnostics) -> list[Path]:
+def diagnostic_figures(evaluation: Evaluation, diagnostics: Diagnostics) -> Iterator[tuple[str, Figure]]:
     """reliability_diagram.png (--calibration) and f<beta>_confidence.png (--fbeta)."""
     from objdet.plotting.detection import plot_detection_curves, plot_reliability_diagram
 
-    figures = {}
     if evaluation.calibration is not None:
-        figures["reliability_diagram.png"] = plot_reliability_diagram(evaluation.calibration)[0]
+        yield "reliability_diagram.png", plot_reliability_diagram(evaluation.calibration)[0]
     if diagnostics.fbeta is not None and evaluation.curves is not None:
         names = evaluation.class_names
         name = f"f{diagnostics.fbeta:g}_confidence.png"
-        figures[name] = plot_detection_curves(evaluation.curves, "f1", names, beta=diagnostics.fbeta)[0]
-    written = []
-    for name, fig in figures.items():
-        path = out / name
-        _atomic_write(path, partial(fig.savefig, format="png", dpi=110), binary=True)
-        written.append(path)
-    return written
+        yield name, plot_detection_curves(evaluation.curves, "f1", names, beta=diagnostics.fbeta)[0]
 
 
 # ----------------------------------------------------------------------------- output
@@ -774,8 +778,10 @@ def write_json(path: Path, metrics: dict[str, Any]) -> None:
     _atomic_write(path, lambda f: f.write(json.dumps(metrics, indent=1, allow_nan=False) + "\n"))
 
 
-def write_plots(out: Path, evaluation: Evaluation, conf_threshold: float, iou_threshold: float) -> list[Path]:
-    """The confusion matrix (counts and normalised by GT), PR curves, F1-confidence and AP bars as PNGs."""
+def detection_figures(
+    evaluation: Evaluation, conf_threshold: float, iou_threshold: float
+) -> Iterator[tuple[str, Figure]]:
+    """The confusion matrix (counts and normalised by GT), PR curves, F1-confidence and AP bars."""
     import torch
 
     from objdet.plotting.detection import plot_ap_bars, plot_confusion_matrix, plot_detection_curves
@@ -783,26 +789,43 @@ def write_plots(out: Path, evaluation: Evaluation, conf_threshold: float, iou_th
     names = evaluation.class_names
     details = f"IoU >= {iou_threshold:g}, score >= {conf_threshold:g}"
     confusion = torch.as_tensor(evaluation.confusion)
-    figures = {
-        "confusion_matrix.png": plot_confusion_matrix(confusion, names, details=details)[0],
-        "confusion_matrix_normalized.png": plot_confusion_matrix(
-            confusion, names, normalize="true", details=details
-        )[0],
-    }
+    yield "confusion_matrix.png", plot_confusion_matrix(confusion, names, details=details)[0]
+    yield (
+        "confusion_matrix_normalized.png",
+        plot_confusion_matrix(confusion, names, normalize="true", details=details)[0],
+    )
     if evaluation.curves is not None:
-        figures["pr_curves.png"] = plot_detection_curves(evaluation.curves, "pr", names)[0]
-        figures["f1_confidence.png"] = plot_detection_curves(evaluation.curves, "f1", names)[0]
+        yield "pr_curves.png", plot_detection_curves(evaluation.curves, "pr", names)[0]
+        yield "f1_confidence.png", plot_detection_curves(evaluation.curves, "f1", names)[0]
     rows = [r for r in evaluation.class_table if r["AP"] >= 0]
-    figures["ap_per_class.png"] = plot_ap_bars(
-        torch.tensor([r["AP"] for r in rows], dtype=torch.float64),
-        [r["class"] for r in rows],
-        title="AP@[.50:.95] per class",
-    )[0]
+    ap = torch.tensor([r["AP"] for r in rows], dtype=torch.float64)
+    yield "ap_per_class.png", plot_ap_bars(ap, [r["class"] for r in rows], title="AP@[.50:.95] per class")[0]
+
+
+def evaluation_figures(
+    evaluation: Evaluation, conf_threshold: float, iou_threshold: float, diagnostics: Diagnostics
+) -> Iterator[tuple[str, Figure]]:
+    """Every figure of a run, one at a time, as (PNG file name, Figure): --out and --report both use it."""
+    yield from detection_figures(evaluation, conf_threshold, iou_threshold)
+    yield from diagnostic_figures(evaluation, diagnostics)
+    yield from tide_figures(evaluation)
+
+
+def save_figures(figures: Iterable[tuple[str, Figure]], out: Path | None, report: Any = None) -> list[Path]:
+    """Each figure as ``out/<name>`` (PNG) and/or a page of ``report`` (a :class:`ReportPdf`), then closed."""
+    from objdet.plotting._common import close_figure
+
     written = []
-    for name, fig in figures.items():
-        path = out / name
-        _atomic_write(path, partial(fig.savefig, format="png", dpi=110), binary=True)
-        written.append(path)
+    for name, fig in figures:
+        try:
+            if out is not None:
+                path = out / name
+                _atomic_write(path, partial(fig.savefig, format="png", dpi=110), binary=True)
+                written.append(path)
+            if report is not None:
+                report.add_figure(fig)
+        finally:
+            close_figure(fig)
     return written
 
 
@@ -885,9 +908,9 @@ def format_tide_table(result: Any, pos_threshold: float, bg_threshold: float) ->
 
 
 def run_tide(
-    args: argparse.Namespace, evaluation: Evaluation, arrays: tuple[Any, Any] | None, plots: bool
-) -> tuple[str, list[Path], float]:
-    """``--tide``: the table, ``tide`` in the metrics, ``tide.png`` under --out; and the time taken.
+    args: argparse.Namespace, evaluation: Evaluation, arrays: tuple[Any, Any] | None
+) -> tuple[str, float]:
+    """``--tide``: the table, ``tide`` in the metrics, the result kept for ``tide.png``; and the time taken.
 
     ``arrays``: the files' columns (read here when the evaluation did not read them: ``--device
     cuda``). TIDE's kernel is the compiled CPU one on either route.
@@ -903,18 +926,320 @@ def run_tide(
             arrays = (gt, read_dt_arrays(args.dt, gt, skip_unknown_categories=args.skip_unknown_categories))
     result = tide_arrays(arrays[0], arrays[1], pos, bg)
     evaluation.metrics["tide"] = tide_json(result)
-    written = []
-    if plots and args.out is not None:
-        from objdet.plotting._common import close_figure
-        from objdet.plotting.tide import plot_tide
+    evaluation.tide = (result, pos, bg)
+    return format_tide_table(result, pos, bg), time.perf_counter() - t0
 
-        fig, _ = plot_tide({**result.main, **result.special}, details=f"AP{pos * 100:g} = {result.ap:.2f}; "
-                           f"IoU fg {pos:g}, bg {bg:g}")  # fmt: skip
-        path = args.out / "tide.png"
-        _atomic_write(path, partial(fig.savefig, format="png", dpi=110), binary=True)
-        close_figure(fig)
-        written.append(path)
-    return format_tide_table(result, pos, bg), written, time.perf_counter() - t0
+
+def tide_figures(evaluation: Evaluation) -> Iterator[tuple[str, Figure]]:
+    """tide.png: the dAP bars, after :func:`run_tide`."""
+    if evaluation.tide is None:
+        return
+    from objdet.plotting.tide import plot_tide
+
+    result, pos, bg = evaluation.tide
+    details = f"AP{pos * 100:g} = {result.ap:.2f}; IoU fg {pos:g}, bg {bg:g}"
+    yield "tide.png", plot_tide({**result.main, **result.special}, details=details)[0]
+
+
+# ----------------------------------------------------------------------------- bootstrap (--bootstrap)
+# (issue 13) Percentile intervals over images for map, map_50, map_75 and per-class AP, from the
+# matched state (nothing is matched again): functional.bootstrap on the CPU route (numpy + numba,
+# no torch), MeanAveragePrecision.bootstrap on the torch route; the same draws for the same seed.
+@dataclass
+class BootstrapRequest:
+    """What ``--bootstrap`` / ``--bootstrap-seed`` / ``--bootstrap-level`` ask for."""
+
+    n_resamples: int
+    seed: int = 0
+    level: float = 0.95
+
+
+def add_bootstrap_arguments(ev: argparse.ArgumentParser) -> None:
+    group = ev.add_argument_group("confidence intervals (bootstrap over images)")
+    group.add_argument(
+        "--bootstrap",
+        type=int,
+        metavar="N",
+        help="percentile intervals of map, map_50, map_75 and per-class AP over N resamples of the "
+        "images (1000 is usual); with --json / --out they go into the JSON as 'bootstrap'",
+    )
+    group.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resamples (0)")
+    group.add_argument(
+        "--bootstrap-level", type=float, default=0.95, metavar="L", help="interval level, in (0, 1) (0.95)"
+    )
+
+
+def check_bootstrap_arguments(args: argparse.Namespace) -> BootstrapRequest | None:
+    if args.bootstrap is None:
+        return None
+    if args.bootstrap < 1:
+        raise InputError(f"--bootstrap: expected a positive number of resamples, got {args.bootstrap}")
+    if not 0.0 < args.bootstrap_level < 1.0:  # NaN fails too
+        raise InputError(f"--bootstrap-level: expected a value in (0, 1), got {args.bootstrap_level}")
+    if args.bootstrap_seed < 0:
+        raise InputError(f"--bootstrap-seed: expected an integer >= 0, got {args.bootstrap_seed}")
+    return BootstrapRequest(args.bootstrap, args.bootstrap_seed, args.bootstrap_level)
+
+
+def bootstrap_state(
+    state: dict[str, np.ndarray], gt: GtArrays, crowd: np.ndarray, gt_area: np.ndarray
+) -> Any:
+    """The ``ImageWeightedState`` of :func:`evaluate_arrays`' matched state (images in GT id order).
+
+    As :class:`~objdet.training.metrics.MeanAveragePrecision` builds it: a GT row per (image,
+    class) with its non-ignored GTs of area "all" (not a crowd, area in range), the lanes of
+    area "all", maxDets 100, every image of the GT counted (also those without detections or GTs).
+    """
+    from objdet.functional.bootstrap import ImageWeightedState
+    from objdet.ops.coco_cpu import gt_image_class_counts
+
+    n_images = len(gt.image_ids)
+    labels, counts, per_image = gt_image_class_counts(
+        gt.img, gt.label, crowd, gt_area, _AREA_RANGES, n_images
+    )
+    return ImageWeightedState(
+        scores=state["scores"], labels=state["labels"], rank=state["rank"], tp=state["tp"],
+        ignored=state["ignored"], det_image=state["img"], gt_labels=labels, gt_counts_all=counts[:, 0],
+        gt_image=np.repeat(np.arange(n_images), per_image),
+        lanes=np.arange(len(_IOU_THRESHOLDS)) * len(_AREA_RANGES), rec_thresholds=_REC_THRESHOLDS,
+        max_det=_MAX_DETS[-1], iou_thresholds=_IOU_THRESHOLDS, n_images=n_images,
+    )  # fmt: skip
+
+
+def _arrays_bootstrap(state: Any, n_resamples: int, level: float, seed: int) -> Any:
+    from objdet.functional.bootstrap import bootstrap_intervals
+
+    return bootstrap_intervals(state, n_resamples, level, seed)
+
+
+def _metric_bootstrap(metric: Any, n_resamples: int, level: float, seed: int) -> Any:
+    return metric.bootstrap(n_resamples=n_resamples, level=level, seed=seed)
+
+
+_BOOTSTRAP_KEYS = ("map", "map_50", "map_75")
+
+
+def bootstrap_json(result: Any, category_ids: Sequence[int], names: Sequence[str]) -> dict[str, Any]:
+    """``{"n_resamples", "seed", "level", "map": {estimate, low, high, bias}, ..., "per_class": [...]}``."""
+    out: dict[str, Any] = {"n_resamples": result.n_resamples, "seed": result.seed, "level": result.level}
+    for key in _BOOTSTRAP_KEYS:
+        out[key] = {
+            "estimate": result.estimate[key],
+            "low": result.low[key],
+            "high": result.high[key],
+            "bias": result.bias[key],
+        }
+    out["per_class"] = [
+        {
+            "category_id": int(category_ids[c]),
+            "class": names[c],
+            "estimate": result.estimate["map_per_class"][k],
+            "low": result.low["map_per_class"][k],
+            "high": result.high["map_per_class"][k],
+        }
+        for k, c in enumerate(np.asarray(result.classes).tolist())
+    ]
+    return _plain(out)
+
+
+def format_bootstrap_table(boot: dict[str, Any], per_class: bool = False) -> str:
+    """The intervals of ``bootstrap_json``: map, map_50, map_75 (and, on request, every class)."""
+
+    def num(v: float | None) -> str:
+        return f"{'-':>8}" if v is None else f"{v:8.3f}"
+
+    rows = [(key, boot[key]) for key in _BOOTSTRAP_KEYS]
+    if per_class:
+        rows += [(f"AP {r['class']}", {**r, "bias": None}) for r in boot["per_class"]]
+    width = max(len(name) for name, _ in rows)
+    head = f"{'':<{width}}  {'estimate':>8}  {'low':>8}  {'high':>8}  {'bias':>8}"
+    lines = [
+        f"Bootstrap over images: {boot['level'] * 100:g}% percentile intervals, "
+        f"{boot['n_resamples']} resamples, seed {boot['seed']}",
+        head,
+        "-" * len(head),
+    ]
+    for name, v in rows:
+        bias = "" if v["bias"] is None else f"  {v['bias']:+8.3f}"
+        lines.append(f"{name:<{width}}  {num(v['estimate'])}  {num(v['low'])}  {num(v['high'])}{bias}")
+    lines.append("bias: mean of the resamples minus the estimate (AP leans upwards when resampled)")
+    return "\n".join(lines)
+
+
+def run_bootstrap(
+    request: BootstrapRequest, evaluation: Evaluation, category_ids: Sequence[int]
+) -> tuple[str, float]:
+    """``--bootstrap``: ``bootstrap`` in the metrics; returns the table to print and the time taken."""
+    assert evaluation.bootstrap is not None
+    t0 = time.perf_counter()
+    result = evaluation.bootstrap(request.n_resamples, request.level, request.seed)
+    evaluation.metrics["bootstrap"] = bootstrap_json(result, category_ids, evaluation.class_names)
+    return format_bootstrap_table(evaluation.metrics["bootstrap"]), time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- report (--report)
+# (issue 13) One multi-page PDF (matplotlib's PdfPages): the summary and the per-class table as text
+# pages, every figure the run makes (those --out writes as PNGs, from evaluation_figures), then the
+# slices and bootstrap tables as text pages.
+_REPORT_PAGE = (11.69, 8.27)  # A4 landscape, inches
+_REPORT_LINES = 52  # text lines per page (the title aside)
+_REPORT_WIDTH = 130  # characters per line; longer lines are wrapped
+
+
+def add_report_arguments(ev: argparse.ArgumentParser) -> None:
+    ev.add_argument(
+        "--report",
+        type=Path,
+        metavar="PDF",
+        help="write one PDF: the summary, the per-class table, every plot and the slices / bootstrap tables",
+    )
+
+
+def check_report_arguments(args: argparse.Namespace) -> None:
+    if args.report is not None and args.report.is_dir():
+        raise InputError(f"--report: {args.report} is a directory, expected a file name (report.pdf)")
+
+
+def text_pages(lines: Sequence[str], header: int = 0, per_page: int = _REPORT_LINES) -> list[list[str]]:
+    """``lines`` cut into pages of at most ``per_page`` lines, the first ``header`` lines atop each page.
+
+    One page at least (an empty table is one page with its header).
+    """
+    head, body = list(lines[:header]), list(lines[header:])
+    room = max(per_page - len(head), 1)
+    return [head + body[k : k + room] for k in range(0, max(len(body), 1), room)]
+
+
+def report_pages(
+    evaluation: Evaluation, args: argparse.Namespace, extra: Sequence[str], timing: str
+) -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]]]:
+    """The report's text pages as (title, lines): those before the figures and those after them.
+
+    Before: the summary (files, the 12 COCO lines, ``extra``: the diagnostics and TIDE lines
+    printed, the timing line), the per-class table. After: the slices table (--slices) and the
+    bootstrap table with every class (--bootstrap).
+    """
+    summary = [
+        f"ground truth: {args.gt}",
+        f"detections:   {args.dt}",
+        "",
+        *format_summary(evaluation.stats, args.iou_type).splitlines(),
+        *(["", *extra] if extra else []),
+        "",
+        timing,
+    ]
+    table = format_class_table(evaluation.class_table, args.conf_threshold, args.iou_threshold, args.iou_type)
+    before = [("objdet eval: summary", page) for page in text_pages(summary)]
+    before += [("per class", page) for page in text_pages(table.splitlines(), header=2)]
+    after = []
+    if "slices" in evaluation.metrics:
+        lines = format_slice_table(evaluation.metrics["slices"]).splitlines()
+        after += [("slices", page) for page in text_pages(lines, header=2)]
+    if "bootstrap" in evaluation.metrics:
+        lines = format_bootstrap_table(evaluation.metrics["bootstrap"], per_class=True).splitlines()
+        after += [("bootstrap", page) for page in text_pages(lines, header=3)]
+    return before, after
+
+
+def text_figure(title: str, lines: Sequence[str], core_fonts: bool = False) -> Figure:
+    """A page of monospaced text; lines longer than 130 characters are wrapped, the font fits the width.
+
+    ``core_fonts``: for ``pdf.use14corefonts`` (Courier's only weight is "medium").
+    """
+    import textwrap
+
+    from matplotlib.figure import Figure
+
+    wrapped = [
+        part
+        for line in lines
+        for part in (textwrap.wrap(line, _REPORT_WIDTH, subsequent_indent="    ") if line.strip() else [line])
+    ]
+    fig = Figure(figsize=_REPORT_PAGE)
+    width_pt = (_REPORT_PAGE[0] - 1.0) * 72  # half an inch of margin each side
+    longest = max([40, *(len(line) for line in wrapped)])
+    size = min(9.0, width_pt / (0.61 * longest))  # a monospaced glyph is ~0.6 em wide
+    left = 0.5 / _REPORT_PAGE[0]
+    fig.text(left, 0.95, title, fontsize=13, fontweight="bold", va="top")
+    fig.text(
+        left, 0.89, "\n".join(wrapped), family="monospace",
+        fontweight="medium" if core_fonts else "normal", fontsize=size, va="top",
+        linespacing=1.25,
+    )  # fmt: skip
+    return fig
+
+
+class ReportPdf:
+    """A multi-page PDF written through a temporary file in the same directory, renamed when complete."""
+
+    def __init__(self, path: Path, title: str) -> None:
+        self.path, self.title = path, title
+        self.pages = 0
+
+    def __enter__(self) -> ReportPdf:
+        from matplotlib.backends.backend_pdf import PdfPages
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self._handle = os.fdopen(fd, "wb")
+        metadata = {"Title": self.title, "Creator": f"objdet {_version()}"}
+        self._pdf = PdfPages(self._handle, metadata=metadata)
+        return self
+
+    def add_figure(self, fig: Figure) -> None:
+        self._pdf.savefig(fig)
+        self.pages += 1
+
+    def add_text(self, pages: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Text pages, numbered "(k/n)" in the title when a title has several pages.
+
+        Text that the PDF's standard fonts can show (Latin-1 and Windows-1252) is written in
+        Courier / Helvetica: searchable, and a few kB a page; other text embeds DejaVu's glyphs.
+        """
+        import matplotlib
+
+        count: dict[str, int] = {}
+        for title, _ in pages:
+            count[title] = count.get(title, 0) + 1
+        seen: dict[str, int] = {}
+        for title, lines in pages:
+            seen[title] = seen.get(title, 0) + 1
+            if count[title] > 1:
+                title = f"{title} ({seen[title]}/{count[title]})"
+            try:
+                "\n".join([title, *lines]).encode("cp1252")
+                core = True
+            except UnicodeEncodeError:
+                core = False
+            with matplotlib.rc_context({"pdf.use14corefonts": core}):
+                self.add_figure(text_figure(title, lines, core))
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        try:
+            self._pdf.close()
+            self._handle.close()
+            if kind is None:
+                os.chmod(self._tmp, 0o666 & ~_umask())
+                os.replace(self._tmp, self.path)
+        finally:
+            Path(self._tmp).unlink(missing_ok=True)
+
+
+def write_report(
+    args: argparse.Namespace,
+    evaluation: Evaluation,
+    figures: Iterable[tuple[str, Figure]],
+    extra: Sequence[str],
+    timing: str,
+    out: Path | None,
+) -> tuple[list[Path], int]:
+    """``--report``: the PDF (text pages, then ``figures``, also saved as PNGs under ``out``); its pages."""
+    before, after = report_pages(evaluation, args, extra, timing)
+    with ReportPdf(args.report, f"objdet eval: {Path(args.dt).name} on {Path(args.gt).name}") as pdf:
+        pdf.add_text(before)
+        written = save_figures(figures, out, pdf)
+        pdf.add_text(after)
+    return [*written, args.report], pdf.pages
 
 
 # ----------------------------------------------------------------------------- command line
@@ -968,6 +1293,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-q", "--quiet", action="store_true", help="print nothing but warnings and errors")
     add_diagnostic_arguments(ev)
     add_tide_arguments(ev)
+    add_bootstrap_arguments(ev)
+    add_report_arguments(ev)
     return parser
 
 
@@ -1013,6 +1340,8 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         raise InputError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     diagnostics = check_diagnostic_arguments(args)
     check_tide_arguments(args)
+    boot = check_bootstrap_arguments(args)
+    check_report_arguments(args)
     device = _device(args.device)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=stdout))
     notes: list[str] = []  # warnings of the readers, printed once every input check has passed
@@ -1054,10 +1383,11 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         "class_names": args.class_names,
         "iou_threshold": args.iou_threshold,
         "conf_threshold": args.conf_threshold,
-        "plots": plots,
+        "plots": plots or args.report is not None,  # the curves for the figures
         "progress": bar.update,
         "slices": slices,
         "diagnostics": diagnostics,
+        "bootstrap": boot is not None,
     }
     try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
         if device is None:
@@ -1081,30 +1411,40 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         say("")
     for line in diagnostic_lines:
         say(line)
-    written = []
+    extra = list(diagnostic_lines)  # the lines of the summary page of --report, after the COCO ones
     if args.tide:  # TIDE: see run_tide
         arrays = (gt_arrays, dt_arrays) if device is None else None
-        table, tide_files, t_tide = run_tide(args, evaluation, arrays, plots)
+        table, t_tide = run_tide(args, evaluation, arrays)
         say("")
         say(table)
-        written += tide_files
+        extra += ["", *table.splitlines()] if extra else table.splitlines()
+    if boot is not None:  # the bootstrap: see run_bootstrap
+        table, t_boot = run_bootstrap(boot, evaluation, category_ids)
+        say("")
+        say(table)
+    timing = (
+        f"{n_images} images; files read in {t_load:.2f} s (imports included), "
+        f"evaluated in {t_eval:.2f} s (matching, accumulate, confusion matrix)"
+        + (f", TIDE in {t_tide:.2f} s" if args.tide else "")
+        + (f", bootstrap in {t_boot:.2f} s" if boot is not None else "")
+    )
+    written = []
     if args.json is not None:
         write_json(args.json, evaluation.metrics)
         written.append(args.json)
     if args.out is not None:
         write_json(args.out / "metrics.json", evaluation.metrics)
         written.append(args.out / "metrics.json")
-        if plots:
-            written += write_plots(args.out, evaluation, args.conf_threshold, args.iou_threshold)
-            written += write_diagnostic_plots(args.out, evaluation, diagnostics)
+    figures = evaluation_figures(evaluation, args.conf_threshold, args.iou_threshold, diagnostics)
+    if args.report is not None:  # the report: see write_report (the PNGs of --out on the way)
+        files, pages = write_report(args, evaluation, figures, extra, timing, args.out if plots else None)
+        written += files
+    elif plots:
+        written += save_figures(figures, args.out)
     say("")
-    say(
-        f"{n_images} images; files read in {t_load:.2f} s (imports included), "
-        f"evaluated in {t_eval:.2f} s (matching, accumulate, confusion matrix)"
-        + (f", TIDE in {t_tide:.2f} s" if args.tide else "")
-    )
+    say(timing)
     for path in written:
-        say(f"wrote {path}")
+        say(f"wrote {path}" + (f" ({pages} pages)" if path == args.report else ""))
     return 0
 
 

@@ -105,3 +105,20 @@ def test_bad_arguments() -> None:
         metric.bootstrap(level=1.5)
     with pytest.raises(InputError, match="`other` must have seen the same images"):
         metric.bootstrap(n_resamples=5, other=_metric(make_dataset(1, n_images=5)))
+
+
+def test_images_without_detections_or_gt_are_drawn_too() -> None:
+    """The resamples draw from every evaluated image: trailing empty images change the draws."""
+    import torch
+
+    metric = _metric(make_dataset(3, n_images=8, crowded_image=False))
+    padded = _metric(make_dataset(3, n_images=8, crowded_image=False))
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}
+    padded.update([{**empty, "scores": torch.zeros(0)}] * 3, [empty] * 3)
+    state, _ = padded._bootstrap_inputs("bbox")
+    assert state.n_images == 11
+    ci = padded.bootstrap(n_resamples=50, seed=2)
+    weights = bootstrap_weights(11, 50, 2)
+    _, ap = weighted_class_ap(state, weights)
+    np.testing.assert_array_equal(ci.replicates, summary_of_replicates(ap, state.iou_thresholds)[0])
+    assert ci.estimate["map"] == metric.bootstrap(n_resamples=5).estimate["map"]

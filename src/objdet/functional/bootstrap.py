@@ -138,6 +138,18 @@ def _bootstrap_ap(
     return out
 
 
+@_jit
+def _weighted_gt(
+    gt_cls: np.ndarray, gt_image: np.ndarray, counts: np.ndarray, weights: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """(K, B): per class and replicate, the GT rows' counts weighted by their images' weights."""
+    out = np.zeros((n_classes, weights.shape[1]))
+    for g in range(gt_cls.shape[0]):
+        if counts[g] != 0.0:
+            out[gt_cls[g]] += counts[g] * weights[gt_image[g]]
+    return out
+
+
 def bootstrap_weights(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
     """(n_images, B) float64 multinomial image counts of B resamples with replacement (seeded)."""
     if n_images == 0:
@@ -188,8 +200,15 @@ def weighted_class_ap(state: ImageWeightedState, weights: np.ndarray) -> tuple[n
     cls = np.searchsorted(classes, labels)
     gt_cls = np.searchsorted(classes, gt_labels)
     weights = np.ascontiguousarray(weights, np.float64)
-    n_gt = np.zeros((classes.size, weights.shape[1]))
-    np.add.at(n_gt, gt_cls, state.gt_counts_all.astype(np.float64)[:, None] * weights[state.gt_image])
+    # weighted GTs per (class, replicate): one compiled pass over the GT rows, on this thread
+    # (no BLAS thread pool, no (GT rows, B) temporary); integer counts: the sums are exact
+    n_gt = _weighted_gt(
+        gt_cls,
+        np.asarray(state.gt_image, np.int64),
+        state.gt_counts_all.astype(np.float64),
+        weights,
+        classes.size,
+    )
     order, start = class_score_order(cls, np.ascontiguousarray(state.scores, np.float64), classes.size)
     rec = np.ascontiguousarray(state.rec_thresholds, np.float64)
     steps = np.diff(rec)
@@ -257,16 +276,14 @@ def bootstrap_intervals(
 ) -> BootstrapResult:
     """Percentile intervals of map, map_50, map_75 and per-class AP over ``n_resamples`` resamples.
 
+    Every one of ``state.n_images`` images is drawn, also those without detections or GTs.
     With ``other`` (the same images, in the same order) the paired difference ``state - other``,
     both weighted by the same draws; per-class differences over ``state``'s classes (NaN for a
     class ``other`` has not).
     """
-    n_images = int(state.det_image.max(initial=-1)) + 1
-    n_images = max(n_images, int(state.gt_image.max(initial=-1)) + 1)
-    if other is not None:
-        n_images = max(
-            n_images, int(other.det_image.max(initial=-1)) + 1, int(other.gt_image.max(initial=-1)) + 1
-        )
+    n_images = int(state.n_images)
+    if other is not None and int(other.n_images) != n_images:
+        raise ValueError(f"`other` must have the same images: {n_images} and {int(other.n_images)} images")
     weights = bootstrap_weights(n_images, n_resamples, seed)
     ones = np.ones((n_images, 1))
     classes, ap = weighted_class_ap(state, weights)
