@@ -109,3 +109,47 @@ def test_other_ranks_keep_nothing_and_bad_arguments() -> None:
     with pytest.raises(ValueError, match="bg_threshold"):
         DetectionVisualizationCallback(choose="worst", tide_kwargs={"bg_threshold": 0.9})
     assert DetectionVisualizationCallback().choose == "first"
+
+
+def _ddp_worker(rank: int, world_size: int, root: str) -> dict[str, Any]:
+    import os
+
+    import lightning.pytorch as pl
+
+    from objdet.training import TIDECallback
+
+    os.environ.update(LOCAL_RANK=str(rank), RANK=str(rank), WORLD_SIZE=str(world_size), NODE_RANK="0")
+    torch.manual_seed(0)
+    worst = DetectionVisualizationCallback(num_samples=3, choose="worst", tag="val/worst", dpi=40)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=world_size,
+        strategy="ddp",
+        callbacks=[worst, TIDECallback(dpi=40)],
+        max_epochs=2,
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(ShapesDetectionModule(n_val=12))
+    return {"chosen": worst.last_chosen, "figures": worst.figures_logged, "epochs": trainer.current_epoch}
+
+
+def test_ddp_rank_zero_draws_the_worst_of_its_shard(tmp_path: Path) -> None:
+    """2 gloo ranks: no hang (the scoring never syncs), rank 0 draws the worst of the images it validated."""
+    from tests.helpers.ddp import run_distributed
+
+    results = run_distributed(_ddp_worker, world_size=2, payload=str(tmp_path), timeout=240)
+    preds, targets = _validation_outputs(ShapesDetectionModule(n_val=12))
+    shard = list(range(0, 12, 2))  # DistributedSampler without shuffling: rank 0 gets images 0, 2, 4, ...
+    reference = TIDE()
+    reference.update([preds[i] for i in shard], [targets[i] for i in shard])
+    expected = reference.worst_images(k=3, conf_threshold=0.5)
+    assert [r["epochs"] for r in results] == [2, 2]
+    assert [c["image"] for c in results[0]["chosen"]] == expected["image"].tolist()
+    assert [c["errors"] for c in results[0]["chosen"]] == expected["errors"].tolist()
+    assert results[0]["figures"] == {"val/worst": 2}
+    assert results[1]["chosen"] == [] and results[1]["figures"] == {}
