@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from objdet.functional.tide import MAIN_ERRORS
+from objdet.functional.tide import MAIN_ERRORS, worst_image_order
 from objdet.training.metrics import TIDE
-from objdet.training.metrics.tide import worst_order
 from tests.helpers.coco_reference import Image, make_dataset, to_torch
 from tests.helpers.ddp import count_all_gathers, run_distributed
 from tests.helpers.tide_reference import reference_tide, to_coco
@@ -169,9 +168,9 @@ def test_image_ids_order_copies_and_split() -> None:
 def test_worst_order_and_ties() -> None:
     errors = np.array([2, 5, 5, 0, 2, 5])
     f1 = np.array([0.5, 0.4, 0.4, 1.0, 0.1, 0.9])
-    assert worst_order(errors, f1, "errors").tolist() == [1, 2, 5, 4, 0, 3]  # 1 and 2 tie: given order
-    assert worst_order(errors, f1, "f1").tolist() == [4, 1, 2, 0, 5, 3]
-    assert worst_order(np.zeros(0), np.zeros(0)).tolist() == []
+    assert worst_image_order(errors, f1, "errors").tolist() == [1, 2, 5, 4, 0, 3]  # 1 and 2 tie: given order
+    assert worst_image_order(errors, f1, "f1").tolist() == [4, 1, 2, 0, 5, 3]
+    assert worst_image_order(np.zeros(0), np.zeros(0)).tolist() == []
 
 
 def test_worst_images_equal_a_plain_sort() -> None:

@@ -55,6 +55,7 @@ __all__ = [
     "tide_errors_np",
     "tide_image_scores_np",
     "tide_label_error_rows_np",
+    "worst_image_order",
 ]
 
 #: the main error types, in tidecv's order
@@ -284,7 +285,7 @@ def tide_image_scores_np(
 
     Error counts (``cls``, ``loc``, ``both``, ``dupe``, ``bkg``: detections of that type;
     ``miss``: missed GTs; ``errors``: their sum) count every kept detection, whatever its
-    score, crowd-covered ones included, as :attr:`TideResult.counts` does: summed over the
+    score, crowd-covered ones included, as ``TideResult.counts`` does: summed over the
     images they are those counts. At ``conf_threshold``, among the kept detections scored
     ``>= conf_threshold``: ``tp`` the true positives (IoU >= the foreground threshold with a GT
     of their class, one-to-one; greedy matching by score makes them those of matching only
@@ -357,3 +358,22 @@ def tide_label_error_rows_np(
     score = np.asarray(det_score, np.float64)
     rows = np.flatnonzero((score >= min_score) & ((kind == CLS) | (kind == BKG)) & ((code & IGNORED) == 0))
     return rows[np.argsort(-score[rows], kind="stable")][:max_candidates]
+
+
+def worst_image_order(errors: np.ndarray, f1: np.ndarray, by: str = "errors") -> np.ndarray:
+    """Positions of images sorted worst first; ties keep the given order.
+
+    As :meth:`objdet.training.metrics.TIDE.worst_images` sorts them. ``by="errors"``: more
+    errors first, then lower F1; ``by="f1"``: lower F1 first, then more errors.
+
+    Example:
+        >>> import numpy as np
+        >>> worst_image_order(np.array([1, 3, 3, 0]), np.array([0.5, 0.8, 0.2, 0.0])).tolist()
+        [2, 1, 0, 3]
+        >>> worst_image_order(np.array([1, 3, 3, 0]), np.array([0.5, 0.8, 0.2, 0.0]), by="f1").tolist()
+        [3, 2, 0, 1]
+    """
+    errors = np.asarray(errors, np.int64)
+    f1 = np.asarray(f1, np.float64)
+    keys = (f1, -errors) if by == "errors" else (-errors, f1)  # np.lexsort: the last key is the first
+    return np.lexsort(keys).astype(np.int64)

@@ -18,6 +18,7 @@ from objdet.functional.tide import (
     tide_errors_np,
     tide_image_scores_np,
     tide_label_error_rows_np,
+    worst_image_order,
 )
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.ops.tide_cpu import CLS, TYPE_MASK, tide_classify_np
@@ -37,7 +38,7 @@ from objdet.training.metrics._torchmetrics_compat import (
     fill_empty_list_states,
 )
 
-__all__ = ["TIDE", "worst_order"]
+__all__ = ["TIDE"]
 
 #: columns of the image records after id and fingerprint: kept detections, non-crowd GTs
 _DETS, _GTS = 2, 3
@@ -47,24 +48,6 @@ def _check_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
         raise InputError(f"`{name}` must be a finite float, got {value!r}")
     return float(value)
-
-
-def worst_order(errors: np.ndarray, f1: np.ndarray, by: str = "errors") -> np.ndarray:
-    """Positions of images sorted worst first (see :meth:`TIDE.worst_images`); ties keep the given order.
-
-    ``by="errors"``: more errors first, then lower F1; ``by="f1"``: lower F1 first, then more errors.
-
-    Example:
-        >>> import numpy as np
-        >>> worst_order(np.array([1, 3, 3, 0]), np.array([0.5, 0.8, 0.2, 0.0])).tolist()
-        [2, 1, 0, 3]
-        >>> worst_order(np.array([1, 3, 3, 0]), np.array([0.5, 0.8, 0.2, 0.0]), by="f1").tolist()
-        [3, 2, 0, 1]
-    """
-    errors = np.asarray(errors, np.int64)
-    f1 = np.asarray(f1, np.float64)
-    keys = (f1, -errors) if by == "errors" else (-errors, f1)  # np.lexsort: the last key is the first
-    return np.lexsort(keys).astype(np.int64)
 
 
 class TIDE(Metric):
@@ -364,7 +347,7 @@ class TIDE(Metric):
         if by not in ("errors", "f1"):
             raise InputError(f"`by` must be 'errors' or 'f1', got {by!r}")
         scores = self.image_scores(conf_threshold)
-        rows = worst_order(scores["errors"].numpy(), scores["f1"].numpy(), by)[:k]
+        rows = worst_image_order(scores["errors"].numpy(), scores["f1"].numpy(), by)[:k]
         index = torch.from_numpy(rows)
         return {name: v[index] for name, v in scores.items()}
 
