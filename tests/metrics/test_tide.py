@@ -142,14 +142,14 @@ def test_state_bytes_per_detection() -> None:
     preds, target = to_torch(images, "xywh")
     metric = TIDE(box_format="xywh")
     metric.update(preds, target)
-    names = ("det_scores", "det_labels", "det_codes", "det_fix_labels")
+    names = ("det_scores", "det_labels", "det_codes", "det_fix_labels", "det_index")
     det = sum(t.numel() * t.element_size() for name in names for t in getattr(metric, name))
     gt = sum(
         t.numel() * t.element_size() for name in ("gt_labels", "gt_status") for t in getattr(metric, name)
     )
     n_det = sum(int(p["scores"].numel()) for p in preds)
     n_gt = sum(int((t["iscrowd"] == 0).sum()) for t in target)
-    assert det == 17 * n_det  # score 8 + class 4 + code 1 + fixed class 4
+    assert det == 21 * n_det  # score 8 + class 4 + code 1 + GT class of a cls error 4 + index in image 4
     assert gt == 5 * n_gt  # class 4 + status 1
     assert sum(t.numel() * t.element_size() for t in metric.image_records) == 32 * len(images)
 

@@ -64,5 +64,5 @@ def test_ddp_equals_single_process(ids: bool, plan: list[list[list[int]]]) -> No
     for rank, r in enumerate(results):
         assert r["numbers"] == expected, rank
         assert r["compute"] == expected_compute, rank
-        assert r["all_gathers"] == 14  # 7 list states: their shapes, then their values
+        assert r["all_gathers"] == 16  # 8 list states: their shapes, then their values
     assert (results[0]["local_rows"] > 0) == bool(plan[0])  # the local state stays after compute

@@ -47,7 +47,16 @@ from objdet.ops.tide_cpu import (
     TYPE_MASK,
 )
 
-__all__ = ["MAIN_ERRORS", "SPECIAL_ERRORS", "TideResult", "tide_ap_np", "tide_errors_np"]
+__all__ = [
+    "MAIN_ERRORS",
+    "SPECIAL_ERRORS",
+    "TideResult",
+    "tide_ap_np",
+    "tide_errors_np",
+    "tide_image_scores_np",
+    "tide_label_error_rows_np",
+    "worst_image_order",
+]
 
 #: the main error types, in tidecv's order
 MAIN_ERRORS = ("cls", "loc", "both", "dupe", "bkg", "miss")
@@ -262,3 +271,109 @@ def tide_errors_np(
         special_per_class=special_pc,
         counts=counts,
     )
+
+
+def tide_image_scores_np(
+    det_score: np.ndarray,
+    det_code: np.ndarray,
+    det_count: np.ndarray,
+    gt_status: np.ndarray,
+    gt_count: np.ndarray,
+    conf_threshold: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """Per image: its number of errors of each TIDE type, and TP / FP / FN / F1 at a confidence.
+
+    Error counts (``cls``, ``loc``, ``both``, ``dupe``, ``bkg``: detections of that type;
+    ``miss``: missed GTs; ``errors``: their sum) count every kept detection, whatever its
+    score, crowd-covered ones included, as ``TideResult.counts`` does: summed over the
+    images they are those counts. At ``conf_threshold``, among the kept detections scored
+    ``>= conf_threshold``: ``tp`` the true positives (IoU >= the foreground threshold with a GT
+    of their class, one-to-one; greedy matching by score makes them those of matching only
+    these detections), ``fp`` the others but the crowd-covered ones, ``fn`` the non-crowd GTs
+    they leave unmatched, ``f1`` = 2 tp / (2 tp + fp + fn) (1.0 for an image with neither a
+    GT nor a confident detection: nothing is wrong there).
+
+    Args:
+        det_score: (D,) scores of the kept detections, image by image.
+        det_code: (D,) uint8 codes (see :mod:`objdet.ops.tide_cpu`).
+        det_count: (N,) kept detections of each image. gt_status: (G,) uint8 status of each
+            non-crowd GT, image by image. gt_count: (N,) non-crowd GTs of each image.
+        conf_threshold: the confidence of ``tp`` / ``fp`` / ``fn`` / ``f1``.
+
+    Returns:
+        (N,) int64 arrays ``cls`` ... ``miss``, ``errors``, ``tp``, ``fp``, ``fn`` and float64 ``f1``.
+
+    Example:
+        >>> import numpy as np
+        >>> from objdet.ops.tide_cpu import TP, BKG, MISSED, MATCHED
+        >>> codes, status = np.array([TP, BKG, BKG], np.uint8), np.array([MATCHED, MISSED], np.uint8)
+        >>> scores, per_image = np.array([0.9, 0.3, 0.8]), np.array([2, 1])
+        >>> s = tide_image_scores_np(scores, codes, per_image, status, np.array([1, 1]))
+        >>> s["bkg"].tolist(), s["miss"].tolist(), s["errors"].tolist(), s["f1"].tolist()
+        ([1, 1], [0, 1], [1, 2], [1.0, 0.0])
+    """
+    det_count = np.asarray(det_count, np.int64)
+    gt_count = np.asarray(gt_count, np.int64)
+    n = det_count.shape[0]
+    code = np.asarray(det_code, np.uint8)
+    kind = code & TYPE_MASK
+    det_img = np.repeat(np.arange(n), det_count)
+    gt_img = np.repeat(np.arange(n), gt_count)
+
+    def per_image(rows: np.ndarray, image: np.ndarray) -> np.ndarray:
+        return np.bincount(image[rows], minlength=n).astype(np.int64)
+
+    out = {name: per_image(kind == c, det_img) for name, c in _CODES.items()}
+    out["miss"] = per_image(np.asarray(gt_status, np.uint8) == MISSED, gt_img)
+    out["errors"] = np.sum([out[name] for name in MAIN_ERRORS], axis=0, dtype=np.int64).reshape(n)
+    confident = np.asarray(det_score, np.float64) >= conf_threshold
+    out["tp"] = per_image(confident & (kind == TP), det_img)
+    out["fp"] = per_image(confident & (kind != TP) & ((code & IGNORED) == 0), det_img)
+    out["fn"] = gt_count - out["tp"]
+    denominator = 2 * out["tp"] + out["fp"] + out["fn"]
+    out["f1"] = np.where(denominator > 0, 2 * out["tp"] / np.maximum(denominator, 1), 1.0)
+    return out
+
+
+def tide_label_error_rows_np(
+    det_score: np.ndarray, det_code: np.ndarray, min_score: float, max_candidates: int
+) -> np.ndarray:
+    """Rows of the label-error candidates, most confident first: at most ``max_candidates``.
+
+    A candidate is a kept detection scored ``>= min_score`` that TIDE calls a classification
+    error (IoU >= foreground with a GT of another class, and not a localisation error of its
+    own class, which TIDE tests first) or a background error (no GT in the image, or IoU <=
+    background with every GT), not covered by a crowd GT of its class. Ties in score keep the
+    rows' order (images in evaluation order, by score inside).
+
+    Example:
+        >>> import numpy as np
+        >>> from objdet.ops.tide_cpu import TP, CLS, BKG, LOC
+        >>> codes = np.array([TP, CLS, LOC, BKG, BKG], np.uint8)
+        >>> tide_label_error_rows_np(np.array([0.9, 0.6, 0.8, 0.7, 0.2]), codes, 0.5, 10).tolist()
+        [3, 1]
+    """
+    code = np.asarray(det_code, np.uint8)
+    kind = code & TYPE_MASK
+    score = np.asarray(det_score, np.float64)
+    rows = np.flatnonzero((score >= min_score) & ((kind == CLS) | (kind == BKG)) & ((code & IGNORED) == 0))
+    return rows[np.argsort(-score[rows], kind="stable")][:max_candidates]
+
+
+def worst_image_order(errors: np.ndarray, f1: np.ndarray, by: str = "errors") -> np.ndarray:
+    """Positions of images sorted worst first; ties keep the given order.
+
+    As :meth:`objdet.training.metrics.TIDE.worst_images` sorts them. ``by="errors"``: more
+    errors first, then lower F1; ``by="f1"``: lower F1 first, then more errors.
+
+    Example:
+        >>> import numpy as np
+        >>> worst_image_order(np.array([1, 3, 3, 0]), np.array([0.5, 0.8, 0.2, 0.0])).tolist()
+        [2, 1, 0, 3]
+        >>> worst_image_order(np.array([1, 3, 3, 0]), np.array([0.5, 0.8, 0.2, 0.0]), by="f1").tolist()
+        [3, 2, 0, 1]
+    """
+    errors = np.asarray(errors, np.int64)
+    f1 = np.asarray(f1, np.float64)
+    keys = (f1, -errors) if by == "errors" else (-errors, f1)  # np.lexsort: the last key is the first
+    return np.lexsort(keys).astype(np.int64)

@@ -31,7 +31,9 @@ from the paper. In every image:
 Outputs, per detection kept (``keep``, image by image in image-index order, by score inside)
 a code byte: the error type (``TP``, ``CLS``, ``LOC``, ``BOTH``,
 ``DUPE``, ``BKG``) in the low bits, plus ``IGNORED`` (covered by a crowd GT) and
-``FIXES`` (turns into a true positive of ``fix_label`` when its error is fixed); per
+``FIXES`` (turns into a true positive of ``fix_label`` when its error is fixed), and
+``fix_label``: for every classification error the class of the GT it overlaps (its
+target), for every other detection its own class; per
 non-crowd GT (``gt_keep``, image by image, input order inside) a status byte: ``MATCHED``,
 ``FIXABLE`` (unmatched, the target of a fixable error) or ``MISSED``. That is all
 :mod:`objdet.functional.tide` needs: no box is kept.
@@ -207,6 +209,8 @@ def _classify(
             else:
                 code[row] |= BOTH
             j = target[k]
+            if code[row] & TYPE_MASK == CLS:  # the class of the GT it overlaps (taken when fixed)
+                fix_label[row] = gt_label[gts[j]]
             if j >= 0 and not gt_used[j]:
                 usable[j] = True
                 if best_det[j] < 0:  # detections come by descending score: the first is the best
@@ -215,8 +219,6 @@ def _classify(
             k = best_det[j]
             if k >= 0:
                 code[first + k] |= FIXES
-                if code[first + k] & TYPE_MASK == CLS:  # a fixed localisation error keeps its class
-                    fix_label[first + k] = gt_label[gts[j]]
             gt_status[n_gt_keep + j] = MATCHED if gt_used[j] else (FIXABLE if usable[j] else MISSED)
         n_gt_keep += ng
     return (

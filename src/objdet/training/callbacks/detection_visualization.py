@@ -1,12 +1,13 @@
-"""Predicted and ground-truth boxes on the first validation images, as a grid."""
+"""Predicted and ground-truth boxes on the first (or the worst) validation images, as a grid."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from objdet.ops.boxes import BOX_FORMATS
@@ -17,6 +18,7 @@ from objdet.training.callbacks._base import (
     ExtractFn,
     ValidationOutputsCallback,
 )
+from objdet.training.metrics.tide import TIDE
 
 __all__ = ["DetectionVisualizationCallback"]
 
@@ -31,10 +33,23 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
     ``extract(outputs, batch)`` returns (keys ``preds``, ``targets``, optionally ``images``).
     Predictions below ``score_threshold`` are not drawn; at most ``max_detections`` per image.
 
-    The first ``num_samples`` images that rank 0 validates in the epoch are kept (CPU copies of
-    those images and their boxes only) and drawn at the end of the epoch as one grid (see
-    :func:`objdet.plotting.images.plot_detections`) logged under ``tag``. Other ranks only
-    check their outputs. Nothing is kept between epochs.
+    With ``choose="first"`` (default) the first ``num_samples`` images that rank 0 validates
+    in the epoch are kept (CPU copies of those images and their boxes only) and drawn at the
+    end of the epoch as one grid (see :func:`objdet.plotting.images.plot_detections`) logged
+    under ``tag``. Other ranks only check their outputs. Nothing is kept between epochs.
+
+    With ``choose="worst"`` the grid shows the ``num_samples`` worst images rank 0 validated in
+    the epoch, worst first, each titled with its image (``image_id``, else its position in
+    rank 0's epoch), its number of TIDE errors and its F1. An image's scores depend on that
+    image alone, so each batch is scored as it passes (by a private
+    :class:`~objdet.training.metrics.TIDE` that never syncs, on rank 0 only: no collective)
+    with :meth:`~objdet.training.metrics.TIDE.image_scores`; rank 0 keeps only the
+    ``num_samples`` worst so far (CPU copies of at most ``num_samples`` images and their
+    boxes), so the grid equals ``TIDE.worst_images(num_samples, by=worst_by,
+    conf_threshold=...)`` over the images rank 0 validated, ties broken the same way
+    (by ``image_id``, else by the order seen; a repeated ``image_id`` counts once). Under DDP
+    that is rank 0's shard: no other rank's image is sent to rank 0. Scores use every
+    detection (TIDE's ``max_detection_threshold`` best per image), not only those drawn.
 
     Args:
         num_samples: images per grid.
@@ -44,6 +59,12 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         max_detections: most predictions drawn per image (highest scores).
         ncols: grid columns.
         draw_targets: draw the ground-truth boxes too.
+        choose: ``"first"`` (the first images) or ``"worst"`` (the worst images, see above).
+        worst_by: with ``choose="worst"``: ``"errors"`` (most TIDE errors first, ties by lower
+            F1) or ``"f1"`` (lowest F1 first, ties by more errors).
+        conf_threshold: the confidence of the F1 (default ``score_threshold``).
+        tide_kwargs: arguments of the scoring :class:`~objdet.training.metrics.TIDE`
+            (``pos_threshold``, ``bg_threshold``, ``max_detection_threshold``).
         tag, every_n_epochs, save_dir, dpi, extract: see :class:`ValidationOutputsCallback`.
     """
 
@@ -65,6 +86,10 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         save_dir: str | Path | None = None,
         dpi: float = 100,
         extract: ExtractFn | None = None,
+        choose: Literal["first", "worst"] = "first",
+        worst_by: Literal["errors", "f1"] = "errors",
+        conf_threshold: float | None = None,
+        tide_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(tag, extract=extract, every_n_epochs=every_n_epochs, save_dir=save_dir, dpi=dpi)
         if not isinstance(num_samples, int) or num_samples < 1:
@@ -78,12 +103,29 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         self.max_detections = max_detections
         self.ncols = ncols
         self.draw_targets = draw_targets
+        if choose not in ("first", "worst"):
+            raise ValueError(f"`choose` must be 'first' or 'worst', got {choose!r}")
+        if worst_by not in ("errors", "f1"):
+            raise ValueError(f"`worst_by` must be 'errors' or 'f1', got {worst_by!r}")
+        self.choose = choose
+        self.worst_by = worst_by
+        self.conf_threshold = self.score_threshold if conf_threshold is None else float(conf_threshold)
+        self.tide_kwargs = dict(tide_kwargs or {})
+        self._scorer: TIDE | None = None
+        if choose == "worst":  # built here so that bad arguments fail at construction
+            self._scorer = TIDE(box_format=box_format, sync_on_compute=False, **self.tide_kwargs)  # type: ignore[arg-type]
         self._images: list[Any] = []
         self._preds: list[dict[str, Any]] = []
         self._targets: list[dict[str, Any]] = []
+        #: with ``choose="worst"``: per kept image (worst first) its sort key and its scores
+        self._worst: list[tuple[tuple[float, float, int], dict[str, Any]]] = []
+        self._seen = 0
+        #: rank 0, after each drawn epoch: per drawn image ``{"image", "errors", "f1", ...}`` (worst mode)
+        self.last_chosen: list[dict[str, Any]] = []
 
     def reset_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._images, self._preds, self._targets = [], [], []
+        self._worst, self._seen = [], 0
 
     def _keep_pred(self, pred: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(pred, Mapping) or not all(k in pred for k in ("boxes", "scores", "labels")):
@@ -109,6 +151,9 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
             )
         if not trainer.is_global_zero:
             return
+        if self._scorer is not None:
+            self._keep_worst(preds, targets, images)
+            return
         for i in range(min(len(preds), self.num_samples - len(self._images))):
             self._preds.append(self._keep_pred(preds[i], f"preds[{i}]"))
             target = targets[i]
@@ -118,14 +163,67 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
             self._targets.append({k: self.detach(target[k]) for k in ("boxes", "labels")})
             self._images.append(self.detach(images[i]))
 
+    def _keep_worst(self, preds: Sequence[Any], targets: Sequence[Any], images: Any) -> None:
+        """Score one batch's images (rank 0) and keep the ``num_samples`` worst so far."""
+        scorer = self._scorer
+        assert scorer is not None
+        ids: list[int] | None = None
+        if len(targets) and all(isinstance(t, Mapping) and "image_id" in t for t in targets):
+            ids = [int(torch.as_tensor(t["image_id"]).reshape(())) for t in targets]
+        # without image_id the scorer's rows are the batch's images in order
+        plain = [
+            {k: v for k, v in t.items() if k != "image_id"} if isinstance(t, Mapping) else t for t in targets
+        ]
+        scorer.reset()
+        scorer.update(preds, plain)  # checks the inputs; never syncs (sync_on_compute=False)
+        scores = {k: v.numpy() for k, v in scorer.image_scores(self.conf_threshold).items()}
+        scorer.reset()
+        kept_ids = {entry["image"] for _, entry in self._worst} if ids is not None else set()
+        for i in range(len(preds)):
+            position = self._seen + i
+            image = ids[i] if ids is not None else position
+            if ids is not None and image in kept_ids:  # a copy (DistributedSampler padding): once
+                continue
+            errors, f1 = int(scores["errors"][i]), float(scores["f1"][i])
+            primary = (-float(errors), f1) if self.worst_by == "errors" else (f1, -float(errors))
+            key = (*primary, image)
+            if len(self._worst) >= self.num_samples and key >= self._worst[-1][0]:
+                continue
+            entry: dict[str, Any] = {n: (float(v[i]) if n == "f1" else int(v[i])) for n, v in scores.items()}
+            entry["image"] = image
+            entry["_data"] = (
+                self.detach(images[i]),
+                self._keep_pred(preds[i], f"preds[{i}]"),
+                {k: self.detach(targets[i][k]) for k in ("boxes", "labels")},
+            )
+            self._worst.append((key, entry))
+            self._worst.sort(key=lambda item: item[0])
+            del self._worst[self.num_samples :]
+            kept_ids = {e["image"] for _, e in self._worst} if ids is not None else set()
+        self._seen += len(preds)
+
     def finish_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         images, preds, targets = self._images, self._preds, self._targets
         self._images, self._preds, self._targets = [], [], []
+        labels: list[str] = []
+        what = ""
+        if self._scorer is not None:
+            worst, self._worst = self._worst, []
+            for _, entry in worst:
+                image, pred, target = entry.pop("_data")
+                images.append(image)
+                preds.append(pred)
+                targets.append(target)
+                labels.append(f"image {entry['image']}: {entry['errors']} err, F1 {entry['f1']:.2f}")
+            self.last_chosen = [entry for _, entry in worst] if trainer.is_global_zero else []
+            what = f"worst {len(images)} by {'TIDE errors' if self.worst_by == 'errors' else 'F1'}, "
         if not images:
             return
-        self.draw_and_log(
-            trainer,
-            lambda: plot_detections(
+
+        title = f"Validation detections — {what}epoch {trainer.current_epoch}, step {trainer.global_step}"
+
+        def draw() -> Any:
+            fig, axes = plot_detections(
                 images,
                 preds,
                 targets if self.draw_targets else None,
@@ -134,6 +232,10 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
                 box_format=self.box_format,
                 max_detections=self.max_detections,
                 ncols=self.ncols,
-                title=f"Validation detections — epoch {trainer.current_epoch}, step {trainer.global_step}",
-            )[0],
-        )
+                title=title,
+            )
+            for ax, label in zip(np.asarray(axes).flat, labels, strict=False):  # after "#i  n det  m GT"
+                ax.set_title(f"{ax.get_title(loc='left')} | {label}", fontsize=8, loc="left")
+            return fig
+
+        self.draw_and_log(trainer, draw)

@@ -10,13 +10,22 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from objdet.functional.image_records import segment_rows
-from objdet.functional.tide import MAIN_ERRORS, SPECIAL_ERRORS, TideResult, tide_errors_np
+from objdet.functional.image_records import NO_IMAGE_ID, segment_rows
+from objdet.functional.tide import (
+    MAIN_ERRORS,
+    SPECIAL_ERRORS,
+    TideResult,
+    tide_errors_np,
+    tide_image_scores_np,
+    tide_label_error_rows_np,
+    worst_image_order,
+)
 from objdet.ops.boxes import BOX_FORMATS
-from objdet.ops.tide_cpu import tide_classify_np
+from objdet.ops.tide_cpu import CLS, TYPE_MASK, tide_classify_np
 from objdet.training.metrics._detection_inputs import flatten_detections
 from objdet.training.metrics._errors import InputError
 from objdet.training.metrics._images import (
+    ID,
     batch_fingerprints,
     batch_image_ids,
     image_records,
@@ -35,6 +44,12 @@ __all__ = ["TIDE"]
 _DETS, _GTS = 2, 3
 
 
+def _check_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise InputError(f"`{name}` must be a finite float, got {value!r}")
+    return float(value)
+
+
 class TIDE(Metric):
     """TIDE's error breakdown: the dAP of each error type, equal to the ``tidecv`` package's.
 
@@ -50,10 +65,18 @@ class TIDE(Metric):
     The decisions are made in ``update()`` by a compiled kernel (:mod:`objdet.ops.tide_cpu`)
     on the CPU (inputs on another device are copied to the CPU for it, one host sync per
     update, and the state goes back to their device). The state holds no box: per kept
-    detection its score (float64), class (int32), code byte and the class a fixed
-    classification error takes (int32), 17 bytes; per non-crowd GT its class and status byte,
-    5 bytes; per image one record of 4 int64. ``compute()`` runs
-    :func:`objdet.functional.tide.tide_errors_np` on the merged state (the same on every rank).
+    detection its score (float64), class (int32), code byte, the class of the GT a
+    classification error overlaps (int32) and its index in its image's ``preds`` (int32), 21
+    bytes; per non-crowd GT its class and status byte, 5 bytes; per image one record of 4
+    int64. ``compute()`` runs :func:`objdet.functional.tide.tide_errors_np` on the merged
+    state (the same on every rank).
+
+    The same state gives, per image, the number of errors of each type and the F1 at a
+    confidence (:meth:`image_scores`, :meth:`worst_images`), and the label-error candidates
+    (:meth:`label_error_candidates`: confident classification and background errors), all
+    computed from the merged state. They need no state of their own: the per-image counts
+    are O(images), like the image records, and the candidates are rows of the per-detection
+    state; only what they return is cut to ``k`` / ``max_candidates``.
 
     ``image_id`` in the targets (given for every image or for none) counts each id once, its
     first copy (rank 0's first under DDP), and orders images by id; score ties across images
@@ -100,6 +123,7 @@ class TIDE(Metric):
         det_labels: list[Tensor]
         det_codes: list[Tensor]
         det_fix_labels: list[Tensor]
+        det_index: list[Tensor]
         gt_labels: list[Tensor]
         gt_status: list[Tensor]
 
@@ -154,6 +178,7 @@ class TIDE(Metric):
             "det_labels": (torch.int32, ()),
             "det_codes": (torch.uint8, ()),
             "det_fix_labels": (torch.int32, ()),
+            "det_index": (torch.int32, ()),
             "gt_labels": (torch.int32, ()),
             "gt_status": (torch.uint8, ()),
         }
@@ -186,10 +211,16 @@ class TIDE(Metric):
             return torch.from_numpy(a).to(device=device, dtype=dtype)
 
         keep = back(out["keep"], torch.int64)
+        det_img = cpu(flat.det_img)
+        first_row = np.cumsum(np.bincount(det_img, minlength=flat.n_images)) - np.bincount(
+            det_img, minlength=flat.n_images
+        )
+        index_in_image = out["keep"] - first_row[det_img[out["keep"]]]
         self.det_scores.append(flat.det_score[keep].to(torch.float64))
         self.det_labels.append(flat.det_label[keep].to(torch.int32))
         self.det_codes.append(back(out["code"], torch.uint8))
         self.det_fix_labels.append(back(out["fix_label"], torch.int32))
+        self.det_index.append(back(index_in_image, torch.int32))
         self.gt_labels.append(flat.gt_label[back(out["gt_keep"], torch.int64)].to(torch.int32))
         self.gt_status.append(back(out["gt_status"], torch.uint8))
         counts = [back(out["det_count"], torch.int64), back(out["gt_count"], torch.int64)]
@@ -219,7 +250,8 @@ class TIDE(Metric):
         with synced(self):
             return self._result()
 
-    def _result(self) -> TideResult:
+    def _evaluated(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The tables of the images that count, in evaluation order, and those images' records."""
         records = self._table("image_records")
         order = images_to_evaluate(records)
         tables = {name: self._table(name) for name in self._list_states if name != "image_records"}
@@ -228,7 +260,18 @@ class TIDE(Metric):
             gt_rows = segment_rows(records[:, _GTS], order)
             for name in tables:
                 tables[name] = tables[name][det_rows if name.startswith("det_") else gt_rows]
-        t = {name: v.cpu().numpy() for name, v in tables.items()}
+            records = records[order.to(records.device)]
+        return {name: v.cpu().numpy() for name, v in tables.items()}, records.cpu().numpy()
+
+    @staticmethod
+    def _image_keys(records: np.ndarray) -> np.ndarray:
+        """Each evaluated image's ``image_id``, or its position in the order seen when there are none."""
+        if records.shape[0] and records[0, ID] == NO_IMAGE_ID:
+            return np.arange(records.shape[0], dtype=np.int64)
+        return records[:, ID].astype(np.int64)
+
+    def _result(self) -> TideResult:
+        t, _ = self._evaluated()
         return tide_errors_np(
             t["det_scores"],
             t["det_labels"],
@@ -237,6 +280,126 @@ class TIDE(Metric):
             t["gt_labels"],
             t["gt_status"],
         )
+
+    def image_scores(self, conf_threshold: float = 0.5) -> dict[str, Tensor]:
+        """Per image that counts (evaluation order): its TIDE errors and its F1 at ``conf_threshold``.
+
+        Reads the synced state, as ``compute()`` (under DDP call it on every rank; copies of an
+        ``image_id`` count once). Returns (N,) CPU tensors: ``image`` (the ``image_id``, or
+        without ids the position in the order seen, under DDP rank 0's images first); int64
+        ``cls``, ``loc``, ``both``, ``dupe``, ``bkg`` (detections of that type, every kept
+        detection whatever its score), ``miss`` (missed GTs), ``errors`` (their sum); ``tp``,
+        ``fp``, ``fn`` at ``conf_threshold`` and IoU ``pos_threshold`` and float64 ``f1``
+        (rules: :func:`objdet.functional.tide.tide_image_scores_np`).
+
+        Example:
+            >>> import torch
+            >>> from objdet.training.metrics import TIDE
+            >>> metric = TIDE()
+            >>> gt = dict(boxes=torch.tensor([[0.0, 0, 10, 10]]), labels=torch.tensor([0]))
+            >>> good = dict(boxes=torch.tensor([[0.0, 0, 10, 10]]), scores=torch.tensor([0.9]),
+            ...             labels=torch.tensor([0]))
+            >>> bad = dict(boxes=torch.tensor([[0.0, 0, 10, 10], [50.0, 50, 60, 60]]),
+            ...            scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([1, 0]))
+            >>> metric.update([good, bad], [dict(gt, image_id=7), dict(gt, image_id=3)])
+            >>> s = metric.image_scores()
+            >>> s["image"].tolist(), s["cls"].tolist(), s["bkg"].tolist(), s["f1"].tolist()
+            ([3, 7], [1, 0], [1, 0], [0.0, 1.0])
+        """
+        conf_threshold = _check_float("conf_threshold", conf_threshold)
+        from objdet.training.metrics._torchmetrics_compat import synced
+
+        with synced(self):
+            t, records = self._evaluated()
+        scores = tide_image_scores_np(
+            t["det_scores"], t["det_codes"], records[:, _DETS], t["gt_status"], records[:, _GTS],
+            conf_threshold,
+        )  # fmt: skip
+        out = {"image": torch.from_numpy(self._image_keys(records))}
+        out.update({name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in scores.items()})
+        return out
+
+    def worst_images(
+        self, k: int = 8, by: Literal["errors", "f1"] = "errors", conf_threshold: float = 0.5
+    ) -> dict[str, Tensor]:
+        """The ``k`` worst images, worst first: :meth:`image_scores`' rows for them.
+
+        ``by="errors"``: most TIDE errors first, ties by lower F1; ``by="f1"``: lowest F1 at
+        ``conf_threshold`` first, ties by more errors. Remaining ties go by evaluation order
+        (ascending ``image_id``, or the order seen without ids). Fewer than ``k`` rows when
+        fewer images were seen. Reads the synced state (under DDP call it on every rank).
+
+        Example:
+            >>> import torch
+            >>> from objdet.training.metrics import TIDE
+            >>> metric = TIDE()
+            >>> gt = dict(boxes=torch.tensor([[0.0, 0, 10, 10]]), labels=torch.tensor([0]))
+            >>> empty = dict(boxes=torch.zeros(0, 4), scores=torch.zeros(0), labels=torch.zeros(0))
+            >>> good = dict(boxes=torch.tensor([[0.0, 0, 10, 10]]), scores=torch.tensor([0.9]),
+            ...             labels=torch.tensor([0]))
+            >>> metric.update([good, empty, good], [gt, gt, gt])
+            >>> w = metric.worst_images(k=2)
+            >>> w["image"].tolist(), w["errors"].tolist(), w["f1"].tolist()
+            ([1, 0], [1, 0], [0.0, 1.0])
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"`k` must be a positive int, got {k!r}")
+        if by not in ("errors", "f1"):
+            raise InputError(f"`by` must be 'errors' or 'f1', got {by!r}")
+        scores = self.image_scores(conf_threshold)
+        rows = worst_image_order(scores["errors"].numpy(), scores["f1"].numpy(), by)[:k]
+        index = torch.from_numpy(rows)
+        return {name: v[index] for name, v in scores.items()}
+
+    def label_error_candidates(self, min_score: float = 0.5, max_candidates: int = 1000) -> dict[str, Tensor]:
+        """Confident detections that may point at a wrong or missing label, most confident first.
+
+        Kept detections scored ``>= min_score`` that TIDE calls classification errors (IoU >=
+        ``pos_threshold`` with a GT of another class, and not a localisation error of their own
+        class, which TIDE tests first: a wrong GT label, or a wrong prediction) or background
+        errors (no GT in the image, or IoU <= ``bg_threshold`` with every GT: perhaps an
+        unlabelled object), crowd-covered ones left out; the ``max_candidates`` most confident
+        (ties by evaluation order: images, then score order inside an image). Reads the
+        synced state (under DDP call it on every rank; copies of an ``image_id`` count once).
+
+        Returns (C,) CPU tensors: ``image`` (``image_id``, or the position in the order seen),
+        ``det_index`` (the detection's index in that image's ``preds`` as given to
+        ``update``), ``label``, ``score`` (float64), ``gt_label`` (the class of the GT it
+        overlaps; -1 for a background error).
+
+        Example:
+            >>> import torch
+            >>> from objdet.training.metrics import TIDE
+            >>> metric = TIDE()
+            >>> boxes = torch.tensor([[0.0, 0, 10, 10], [100.0, 100, 120, 120], [0.0, 0, 10, 10]])
+            >>> preds = [dict(boxes=boxes, scores=torch.tensor([0.3, 0.6, 0.9]),
+            ...               labels=torch.tensor([0, 2, 1]))]
+            >>> metric.update(preds, [dict(boxes=torch.tensor([[0.0, 0, 10, 10]]), labels=torch.tensor([0]))])
+            >>> c = metric.label_error_candidates(min_score=0.5)
+            >>> c["det_index"].tolist(), c["label"].tolist(), c["gt_label"].tolist()
+            ([2, 1], [1, 2], [0, -1])
+        """
+        min_score = _check_float("min_score", min_score)
+        if isinstance(max_candidates, bool) or not isinstance(max_candidates, int) or max_candidates < 0:
+            raise InputError(f"`max_candidates` must be a non-negative int, got {max_candidates!r}")
+        from objdet.training.metrics._torchmetrics_compat import synced
+
+        with synced(self):
+            t, records = self._evaluated()
+        rows = tide_label_error_rows_np(t["det_scores"], t["det_codes"], min_score, max_candidates)
+        det_image = np.repeat(self._image_keys(records), records[:, _DETS])
+        is_cls = (t["det_codes"][rows] & TYPE_MASK) == CLS
+
+        def i64(a: np.ndarray) -> Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a, np.int64))
+
+        return {
+            "image": i64(det_image[rows]),
+            "det_index": i64(t["det_index"][rows]),
+            "label": i64(t["det_labels"][rows]),
+            "score": torch.from_numpy(np.ascontiguousarray(t["det_scores"][rows], np.float64)),
+            "gt_label": i64(np.where(is_cls, t["det_fix_labels"][rows], -1)),
+        }
 
     def compute(self) -> dict[str, Tensor]:
         """``ap``, ``main_<type>``, ``special_<type>`` (float32 AP points), per class on request."""

@@ -1,0 +1,155 @@
+"""DetectionVisualizationCallback(choose="worst"): the worst images of the epoch, in a real CPU fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+import objdet.training.callbacks.detection_visualization as dv
+from objdet.training import DetectionVisualizationCallback
+from objdet.training.metrics import TIDE
+from tests.callbacks.test_trainer_runs import _validation_outputs
+from tests.helpers.coco_reference import make_dataset, to_torch
+from tests.helpers.lightning_models import ShapesDetectionModule, make_trainer
+
+
+def _recording(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record what the callback hands to plot_detections (and still draw it)."""
+    calls: list[dict[str, Any]] = []
+    real = dv.plot_detections
+
+    def spy(images: Any, preds: Any, targets: Any, **kwargs: Any) -> Any:
+        calls.append({"images": list(images), "preds": list(preds), "targets": list(targets), **kwargs})
+        return real(images, preds, targets, **kwargs)
+
+    monkeypatch.setattr(dv, "plot_detections", spy)
+    return calls
+
+
+@pytest.mark.parametrize("by", ["errors", "f1"])
+def test_fit_draws_the_worst_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by: str) -> None:
+    calls = _recording(monkeypatch)
+    torch.manual_seed(0)
+    module = ShapesDetectionModule(n_val=16)
+    cb = DetectionVisualizationCallback(num_samples=4, choose="worst", worst_by=by, dpi=60)  # type: ignore[arg-type]
+    trainer = make_trainer(tmp_path, "csv", callbacks=[cb])
+    trainer.fit(module)
+
+    preds, targets = _validation_outputs(module)
+    reference = TIDE()
+    reference.update(preds, targets)
+    worst = reference.worst_images(k=4, by=by, conf_threshold=0.5)  # type: ignore[arg-type]
+    positions = worst["image"].tolist()
+    assert positions != [0, 1, 2, 3]  # the worst are not the first ones
+    assert len(calls) == 2  # two epochs, nothing in the sanity check
+    for call in calls:
+        assert len(call["targets"]) == 4
+        for drawn, k in zip(call["targets"], positions, strict=True):
+            assert torch.equal(drawn["boxes"], targets[k]["boxes"])
+            assert torch.equal(drawn["labels"], targets[k]["labels"])
+        for drawn, k in zip(call["preds"], positions, strict=True):
+            shown = preds[k]["scores"] >= 0.5
+            assert torch.equal(drawn["scores"].sort().values, preds[k]["scores"][shown].sort().values)
+        assert "worst 4" in call["title"]
+    chosen = cb.last_chosen
+    assert [c["image"] for c in chosen] == positions
+    assert [c["errors"] for c in chosen] == worst["errors"].tolist()
+    assert [c["f1"] for c in chosen] == pytest.approx(worst["f1"].tolist())
+    figures = sorted((tmp_path / "csv" / "version_0" / "figures").glob("val_detections_*.png"))
+    assert len(figures) == 2
+
+
+def _stand_in(rank_zero: bool = True) -> Any:
+    return SimpleNamespace(is_global_zero=rank_zero)
+
+
+def test_image_ids_copies_and_batches_give_worst_images() -> None:
+    """Across batches, with image ids out of order and a padded copy: TIDE.worst_images' answer."""
+    preds, targets = to_torch(make_dataset(4, n_images=11), "xyxy")
+    ids = [50, 3, 27, 8, 41, 12, 33, 19, 1, 44, 6]
+    for t, i in zip(targets, ids, strict=True):
+        t["image_id"] = torch.tensor(i)
+    images = torch.rand(11, 3, 8, 8)
+    reference = TIDE()
+    reference.update(preds, targets)
+    for by in ("errors", "f1"):
+        cb = DetectionVisualizationCallback(num_samples=5, choose="worst", worst_by=by, conf_threshold=0.3)  # type: ignore[arg-type]
+        order = [4, 0, 9, 2, 7, 1, 10, 5, 8, 3, 6, 4, 0]  # a shuffled epoch, then two copies
+        for a in range(0, len(order), 3):
+            batch = order[a : a + 3]
+            data = {
+                "preds": [preds[i] for i in batch],
+                "targets": [targets[i] for i in batch],
+                "images": images[batch],
+            }
+            cb.update_batch(_stand_in(), None, data)  # type: ignore[arg-type]
+        expected = reference.worst_images(k=5, by=by, conf_threshold=0.3)  # type: ignore[arg-type]
+        assert [e["image"] for _, e in cb._worst] == expected["image"].tolist(), by
+        assert [e["errors"] for _, e in cb._worst] == expected["errors"].tolist()
+        kept = [e["_data"][0] for _, e in cb._worst]
+        for image, image_id in zip(kept, expected["image"].tolist(), strict=True):
+            assert torch.equal(image, images[ids.index(image_id)])
+
+
+def test_other_ranks_keep_nothing_and_bad_arguments() -> None:
+    preds, targets = to_torch(make_dataset(1, n_images=4), "xyxy")
+    cb = DetectionVisualizationCallback(num_samples=2, choose="worst")
+    cb.update_batch(
+        _stand_in(False), None, {"preds": preds, "targets": targets, "images": torch.rand(4, 3, 8, 8)}
+    )  # type: ignore[arg-type]
+    assert cb._worst == []
+    with pytest.raises(ValueError, match="choose"):
+        DetectionVisualizationCallback(choose="best")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="worst_by"):
+        DetectionVisualizationCallback(choose="worst", worst_by="map")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bg_threshold"):
+        DetectionVisualizationCallback(choose="worst", tide_kwargs={"bg_threshold": 0.9})
+    assert DetectionVisualizationCallback().choose == "first"
+
+
+def _ddp_worker(rank: int, world_size: int, root: str) -> dict[str, Any]:
+    import os
+
+    import lightning.pytorch as pl
+
+    from objdet.training import TIDECallback
+
+    os.environ.update(LOCAL_RANK=str(rank), RANK=str(rank), WORLD_SIZE=str(world_size), NODE_RANK="0")
+    torch.manual_seed(0)
+    worst = DetectionVisualizationCallback(num_samples=3, choose="worst", tag="val/worst", dpi=40)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=world_size,
+        strategy="ddp",
+        callbacks=[worst, TIDECallback(dpi=40)],
+        max_epochs=2,
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(ShapesDetectionModule(n_val=12))
+    return {"chosen": worst.last_chosen, "figures": worst.figures_logged, "epochs": trainer.current_epoch}
+
+
+def test_ddp_rank_zero_draws_the_worst_of_its_shard(tmp_path: Path) -> None:
+    """2 gloo ranks: no hang (the scoring never syncs), rank 0 draws the worst of the images it validated."""
+    from tests.helpers.ddp import run_distributed
+
+    results = run_distributed(_ddp_worker, world_size=2, payload=str(tmp_path), timeout=240)
+    preds, targets = _validation_outputs(ShapesDetectionModule(n_val=12))
+    shard = list(range(0, 12, 2))  # DistributedSampler without shuffling: rank 0 gets images 0, 2, 4, ...
+    reference = TIDE()
+    reference.update([preds[i] for i in shard], [targets[i] for i in shard])
+    expected = reference.worst_images(k=3, conf_threshold=0.5)
+    assert [r["epochs"] for r in results] == [2, 2]
+    assert [c["image"] for c in results[0]["chosen"]] == expected["image"].tolist()
+    assert [c["errors"] for c in results[0]["chosen"]] == expected["errors"].tolist()
+    assert results[0]["figures"] == {"val/worst": 2}
+    assert results[1]["chosen"] == [] and results[1]["figures"] == {}
