@@ -114,7 +114,7 @@ def run(quick: bool = False) -> list[dict]:
     """Rows for ``benchmarks/run.py``."""
     if quick:
         return measure(parse_args(["--images", "200", "--resamples", "50", "--timed", "1"]))
-    return measure(parse_args())
+    return measure(parse_args([]))
 
 
 if __name__ == "__main__":
