@@ -147,6 +147,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _confusion_json(matrix: Any, names: Sequence[str], iou_threshold: float, conf_threshold: float) -> dict:
+    """The JSON's ``confusion_matrix`` entry (both routes)."""
+    return {
+        "iou_threshold": iou_threshold,
+        "conf_threshold": conf_threshold,
+        "labels": [*names, "background"],
+        "rows": "ground truth",
+        "columns": "predictions",
+        "matrix": matrix.tolist(),
+    }
+
+
 def evaluate(
     gt: CocoGroundTruth,
     preds: Sequence[dict[str, Tensor]],
@@ -247,14 +259,7 @@ def evaluate(
     metrics["n_images"] = n
     metrics["per_class"] = _plain(class_table)
     if "bbox" in gt.iou_type:
-        metrics["confusion_matrix"] = {
-            "iou_threshold": iou_threshold,
-            "conf_threshold": conf_threshold,
-            "labels": [*names, "background"],
-            "rows": "ground truth",
-            "columns": "predictions",
-            "matrix": matrix.tolist(),
-        }
+        metrics["confusion_matrix"] = _confusion_json(matrix, names, iou_threshold, conf_threshold)
     if slices:
         metrics["slices"] = {}
     for name, values in mean_ap.compute_slices().items():
@@ -496,14 +501,7 @@ def evaluate_arrays(
     metrics["iou_type"] = iou_type
     metrics["n_images"] = n_images
     metrics["per_class"] = _plain(class_table)
-    metrics["confusion_matrix"] = {
-        "iou_threshold": iou_threshold,
-        "conf_threshold": conf_threshold,
-        "labels": [*names, "background"],
-        "rows": "ground truth",
-        "columns": "predictions",
-        "matrix": matrix.tolist(),
-    }
+    metrics["confusion_matrix"] = _confusion_json(matrix, names, iou_threshold, conf_threshold)
     if slices:
         metrics["slices"] = {}
     for name, members in (slices or {}).items():  # the same rows, only the slice's images

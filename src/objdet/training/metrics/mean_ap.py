@@ -935,6 +935,16 @@ class MeanAveragePrecision(Metric):
             out[f"{p}mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
         return self._classes(tables)
 
+    def _macro_rows(self, method: str) -> dict[str, Tensor]:
+        """The per-class state rows of every rank (as ``compute()`` sees them), for ``method``."""
+        if "macro" not in self._modes:
+            raise ValueError(
+                f"`{method}()` needs per-class state: create the metric with average='macro' (the default) "
+                f"or class_metrics=True, got average={self.average!r}, class_metrics={self.class_metrics!r}"
+            )
+        with synced(self):
+            return self._rows("macro", self._image_order())
+
     def curves(
         self,
         iou_threshold: float | None = None,
@@ -971,26 +981,20 @@ class MeanAveragePrecision(Metric):
             >>> round(c.ap.item(), 6), round(c.best_confidence.item(), 3), c.best_f1.item()
             (1.0, 0.401, 1.0)
         """
-        if "macro" not in self._modes:
-            raise ValueError(
-                "`curves()` needs per-class state: create the metric with average='macro' (the default) "
-                f"or class_metrics=True, got average={self.average!r}, class_metrics={self.class_metrics!r}"
-            )
-        with synced(self):  # the state of every rank, as compute() sees it
-            rows = self._rows("macro", self._image_order())
-            return coco_state_curves(
-                rows["scores"],
-                rows["labels"],
-                rows["tp"],
-                rows["ignored"],
-                rows["gt_labels"],
-                rows["gt_counts"],
-                self.iou_thresholds,
-                iou_threshold,
-                rec_thresholds=torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
-                confidence=confidence,
-                average=average,
-            )
+        rows = self._macro_rows("curves")
+        return coco_state_curves(
+            rows["scores"],
+            rows["labels"],
+            rows["tp"],
+            rows["ignored"],
+            rows["gt_labels"],
+            rows["gt_counts"],
+            self.iou_thresholds,
+            iou_threshold,
+            rec_thresholds=torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
+            confidence=confidence,
+            average=average,
+        )
 
     def plot(
         self,
@@ -1077,24 +1081,18 @@ class MeanAveragePrecision(Metric):
             >>> round(c.ece.item(), 3), round(c.mce.item(), 3)  # (|1 - 0.9| + |0 - 0.4|) / 2, 0.4
             (0.25, 0.4)
         """
-        if "macro" not in self._modes:
-            raise ValueError(
-                "`calibration()` needs per-class state: create the metric with average='macro' (the default) "
-                f"or class_metrics=True, got average={self.average!r}, class_metrics={self.class_metrics!r}"
-            )
-        with synced(self):  # the state of every rank, as compute() sees it
-            rows = self._rows("macro", self._image_order())
-            return coco_state_calibration(
-                rows["scores"],
-                rows["labels"],
-                rows["tp"],
-                rows["ignored"],
-                len(AREA_RANGES),
-                self.iou_thresholds,
-                iou_threshold,
-                bins=bins,
-                strategy=strategy,
-            )
+        rows = self._macro_rows("calibration")
+        return coco_state_calibration(
+            rows["scores"],
+            rows["labels"],
+            rows["tp"],
+            rows["ignored"],
+            len(AREA_RANGES),
+            self.iou_thresholds,
+            iou_threshold,
+            bins=bins,
+            strategy=strategy,
+        )
 
     def plot_calibration(
         self,
