@@ -140,7 +140,7 @@ def test_classwise_ap_label_range_and_arguments() -> None:
     ("kwargs", "match"),
     [
         ({"box_format": "xyzw"}, "box_format"),
-        ({"iou_type": "keypoints"}, "iou_type"),
+        ({"iou_type": "keypointz"}, "iou_type"),
         ({"iou_type": ("bbox", "bbox")}, "iou_type"),
         ({"iou_thresholds": 0.5}, "iou_thresholds"),
         ({"iou_thresholds": [1.5]}, "iou_thresholds"),

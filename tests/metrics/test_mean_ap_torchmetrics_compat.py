@@ -312,7 +312,7 @@ def test_constructor_errors_are_value_and_type_errors_with_torchmetrics_messages
             MeanAveragePrecision(max_detection_thresholds=mdt)
     cases = [
         dict(box_format="xyxz"),
-        dict(iou_type="keypoints"),
+        dict(iou_type="keypointz"),
         dict(iou_thresholds=0.5),
         dict(rec_thresholds=[0.5, 0.2]),
         dict(max_detection_thresholds=[1, 10, 0]),

@@ -28,7 +28,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np, summarize_np
+from objdet.functional.coco_cpu import (
+    coco_accumulate_np,
+    per_class_ap_ar_np,
+    summarize_keypoints_np,
+    summarize_np,
+)
 
 # the defaults live in a module without torch (the command line reads them without it)
 from objdet.functional.coco_params import (
@@ -253,30 +258,35 @@ def coco_accumulate_torch(
     return CocoTables(classes=classes, precision=precision, recall=recall, scores=score_tab)
 
 
-def coco_summarize(tables: CocoTables, iou_thresholds: Tensor, max_dets: list[int]) -> Tensor:
-    """The 12 numbers of pycocotools' ``summarize`` (stats), float64 (12,), on the tables' device.
+def coco_summarize(
+    tables: CocoTables, iou_thresholds: Tensor, max_dets: list[int], iou_type: str = "bbox"
+) -> Tensor:
+    """pycocotools' ``summarize`` (stats), float64 on the tables' device: 12 numbers, 10 for keypoints.
 
-    See :func:`objdet.functional.coco_cpu.summarize_np` (one implementation for both engines:
-    the tables are small).
+    See :func:`objdet.functional.coco_cpu.summarize_np` and
+    :func:`~objdet.functional.coco_cpu.summarize_keypoints_np` (one implementation for both
+    engines: the tables are small).
     """
-    stats = summarize_np(
+    summarize = summarize_keypoints_np if iou_type == "keypoints" else summarize_np
+    stats = summarize(
         tables.precision.cpu().numpy(), tables.recall.cpu().numpy(), iou_thresholds.cpu().numpy(), max_dets
     )
     return torch.from_numpy(stats).to(tables.precision.device)
 
 
 def per_class_ap_ar(
-    tables: CocoTables, max_dets: list[int], iou_index: int | None = None
+    tables: CocoTables, max_dets: list[int], iou_index: int | None = None, ap_max_det: int = 100
 ) -> tuple[Tensor, Tensor]:
     """Per-class AP and AR at area 'all', as pycocotools' stats[0] and stats[8] for each class alone.
 
-    AP is the mean over IoU thresholds and recall points at maxDets = 100 (pycocotools' fixed
-    value for stats[0]; -1 for every class when 100 is not one of ``max_dets``), AR the mean over
-    IoU thresholds at ``max_dets[2]``. Classes without GT give -1. ``iou_index`` restricts both
-    to one IoU threshold (its index in the tables), e.g. the per-class AP50.
+    AP is the mean over IoU thresholds and recall points at maxDets = ``ap_max_det`` (100:
+    pycocotools' fixed value for stats[0]; -1 for every class when it is not one of
+    ``max_dets``; keypoints pass 20), AR the mean over IoU thresholds at the last maxDet.
+    Classes without GT give -1. ``iou_index`` restricts both to one IoU threshold (its index in
+    the tables), e.g. the per-class AP50.
     """
     ap, ar = per_class_ap_ar_np(
-        tables.precision.cpu().numpy(), tables.recall.cpu().numpy(), max_dets, iou_index
+        tables.precision.cpu().numpy(), tables.recall.cpu().numpy(), max_dets, iou_index, ap_max_det
     )
     device = tables.precision.device
     return torch.from_numpy(ap).to(device), torch.from_numpy(ar).to(device)

@@ -172,8 +172,9 @@ def accumulate_tables(
             most = max(most, n_gt[k, a])
     prec_buf = np.empty((n_lanes, most), np.float64)
     score_buf = np.empty((n_lanes, most), np.float64)
-    n_tp = np.zeros(n_lanes, np.int64)
-    n_ign = np.zeros(n_lanes, np.int64)
+    # counters for every bit of the packed bytes (the last byte's unused bits included)
+    n_tp = np.zeros(8 * tp.shape[1], np.int64)
+    n_ign = np.zeros(8 * tp.shape[1], np.int64)
     for k in range(n_cls):
         s0, s1 = start[k], start[k + 1]
         for m in range(n_md):
@@ -348,23 +349,52 @@ def summarize_np(
     )
 
 
-def per_class_ap_ar_np(
-    precision: np.ndarray, recall: np.ndarray, max_dets: Sequence[int], iou_index: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class AP and AR at area 'all', as pycocotools' stats[0] and stats[8] for each class alone.
+def summarize_keypoints_np(
+    precision: np.ndarray, recall: np.ndarray, iou_thresholds: np.ndarray, max_dets: Sequence[int]
+) -> np.ndarray:
+    """The 10 numbers of pycocotools' keypoint summary (``_summarizeKps``), float64 (10,).
 
-    AP is the mean over IoU thresholds and recall points at maxDets = 100 (-1 for every class
-    when 100 is not one of ``max_dets``), AR the mean over IoU thresholds at ``max_dets[2]``.
-    Classes without GT give -1. ``iou_index`` restricts both to one IoU threshold.
+    AP at every threshold, at 0.5, at 0.75, AP medium/large, then AR the same five ways, all at
+    the last maxDet (pycocotools: 20); the tables' area ranges are (all, medium, large).
     """
-    at_100 = [i for i, m in enumerate(max_dets) if m == 100]
+    iou_thresholds = np.asarray(iou_thresholds, np.float64)
+    last = len(max_dets) - 1
+
+    def thr(value: float | None) -> np.ndarray:
+        return np.arange(iou_thresholds.size) if value is None else np.flatnonzero(iou_thresholds == value)
+
+    out = []
+    for table in (precision, recall):
+        for iou, area in ((None, 0), (0.5, 0), (0.75, 0), (None, 1), (None, 2)):
+            if table is precision:
+                out.append(_mean_defined(table[thr(iou)][:, :, :, area, last]))
+            else:
+                out.append(_mean_defined(table[thr(iou)][:, :, area, last]))
+    return np.array(out, dtype=np.float64)
+
+
+def per_class_ap_ar_np(
+    precision: np.ndarray,
+    recall: np.ndarray,
+    max_dets: Sequence[int],
+    iou_index: int | None = None,
+    ap_max_det: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class AP and AR at area 'all', as pycocotools' first and overall-AR stats per class alone.
+
+    AP is the mean over IoU thresholds and recall points at maxDets = ``ap_max_det`` (100 for
+    COCO, -1 for every class when it is not one of ``max_dets``; keypoints pass 20), AR the mean
+    over IoU thresholds at the last maxDet. Classes without GT give -1. ``iou_index``
+    restricts both to one IoU threshold.
+    """
+    at_100 = [i for i, m in enumerate(max_dets) if m == ap_max_det]
     if iou_index is not None:
         precision = precision[iou_index : iou_index + 1]
         recall = recall[iou_index : iou_index + 1]
     prec = precision[..., 0, :][..., at_100]  # (T, R, K, #100)
     n_cls = precision.shape[2]
     prec = np.moveaxis(prec, 2, -1).reshape(prec.shape[0] * prec.shape[1] * prec.shape[3], n_cls)
-    rec = recall[..., 0, 2]  # (T, K)
+    rec = recall[..., 0, len(max_dets) - 1]  # (T, K)
     defined_p = prec > -1
     ap = np.where(defined_p, prec, 0.0).sum(0) / np.maximum(defined_p.sum(0), 1)
     ap = np.where(defined_p.any(0), ap, -1.0)

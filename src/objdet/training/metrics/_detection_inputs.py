@@ -62,6 +62,10 @@ class FlatDetections:
     det_masks: list[Tensor] | None = None  # per image (n_i, H_i, W_i) bool
     gt_masks: list[Tensor] | None = None  # per image (m_i, H_i, W_i) bool
     image_ids: Tensor | None = None  # (B,) int64 targets' ``image_id``, None when not given
+    det_kpts: Tensor | None = None  # (D, K, 3) float64 (x, y, score; score 0 when (D, K, 2) given)
+    gt_kpts: Tensor | None = None  # (G, K, 3) float64 (x, y, visibility)
+    gt_num_kpts: Tensor | None = None  # (G,) int64 labelled keypoints (given, else visibility > 0)
+    gt_has_box: Tensor | None = None  # (G,) bool: the GT's image gave boxes (keypoints without bbox)
 
 
 _FORMAT_CODES = {"xyxy": 0, "xywh": 1, "cxcywh": 2}
@@ -111,6 +115,34 @@ def _masks(item: dict, side: str, i: int, n: int | None) -> Tensor:
             f"{side}[{i}]['masks'] must hold one mask per box ({n}), got shape {tuple(value.shape)}"
         )
     return masks
+
+
+def _keypoints(item: dict, side: str, i: int, n: int | None) -> Tensor:
+    """The image's keypoints as (n, K, 3) float (checked: shape, finite values)."""
+    value = _tensor(item, "keypoints", side, i)
+    assert value is not None
+    widths = (2, 3) if side == "preds" else (3,)
+    if value.ndim == 2 and value.numel() == 0:
+        value = value.reshape(0, 0, 3)
+    if value.ndim != 3 or value.shape[2] not in widths:
+        if value.numel() == 0 and n in (0, None):
+            return value.new_zeros(0, 0, 3, dtype=torch.float64)
+        expected = " or ".join(f"(N, K, {w})" for w in widths)
+        what = "(x, y[, score])" if side == "preds" else "(x, y, visibility)"
+        raise InputError(f"{side}[{i}]['keypoints'] must have shape {expected} {what}, got {tuple(value.shape)}")
+    if value.is_complex() or value.dtype == torch.bool:
+        raise InputError(f"{side}[{i}]['keypoints'] must be a float or integer tensor, got {value.dtype}")
+    if n is not None and value.shape[0] != n:
+        raise InputError(
+            f"{side}[{i}]['keypoints'] must hold one pose per box ({n}), got shape {tuple(value.shape)}"
+        )
+    value = value.to(torch.float64)
+    if value.shape[2] == 2:
+        value = torch.cat([value, value.new_zeros(value.shape[0], value.shape[1], 1)], 2)
+    bad = ~torch.isfinite(value)
+    if bool(bad.any()):
+        raise InputError(f"{side}[{i}]['keypoints'] must have finite values, got {value[bad][0].item()}")
+    return value
 
 
 def _vector(
@@ -193,9 +225,13 @@ class _Gathered:
     g_masks: list[Tensor]
     d_count: list[int]
     g_count: list[int]
+    d_kpts: list[Tensor] | None = None
+    g_kpts: list[Tensor] | None = None
+    g_num_kpts: list[Tensor | None] | None = None
+    g_has_box: list[bool] | None = None
 
 
-def _check_structure(preds: Any, target: Any, boxes: bool, masks: bool) -> None:
+def _check_structure(preds: Any, target: Any, boxes: bool, masks: bool, keypoints: bool = False) -> None:
     """torchmetrics' checks in its order, with its message openings (its tests match them).
 
     Sequences first, their lengths, then the required keys of every pred and every target,
@@ -212,7 +248,7 @@ def _check_structure(preds: Any, target: Any, boxes: bool, masks: bool) -> None:
             "Expected argument `preds` and `target` to have the same length: `preds` and `target` must "
             f"have one dict per image each, got {len(preds)} and {len(target)}"
         )
-    geometry = [k for k, used in (("boxes", boxes), ("masks", masks)) if used]
+    geometry = [k for k, used in (("boxes", boxes), ("masks", masks), ("keypoints", keypoints)) if used]
     required = (("preds", preds, [*geometry, "scores", "labels"]), ("target", target, [*geometry, "labels"]))
     for side, items, keys in required:
         for key in keys:
@@ -232,27 +268,69 @@ def _check_structure(preds: Any, target: Any, boxes: bool, masks: bool) -> None:
                     )
 
 
-def _gather(preds: Any, target: Any, boxes: bool, masks: bool) -> _Gathered:
-    _check_structure(preds, target, boxes, masks)
+def _gather(preds: Any, target: Any, boxes: bool, masks: bool, keypoints: bool = False) -> _Gathered:
+    _check_structure(preds, target, boxes, masks, keypoints)
     g = _Gathered(len(preds), torch.device("cpu"), [], [], [], [], [], [], [], [], [], [], [], [])
+    if keypoints:
+        g.d_kpts, g.g_kpts, g.g_num_kpts, g.g_has_box = [], [], [], []
     device: torch.device | None = None
-    ref = "boxes" if boxes else "masks"
+    ref = "boxes" if boxes else "masks" if masks else "keypoints"
+    n_kpts: int | None = None  # K, the same for every pose of the batch
     for i, (p, t) in enumerate(zip(preds, target, strict=True)):
         dboxes = _boxes(p, "preds", i) if boxes else None
         dmasks = _masks(p, "preds", i, dboxes.shape[0] if dboxes is not None else None) if masks else None
-        n = dboxes.shape[0] if dboxes is not None else dmasks.shape[0]  # type: ignore[union-attr]
+        first_d = dboxes if dboxes is not None else dmasks
+        dkpts = _keypoints(p, "preds", i, first_d.shape[0] if first_d is not None else None) if keypoints else None
+        n = (first_d if first_d is not None else dkpts).shape[0]  # type: ignore[union-attr]
         scores = _vector(p, "scores", "preds", i, n, "float", ref=ref)
         labels = _vector(p, "labels", "preds", i, n, "label", ref=ref)
-        gboxes = _boxes(t, "target", i) if boxes else None
+        # keypoints alone: a target's boxes are optional (the box rule of GTs without keypoints)
+        read_gboxes = boxes or (keypoints and "boxes" in t)
+        gboxes = _boxes(t, "target", i) if read_gboxes else None
         gmasks = _masks(t, "target", i, gboxes.shape[0] if gboxes is not None else None) if masks else None
-        m = gboxes.shape[0] if gboxes is not None else gmasks.shape[0]  # type: ignore[union-attr]
+        first_g = gboxes if gboxes is not None else gmasks
+        gkpts = (
+            _keypoints(t, "target", i, first_g.shape[0] if first_g is not None else None) if keypoints else None
+        )
+        m = (first_g if first_g is not None else gkpts).shape[0]  # type: ignore[union-attr]
         glabels = _vector(t, "labels", "target", i, m, "label", ref=ref)
+        if keypoints:
+            assert dkpts is not None and gkpts is not None
+            for side, kp in (("preds", dkpts), ("target", gkpts)):
+                if kp.shape[0] == 0:
+                    continue
+                if n_kpts is None:
+                    n_kpts = kp.shape[1]
+                elif kp.shape[1] != n_kpts:
+                    raise InputError(
+                        f"{side}[{i}]['keypoints'] have {kp.shape[1]} keypoints per pose, earlier poses "
+                        f"of the batch {n_kpts}: every pose needs the same K"
+                    )
+            if m and gboxes is None and "area" not in t:
+                raise InputError(
+                    f"target[{i}] needs 'area' (the object areas OKS is scaled by) or 'boxes' (whose "
+                    f"areas are then used) with keypoints; keys seen: {sorted(t)}"
+                )
+            num = None
+            if "num_keypoints" in t:
+                num = _vector(t, "num_keypoints", "target", i, m, "label", ref=ref)
+                assert num is not None
+                if bool((num < 0).any()):
+                    raise InputError(
+                        f"target[{i}]['num_keypoints'] must be >= 0, got {num[num < 0][0].item()}"
+                    )
+            assert g.d_kpts is not None and g.g_kpts is not None
+            assert g.g_num_kpts is not None and g.g_has_box is not None
+            g.d_kpts.append(dkpts)
+            g.g_kpts.append(gkpts)
+            g.g_num_kpts.append(num)
+            g.g_has_box.append(gboxes is not None)
         crowd = (
             _vector(t, "iscrowd", "target", i, m, "any", required=False, ref=ref) if "iscrowd" in t else None
         )
         area = _vector(t, "area", "target", i, m, "any", required=False, ref=ref) if "area" in t else None
         darea = _vector(p, "area", "preds", i, n, "any", required=False, ref=ref) if "area" in p else None
-        first = dboxes if dboxes is not None else dmasks
+        first = first_d if first_d is not None else dkpts
         assert first is not None and scores is not None and labels is not None and glabels is not None
         if device is None:
             device = first.device
@@ -261,6 +339,8 @@ def _gather(preds: Any, target: Any, boxes: bool, masks: bool) -> _Gathered:
             ("target boxes", gboxes),
             ("preds masks", dmasks),
             ("target masks", gmasks),
+            ("preds keypoints", dkpts),
+            ("target keypoints", gkpts),
         ):
             if v is not None and v.device != device:
                 raise InputError(f"image {i}: {name} are on {v.device}, other inputs on {device}")
@@ -314,29 +394,62 @@ def flatten_detections(
     num_classes: int | None = None,
     boxes: bool = True,
     masks: bool = False,
+    keypoints: bool = False,
 ) -> FlatDetections:
     """Validate ``preds``/``target`` and flatten them (boxes to float64 xywh).
 
-    ``num_classes`` (optional) restricts labels to 0..num_classes-1. ``boxes`` / ``masks``:
-    which of the two the inputs must carry (at least one); what is not needed is not read.
-    Masks are kept per image (no copy of bool masks) in ``det_masks`` / ``gt_masks``.
+    ``num_classes`` (optional) restricts labels to 0..num_classes-1. ``boxes`` / ``masks`` /
+    ``keypoints``: which the inputs must carry (at least one); what is not needed is not read.
+    Masks are kept per image (no copy of bool masks) in ``det_masks`` / ``gt_masks``. With
+    keypoints and no boxes, a target's boxes are read when it has them (``gt_has_box``).
     """
-    if not (boxes or masks):
-        raise ValueError("flatten_detections needs boxes, masks or both")
+    if not (boxes or masks or keypoints):
+        raise ValueError("flatten_detections needs boxes, masks or keypoints")
     if box_format not in BOX_FORMATS:
         raise InputError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
     lo, hi = (0, num_classes - 1) if num_classes is not None else (-(2**31), 2**31 - 1)
     flat = None
-    if boxes and not masks:
+    if boxes and not masks and not keypoints:
         arrays = _gather_fast(preds, target)
         if arrays is not None:
             flat = _finish_arrays(*arrays, box_format=box_format, lo=lo, hi=hi, boxes=True)
     if flat is None:
-        g = _gather(preds, target, boxes, masks)
+        g = _gather(preds, target, boxes, masks, keypoints)
         finish = _finish_cpu if g.device.type == "cpu" else _finish_torch
-        flat = finish(g, box_format, lo, hi, boxes, masks)
+        # keypoints alone still read the targets' boxes where given (zeros elsewhere)
+        flat = finish(g, box_format, lo, hi, boxes or keypoints, masks)
+        if keypoints:
+            _add_keypoints(flat, g, boxes)
     flat.image_ids = read_image_ids(target)
     return flat
+
+
+def _add_keypoints(flat: FlatDetections, g: _Gathered, boxes: bool) -> None:
+    """Concatenate the poses into ``flat``; without "bbox" the detections' (absent) boxes are dropped."""
+    assert g.d_kpts is not None and g.g_kpts is not None and g.g_num_kpts is not None
+    assert g.g_has_box is not None
+    device, f64 = g.device, torch.float64
+    k = max([x.shape[1] for x in (*g.d_kpts, *g.g_kpts) if x.shape[0]], default=0)
+
+    def cat(xs: list[Tensor], count: int) -> Tensor:
+        xs = [x for x in xs if x.shape[0]]
+        return torch.cat(xs).to(device) if xs else torch.zeros(count, k, 3, dtype=f64, device=device)
+
+    flat.det_kpts = cat(g.d_kpts, 0)
+    flat.gt_kpts = cat(g.g_kpts, 0)
+    visible = (flat.gt_kpts[..., 2] > 0).sum(1)
+    offsets = np.cumsum([0, *g.g_count])
+    num = visible.clone()
+    for i, given in enumerate(g.g_num_kpts):
+        if given is not None:
+            num[offsets[i] : offsets[i + 1]] = given.to(device)
+    flat.gt_num_kpts = num
+    flat.gt_has_box = torch.repeat_interleave(
+        torch.tensor(g.g_has_box, dtype=torch.bool, device=device),
+        torch.tensor(g.g_count, dtype=torch.int64, device=device),
+    )
+    if not boxes:
+        flat.det_xywh = None
 
 
 def read_image_ids(target: Sequence[dict]) -> Tensor | None:

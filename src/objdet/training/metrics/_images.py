@@ -10,6 +10,7 @@ At compute time :func:`images_to_evaluate` chooses the images that count (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -54,33 +55,33 @@ def batch_image_ids(flat: FlatDetections, earlier: Any) -> Tensor:
 
 
 def batch_fingerprints(
-    flat: FlatDetections, det_geometry: Tensor | None = None, gt_geometry: Tensor | None = None
+    flat: FlatDetections, det_geometry: Sequence[Tensor] = (), gt_geometry: Sequence[Tensor] = ()
 ) -> Tensor:
     """A float64 summary of each image's inputs (zeros without ids: then nothing compares them).
 
-    Scores, labels and boxes of the detections; labels, crowd flags and boxes of the GTs.
-    ``det_geometry`` / ``gt_geometry`` ((N, k) floats) replace the boxes when there are none
-    (masks only: their areas).
+    Scores, labels and boxes (where used) of the detections; labels, crowd flags and boxes of
+    the GTs; plus extra per-detection / per-GT columns ``det_geometry`` / ``gt_geometry``
+    ((N, k) floats each, k <= 7: mask areas, keypoint summaries, GT areas).
     """
     f64 = torch.float64
     if flat.image_ids is None:
         return torch.zeros(flat.n_images, dtype=f64, device=flat.det_score.device)
-    det_geo = flat.det_xywh if flat.det_xywh is not None else det_geometry
-    gt_geo = flat.gt_xywh if flat.gt_xywh is not None else gt_geometry
-    assert det_geo is not None and gt_geo is not None
-    det = torch.cat(
-        [flat.det_score[:, None], flat.det_label[:, None].to(f64), det_geo.to(f64)],
-        1,
-    )
-    gt = torch.cat(
-        [
-            flat.gt_label[:, None].to(f64),
-            flat.gt_crowd[:, None].to(f64),
-            gt_geo.to(f64),
-        ],
-        1,
-    )
-    return image_fingerprints(flat.n_images, [(flat.det_img, det), (flat.gt_img, gt)])
+    det_cols = [flat.det_score[:, None], flat.det_label[:, None].to(f64)]
+    gt_cols = [flat.gt_label[:, None].to(f64), flat.gt_crowd[:, None].to(f64)]
+    parts = [
+        (flat.det_img, torch.cat([*det_cols, *([flat.det_xywh] if flat.det_xywh is not None else [])], 1)),
+        (flat.gt_img, torch.cat([*gt_cols, *([flat.gt_xywh] if flat.gt_xywh is not None else [])], 1)),
+    ]
+    parts += [(flat.det_img, x.to(f64)) for x in det_geometry]
+    parts += [(flat.gt_img, x.to(f64)) for x in gt_geometry]
+    return image_fingerprints(flat.n_images, parts)
+
+
+def pose_summary(keypoints: Tensor) -> Tensor:
+    """(N, 6) float64 summary of (N, K, 3) poses for :func:`batch_fingerprints`: plain and ranked sums."""
+    k = keypoints.to(torch.float64)
+    rank = torch.arange(1, k.shape[1] + 1, dtype=torch.float64, device=k.device)[None, :, None]
+    return torch.cat([k.sum(1), (k * rank).sum(1)], 1)
 
 
 def image_records(ids: Tensor, prints: Tensor, counts: list[Tensor]) -> Tensor:

@@ -13,21 +13,21 @@ from torchmetrics import Metric
 from objdet.functional.bootstrap import BootstrapResult, ImageWeightedState, bootstrap_intervals
 from objdet.functional.calibration import DetectionCalibration, coco_state_calibration
 from objdet.functional.coco import (
-    AREA_RANGES,
     CocoTables,
     coco_accumulate,
     coco_accumulate_torch,
-    coco_stat_names,
     coco_summarize,
     default_iou_thresholds,
     default_rec_thresholds,
     per_class_ap_ar,
 )
+from objdet.functional.coco_params import KEYPOINT_MAX_DETS, area_ranges_for, stat_names_for
 from objdet.functional.curves import DetectionCurves, coco_state_curves
 from objdet.functional.image_records import segment_rows
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.ops.coco import coco_gt_ignored, coco_match
 from objdet.ops.coco_cpu import coco_match_cpu, gt_image_class_counts
+from objdet.ops.keypoints import COCO_PERSON_SIGMAS, KeypointBatch, keypoint_extent_area
 from objdet.ops.masks import MaskBatch, mask_batch
 from objdet.training.metrics._detection_inputs import FlatDetections, flatten_detections
 from objdet.training.metrics._errors import InputError
@@ -37,6 +37,7 @@ from objdet.training.metrics._images import (
     batch_image_ids,
     image_records,
     images_to_evaluate,
+    pose_summary,
     read_slice_masks,
     slice_names,
 )
@@ -52,14 +53,14 @@ from objdet.training.metrics._torchmetrics_compat import (
     warn_on_many_detections,
 )
 
-_IOU_TYPES = ("bbox", "segm")
+_IOU_TYPES = ("bbox", "segm", "keypoints")
 
 #: the engine of metrics created with ``engine=None`` (tests switch it to run both engines)
 DEFAULT_ENGINE = "auto"
 
 
 def _iou_types(value: Any) -> tuple[str, ...]:
-    """``iou_type`` as torchmetrics reads it: "bbox", "segm", or a tuple of them (no repeats)."""
+    """``iou_type`` as torchmetrics reads it: "bbox", "segm" (or "keypoints"), or a tuple of them (no repeats)."""
     types = (value,) if isinstance(value, str) else value
     if (
         not isinstance(types, tuple | list)
@@ -69,9 +70,22 @@ def _iou_types(value: Any) -> tuple[str, ...]:
     ):
         raise InputError(
             "Expected argument `iou_type` to be one of ('segm', 'bbox') or a tuple of, but got "
-            f"{value!r} (no repeats)"
+            f"{value!r} (objdet also takes 'keypoints'; no repeats)"
         )
     return tuple(types)
+
+
+def _keypoint_sigmas(value: Any) -> Tensor:
+    """``keypoint_sigmas`` as a float64 tensor: COCO's 17 person sigmas by default, else K values > 0."""
+    if value is None:
+        return torch.from_numpy(COCO_PERSON_SIGMAS.copy())
+    try:
+        sigmas = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"`keypoint_sigmas` must be a sequence of positive floats, got {value!r}") from None
+    if sigmas.numel() == 0 or not bool(torch.isfinite(sigmas).all()) or bool((sigmas <= 0).any()):
+        raise InputError(f"`keypoint_sigmas` must be a non-empty sequence of floats > 0, got {value!r}")
+    return sigmas
 
 
 def _slices_by_ids(slices: Any, declared: tuple[str, ...]) -> dict[str, Tensor]:
@@ -259,7 +273,7 @@ class MeanAveragePrecision(Metric):
     def __init__(
         self,
         box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
-        iou_type: Literal["bbox", "segm"] | tuple[str, ...] = "bbox",
+        iou_type: Literal["bbox", "segm", "keypoints"] | tuple[str, ...] = "bbox",
         iou_thresholds: list[float] | None = None,
         rec_thresholds: list[float] | None = None,
         max_detection_thresholds: list[int] | None = None,
@@ -269,6 +283,7 @@ class MeanAveragePrecision(Metric):
         backend: str = "pycocotools",
         engine: Literal["auto", "compiled", "torch"] | None = None,
         slices: Sequence[str] | None = None,
+        keypoint_sigmas: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -328,12 +343,13 @@ class MeanAveragePrecision(Metric):
         self.average = average
         self.backend = backend
         self._iou_thr_np = np.asarray(self.iou_thresholds, dtype=np.float64)
-        self._area_ranges_np = np.asarray(AREA_RANGES, dtype=np.float64)
-
-        n_lanes = len(self.iou_thresholds) * len(AREA_RANGES)
-        n_bytes = (n_lanes + 7) // 8
-        # rank in its (image, class) group < maxDets[-1]; gloo gathers uint8 and int32, not int16
-        rank_dtype = torch.uint8 if self.max_detection_thresholds[-1] <= 256 else torch.int32
+        self.keypoint_sigmas = _keypoint_sigmas(keypoint_sigmas)
+        # per IoU type, pycocotools' parameters: area ranges and max detections (keypoints: their own)
+        self._area_ranges = {t: area_ranges_for(t) for t in iou_types}
+        self._max_dets = {
+            t: list(KEYPOINT_MAX_DETS) if t == "keypoints" else self.max_detection_thresholds for t in iou_types
+        }
+        self._type_of = {p: t for t, p in self._prefixes.items()}  # state prefix -> IoU type
         self._modes = (
             ["macro"] if average == "macro" else (["micro", "macro"] if class_metrics else ["micro"])
         )
@@ -349,7 +365,11 @@ class MeanAveragePrecision(Metric):
         self._list_states["image_records"] = (torch.int64, (n_columns,))
         if average == "micro":  # classes are pooled in the state; remember which were seen
             self._list_states["seen_labels"] = (torch.int64, ())
-        for p, mode in ((p, mode) for p in self._prefixes.values() for mode in self._modes):
+        for t, p, mode in ((t, p, mode) for t, p in self._prefixes.items() for mode in self._modes):
+            n_areas = len(self._area_ranges[t])
+            n_bytes = (len(self.iou_thresholds) * n_areas + 7) // 8
+            # rank in its (image, class) group < maxDets[-1]; gloo gathers uint8 and int32, not int16
+            rank_dtype = torch.uint8 if self._max_dets[t][-1] <= 256 else torch.int32
             self._list_states.update(
                 {
                     f"{p}{mode}_scores": (torch.float64, ()),
@@ -359,7 +379,7 @@ class MeanAveragePrecision(Metric):
                     f"{p}{mode}_ignored": (torch.uint8, (n_bytes,)),
                     # one row per (image, class) of the GTs
                     f"{p}{mode}_gt_labels": (torch.int32, ()),
-                    f"{p}{mode}_gt_counts": (torch.int32, (len(AREA_RANGES),)),
+                    f"{p}{mode}_gt_counts": (torch.int32, (n_areas,)),
                 }
             )
         for p in self._prefixes.values() if extended_summary else ():
@@ -449,6 +469,7 @@ class MeanAveragePrecision(Metric):
         """
         self._check_detection_counts(preds)
         use_masks = "segm" in self.iou_type
+        use_kpts = "keypoints" in self.iou_type
         flat = flatten_detections(
             preds,
             target,
@@ -456,6 +477,7 @@ class MeanAveragePrecision(Metric):
             num_classes=self._label_range(),
             boxes="bbox" in self.iou_type,
             masks=use_masks,
+            keypoints=use_kpts,
         )
         ids = batch_image_ids(flat, self.image_records)
         in_slices = read_slice_masks(target, self.slices)
@@ -476,37 +498,85 @@ class MeanAveragePrecision(Metric):
             given = flat.gt_area_given
             # the mask area is the default GT area for every IoU type once masks are given (torchmetrics)
             flat.gt_area = torch.where(given > 0, given, masks.gt_area.to(given))
-        det_mask_area = masks.det_area[:, None] if masks is not None else None
-        prints = batch_fingerprints(flat, det_mask_area, flat.gt_area[:, None])
+        poses = self._keypoint_batch(flat) if use_kpts else None
+        det_geometry = [masks.det_area[:, None].to(torch.float64)] if masks is not None else []
+        gt_geometry = [flat.gt_area[:, None]]
+        if poses is not None:
+            det_geometry.append(pose_summary(poses.det_kpts))
+            gt_geometry.append(pose_summary(poses.gt_kpts))
+        prints = batch_fingerprints(flat, det_geometry, gt_geometry)
         rows_per_image: list[Tensor] = []
         for iou_type in self.iou_type:
-            # detection areas (for the area ranges): the mask's or the box's, unless preds give `area`
-            det_area = masks.det_area.to(torch.float64) if iou_type == "segm" and masks is not None else None
+            # detection areas (for the area ranges): the mask's, the keypoints' extent or the box's,
+            # unless preds give `area`
+            det_area = None
+            if iou_type == "segm" and masks is not None:
+                det_area = masks.det_area.to(torch.float64)
+            elif iou_type == "keypoints" and poses is not None:
+                det_area = keypoint_extent_area(poses.det_kpts)
             if flat.det_area_given is not None:
                 if det_area is None:
                     assert flat.det_xywh is not None
                     det_area = flat.det_xywh[:, 2] * flat.det_xywh[:, 3]
                 det_area = torch.where(torch.isnan(flat.det_area_given), det_area, flat.det_area_given)
+            pairs: MaskBatch | KeypointBatch | None = None
+            gt_area = flat.gt_area
+            if iou_type == "segm":
+                pairs = masks
+            elif iou_type == "keypoints":
+                assert flat.gt_num_kpts is not None
+                pairs = poses
+                # pycocotools ignores a GT without labelled keypoints in every area range
+                gt_area = torch.where(flat.gt_num_kpts > 0, flat.gt_area, -1.0)
             for mode in self._modes:
-                rows_per_image += self._update_mode(
-                    mode, flat, self._prefixes[iou_type], masks if iou_type == "segm" else None, det_area
-                )
+                rows_per_image += self._update_mode(mode, flat, iou_type, pairs, det_area, gt_area)
         if in_slices is not None:
             rows_per_image.append(in_slices.to(ids.device))
         self.image_records.append(image_records(ids, prints, rows_per_image))
 
+    def _keypoint_batch(self, flat: FlatDetections) -> KeypointBatch:
+        """The batch's poses for OKS; checks that K matches the sigmas."""
+        assert flat.det_kpts is not None and flat.gt_kpts is not None and flat.gt_has_box is not None
+        k = max(flat.det_kpts.shape[1], flat.gt_kpts.shape[1])
+        n_sigmas = self.keypoint_sigmas.numel()
+        if (flat.det_kpts.shape[0] or flat.gt_kpts.shape[0]) and k != n_sigmas:
+            side = "preds" if flat.det_kpts.shape[0] and flat.det_kpts.shape[1] == k else "target"
+            raise InputError(
+                f"{side} 'keypoints' have {k} keypoints per pose but `keypoint_sigmas` has {n_sigmas} "
+                "values (the default is COCO's 17 person sigmas: pass one sigma per keypoint)"
+            )
+        return KeypointBatch(
+            flat.det_kpts,
+            flat.gt_kpts,
+            flat.gt_area,
+            self.keypoint_sigmas.to(flat.det_kpts.device),
+            flat.gt_xywh,
+            flat.gt_has_box,
+        )
+
     def _update_mode(
-        self, mode: str, flat: FlatDetections, prefix: str, masks: MaskBatch | None, det_area: Tensor | None
+        self,
+        mode: str,
+        flat: FlatDetections,
+        iou_type: str,
+        pairs: MaskBatch | KeypointBatch | None,
+        det_area: Tensor | None,
+        gt_area: Tensor,
     ) -> list[Tensor]:
-        """Match for one evaluation and append its rows; returns its rows per image (detections, GTs)."""
+        """Match for one evaluation and append its rows; returns its rows per image (detections, GTs).
+
+        ``pairs`` gives the IoU of candidate pairs (masks, poses; None: boxes); ``gt_area`` is
+        the GT area the area ranges read (-1: ignored in every range).
+        """
         det_label, gt_label = flat.det_label, flat.gt_label
         if mode == "micro":
             det_label, gt_label = torch.zeros_like(det_label), torch.zeros_like(gt_label)
         device = flat.det_score.device
         match = self._match_cpu if self._compiled(device) else self._match_torch
         scores, labels, rank, tp, ignored, classes, counts, image_dets, image_gts, iou_groups, iou_values = (
-            match(mode, flat, det_label, gt_label, masks, det_area)
+            match(mode, flat, det_label, gt_label, pairs, det_area, gt_area, iou_type)
         )
+        prefix = self._prefixes[iou_type]
         name = f"{prefix}{mode}"
         rank_dtype = self._list_states[f"{name}_rank"][0]
         getattr(self, f"{name}_scores").append(scores)
@@ -535,8 +605,10 @@ class MeanAveragePrecision(Metric):
         flat: FlatDetections,
         det_label: Tensor,
         gt_label: Tensor,
-        masks: MaskBatch | None,
+        pairs: MaskBatch | KeypointBatch | None,
         det_area: Tensor | None,
+        gt_area_t: Tensor,
+        iou_type: str,
     ) -> tuple[Tensor | None, ...]:
         """Match with the compiled CPU engine (:mod:`objdet.ops.coco_cpu`); numpy views, no copies."""
         if det_area is None:
@@ -545,14 +617,17 @@ class MeanAveragePrecision(Metric):
             det_area_np = xywh[:, 2] * xywh[:, 3]
         else:
             det_area_np = det_area.numpy()
-        pair_iou = None
-        if masks is not None:
-            crowd = flat.gt_crowd
+        pair_iou: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+        if isinstance(pairs, KeypointBatch):
+            pair_iou = pairs.pair_iou_np
+        elif pairs is not None:
+            crowd, masks = flat.gt_crowd, pairs
 
             def pair_iou(pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
                 return masks.pair_iou(torch.from_numpy(pair_det), torch.from_numpy(pair_gt), crowd).numpy()
 
-        gt_crowd, gt_area, gt_label_np = flat.gt_crowd.numpy(), flat.gt_area.numpy(), gt_label.numpy()
+        area_ranges = np.asarray(self._area_ranges[iou_type], np.float64)
+        gt_crowd, gt_area, gt_label_np = flat.gt_crowd.numpy(), gt_area_t.numpy(), gt_label.numpy()
         out = coco_match_cpu(
             flat.det_img.numpy(),
             det_label.numpy(),
@@ -563,16 +638,16 @@ class MeanAveragePrecision(Metric):
             gt_area,
             det_area_np,
             self._iou_thr_np,
-            self._area_ranges_np,
-            self.max_detection_thresholds[-1],
-            det_xywh=flat.det_xywh.numpy() if masks is None and flat.det_xywh is not None else None,
-            gt_xywh=flat.gt_xywh.numpy() if masks is None and flat.gt_xywh is not None else None,
+            area_ranges,
+            self._max_dets[iou_type][-1],
+            det_xywh=flat.det_xywh.numpy() if pairs is None and flat.det_xywh is not None else None,
+            gt_xywh=flat.gt_xywh.numpy() if pairs is None and flat.gt_xywh is not None else None,
             pair_iou=pair_iou,
             return_ious=self.extended_summary and mode == self._modes[0],
         )
         gt_img = flat.gt_img.numpy()
         classes, counts, image_gts = gt_image_class_counts(
-            gt_img, gt_label_np, gt_crowd, gt_area, self._area_ranges_np, flat.n_images
+            gt_img, gt_label_np, gt_crowd, gt_area, area_ranges, flat.n_images
         )
         t = torch.from_numpy
         keep = out["keep"]
@@ -597,12 +672,14 @@ class MeanAveragePrecision(Metric):
         flat: FlatDetections,
         det_label: Tensor,
         gt_label: Tensor,
-        masks: MaskBatch | None,
+        pairs: MaskBatch | KeypointBatch | None,
         det_area: Tensor | None,
+        gt_area: Tensor,
+        iou_type: str,
     ) -> tuple[Tensor | None, ...]:
         """Match with the torch kernel (:func:`objdet.ops.coco.coco_match`) on the inputs' device."""
         device = flat.det_score.device
-        area_ranges = torch.tensor(AREA_RANGES, dtype=torch.float64, device=device)
+        area_ranges = torch.tensor(self._area_ranges[iou_type], dtype=torch.float64, device=device)
         result = coco_match(
             flat.det_img,
             det_label,
@@ -612,18 +689,18 @@ class MeanAveragePrecision(Metric):
             gt_label,
             flat.gt_xywh,
             flat.gt_crowd,
-            flat.gt_area,
+            gt_area,
             torch.tensor(self.iou_thresholds, dtype=torch.float64, device=device),
             area_ranges,
-            self.max_detection_thresholds[-1],
+            self._max_dets[iou_type][-1],
             return_ious=self.extended_summary and mode == self._modes[0],
             det_area=det_area,
-            pair_iou=masks.pair_iou if masks is not None else None,
+            pair_iou=pairs.pair_iou if pairs is not None else None,
         )
         # Non-ignored GT per (class, area range), one row per (image, class), rows grouped by image.
-        pairs, inverse = torch.unique(torch.stack([flat.gt_img, gt_label], 1), dim=0, return_inverse=True)
-        counted = ~coco_gt_ignored(flat.gt_crowd, flat.gt_area, area_ranges)  # (A, G)
-        counts = torch.zeros(pairs.shape[0], len(AREA_RANGES), dtype=torch.int32, device=device)
+        groups, inverse = torch.unique(torch.stack([flat.gt_img, gt_label], 1), dim=0, return_inverse=True)
+        counted = ~coco_gt_ignored(flat.gt_crowd, gt_area, area_ranges)  # (A, G)
+        counts = torch.zeros(groups.shape[0], area_ranges.shape[0], dtype=torch.int32, device=device)
         counts.index_add_(0, inverse.reshape(-1), counted.T.to(torch.int32))
         n = flat.n_images
         return (
@@ -632,10 +709,10 @@ class MeanAveragePrecision(Metric):
             result.rank,
             result.tp,
             result.ignored,
-            pairs[:, 1].to(torch.int32),
+            groups[:, 1].to(torch.int32),
             counts,
             torch.bincount(flat.det_img[result.keep], minlength=n).to(torch.int32),
-            torch.bincount(pairs[:, 0], minlength=n).to(torch.int32),
+            torch.bincount(groups[:, 0], minlength=n).to(torch.int32),
             result.iou_groups,
             result.iou_values,
         )
@@ -681,6 +758,7 @@ class MeanAveragePrecision(Metric):
 
     def _tables(self, mode: str, full: bool, prefix: str = "", order: Tensor | None = None) -> CocoTables:
         rows = self._rows(f"{prefix}{mode}", order)
+        max_dets = self._max_dets[self._type_of[prefix]]
         accumulate = coco_accumulate if self._compiled(self.device) else coco_accumulate_torch
         return accumulate(
             rows["scores"],
@@ -692,7 +770,7 @@ class MeanAveragePrecision(Metric):
             rows["gt_counts"].long(),
             len(self.iou_thresholds),
             torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
-            self.max_detection_thresholds,
+            max_dets,
             full=full,
         )
 
@@ -741,10 +819,12 @@ class MeanAveragePrecision(Metric):
     def _evaluate(self, full: bool, iou_type: str, order: Tensor | None) -> tuple[Tensor, CocoTables]:
         """:meth:`coco_eval` on the (synced) state, for the images ``order`` chooses."""
         tables = self._tables(self._modes[0], full=full, prefix=self._prefixes[iou_type], order=order)
+        max_dets = self._max_dets[iou_type]
         if self._n_evaluated(order) == 0:
-            return torch.full((12,), -1.0, dtype=torch.float64, device=self.device), tables
+            n_stats = len(stat_names_for(iou_type, max_dets))
+            return torch.full((n_stats,), -1.0, dtype=torch.float64, device=self.device), tables
         iou_thr = torch.tensor(self.iou_thresholds, dtype=torch.float64, device=self.device)
-        stats = coco_summarize(tables, iou_thr, self.max_detection_thresholds)
+        stats = coco_summarize(tables, iou_thr, max_dets, iou_type)
         if self.backend == "faster_coco_eval":  # its summary reads mAP at the last maxDet, not at 100
             stats = torch.cat([last_max_det_ap(tables.precision).reshape(1).to(stats), stats[1:]])
         return stats, tables
@@ -886,11 +966,11 @@ class MeanAveragePrecision(Metric):
         gt_image = torch.repeat_interleave(per_image, picked[:, column + 1]).numpy()
         ids = picked[:, ID].numpy() if order is not None else np.arange(picked.shape[0])
         r = {k: v.cpu().numpy() for k, v in rows.items()}
-        mdt = self.max_detection_thresholds
+        mdt = self._max_dets[iou_type]
         state = ImageWeightedState(
             scores=r["scores"], labels=r["labels"], rank=r["rank"], tp=r["tp"], ignored=r["ignored"],
             det_image=det_image, gt_labels=r["gt_labels"], gt_counts_all=r["gt_counts"][:, 0],
-            gt_image=gt_image, lanes=np.arange(len(self.iou_thresholds)) * len(AREA_RANGES),
+            gt_image=gt_image, lanes=np.arange(len(self.iou_thresholds)) * len(self._area_ranges[iou_type]),
             rec_thresholds=np.asarray(self.rec_thresholds, np.float64),
             max_det=100 if 100 in mdt else mdt[-1],
             iou_thresholds=np.asarray(self.iou_thresholds, np.float64),
@@ -912,10 +992,10 @@ class MeanAveragePrecision(Metric):
         self, out: dict[str, Any], iou_type: str, p: str, order: Tensor | None, classes: Tensor
     ) -> Tensor:
         """Add one IoU type's keys (prefix ``p``) to ``out``; returns the classes to report."""
-        mdt = self.max_detection_thresholds
+        mdt = self._max_dets[iou_type]
         stats64, tables = self._evaluate(self.extended_summary, iou_type, order)
         stats = stats64.to(torch.float32)
-        out.update({f"{p}{name}": stats[i] for i, name in enumerate(coco_stat_names(mdt))})
+        out.update({f"{p}{name}": stats[i] for i, name in enumerate(stat_names_for(iou_type, mdt))})
         if self._n_evaluated(order) == 0:  # torchmetrics returns only the stats and the (empty) classes
             return classes
         if self.extended_summary:
@@ -925,7 +1005,7 @@ class MeanAveragePrecision(Metric):
             out[f"{p}scores"] = tables.scores
         if self.class_metrics:
             class_tables = tables if self._modes[0] == "macro" else self._tables("macro", False, p, order)
-            ap, ar = per_class_ap_ar(class_tables, mdt)
+            ap, ar = per_class_ap_ar(class_tables, mdt, ap_max_det=mdt[-1] if iou_type == "keypoints" else 100)
             if self.backend == "faster_coco_eval":
                 ap = last_max_det_class_ap(class_tables.precision).to(ap)
             out[f"{p}map_per_class"] = ap.to(torch.float32)
@@ -936,14 +1016,17 @@ class MeanAveragePrecision(Metric):
         return self._classes(tables)
 
     def _macro_rows(self, method: str) -> dict[str, Tensor]:
-        """The per-class state rows of every rank (as ``compute()`` sees them), for ``method``."""
+        """The per-class state rows of every rank (as ``compute()`` sees them), for ``method``.
+
+        With several IoU types, those of the first (``iou_type[0]``).
+        """
         if "macro" not in self._modes:
             raise ValueError(
                 f"`{method}()` needs per-class state: create the metric with average='macro' (the default) "
                 f"or class_metrics=True, got average={self.average!r}, class_metrics={self.class_metrics!r}"
             )
         with synced(self):
-            return self._rows("macro", self._image_order())
+            return self._rows(f"{self._prefixes[self.iou_type[0]]}macro", self._image_order())
 
     def curves(
         self,
@@ -1087,7 +1170,7 @@ class MeanAveragePrecision(Metric):
             rows["labels"],
             rows["tp"],
             rows["ignored"],
-            len(AREA_RANGES),
+            len(self._area_ranges[self.iou_type[0]]),
             self.iou_thresholds,
             iou_threshold,
             bins=bins,
