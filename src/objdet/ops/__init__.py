@@ -1,7 +1,8 @@
-"""Pure tensor kernels: box formats, the box IoU family, mask IoU and COCO matching. No state, any device.
+"""Pure tensor kernels: box formats, box IoUs, mask IoU, keypoint OKS and COCO matching. No state, any device.
 
 The names below are imported on first use (PEP 562): the compiled CPU kernels
-(``objdet.ops.coco_cpu``, ``objdet.ops.confusion_cpu``, ``objdet.ops.rle_cpu``) import numpy
+(``objdet.ops.coco_cpu``, ``objdet.ops.confusion_cpu``, ``objdet.ops.rle_cpu``,
+``objdet.ops.keypoints_cpu``) import numpy
 and numba only, and importing them does not import torch.
 """
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         elementwise_generalized_box_iou,
         generalized_box_iou,
     )
+    from objdet.ops.keypoints import keypoint_oks
     from objdet.ops.masks import mask_area, mask_intersection, mask_iou
 
 _FROM = {
@@ -44,6 +46,7 @@ _FROM = {
         "objdet.ops.boxes",
     ),
     **dict.fromkeys(("mask_area", "mask_intersection", "mask_iou"), "objdet.ops.masks"),
+    "keypoint_oks": "objdet.ops.keypoints",
 }
 
 __all__ = [
@@ -58,6 +61,7 @@ __all__ = [
     "elementwise_distance_box_iou",
     "elementwise_generalized_box_iou",
     "generalized_box_iou",
+    "keypoint_oks",
     "mask_area",
     "mask_intersection",
     "mask_iou",

@@ -51,6 +51,8 @@ def pair_keypoint_oks(
     (OKS 0 for such a GT without a box, or where ``gt_has_box`` is False).
     """
     f64 = torch.float64
+    if det_keypoints.shape[0] == 0:
+        return torch.zeros(0, dtype=f64, device=det_keypoints.device)
     d = det_keypoints[..., :2].to(f64)
     g = gt_keypoints.to(f64)
     var = (sigmas.to(f64) * 2) ** 2

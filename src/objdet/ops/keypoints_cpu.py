@@ -25,7 +25,9 @@ __all__ = ["COCO_PERSON_SIGMAS", "keypoint_extent_area", "pair_oks"]
 #: pycocotools' ``kpt_oks_sigmas`` for COCO's 17 person keypoints (nose, eyes, ears, shoulders,
 #: elbows, wrists, hips, knees, ankles), the same float64 values.
 COCO_PERSON_SIGMAS = (
-    np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89])
+    np.array(
+        [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
+    )
     / 10.0
 )
 

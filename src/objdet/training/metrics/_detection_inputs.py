@@ -129,7 +129,9 @@ def _keypoints(item: dict, side: str, i: int, n: int | None) -> Tensor:
             return value.new_zeros(0, 0, 3, dtype=torch.float64)
         expected = " or ".join(f"(N, K, {w})" for w in widths)
         what = "(x, y[, score])" if side == "preds" else "(x, y, visibility)"
-        raise InputError(f"{side}[{i}]['keypoints'] must have shape {expected} {what}, got {tuple(value.shape)}")
+        raise InputError(
+            f"{side}[{i}]['keypoints'] must have shape {expected} {what}, got {tuple(value.shape)}"
+        )
     if value.is_complex() or value.dtype == torch.bool:
         raise InputError(f"{side}[{i}]['keypoints'] must be a float or integer tensor, got {value.dtype}")
     if n is not None and value.shape[0] != n:
@@ -280,7 +282,11 @@ def _gather(preds: Any, target: Any, boxes: bool, masks: bool, keypoints: bool =
         dboxes = _boxes(p, "preds", i) if boxes else None
         dmasks = _masks(p, "preds", i, dboxes.shape[0] if dboxes is not None else None) if masks else None
         first_d = dboxes if dboxes is not None else dmasks
-        dkpts = _keypoints(p, "preds", i, first_d.shape[0] if first_d is not None else None) if keypoints else None
+        dkpts = (
+            _keypoints(p, "preds", i, first_d.shape[0] if first_d is not None else None)
+            if keypoints
+            else None
+        )
         n = (first_d if first_d is not None else dkpts).shape[0]  # type: ignore[union-attr]
         scores = _vector(p, "scores", "preds", i, n, "float", ref=ref)
         labels = _vector(p, "labels", "preds", i, n, "label", ref=ref)
@@ -290,7 +296,9 @@ def _gather(preds: Any, target: Any, boxes: bool, masks: bool, keypoints: bool =
         gmasks = _masks(t, "target", i, gboxes.shape[0] if gboxes is not None else None) if masks else None
         first_g = gboxes if gboxes is not None else gmasks
         gkpts = (
-            _keypoints(t, "target", i, first_g.shape[0] if first_g is not None else None) if keypoints else None
+            _keypoints(t, "target", i, first_g.shape[0] if first_g is not None else None)
+            if keypoints
+            else None
         )
         m = (first_g if first_g is not None else gkpts).shape[0]  # type: ignore[union-attr]
         glabels = _vector(t, "labels", "target", i, m, "label", ref=ref)
@@ -429,7 +437,8 @@ def _add_keypoints(flat: FlatDetections, g: _Gathered, boxes: bool) -> None:
     assert g.d_kpts is not None and g.g_kpts is not None and g.g_num_kpts is not None
     assert g.g_has_box is not None
     device, f64 = g.device, torch.float64
-    k = max([x.shape[1] for x in (*g.d_kpts, *g.g_kpts) if x.shape[0]], default=0)
+    poses = (*g.d_kpts, *g.g_kpts)
+    k = max([x.shape[1] for x in poses if x.shape[0]], default=max([x.shape[1] for x in poses], default=0))
 
     def cat(xs: list[Tensor], count: int) -> Tensor:
         xs = [x for x in xs if x.shape[0]]

@@ -60,7 +60,7 @@ DEFAULT_ENGINE = "auto"
 
 
 def _iou_types(value: Any) -> tuple[str, ...]:
-    """``iou_type`` as torchmetrics reads it: "bbox", "segm" (or "keypoints"), or a tuple of them (no repeats)."""
+    """``iou_type`` as torchmetrics reads it: "bbox", "segm" (or "keypoints"), or a tuple of them."""
     types = (value,) if isinstance(value, str) else value
     if (
         not isinstance(types, tuple | list)
@@ -347,7 +347,8 @@ class MeanAveragePrecision(Metric):
         # per IoU type, pycocotools' parameters: area ranges and max detections (keypoints: their own)
         self._area_ranges = {t: area_ranges_for(t) for t in iou_types}
         self._max_dets = {
-            t: list(KEYPOINT_MAX_DETS) if t == "keypoints" else self.max_detection_thresholds for t in iou_types
+            t: list(KEYPOINT_MAX_DETS) if t == "keypoints" else self.max_detection_thresholds
+            for t in iou_types
         }
         self._type_of = {p: t for t, p in self._prefixes.items()}  # state prefix -> IoU type
         self._modes = (
@@ -1005,7 +1006,8 @@ class MeanAveragePrecision(Metric):
             out[f"{p}scores"] = tables.scores
         if self.class_metrics:
             class_tables = tables if self._modes[0] == "macro" else self._tables("macro", False, p, order)
-            ap, ar = per_class_ap_ar(class_tables, mdt, ap_max_det=mdt[-1] if iou_type == "keypoints" else 100)
+            ap_at = mdt[-1] if iou_type == "keypoints" else 100  # pycocotools' maxDets of its first stat
+            ap, ar = per_class_ap_ar(class_tables, mdt, ap_max_det=ap_at)
             if self.backend == "faster_coco_eval":
                 ap = last_max_det_class_ap(class_tables.precision).to(ap)
             out[f"{p}map_per_class"] = ap.to(torch.float32)
