@@ -129,12 +129,14 @@ class CocoGroundTruth:
         category_names: their ``name`` (the id as a string where none is given).
         labels: "category_id" (labels are the category ids) or "contiguous" (label i is
             ``category_ids[i]``).
-        iou_type: what was read: ("bbox",), ("segm",) or both.
+        iou_type: what was read: ("bbox",), ("segm",), ("keypoints",) or several.
         box_format: the format of every ``boxes`` tensor in ``target`` and in the ``preds`` of
             :func:`load_coco_dt`; give it to the metric: ``MeanAveragePrecision(box_format=gt.box_format)``.
-        target: one dict per image: ``boxes`` (M, 4) (with bbox), ``masks`` (M, H, W) bool (with
-            segm, decoded when read), ``labels`` (M,) int64, ``iscrowd`` (M,) int64, ``area``
-            (M,) float64 (0 where the file has none) and ``annotation_ids`` (M,) int64.
+        target: one dict per image: ``boxes`` (M, 4) (with bbox or keypoints), ``masks`` (M, H,
+            W) bool (with segm, decoded when read), ``keypoints`` (M, K, 3) float64 and
+            ``num_keypoints`` (M,) int64 (with keypoints), ``labels`` (M,) int64, ``iscrowd``
+            (M,) int64, ``area`` (M,) float64 (0 where the file has none) and
+            ``annotation_ids`` (M,) int64.
 
     Its repr gives the sizes and the formats, not the data.
     """
@@ -184,8 +186,9 @@ def load_coco_gt(
 
     Args:
         source: path of the JSON file, or its content as a dict.
-        iou_type: "bbox" (needs every annotation's ``bbox``), "segm" (needs ``segmentation``)
-            or both as a tuple.
+        iou_type: "bbox" (needs every annotation's ``bbox``), "segm" (needs ``segmentation``),
+            "keypoints" (needs ``keypoints`` and ``bbox``; ``num_keypoints`` is read where
+            given, else counted from the visibilities) or a tuple of them.
         labels: "category_id" (keep COCO's ids as labels) or "contiguous" (0..K-1).
         box_format: format of the returned ``boxes`` ("xywh", COCO's, by default; the metric
             defaults to "xyxy": create it with ``box_format=gt.box_format``).
@@ -233,6 +236,9 @@ def load_coco_gt(
     columns = {key: torch.from_numpy(v) for key, v in fields.items()}
     if arrays.boxes is not None:
         columns["boxes"] = _convert_boxes(arrays.boxes, box_format)
+    if arrays.keypoints is not None and arrays.num_keypoints is not None:
+        columns["keypoints"] = torch.from_numpy(arrays.keypoints)
+        columns["num_keypoints"] = torch.from_numpy(arrays.num_keypoints)
     rles: list[dict] = arrays.rles or []
 
     def build(i: int) -> dict[str, Tensor]:
@@ -273,7 +279,10 @@ def load_coco_dt(
     Every result needs ``image_id``, ``category_id`` and ``score``, plus ``bbox`` for "bbox" (a
     result without one takes its segmentation's bounding box, as pycocotools) and
     ``segmentation`` for "segm". Detections keep the file's order within an image. Images of
-    ``gt`` without detections get empty tensors. ``iou_type`` defaults to ``gt.iou_type``;
+    ``gt`` without detections get empty tensors. With "keypoints" each result needs
+    ``keypoints`` (3 K numbers; they come as ``keypoints`` (N, K, 3)), and a result without
+    ``bbox`` takes the box its keypoints span, as pycocotools' ``loadRes`` (whose area is then
+    the detection's ``area``). ``iou_type`` defaults to ``gt.iou_type``;
     boxes come in ``gt.box_format`` and labels follow ``gt.labels``. Every dict also holds
     ``area`` (N,): the detection areas pycocotools' ``loadRes`` would set (the box area where
     the result has a box, else the mask's pixel count), which
@@ -308,6 +317,8 @@ def load_coco_dt(
     columns = {key: torch.from_numpy(v) for key, v in fields.items()}
     if "bbox" in types:
         columns["boxes"] = _convert_boxes(arrays.boxes, gt.box_format)
+    if arrays.keypoints is not None:
+        columns["keypoints"] = torch.from_numpy(arrays.keypoints)
     sorted_rles = arrays.rles or []
 
     def build(i: int) -> dict[str, Tensor]:

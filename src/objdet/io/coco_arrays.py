@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 IouTypes = str | tuple[str, ...]
-_IOU_TYPES = ("bbox", "segm")
+_IOU_TYPES = ("bbox", "segm", "keypoints")
 
 #: pycocotools' ``mask.area`` builds its output with ``np.array((n,), dtype=np.uint8)``, which
 #: numpy 2 rejects for n > 255 (``OverflowError``): it is called on at most this many RLEs.
@@ -120,10 +120,12 @@ def _numeric(values: Sequence[Any]) -> bool:
 
 # ------------------------------------------------------------------------------ helpers
 def iou_types(iou_type: IouTypes) -> tuple[str, ...]:
-    """``iou_type`` as a tuple of "bbox" / "segm" (ValueError otherwise)."""
+    """``iou_type`` as a tuple of "bbox" / "segm" / "keypoints" (ValueError otherwise)."""
     types = (iou_type,) if isinstance(iou_type, str) else tuple(iou_type)
     if not types or any(t not in _IOU_TYPES for t in types) or len(set(types)) != len(types):
-        raise ValueError(f"`iou_type` must be 'bbox', 'segm' or a tuple of both, got {iou_type!r}")
+        raise ValueError(
+            f"`iou_type` must be 'bbox', 'segm', 'keypoints' or a tuple of them, got {iou_type!r}"
+        )
     return types
 
 
@@ -223,6 +225,49 @@ def _boxes(entries: list[dict], what: str, rows: np.ndarray | None = None) -> np
                     f"height >= 0, got {v!r}{_STRING_HINT if strings else ''}"
                 )
     return arr.reshape(len(values), 4)
+
+
+def keypoint_rows(entries: list[dict], what: str, rows: Sequence[int] | None = None) -> np.ndarray:
+    """(N, K, 3) float64 keypoints of the entries: each a list of 3 K finite numbers, one K for all."""
+    idx = list(range(len(entries))) if rows is None else list(rows)
+    try:
+        values = [entries[k]["keypoints"] for k in idx]
+    except KeyError:
+        k = next(k for k in idx if "keypoints" not in entries[k])
+        raise ValueError(
+            f"{what}[{k}] has no key 'keypoints' (iou_type 'keypoints'; keys seen: {sorted(entries[k])})"
+        ) from None
+    n_values = None
+    for j, v in enumerate(values):
+        ok = (
+            isinstance(v, list | tuple)
+            and len(v) % 3 == 0
+            and len(v) > 0
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+            and all(np.isfinite(v))
+        )
+        if not ok:
+            strings = isinstance(v, list | tuple) and any(isinstance(x, str) for x in v)
+            raise ValueError(
+                f"{what}[{idx[j]}]['keypoints'] must be a list of 3 K finite numbers [x1, y1, v1, ...], "
+                f"got {v!r}{_STRING_HINT if strings else ''}"
+            )
+        if n_values is None:
+            n_values = len(v)
+        elif len(v) != n_values:
+            raise ValueError(
+                f"{what}[{idx[j]}]['keypoints'] has {len(v) // 3} keypoints, {what}[{idx[0]}] "
+                f"{n_values // 3}: every pose of a file needs the same number"
+            )
+    return np.asarray(values, np.float64).reshape(len(values), (n_values or 0) // 3, 3)
+
+
+def keypoint_extent(kpts: np.ndarray) -> np.ndarray:
+    """(N, 4) xywh boxes spanned by all keypoints of each pose (pycocotools' ``loadRes``)."""
+    if not kpts.shape[0] or not kpts.shape[1]:
+        return np.zeros((kpts.shape[0], 4), np.float64)
+    lo, hi = kpts[..., :2].min(1), kpts[..., :2].max(1)
+    return np.concatenate([lo, hi - lo], 1)
 
 
 def locate(values: np.ndarray, known: np.ndarray, what: str, key: str, owner: str) -> np.ndarray:
@@ -462,6 +507,8 @@ class GtArrays:
     index: np.ndarray
     counts: np.ndarray
     image_file_order: np.ndarray | None = None
+    keypoints: np.ndarray | None = None  # (G, K, 3) float64 with "keypoints"
+    num_keypoints: np.ndarray | None = None  # (G,) int64: the file's, else the labelled keypoints
 
     @property
     def image_sizes(self) -> list[tuple[int, int]]:
@@ -481,6 +528,8 @@ def read_gt_arrays(source: str | os.PathLike | dict, iou_type: IouTypes = "bbox"
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
+            if "keypoints" in types:  # the typed reader skips keypoints: read them with the generic one
+                raise _Strict
             file = _GT_SEGM.decode(data) if "segm" in types else _GT_BOXES.decode(data)
             arrays = _gt_strict(file, types)
         except (msgspec.DecodeError, _Strict, OverflowError, TypeError):
@@ -583,7 +632,14 @@ def _gt_generic(data: dict, types: tuple[str, ...]) -> GtArrays:
         raise ValueError(f"annotations[{k}]['area'] must be a finite number >= 0, got {area[k]}")
     img_pos = locate(ann_img, sorted_imgs, "annotations", "image_id", "GT 'images'")
     cat_pos = locate(ann_cat, sorted_cats, "annotations", "category_id", "GT 'categories'")
-    boxes = _boxes(anns, "annotations") if "bbox" in types else None
+    # keypoints: pycocotools reads every GT's box (the rule of GTs without labelled keypoints)
+    boxes = _boxes(anns, "annotations") if "bbox" in types or "keypoints" in types else None
+    kpts = num_kpts = None
+    if "keypoints" in types:
+        kpts = keypoint_rows(anns, "annotations")
+        labelled = (kpts[..., 2] > 0).sum(1).astype(np.int64)
+        num_kpts = _column(anns, "num_keypoints", "annotations", np.int64, required=False, default=-1)
+        num_kpts = np.where(num_kpts >= 0, num_kpts, labelled)
     segms: list[Any] = []
     if "segm" in types:
         try:
@@ -591,10 +647,14 @@ def _gt_generic(data: dict, types: tuple[str, ...]) -> GtArrays:
         except KeyError:
             k = next(i for i, a in enumerate(anns) if "segmentation" not in a)
             raise ValueError(f"annotations[{k}] has no key 'segmentation' (iou_type 'segm')") from None
-    return _gt_assemble(
+    arrays = _gt_assemble(
         types, img_order, sorted_imgs, heights, widths, sorted_cats, names, img_pos, cat_pos, ann_cat,
         ann_ids, crowd, area, boxes, segms,
     )  # fmt: skip
+    if kpts is not None and num_kpts is not None:
+        arrays.keypoints = np.ascontiguousarray(kpts[arrays.index])
+        arrays.num_keypoints = np.ascontiguousarray(num_kpts[arrays.index])
+    return arrays
 
 
 def _gt_assemble(
@@ -674,6 +734,7 @@ class DtArrays:
     counts: np.ndarray
     skipped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     skipped_category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    keypoints: np.ndarray | None = None  # (N, K, 3) float64 with "keypoints"
 
 
 def read_dt_arrays(
@@ -698,6 +759,8 @@ def read_dt_arrays(
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
+            if "keypoints" in types:  # the typed reader skips keypoints: read them with the generic one
+                raise _Strict
             results = _DT_SEGM.decode(data) if "segm" in types else _DT_BOXES.decode(data)
             arrays = _dt_strict(results, gt, types, skip_unknown_categories)
         except (msgspec.DecodeError, _Strict, OverflowError):
@@ -786,13 +849,22 @@ def _dt_generic(results: list, gt: GtArrays, types: tuple[str, ...], skip: bool 
     has_box = np.array([r.get("bbox", []) != [] for r in results], dtype=bool)
     boxes = np.zeros((len(results), 4), dtype=np.float64)
     boxes[has_box] = _boxes(results, "results", np.flatnonzero(has_box))
+    kpts = None
+    if "keypoints" in types:  # a result without a box takes its keypoints' (pycocotools' loadRes)
+        kpts = keypoint_rows(results, "results")
+        no_box = ~has_box
+        boxes[no_box] = keypoint_extent(kpts[no_box])
+        has_box[:] = True  # every result has a box now; its area: the box's, as in loadRes
     need = range(len(results)) if "segm" in types else np.flatnonzero(~has_box).tolist()
     rles = {}
     for k in need:  # polygons and uncompressed RLE to compressed RLE (checks them)
         if "segmentation" not in results[k]:
             raise ValueError(f"results[{k}] has no key 'bbox' (keys seen: {sorted(results[k])})")
         rles[k] = _dt_rle(results[k]["segmentation"], k, img_pos, gt)
-    return _dt_assemble(types, gt, img_pos, cat_pos, cat, score, boxes, has_box, rles, known_cat)
+    arrays = _dt_assemble(types, gt, img_pos, cat_pos, cat, score, boxes, has_box, rles, known_cat)
+    if kpts is not None:
+        arrays.keypoints = np.ascontiguousarray(kpts[arrays.index])
+    return arrays
 
 
 def _dt_rle(segm: Any, k: int, img_pos: np.ndarray, gt: GtArrays) -> dict:
