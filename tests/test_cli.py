@@ -366,7 +366,7 @@ def _torch_route(gt_path: Path, dt_path: Path, iou_type: str, skip_unknown_categ
     from objdet.cli import evaluate
     from objdet.io import load_coco_dt, load_coco_gt
 
-    types = ("bbox",) if iou_type == "bbox" else ("bbox", "segm")
+    types = ("bbox",) if iou_type == "bbox" else ("bbox", iou_type)
     gt = load_coco_gt(gt_path, iou_type=types, labels="contiguous")
     preds = load_coco_dt(dt_path, gt, skip_unknown_categories=skip_unknown_categories)
     return evaluate(gt, preds, iou_type=iou_type, plots=False).metrics
@@ -376,7 +376,7 @@ def _cpu_route(gt_path: Path, dt_path: Path, iou_type: str) -> dict:
     from objdet.cli import evaluate_arrays
     from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
 
-    types = ("bbox",) if iou_type == "bbox" else ("bbox", "segm")
+    types = ("bbox",) if iou_type == "bbox" else ("bbox", iou_type)
     gt = read_gt_arrays(gt_path, iou_type=types)
     return evaluate_arrays(gt, read_dt_arrays(dt_path, gt), iou_type=iou_type, plots=False).metrics
 

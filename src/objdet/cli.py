@@ -45,9 +45,12 @@ import numpy as np
 
 from objdet.functional.coco_params import (
     AREA_RANGES,
+    KEYPOINT_AREA_RANGES,
+    KEYPOINT_MAX_DETS,
     coco_stat_names,
     default_iou_thresholds,
     default_rec_thresholds,
+    keypoint_stat_names,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +83,59 @@ _REC_THRESHOLDS = np.array(default_rec_thresholds())
 _AREA_RANGES = np.array(AREA_RANGES)
 #: detections matched per call of the compiled engine (the progress bar moves between calls)
 _CHUNK_DETECTIONS = 100_000
+_KEYPOINT_SUMMARY_ROWS = (
+    ("Average Precision", "AP", "0.50:0.95", "all", 0),
+    ("Average Precision", "AP", "0.50", "all", 0),
+    ("Average Precision", "AP", "0.75", "all", 0),
+    ("Average Precision", "AP", "0.50:0.95", "medium", 0),
+    ("Average Precision", "AP", "0.50:0.95", "large", 0),
+    ("Average Recall", "AR", "0.50:0.95", "all", 0),
+    ("Average Recall", "AR", "0.50", "all", 0),
+    ("Average Recall", "AR", "0.75", "all", 0),
+    ("Average Recall", "AR", "0.50:0.95", "medium", 0),
+    ("Average Recall", "AR", "0.50:0.95", "large", 0),
+)
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    """pycocotools' parameters of one ``--iou-type``: area ranges, maxDets, the summary's names and rows."""
+
+    area_ranges: np.ndarray
+    max_dets: tuple[int, ...]
+    stat_keys: tuple[str, ...]
+    summary_rows: tuple[tuple[str, str, str, str, int], ...]
+    keypoints: bool = False
+
+    @property
+    def ap_max_det(self) -> int:
+        """The maxDets of pycocotools' first number (and of the per-class AP): 100, or 20 for keypoints."""
+        return self.max_dets[-1] if self.keypoints else 100
+
+    @property
+    def ar_key(self) -> str:
+        """The class table's recall column: "AR100", or "AR20" for keypoints."""
+        return f"AR{self.max_dets[-1]}"
+
+    def summarize(self, precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+        from objdet.functional.coco_cpu import summarize_keypoints_np, summarize_np
+
+        fn = summarize_keypoints_np if self.keypoints else summarize_np
+        return fn(precision, recall, _IOU_THRESHOLDS, self.max_dets)
+
+
+_COCO = _Protocol(_AREA_RANGES, _MAX_DETS, _STAT_KEYS, _SUMMARY_ROWS)
+_KEYPOINTS = _Protocol(
+    np.array(KEYPOINT_AREA_RANGES),
+    KEYPOINT_MAX_DETS,
+    keypoint_stat_names(KEYPOINT_MAX_DETS[-1]),
+    _KEYPOINT_SUMMARY_ROWS,
+    keypoints=True,
+)
+
+
+def _protocol(iou_type: str) -> _Protocol:
+    return _KEYPOINTS if iou_type == "keypoints" else _COCO
 
 
 class InputError(ValueError):
@@ -222,11 +278,13 @@ def evaluate(
     stats64, tables = mean_ap.coco_eval(full=False)
     result = mean_ap.compute()
     classes = result["classes"].long().cpu().reshape(-1)  # 0-d for one class (squeezed by Metric)
-    ap, ar = per_class_ap_ar(tables, list(_MAX_DETS))
+    proto = _protocol(iou_type)
+    per_class = partial(per_class_ap_ar, tables, list(proto.max_dets), ap_max_det=proto.ap_max_det)
+    ap, ar = per_class()
     thresholds = torch.tensor(mean_ap.iou_thresholds, dtype=torch.float64)
     at = {t: int((thresholds - t).abs().argmin()) for t in (0.5, 0.75)}
-    ap50, _ = per_class_ap_ar(tables, list(_MAX_DETS), iou_index=at[0.5])
-    ap75, _ = per_class_ap_ar(tables, list(_MAX_DETS), iou_index=at[0.75])
+    ap50, _ = per_class(iou_index=at[0.5])
+    ap75, _ = per_class(iou_index=at[0.75])
     matrix = confusion.compute().cpu()
     pr = confusion.per_class_metrics()
     table_classes = tables.classes.long().cpu().tolist()
@@ -235,9 +293,16 @@ def evaluate(
         row: dict[str, Any] = {"class": names[label], "category_id": gt.category_ids[label]}
         if label in table_classes:
             k = table_classes.index(label)
-            row.update(AP=ap[k].item(), AP50=ap50[k].item(), AP75=ap75[k].item(), AR100=ar[k].item())
+            row.update(
+                {
+                    "AP": ap[k].item(),
+                    "AP50": ap50[k].item(),
+                    "AP75": ap75[k].item(),
+                    proto.ar_key: ar[k].item(),
+                }
+            )
         else:
-            row.update(AP=-1.0, AP50=-1.0, AP75=-1.0, AR100=-1.0)
+            row.update({"AP": -1.0, "AP50": -1.0, "AP75": -1.0, proto.ar_key: -1.0})
         row.update(
             n_gt=int(matrix[label].sum()),
             precision=pr["precision"][label].item(),
@@ -248,11 +313,14 @@ def evaluate(
 
     metrics = {key: _plain(value) for key, value in result.items() if key != "classes"}
     # The JSON carries pycocotools' float64 numbers (compute() rounds them to float32).
-    for key, value in zip(_STAT_KEYS, stats64.cpu().tolist(), strict=True):
+    for key, value in zip(proto.stat_keys, stats64.cpu().tolist(), strict=True):
         metrics[key] = value
+    metrics["coco_stats"] = stats64.cpu().tolist()  # pycocotools' `stats`, in its order
     by_label = dict(zip(table_classes, zip(ap.tolist(), ar.tolist(), strict=True), strict=True))
     metrics["map_per_class"] = [by_label.get(c, (-1.0, -1.0))[0] for c in classes.tolist()]
-    metrics["mar_100_per_class"] = [by_label.get(c, (-1.0, -1.0))[1] for c in classes.tolist()]
+    metrics[f"mar_{proto.max_dets[-1]}_per_class"] = [
+        by_label.get(c, (-1.0, -1.0))[1] for c in classes.tolist()
+    ]
     metrics["classes"] = [gt.category_ids[c] for c in classes.tolist()]
     metrics["class_names"] = [names[c] for c in classes.tolist()]
     metrics["iou_type"] = iou_type
@@ -266,7 +334,7 @@ def evaluate(
         s_classes = values["classes"].long().cpu().reshape(-1).tolist()
         metrics["slices"][name] = {
             "n_images": int(slices[name].sum()),  # type: ignore[index]
-            **{key: float(values[key]) for key in _STAT_KEYS},
+            **{key: float(values[key]) for key in proto.stat_keys},
             "map_per_class": values["map_per_class"].reshape(-1).tolist() if s_classes else [],
             "classes": [gt.category_ids[c] for c in s_classes],
         }
@@ -376,6 +444,33 @@ def _mask_pair_iou(
     return pair_iou
 
 
+def _keypoint_pair_iou(
+    gt: GtArrays, dt: DtArrays, gt_area: np.ndarray
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """OKS of (result, annotation) pairs, file-wide positions: pycocotools' ``computeOks`` (COCO's sigmas)."""
+    from objdet.ops.keypoints_cpu import COCO_PERSON_SIGMAS, pair_oks
+
+    assert gt.keypoints is not None and dt.keypoints is not None and gt.boxes is not None
+    k = gt.keypoints.shape[1] if len(gt.keypoints) else dt.keypoints.shape[1]
+    for what, kp in (("annotations", gt.keypoints), ("results", dt.keypoints)):
+        if len(kp) and kp.shape[1] != k:
+            raise ValueError(f"the {what} have {kp.shape[1]} keypoints per pose, the annotations {k}")
+    if (len(gt.keypoints) or len(dt.keypoints)) and k != COCO_PERSON_SIGMAS.size:
+        raise ValueError(
+            f"the poses have {k} keypoints; objdet eval uses COCO's {COCO_PERSON_SIGMAS.size} person "
+            "sigmas (for other keypoint sets use MeanAveragePrecision(iou_type='keypoints', "
+            "keypoint_sigmas=...))"
+        )
+    has_box = np.ones(len(gt_area), np.bool_)
+    det_kpts, gt_kpts = np.ascontiguousarray(dt.keypoints), np.ascontiguousarray(gt.keypoints)
+    boxes = gt.boxes
+
+    def pair_iou(pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
+        return pair_oks(pair_det, pair_gt, det_kpts, gt_kpts, gt_area, boxes, has_box, COCO_PERSON_SIGMAS)
+
+    return pair_iou
+
+
 def evaluate_arrays(
     gt: GtArrays,
     dt: DtArrays,
@@ -400,7 +495,7 @@ def evaluate_arrays(
     ``Evaluation.bootstrap`` (numpy, no torch).
     """
     _start_numba()
-    from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np, summarize_np
+    from objdet.functional.coco_cpu import coco_accumulate_np, per_class_ap_ar_np
     from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts
     from objdet.ops.confusion_cpu import confusion_precision_recall_f1_np, detection_confusion_matrix_np
 
@@ -409,8 +504,17 @@ def evaluate_arrays(
     n_classes, n_images = len(gt.category_ids), len(gt.image_ids)
     crowd = gt.crowd.astype(bool)
     segm = iou_type == "segm"
+    proto = _protocol(iou_type)
+    area_ranges, max_dets = proto.area_ranges, proto.max_dets
     pair_iou = None
-    if segm:
+    range_area = None  # the GT areas the area ranges read, where they differ from gt_area
+    if iou_type == "keypoints":
+        assert gt.keypoints is not None and gt.num_keypoints is not None and dt.keypoints is not None
+        gt_area = np.where(gt.area > 0, gt.area, gt.boxes[:, 2] * gt.boxes[:, 3])
+        pair_iou_all = _keypoint_pair_iou(gt, dt, gt_area)
+        # pycocotools ignores a GT without labelled keypoints in every area range
+        range_area = np.where(gt.num_keypoints > 0, gt_area, -1.0)
+    elif segm:
         assert gt.rles is not None and dt.rles is not None
         _segm_sizes_agree(gt, dt)
         _check_rles(gt.rles, gt.img, gt.image_ids, "annotations")
@@ -423,6 +527,7 @@ def evaluate_arrays(
     else:
         gt_area = np.where(gt.area > 0, gt.area, gt.boxes[:, 2] * gt.boxes[:, 3])
 
+    ranged_area = gt_area if range_area is None else range_area
     # chunks of whole images, about _CHUNK_DETECTIONS detections each
     det_end = np.cumsum(dt.counts)
     gt_end = np.cumsum(np.bincount(gt.img, minlength=n_images))
@@ -438,17 +543,17 @@ def evaluate_arrays(
     for i0, i1 in itertools.pairwise(cuts):
         d0, d1 = (int(det_end[i - 1]) if i else 0 for i in (i0, i1))
         g0, g1 = (int(gt_end[i - 1]) if i else 0 for i in (i0, i1))
-        if segm:
+        if iou_type != "bbox":
 
             def pair_iou(pd: np.ndarray, pg: np.ndarray, d0: int = d0, g0: int = g0) -> np.ndarray:
                 return pair_iou_all(pd + d0, pg + g0)
 
         out = coco_match_cpu(
             dt.img[d0:d1], dt.label[d0:d1], dt.score[d0:d1],
-            gt.img[g0:g1], gt.label[g0:g1], crowd[g0:g1], gt_area[g0:g1], dt.area[d0:d1],
-            _IOU_THRESHOLDS, _AREA_RANGES, _MAX_DETS[-1],
-            det_xywh=None if segm else dt.boxes[d0:d1],
-            gt_xywh=None if segm else gt.boxes[g0:g1],
+            gt.img[g0:g1], gt.label[g0:g1], crowd[g0:g1], ranged_area[g0:g1], dt.area[d0:d1],
+            _IOU_THRESHOLDS, area_ranges, max_dets[-1],
+            det_xywh=None if pair_iou is not None else dt.boxes[d0:d1],
+            gt_xywh=None if pair_iou is not None else gt.boxes[g0:g1],
             pair_iou=pair_iou,
         )  # fmt: skip
         keep = out["keep"]
@@ -461,16 +566,18 @@ def evaluate_arrays(
         key: np.concatenate([p[key] for p in parts])
         for key in ("scores", "labels", "rank", "tp", "ignored", "img")
     }
-    gt_labels, gt_counts = gt_class_counts(gt.label, crowd, gt_area, _AREA_RANGES)
+    gt_labels, gt_counts = gt_class_counts(gt.label, crowd, ranged_area, area_ranges)
     classes, precision, recall, _ = coco_accumulate_np(
         state["scores"], state["labels"], state["rank"], state["tp"], state["ignored"],
-        gt_labels, gt_counts, len(_IOU_THRESHOLDS), _REC_THRESHOLDS, _MAX_DETS, full=False,
+        gt_labels, gt_counts, len(_IOU_THRESHOLDS), _REC_THRESHOLDS, max_dets, full=False,
     )  # fmt: skip
-    stats = summarize_np(precision, recall, _IOU_THRESHOLDS, _MAX_DETS) if n_images else np.full(12, -1.0)
-    ap, ar = per_class_ap_ar_np(precision, recall, _MAX_DETS)
+    n_stats = len(proto.stat_keys)
+    stats = proto.summarize(precision, recall) if n_images else np.full(n_stats, -1.0)
+    per_class = partial(per_class_ap_ar_np, precision, recall, max_dets, ap_max_det=proto.ap_max_det)
+    ap, ar = per_class()
     at = {t: int(np.abs(_IOU_THRESHOLDS - t).argmin()) for t in (0.5, 0.75)}
-    ap50, _ = per_class_ap_ar_np(precision, recall, _MAX_DETS, iou_index=at[0.5])
-    ap75, _ = per_class_ap_ar_np(precision, recall, _MAX_DETS, iou_index=at[0.75])
+    ap50, _ = per_class(iou_index=at[0.5])
+    ap75, _ = per_class(iou_index=at[0.75])
     matrix = detection_confusion_matrix_np(
         dt.img, dt.label, dt.score, dt.boxes, gt.img, gt.label, gt.boxes, crowd, max(n_classes, 1),
         iou_threshold=iou_threshold, conf_threshold=conf_threshold,
@@ -483,9 +590,16 @@ def evaluate_arrays(
         row: dict[str, Any] = {"class": names[label], "category_id": int(gt.category_ids[label])}
         if label in where:
             k = where[label]
-            row.update(AP=float(ap[k]), AP50=float(ap50[k]), AP75=float(ap75[k]), AR100=float(ar[k]))
+            row.update(
+                {
+                    "AP": float(ap[k]),
+                    "AP50": float(ap50[k]),
+                    "AP75": float(ap75[k]),
+                    proto.ar_key: float(ar[k]),
+                }
+            )
         else:
-            row.update(AP=-1.0, AP50=-1.0, AP75=-1.0, AR100=-1.0)
+            row.update({"AP": -1.0, "AP50": -1.0, "AP75": -1.0, proto.ar_key: -1.0})
         row.update(
             n_gt=int(matrix[label].sum()),
             precision=float(pr["precision"][label]),
@@ -493,9 +607,10 @@ def evaluate_arrays(
             f1=float(pr["f1"][label]),
         )
         class_table.append(row)
-    metrics: dict[str, Any] = dict(zip(_STAT_KEYS, stats.tolist(), strict=True))
+    metrics: dict[str, Any] = dict(zip(proto.stat_keys, stats.tolist(), strict=True))
+    metrics["coco_stats"] = stats.tolist()  # pycocotools' `stats`, in its order
     metrics["map_per_class"] = ap.tolist()
-    metrics["mar_100_per_class"] = ar.tolist()
+    metrics[f"mar_{max_dets[-1]}_per_class"] = ar.tolist()
     metrics["classes"] = [int(gt.category_ids[c]) for c in table_classes]
     metrics["class_names"] = [names[c] for c in table_classes]
     metrics["iou_type"] = iou_type
@@ -506,19 +621,17 @@ def evaluate_arrays(
         metrics["slices"] = {}
     for name, members in (slices or {}).items():  # the same rows, only the slice's images
         d, g = members[state["img"]], members[gt.img]
-        s_labels, s_counts = gt_class_counts(gt.label[g], crowd[g], gt_area[g], _AREA_RANGES)
+        s_labels, s_counts = gt_class_counts(gt.label[g], crowd[g], ranged_area[g], area_ranges)
         s_classes, s_precision, s_recall, _ = coco_accumulate_np(
             state["scores"][d], state["labels"][d], state["rank"][d], state["tp"][d], state["ignored"][d],
-            s_labels, s_counts, len(_IOU_THRESHOLDS), _REC_THRESHOLDS, _MAX_DETS, full=False,
+            s_labels, s_counts, len(_IOU_THRESHOLDS), _REC_THRESHOLDS, max_dets, full=False,
         )  # fmt: skip
         n_slice = int(members.sum())
-        s_stats = (
-            summarize_np(s_precision, s_recall, _IOU_THRESHOLDS, _MAX_DETS) if n_slice else np.full(12, -1.0)
-        )
-        s_ap, _ = per_class_ap_ar_np(s_precision, s_recall, _MAX_DETS)
+        s_stats = proto.summarize(s_precision, s_recall) if n_slice else np.full(n_stats, -1.0)
+        s_ap, _ = per_class_ap_ar_np(s_precision, s_recall, max_dets, ap_max_det=proto.ap_max_det)
         metrics["slices"][name] = {
             "n_images": n_slice,
-            **dict(zip(_STAT_KEYS, s_stats.tolist(), strict=True)),
+            **dict(zip(proto.stat_keys, s_stats.tolist(), strict=True)),
             "map_per_class": s_ap.tolist(),
             "classes": [int(gt.category_ids[c]) for c in s_classes.tolist()],
         }
@@ -545,7 +658,7 @@ def evaluate_arrays(
                 state["labels"],
                 state["tp"],
                 state["ignored"],
-                len(_AREA_RANGES),
+                len(area_ranges),
                 _IOU_THRESHOLDS.tolist(),
                 None,
                 bins=diag.calibration_bins,
@@ -560,7 +673,7 @@ def evaluate_arrays(
         confusion=matrix,
         curves=curves,
         calibration=calibration,
-        bootstrap=partial(_arrays_bootstrap, bootstrap_state(state, gt, crowd, gt_area))
+        bootstrap=partial(_arrays_bootstrap, bootstrap_state(state, gt, crowd, ranged_area, proto))
         if bootstrap
         else None,
     )
@@ -677,18 +790,20 @@ def diagnostic_figures(evaluation: Evaluation, diagnostics: Diagnostics) -> Iter
 
 # ----------------------------------------------------------------------------- output
 def format_summary(stats: Sequence[float], iou_type: str) -> str:
-    """pycocotools' twelve summary lines."""
+    """pycocotools' summary lines: twelve, or ten for keypoints."""
+    proto = _protocol(iou_type)
     lines = [f"COCO {iou_type} evaluation"]
-    for (title, short, iou, area, det), value in zip(_SUMMARY_ROWS, stats, strict=True):
-        where = f"IoU={iou:<9} | area={area:>6} | maxDets={_MAX_DETS[det]:>3}"
+    for (title, short, iou, area, det), value in zip(proto.summary_rows, stats, strict=True):
+        where = f"IoU={iou:<9} | area={area:>6} | maxDets={proto.max_dets[det]:>3}"
         lines.append(f" {title:<18} ({short}) @[ {where} ] = {value:0.3f}")
     return "\n".join(lines)
 
 
 def format_slice_table(slices: dict[str, dict[str, Any]]) -> str:
-    """One line per slice: its number of images and its six AP numbers."""
+    """One line per slice: its number of images and its AP numbers (six, five for keypoints)."""
     width = max([5, *(len(name) for name in slices)])
-    keys = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+    every = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+    keys = tuple(k for k in every if all(k in values for values in slices.values()))
     head = f"{'slice':<{width}}  {'images':>6}  " + "  ".join(f"{k:>10}" for k in keys)
     lines = [head, "-" * len(head)]
     for name, values in slices.items():
@@ -727,26 +842,27 @@ def read_slices(path: Path, image_ids: Sequence[int]) -> dict[str, np.ndarray]:
 def format_class_table(
     rows: Sequence[dict[str, Any]], conf_threshold: float, iou_threshold: float = 0.5, iou_type: str = "bbox"
 ) -> str:
-    """One line per class: AP, AP50, AP75, AR100, and precision/recall/F1 at the confidence threshold.
+    """One line per class: AP, AP50, AP75, AR100 (AR20 for keypoints), and P/R/F1 at the confidence threshold.
 
-    P/R/F1 come from the detection confusion matrix, which matches boxes (also for segm) at
-    ``iou_threshold``; the header says so.
+    P/R/F1 come from the detection confusion matrix, which matches boxes (also for segm and
+    keypoints) at ``iou_threshold``; the header says so.
     """
     width = max([5, *(len(str(r["class"])) for r in rows)])
+    ar_key = _protocol(iou_type).ar_key
 
     def num(v: float) -> str:
         return "    -" if v is None or math.isnan(v) or v < 0 else f"{v:5.3f}"
 
     head = (
-        f"{'class':<{width}}  {'id':>5}  {'GT':>6}  {'AP':>5}  {'AP50':>5}  {'AP75':>5}  {'AR100':>5}"
+        f"{'class':<{width}}  {'id':>5}  {'GT':>6}  {'AP':>5}  {'AP50':>5}  {'AP75':>5}  {ar_key:>5}"
         f"  {'P':>5}  {'R':>5}  {'F1':>5}   (P/R/F1 at score >= {conf_threshold:g}, box IoU >= "
-        f"{iou_threshold:g}{', from the boxes' if iou_type == 'segm' else ''})"
+        f"{iou_threshold:g}{', from the boxes' if iou_type != 'bbox' else ''})"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['class']:<{width}}  {r['category_id']:>5}  {r['n_gt']:>6}  {num(r['AP'])}  {num(r['AP50'])}"
-            f"  {num(r['AP75'])}  {num(r['AR100'])}"
+            f"  {num(r['AP75'])}  {num(r[ar_key])}"
             f"  {num(r['precision'])}  {num(r['recall'])}  {num(r['f1'])}"
         )
     return "\n".join(lines)
@@ -980,7 +1096,11 @@ def check_bootstrap_arguments(args: argparse.Namespace) -> BootstrapRequest | No
 
 
 def bootstrap_state(
-    state: dict[str, np.ndarray], gt: GtArrays, crowd: np.ndarray, gt_area: np.ndarray
+    state: dict[str, np.ndarray],
+    gt: GtArrays,
+    crowd: np.ndarray,
+    gt_area: np.ndarray,
+    proto: _Protocol = _COCO,
 ) -> Any:
     """The ``ImageWeightedState`` of :func:`evaluate_arrays`' matched state (images in GT id order).
 
@@ -993,14 +1113,14 @@ def bootstrap_state(
 
     n_images = len(gt.image_ids)
     labels, counts, per_image = gt_image_class_counts(
-        gt.img, gt.label, crowd, gt_area, _AREA_RANGES, n_images
+        gt.img, gt.label, crowd, gt_area, proto.area_ranges, n_images
     )
     return ImageWeightedState(
         scores=state["scores"], labels=state["labels"], rank=state["rank"], tp=state["tp"],
         ignored=state["ignored"], det_image=state["img"], gt_labels=labels, gt_counts_all=counts[:, 0],
         gt_image=np.repeat(np.arange(n_images), per_image),
-        lanes=np.arange(len(_IOU_THRESHOLDS)) * len(_AREA_RANGES), rec_thresholds=_REC_THRESHOLDS,
-        max_det=_MAX_DETS[-1], iou_thresholds=_IOU_THRESHOLDS, n_images=n_images,
+        lanes=np.arange(len(_IOU_THRESHOLDS)) * len(proto.area_ranges), rec_thresholds=_REC_THRESHOLDS,
+        max_det=proto.max_dets[-1], iou_thresholds=_IOU_THRESHOLDS, n_images=n_images,
     )  # fmt: skip
 
 
@@ -1264,9 +1384,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--demo", action="store_true", help="use the small data set shipped with objdet")
     ev.add_argument(
         "--iou-type",
-        choices=("bbox", "segm"),
+        choices=("bbox", "segm", "keypoints"),
         default="bbox",
-        help="bbox: box IoU; segm: mask IoU on the files' RLEs / polygons (default bbox)",
+        help="bbox: box IoU; segm: mask IoU on the files' RLEs / polygons; keypoints: OKS with COCO's "
+        "17 person sigmas (default bbox)",
     )
     ev.add_argument("--out", type=Path, help="directory for metrics.json and the plots")
     ev.add_argument("--json", type=Path, help="write the metrics as JSON to this file")
@@ -1323,7 +1444,8 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     elif args.gt is None or args.dt is None:
         raise InputError(
             "expected GT.json and DT.json (or --demo)\n"
-            "usage: objdet eval GT.json DT.json [--iou-type bbox|segm] [--out DIR] [--json FILE] ... "
+            "usage: objdet eval GT.json DT.json [--iou-type bbox|segm|keypoints] [--out DIR] [--json FILE] "
+            "... "
             "(objdet eval --help for every option)"
         )
     if not 0.0 < args.iou_threshold <= 1.0:
@@ -1346,7 +1468,9 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     _load = partial(_read_file, notes=notes)
     skip = args.skip_unknown_categories
     t0 = time.perf_counter()
-    types = (args.iou_type,) if args.iou_type == "bbox" else ("bbox", "segm")
+    types = (args.iou_type,) if args.iou_type == "bbox" else ("bbox", args.iou_type)
+    if args.tide and args.iou_type == "keypoints":
+        raise InputError("--tide matches boxes: for keypoint files run it with --iou-type bbox")
     if device is None:
         from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
 
