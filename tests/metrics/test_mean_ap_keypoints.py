@@ -203,3 +203,32 @@ def test_update_order_and_batch_split_do_not_change_the_result(seed: int, cuts: 
     for a, b in itertools.pairwise(bounds):
         split.update([preds[i] for i in order[a:b]], [target[i] for i in order[a:b]])
     np.testing.assert_array_equal(whole.coco_eval()[0].numpy(), split.coco_eval()[0].numpy())
+
+
+def test_classwise_ap_and_plots_for_keypoints() -> None:
+    from objdet.training.metrics import ClasswiseAP
+
+    data = make_keypoint_dataset(10)
+    preds, target = to_torch(data)
+    for t in target:
+        t["labels"] = t["labels"] - 1  # ClasswiseAP's labels are 0..num_classes-1
+    for p in preds:
+        p["labels"] = p["labels"] - 1
+    data_cats = [1, 2, 3]
+    metric = ClasswiseAP(num_classes=3, iou_threshold=None, iou_type="keypoints", box_format="xywh")
+    metric.update(preds, target)
+    out = metric.compute()
+    for k, cat in enumerate(data_cats):
+        expected = pycocotools_keypoints(data, cat_ids=[cat]).stats[0]
+        assert out[f"class_{k}_AP"].item() == pytest.approx(expected, abs=1e-6)
+    fig, _ = metric.plot()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    full = MeanAveragePrecision(iou_type="keypoints", box_format="xywh")
+    full.update(preds, target)
+    for kind in ("pr", "f1"):
+        fig, _ = full.plot(kind=kind)
+        plt.close(fig)
+    fig, _ = full.plot()  # the scalars of compute(): the 10 keypoint numbers
+    plt.close(fig)

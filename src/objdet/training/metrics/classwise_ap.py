@@ -25,8 +25,8 @@ class ClasswiseAP(MeanAveragePrecision):
         class_names: optional names (length num_classes); default ``class_<i>``.
         iou_threshold: IoU threshold of the AP; ``None`` averages 0.50:0.05:0.95 (COCO AP).
         box_format: "xyxy", "xywh" or "cxcywh".
-        iou_type: keyword argument, "bbox" (default), "segm" (masks, see :class:`MeanAveragePrecision`)
-            or ("bbox", "segm").
+        iou_type: keyword argument, "bbox" (default), "segm" (masks, see :class:`MeanAveragePrecision`),
+            "keypoints" (OKS, maxDets 20 as pycocotools) or a tuple of them.
 
     ``compute()`` returns ``{"<name>_AP": value}`` for every class; a class without ground
     truth gets -1, as in pycocotools. With ``iou_type=("bbox", "segm")`` the keys get
@@ -84,7 +84,9 @@ class ClasswiseAP(MeanAveragePrecision):
         out = {}
         for iou_type, prefix in self._prefixes.items():
             _, tables = self.coco_eval(full=False, iou_type=iou_type)
-            ap, _ = per_class_ap_ar(tables, self.max_detection_thresholds)
+            max_dets = self._max_dets[iou_type]
+            ap_at = max_dets[-1] if iou_type == "keypoints" else 100  # pycocotools' first stat's maxDets
+            ap, _ = per_class_ap_ar(tables, max_dets, ap_max_det=ap_at)
             values = torch.full((self.num_classes,), -1.0, dtype=torch.float64, device=self.device)
             values[tables.classes.long()] = ap
             out.update(
