@@ -443,6 +443,56 @@ def figures() -> dict[str, Callable[[Path], None]]:
     }
 
 
+#: COCO's person skeleton (pairs of keypoint indices, 0-based), for drawing poses
+SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+
+
+def fig_keypoint_oks(out: Path) -> None:
+    """Poses of the keypoint demo: one image's ground truth and detections, each with its best OKS."""
+    from objdet.data import demo_files
+    from objdet.io import load_coco_dt, load_coco_gt
+    from objdet.ops import keypoint_oks
+
+    gt = load_coco_gt(demo_files("keypoints")[0], iou_type="keypoints")
+    preds = load_coco_dt(demo_files("keypoints")[1], gt)
+    image = 3
+    t, p = gt.target[image], preds[image]
+    oks = keypoint_oks(p["keypoints"], t["keypoints"], t["area"], gt_boxes=t["boxes"])
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for g, pose in enumerate(t["keypoints"]):
+        seen = pose[:, 2] > 0
+        for a, b in SKELETON:
+            if seen[a] and seen[b]:
+                ax.plot(pose[[a, b], 0], pose[[a, b], 1], color="0.35", lw=3, alpha=0.5, zorder=1)
+        ax.scatter(
+            pose[seen, 0],
+            pose[seen, 1],
+            s=18,
+            color="0.2",
+            zorder=2,
+            label="ground truth" if g == 0 else None,
+        )
+    colors = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a"]
+    for d, pose in enumerate(p["keypoints"]):
+        best = oks[d].max().item() if oks.shape[1] else 0.0
+        color = colors[d % len(colors)]
+        for a, b in SKELETON:
+            ax.plot(pose[[a, b], 0], pose[[a, b], 1], color=color, lw=1.2, zorder=3)
+        label = f"detection {d} (score {p['scores'][d].item():.2f}): OKS {best:.2f}"
+        ax.scatter(pose[:, 0], pose[:, 1], s=8, color=color, zorder=4, label=label)
+    ax.set_xlim(0, 320)
+    ax.set_ylim(240, 0)
+    ax.set_aspect("equal")
+    ax.set_title(f"Keypoint demo, image {gt.image_ids[image]}: best OKS of each detection")
+    ax.legend(loc="lower left", fontsize=7, frameon=True)
+    _save(fig, out)
+
+
 def draw_all(folder: Path) -> list[Path]:
     """Draw every figure into ``folder``; returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -1381,7 +1381,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("gt", nargs="?", type=Path, help="COCO annotation file (ground truth)")
     ev.add_argument("dt", nargs="?", type=Path, help="COCO results file (detections)")
-    ev.add_argument("--demo", action="store_true", help="use the small data set shipped with objdet")
+    ev.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the small data set shipped with objdet (people with keypoints for --iou-type keypoints)",
+    )
     ev.add_argument(
         "--iou-type",
         choices=("bbox", "segm", "keypoints"),
@@ -1440,7 +1444,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
             raise InputError("--demo takes no GT/DT files")
         from objdet.data import demo_files
 
-        args.gt, args.dt = demo_files()
+        args.gt, args.dt = demo_files("keypoints" if args.iou_type == "keypoints" else "shapes")
     elif args.gt is None or args.dt is None:
         raise InputError(
             "expected GT.json and DT.json (or --demo)\n"

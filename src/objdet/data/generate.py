@@ -1,7 +1,7 @@
-"""Generate the embedded demo data set: synthetic shapes in COCO format, with masks.
+"""Generate the embedded demo data sets: synthetic shapes with masks, and stick figures with keypoints.
 
-``python -m objdet.data.generate`` rewrites ``demo_gt.json`` and ``demo_dt.json`` next to this
-file. The output is a pure function of the seed, so the shipped files can be checked against a
+``python -m objdet.data.generate`` rewrites ``demo_gt.json`` / ``demo_dt.json`` (shapes) and
+``demo_keypoints_gt.json`` / ``demo_keypoints_dt.json`` (people) next to this file. The output is a pure function of the seed, so the shipped files can be checked against a
 fresh generation (the tests do).
 
 Ground truth: 48 images of 320x240 pixels with 1-7 shapes each, out of five classes. Masks are
@@ -166,6 +166,86 @@ def _result(image_id: int, label: int, rle: dict[str, Any], score: float) -> dic
     }
 
 
+#: COCO's 17 person keypoints of a standing figure, in units of its height, from the top centre:
+#: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles (left before right)
+_SKELETON = np.array(
+    [
+        (0.00, 0.06), (-0.03, 0.04), (0.03, 0.04), (-0.06, 0.05), (0.06, 0.05),
+        (-0.12, 0.18), (0.12, 0.18), (-0.17, 0.33), (0.17, 0.33), (-0.19, 0.47), (0.19, 0.47),
+        (-0.08, 0.52), (0.08, 0.52), (-0.09, 0.74), (0.09, 0.74), (-0.10, 0.97), (0.10, 0.97),
+    ]
+)  # fmt: skip
+KEYPOINT_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+
+
+def _pose(cx: float, top: float, height: float, rng: np.random.Generator) -> np.ndarray:
+    """(17, 2) keypoints of a figure ``height`` tall, its head at (cx, top), limbs a little apart."""
+    xy = _SKELETON * height + np.array([cx, top])
+    xy[[7, 9, 13, 15]] += rng.normal(0, 0.04 * height, (4, 2))  # left arm and leg move
+    xy[[8, 10, 14, 16]] += rng.normal(0, 0.04 * height, (4, 2))
+    return xy
+
+
+def generate_keypoints(seed: int = 2027) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The keypoint demo: COCO person-keypoint ground truth and results (with boxes) of 32 images."""
+    rng = np.random.default_rng(seed)
+    images, annotations, results = [], [], []
+    for image_id in range(1, 33):
+        images.append(
+            {"id": image_id, "width": WIDTH, "height": HEIGHT, "file_name": f"people_{image_id:03d}.png"}
+        )
+        for _ in range(int(rng.integers(1, 5))):
+            height = float(np.exp(rng.uniform(math.log(40), math.log(220))))
+            cx, top = float(rng.uniform(20, WIDTH - 20)), float(rng.uniform(0, max(HEIGHT - height, 1)))
+            xy = _pose(cx, top, height, rng)
+            visible = np.where(rng.random(17) < 0.8, 2, np.where(rng.random(17) < 0.5, 1, 0))
+            if height < 50 and rng.random() < 0.5:
+                visible[:] = 0  # too small to label: a person without keypoints (ignored by COCO)
+            kp = np.concatenate([np.round(xy, 1), visible[:, None]], 1)
+            kp[visible == 0] = 0
+            lo, hi = xy.min(0) - 0.04 * height, xy.max(0) + 0.04 * height
+            box = [round(float(v), 2) for v in (*lo, *(hi - lo))]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
+                    "keypoints": kp.ravel().tolist(), "num_keypoints": int((visible > 0).sum()),
+                    "bbox": box, "area": round(box[2] * box[3] * 0.55, 2), "iscrowd": 0,
+                }
+            )  # fmt: skip
+            if rng.random() < 0.9:  # found: keypoints off by a few percent of the height
+                spread = 0.02 if rng.random() < 0.7 else 0.07
+                det = xy + rng.normal(0, spread * height, xy.shape)
+                results.append(_pose_result(image_id, det, float(rng.beta(6, 2))))
+        for _ in range(int(rng.integers(0, 2))):  # a false alarm
+            height = float(rng.uniform(30, 120))
+            det = _pose(float(rng.uniform(20, WIDTH - 20)), float(rng.uniform(0, HEIGHT - 30)), height, rng)
+            results.append(_pose_result(image_id, det, float(rng.uniform(0.05, 0.5))))
+    categories = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(KEYPOINT_NAMES)}]
+    gt = {
+        "info": {"description": "objdet demo: synthetic people", "version": "1"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+    return gt, results
+
+
+def _pose_result(image_id: int, xy: np.ndarray, score: float) -> dict[str, Any]:
+    confidence = np.full((17, 1), round(score, 3))
+    lo, hi = xy.min(0), xy.max(0)
+    return {
+        "image_id": image_id,
+        "category_id": 1,
+        "keypoints": np.concatenate([np.round(xy, 2), confidence], 1).ravel().tolist(),
+        "bbox": [round(float(v), 2) for v in (*lo, *(hi - lo))],
+        "score": round(score, 4),
+    }
+
+
 def dumps(obj: Any) -> str:
     """The JSON text written to the shipped files (compact, one stable layout)."""
     return json.dumps(obj, separators=(",", ":")) + "\n"
@@ -177,6 +257,10 @@ def main() -> None:
     (here / "demo_gt.json").write_text(dumps(gt))
     (here / "demo_dt.json").write_text(dumps(dt))
     print(f"{len(gt['images'])} images, {len(gt['annotations'])} GT, {len(dt)} detections -> {here}")
+    gt, dt = generate_keypoints()
+    (here / "demo_keypoints_gt.json").write_text(dumps(gt))
+    (here / "demo_keypoints_dt.json").write_text(dumps(dt))
+    print(f"{len(gt['images'])} images, {len(gt['annotations'])} people, {len(dt)} poses -> {here}")
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def keypoint_oks(
 class KeypointBatch:
     """The poses of a batch, prepared for COCO matching: OKS of (detection, GT) pairs on request.
 
-    The OKS counterpart of :class:`objdet.ops.masks.MaskBatch` for the matching kernels:
+    The OKS counterpart of the masks' ``MaskBatch`` (:mod:`objdet.ops.masks`) for the matching kernels:
     :meth:`pair_iou` (torch, any device) serves :func:`objdet.ops.coco.coco_match`,
     :meth:`pair_iou_np` (compiled, pycocotools' summation order) the CPU engine. Detections and
     GTs are numbered across the batch in input order; crowd GTs need no special rule (OKS has

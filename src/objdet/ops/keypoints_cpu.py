@@ -1,7 +1,7 @@
 """Object keypoint similarity (OKS) compiled for the CPU: pycocotools' ``computeOks`` per pair.
 
 numpy and numba only (no torch), so the command line uses it without importing torch. The
-torch version for any device is :func:`objdet.ops.keypoints.keypoint_oks`.
+torch version for any device is :func:`objdet.ops.keypoint_oks`.
 
 pycocotools' rules, for a detection d and a GT g with K keypoints, sigmas s and
 ``var = (2 s)**2``:
