@@ -1,8 +1,9 @@
 """Generate the embedded demo data sets: synthetic shapes with masks, and stick figures with keypoints.
 
 ``python -m objdet.data.generate`` rewrites ``demo_gt.json`` / ``demo_dt.json`` (shapes) and
-``demo_keypoints_gt.json`` / ``demo_keypoints_dt.json`` (people) next to this file. The output is a pure function of the seed, so the shipped files can be checked against a
-fresh generation (the tests do).
+``demo_keypoints_gt.json`` / ``demo_keypoints_dt.json`` (people) next to this file. The output
+is a pure function of the seed, so the shipped files can be checked against a fresh generation
+(the tests do).
 
 Ground truth: 48 images of 320x240 pixels with 1-7 shapes each, out of five classes. Masks are
 polygons; a few images carry a crowd region stored as uncompressed RLE (``iscrowd=1``), as
