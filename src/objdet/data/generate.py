@@ -194,7 +194,9 @@ def _pose(cx: float, top: float, height: float, rng: np.random.Generator) -> np.
 def generate_keypoints(seed: int = 2027) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The keypoint demo: COCO person-keypoint ground truth and results (with boxes) of 32 images."""
     rng = np.random.default_rng(seed)
-    images, annotations, results = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for image_id in range(1, 33):
         images.append(
             {"id": image_id, "width": WIDTH, "height": HEIGHT, "file_name": f"people_{image_id:03d}.png"}

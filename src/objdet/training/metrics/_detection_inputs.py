@@ -118,12 +118,10 @@ def _masks(item: dict, side: str, i: int, n: int | None) -> Tensor:
 
 
 def _keypoints(item: dict, side: str, i: int, n: int | None) -> Tensor:
-    """The image's keypoints as (n, K, 3) float (checked: shape, finite values)."""
+    """The image's keypoints, (n, K, 2 or 3), checked for shape and dtype (values: :func:`_add_keypoints`)."""
     value = _tensor(item, "keypoints", side, i)
     assert value is not None
     widths = (2, 3) if side == "preds" else (3,)
-    if value.ndim == 2 and value.numel() == 0:
-        value = value.reshape(0, 0, 3)
     if value.ndim != 3 or value.shape[2] not in widths:
         if value.numel() == 0 and n in (0, None):
             return value.new_zeros(0, 0, 3, dtype=torch.float64)
@@ -138,12 +136,6 @@ def _keypoints(item: dict, side: str, i: int, n: int | None) -> Tensor:
         raise InputError(
             f"{side}[{i}]['keypoints'] must hold one pose per box ({n}), got shape {tuple(value.shape)}"
         )
-    value = value.to(torch.float64)
-    if value.shape[2] == 2:
-        value = torch.cat([value, value.new_zeros(value.shape[0], value.shape[1], 1)], 2)
-    bad = ~torch.isfinite(value)
-    if bool(bad.any()):
-        raise InputError(f"{side}[{i}]['keypoints'] must have finite values, got {value[bad][0].item()}")
     return value
 
 
@@ -440,19 +432,36 @@ def _add_keypoints(flat: FlatDetections, g: _Gathered, boxes: bool) -> None:
     poses = (*g.d_kpts, *g.g_kpts)
     k = max([x.shape[1] for x in poses if x.shape[0]], default=max([x.shape[1] for x in poses], default=0))
 
-    def cat(xs: list[Tensor], count: int) -> Tensor:
-        xs = [x for x in xs if x.shape[0]]
-        return torch.cat(xs).to(device) if xs else torch.zeros(count, k, 3, dtype=f64, device=device)
+    def cat(xs: list[Tensor], side: str, count: list[int]) -> Tensor:
+        kept = [
+            x if x.shape[2] == 3 else torch.cat([x, x.new_zeros(*x.shape[:2], 1)], 2)
+            for x in xs
+            if x.shape[0]
+        ]
+        if not kept:
+            return torch.zeros(0, k, 3, dtype=f64, device=device)
+        out = torch.cat(kept).to(device=device, dtype=f64)  # one conversion, after type promotion
+        bad = ~torch.isfinite(out)
+        if bool(bad.any()):  # one check per batch; only a failing batch looks for the image
+            row = int(bad.any(2).any(1).nonzero()[0, 0].item())
+            image = int(np.searchsorted(np.cumsum(count), row, side="right"))
+            raise InputError(
+                f"{side}[{image}]['keypoints'] must have finite values, got {out[bad][0].item()}"
+            )
+        return out
 
-    flat.det_kpts = cat(g.d_kpts, 0)
-    flat.gt_kpts = cat(g.g_kpts, 0)
-    visible = (flat.gt_kpts[..., 2] > 0).sum(1)
-    offsets = np.cumsum([0, *g.g_count])
-    num = visible.clone()
-    for i, given in enumerate(g.g_num_kpts):
-        if given is not None:
-            num[offsets[i] : offsets[i + 1]] = given.to(device)
-    flat.gt_num_kpts = num
+    flat.det_kpts = cat(g.d_kpts, "preds", g.d_count)
+    flat.gt_kpts = cat(g.g_kpts, "target", g.g_count)
+    given = g.g_num_kpts
+    if given and all(x is not None for x in given):  # every image gave `num_keypoints`
+        flat.gt_num_kpts = torch.cat(given).to(device=device, dtype=torch.int64)  # type: ignore[arg-type]
+    else:
+        num = (flat.gt_kpts[..., 2] > 0).sum(1)
+        offsets = np.cumsum([0, *g.g_count])
+        for i, x in enumerate(given):
+            if x is not None:
+                num[offsets[i] : offsets[i + 1]] = x.to(device)
+        flat.gt_num_kpts = num
     flat.gt_has_box = torch.repeat_interleave(
         torch.tensor(g.g_has_box, dtype=torch.bool, device=device),
         torch.tensor(g.g_count, dtype=torch.int64, device=device),
