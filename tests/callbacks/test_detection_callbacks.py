@@ -232,3 +232,24 @@ def test_pr_curve_slices_and_bootstrap_scalars_and_figure() -> None:
         PRCurveCallback(bootstrap=-1)
     with pytest.raises(ValueError, match=r"`bootstrap_level` must lie in \(0, 1\)"):
         PRCurveCallback(bootstrap_level=1.0)
+
+
+def test_pr_curve_callback_with_keypoints() -> None:
+    """The PR / AP callback on a keypoint metric: OKS curves, the keypoint keys in the scalars."""
+    from tests.helpers.keypoint_reference import make_keypoint_dataset, pycocotools_keypoints
+    from tests.helpers.keypoint_reference import to_torch as keypoint_inputs
+
+    data = make_keypoint_dataset(12)
+    preds, targets = keypoint_inputs(data)
+    cb = PRCurveCallback(box_format="xywh", metric_kwargs={"iou_type": "keypoints"}, bootstrap=20)
+    cb.update_metric(cb.metric, {"preds": preds, "targets": targets})
+    values = cb.metric.compute()
+    cb.after_compute(_trainer(), cb.metric, values)
+    scalars = cb.scalars(values)
+    ref = pycocotools_keypoints(data)
+    assert scalars["val/map"] == pytest.approx(ref.stats[0], abs=1e-6)
+    assert scalars["val/map_50"] == pytest.approx(ref.stats[1], abs=1e-6)
+    figures = cb.draw(_trainer(), cb.metric, values)
+    assert set(figures) == {"val/curves/pr", "val/curves/f1", "val/curves/ap"}
+    for fig in figures.values():
+        fig.clear()

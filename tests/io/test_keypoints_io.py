@@ -102,6 +102,26 @@ def _pycocotools_with_sigmas(gt: dict, dt: list, sigmas: np.ndarray) -> COCOeval
     return ev
 
 
+@pytest.mark.parametrize("as_files", [False, True])
+def test_files_and_loaded_objects_read_alike(tmp_path: Path, as_files: bool) -> None:
+    """The typed file reader (msgspec) and the generic one (loaded objects) give the same columns."""
+    gt_dict, dt_list = _files()
+    gt_dict["annotations"][1].pop("num_keypoints")  # counted from the visibilities: 0
+    gt_src: Path | dict = gt_dict
+    dt_src: Path | list = dt_list
+    if as_files:
+        gt_src, dt_src = tmp_path / "gt.json", tmp_path / "dt.json"
+        gt_src.write_text(json.dumps(gt_dict))
+        dt_src.write_text(json.dumps(dt_list))
+    gt = load_coco_gt(gt_src, iou_type="keypoints")
+    preds = load_coco_dt(dt_src, gt)
+    assert gt.target[0]["keypoints"].tolist() == [[[10, 10, 2], [20, 12, 2], [0, 0, 0]]]
+    assert gt.target[1]["num_keypoints"].tolist() == [0]
+    assert preds[0]["area"].tolist() == [(20 - 3) * (13 - 4)] and preds[1]["area"].tolist() == [900.0]
+    assert preds[0]["keypoints"].shape == (1, 3, 3)
+
+
+@pytest.mark.parametrize("as_files", [False, True])
 @pytest.mark.parametrize(
     ("where", "value", "match"),
     [
@@ -112,13 +132,21 @@ def _pycocotools_with_sigmas(gt: dict, dt: list, sigmas: np.ndarray) -> COCOeval
         ("dt", None, r"results\[0\] has no key 'keypoints'"),
     ],
 )
-def test_bad_keypoints_name_the_entry(where: str, value: list | None, match: str) -> None:
+def test_bad_keypoints_name_the_entry(
+    tmp_path: Path, where: str, value: list | None, match: str, as_files: bool
+) -> None:
     gt_dict, dt_list = _files()
     entry = gt_dict["annotations"][0] if where == "gt" else dt_list[0]
     if value is None:
         entry.pop("keypoints")
     else:
         entry["keypoints"] = value
+    gt_src: Path | dict = gt_dict
+    dt_src: Path | list = dt_list
+    if as_files:  # the typed reader refuses the file; the generic one names the entry
+        gt_src, dt_src = tmp_path / "gt.json", tmp_path / "dt.json"
+        gt_src.write_text(json.dumps(gt_dict))
+        dt_src.write_text(json.dumps(dt_list))
     with pytest.raises(ValueError, match=match):
-        gt = load_coco_gt(gt_dict, iou_type="keypoints")
-        load_coco_dt(dt_list, gt)
+        gt = load_coco_gt(gt_src, iou_type="keypoints")
+        load_coco_dt(dt_src, gt)

@@ -415,7 +415,57 @@ class _ResultBox(msgspec.Struct, gc=False):
     segmentation: msgspec.Raw | UnsetType = UNSET
 
 
+class _AnnotationPose(msgspec.Struct, gc=False):
+    """An annotation for "keypoints" (its segmentation is skipped by the parser)."""
+
+    image_id: int
+    category_id: int
+    id: int | UnsetType = UNSET
+    iscrowd: int = 0
+    area: float = 0.0
+    bbox: Box | UnsetType = UNSET
+    keypoints: list[float] | UnsetType = UNSET
+    num_keypoints: int | UnsetType = UNSET
+
+
+class _GtFilePoses(msgspec.Struct):
+    images: list[_Image]
+    annotations: list[_AnnotationPose]
+    categories: list[_Category]
+
+
+class _ResultPose(msgspec.Struct, gc=False):
+    """A result for "keypoints" (its segmentation is skipped by the parser)."""
+
+    image_id: int
+    category_id: int
+    score: float
+    bbox: Box | UnsetType = UNSET
+    keypoints: list[float] | UnsetType = UNSET
+
+
+def _strict_keypoints(items: Sequence[Any]) -> np.ndarray:
+    """(N, K, 3) float64 of the entries' typed ``keypoints`` lists; _Strict on anything unusual.
+
+    A missing list or lists of other lengths send the file to the generic reader, which names
+    the entry (msgspec has already refused non-numbers and non-finite values).
+    """
+    lists = [it.keypoints for it in items]
+    if not lists:
+        return np.zeros((0, 0, 3), np.float64)
+    if any(x is UNSET for x in lists):
+        raise _Strict
+    try:
+        values = np.asarray(lists, np.float64)
+    except ValueError:  # lists of different lengths
+        raise _Strict from None
+    if values.ndim != 2 or not values.shape[1] or values.shape[1] % 3:
+        raise _Strict
+    return values.reshape(len(lists), values.shape[1] // 3, 3)
+
+
 _GT_SEGM, _GT_BOXES = msgspec.json.Decoder(_GtFile), msgspec.json.Decoder(_GtFileBoxes)
+_GT_POSES, _DT_POSES = msgspec.json.Decoder(_GtFilePoses), msgspec.json.Decoder(list[_ResultPose])
 _DT_SEGM, _DT_BOXES = msgspec.json.Decoder(list[_Result]), msgspec.json.Decoder(list[_ResultBox])
 _SEGMENTATION = msgspec.json.Decoder(_Segmentation)
 
@@ -549,10 +599,23 @@ def read_gt_arrays(source: str | os.PathLike | dict, iou_type: IouTypes = "bbox"
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
-            if "keypoints" in types:  # the typed reader skips keypoints: read them with the generic one
-                raise _Strict
-            file = _GT_SEGM.decode(data) if "segm" in types else _GT_BOXES.decode(data)
-            arrays = _gt_strict(file, types)
+            if "keypoints" in types:
+                if "segm" in types:  # no typed reader for both: the generic one
+                    raise _Strict
+                poses = _GT_POSES.decode(data)
+                kpts = _strict_keypoints(poses.annotations)
+                given = np.array(
+                    [-1 if a.num_keypoints is UNSET else a.num_keypoints for a in poses.annotations], np.int64
+                ).reshape(-1)
+                num = np.where(given >= 0, given, (kpts[..., 2] > 0).sum(1)) if len(given) else given
+                pose_arrays = _gt_strict(poses, (*types, "bbox") if "bbox" not in types else types)
+                pose_arrays.iou_type = types
+                pose_arrays.keypoints = np.ascontiguousarray(kpts[pose_arrays.index])
+                pose_arrays.num_keypoints = np.ascontiguousarray(num[pose_arrays.index])
+                arrays = pose_arrays  # only once every check has passed
+            else:
+                file = _GT_SEGM.decode(data) if "segm" in types else _GT_BOXES.decode(data)
+                arrays = _gt_strict(file, types)
         except (msgspec.DecodeError, _Strict, OverflowError, TypeError):
             source = _generic(None, data, dict, "the COCO ground truth", fast="keypoints" in types)
     if arrays is None:
@@ -565,7 +628,7 @@ def read_gt_arrays(source: str | os.PathLike | dict, iou_type: IouTypes = "bbox"
     return arrays
 
 
-def _gt_strict(file: _GtFile | _GtFileBoxes, types: tuple[str, ...]) -> GtArrays:
+def _gt_strict(file: _GtFile | _GtFileBoxes | _GtFilePoses, types: tuple[str, ...]) -> GtArrays:
     """Columns of a typed file; any failed check raises _Strict (the generic reader names it)."""
     images, anns, cats = file.images, file.annotations, file.categories
     img_ids, heights, widths = _ints(images, "id"), _ints(images, "height"), _ints(images, "width")
@@ -780,10 +843,17 @@ def read_dt_arrays(
     if isinstance(source, str | os.PathLike):
         data = _read_bytes(source)
         try:
-            if "keypoints" in types:  # the typed reader skips keypoints: read them with the generic one
-                raise _Strict
-            results = _DT_SEGM.decode(data) if "segm" in types else _DT_BOXES.decode(data)
-            arrays = _dt_strict(results, gt, types, skip_unknown_categories)
+            if "keypoints" in types:
+                if "segm" in types:  # no typed reader for both: the generic one
+                    raise _Strict
+                poses = _DT_POSES.decode(data)
+                kpts = _strict_keypoints(poses)
+                pose_results = _dt_strict(poses, gt, types, skip_unknown_categories, kpts)
+                pose_results.keypoints = np.ascontiguousarray(kpts[pose_results.index])
+                arrays = pose_results  # only once every check has passed
+            else:
+                results = _DT_SEGM.decode(data) if "segm" in types else _DT_BOXES.decode(data)
+                arrays = _dt_strict(results, gt, types, skip_unknown_categories)
         except (msgspec.DecodeError, _Strict, OverflowError):
             source = _generic(None, data, list, "the COCO results", fast="keypoints" in types)
     if arrays is None:
@@ -822,9 +892,16 @@ def _unknown_categories(cat: np.ndarray, known: np.ndarray) -> UnknownCategoryEr
 
 
 def _dt_strict(
-    results: list[_Result] | list[_ResultBox], gt: GtArrays, types: tuple[str, ...], skip: bool = False
+    results: list[_Result] | list[_ResultBox] | list[_ResultPose],
+    gt: GtArrays,
+    types: tuple[str, ...],
+    skip: bool = False,
+    kpts: np.ndarray | None = None,
 ) -> DtArrays:
-    """Columns of typed results; any failed check raises _Strict (the generic reader names it)."""
+    """Columns of typed results; any failed check raises _Strict (the generic reader names it).
+
+    ``kpts``: the results' keypoints; a result without a box then takes the box they span.
+    """
     n = len(results)
     img, cat, score = _ints(results, "image_id"), _ints(results, "category_id"), _floats(results, "score")
     img_pos, cat_pos = np.searchsorted(gt.image_ids, img), np.searchsorted(gt.category_ids, cat)
@@ -840,6 +917,9 @@ def _dt_strict(
         boxes[has_box] = _strict_boxes([results[k] for k in np.flatnonzero(has_box).tolist()])
     if not _boxes_ok(boxes):
         raise _Strict
+    if kpts is not None:  # pycocotools' loadRes: the keypoints' box
+        boxes[~has_box] = keypoint_extent(kpts[~has_box])
+        has_box[:] = True
     need = np.arange(n) if "segm" in types else np.flatnonzero(~has_box)
     idx, pos = need.tolist(), img_pos[need]
     segms = [results[k].segmentation for k in idx]
