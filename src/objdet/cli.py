@@ -648,6 +648,7 @@ def evaluate_arrays(
             t(gt_labels.astype(np.int32)), t(gt_counts), _IOU_THRESHOLDS.tolist(), None,
             rec_thresholds=t(_REC_THRESHOLDS.copy()),
         )  # fmt: skip
+        curves.similarity = "OKS" if proto.keypoints else "IoU"
     calibration = None
     if diag.calibration:  # at IoU 0.5, as MeanAveragePrecision.calibration(), on the numpy state
         from objdet.functional.calibration import coco_state_calibration
@@ -665,6 +666,8 @@ def evaluate_arrays(
                 strategy=diag.calibration_strategy,
             )
         )
+    if calibration is not None and proto.keypoints:
+        calibration.similarity = "OKS"
     return Evaluation(
         metrics=metrics,
         stats=stats.tolist(),

@@ -232,3 +232,18 @@ def test_classwise_ap_and_plots_for_keypoints() -> None:
         plt.close(fig)
     fig, _ = full.plot()  # the scalars of compute(): the 10 keypoint numbers
     plt.close(fig)
+
+
+def test_figures_of_a_keypoint_metric_say_oks() -> None:
+    import matplotlib.pyplot as plt
+
+    metric = MeanAveragePrecision(iou_type="keypoints", box_format="xywh")
+    metric.update(*to_torch(make_keypoint_dataset(13)))
+    assert metric.curves().similarity == "OKS" and metric.calibration().similarity == "OKS"
+    for kind in ("pr", "f1", "ap"):
+        fig, ax = metric.plot(kind=kind)
+        assert "OKS ≥ 0.5" in ax.get_title() and "IoU" not in ax.get_title()
+        plt.close(fig)
+    fig, ax = metric.plot_calibration()
+    assert "OKS ≥ 0.5" in fig.axes[0].get_title()
+    plt.close(fig)

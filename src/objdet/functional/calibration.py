@@ -73,6 +73,7 @@ class DetectionCalibration:
     class_accuracy: Any  #: (K, B)
     class_ece: Any  #: (K,)
     class_mce: Any  #: (K,)
+    similarity: str = "IoU"  #: what ``iou_threshold`` thresholds: "IoU", or "OKS" for keypoints
 
 
 # ------------------------------------------------------------------ numpy / torch operations

@@ -88,6 +88,7 @@ class DetectionCurves:
     best_f1: Tensor  #: () overall F1 there
     class_best_confidence: Tensor  #: (K,) per class, the lowest confidence with its highest F1
     class_best_f1: Tensor  #: (K,) per class, its F1 there
+    similarity: str = "IoU"  #: what ``iou_threshold`` thresholds: "IoU", or "OKS" for keypoints
 
     @property
     def map(self) -> Tensor:

@@ -260,6 +260,7 @@ def plot_pr_curves(
     iou_threshold: float | None = None,
     ax: Axes | None = None,
     title: str | None = None,
+    similarity: str = "IoU",
 ) -> tuple[Figure, Axes]:
     """Precision-recall curve of every class (faint) and their mean (bold), AP in the legend.
 
@@ -288,7 +289,9 @@ def plot_pr_curves(
         raise ValueError(f"`ap` must have {k} entries (one per row of `precision`), got {a.size}")
     fig, ax = new_figure((5.8, 5.6)) if ax is None else (figure_of(ax), ax)
     at = f"@{iou_threshold:g}" if iou_threshold is not None else ""
-    default = "Precision-recall curves" + (f" (IoU ≥ {iou_threshold:g})" if iou_threshold is not None else "")
+    default = "Precision-recall curves" + (
+        f" ({similarity} ≥ {iou_threshold:g})" if iou_threshold is not None else ""
+    )
     ax.set_title(title if title is not None else default)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
@@ -687,13 +690,19 @@ def plot_detection_curves(
         names = [str(class_names[i]) for i in ids]
     else:
         names = [str(i) for i in ids]
-    t = curves.iou_threshold
+    t, sim = curves.iou_threshold, curves.similarity
     if kind == "pr":
         return plot_pr_curves(
-            curves.recall_points, curves.pr_precision, curves.ap, names, iou_threshold=t, ax=ax
+            curves.recall_points,
+            curves.pr_precision,
+            curves.ap,
+            names,
+            iou_threshold=t,
+            ax=ax,
+            similarity=sim,
         )
     if kind == "ap":
-        title = f"AP per class (IoU ≥ {t:g})"
+        title = f"AP per class ({sim} ≥ {t:g})"
         if class_names is not None and len(class_names) > len(ids):
             left = len(class_names) - len(ids)
             title += f"\n{left} of {len(class_names)} classes had no GT and no detection: not listed"
@@ -721,7 +730,7 @@ def plot_detection_curves(
             overall_label=f"all classes ({curves.average})",
             classes_label="classes with a GT or a detection",
             ax=ax,
-            title=f"{metric[:1].upper()}{metric[1:]} vs confidence (IoU ≥ {t:g})",
+            title=f"{metric[:1].upper()}{metric[1:]} vs confidence ({sim} ≥ {t:g})",
             best_of=best_of,
         )
     raise ValueError(f"`kind` must be one of 'pr', 'f1', 'precision', 'recall', 'ap', got {kind!r}")
@@ -785,11 +794,12 @@ def plot_reliability_diagram(
     assert ax is not None
     t = calibration.iou_threshold
     kind = "equal-width" if calibration.strategy == "width" else "equal-mass"
-    at = f"IoU ≥ {t:g}, " if t == t else ""
+    sim = calibration.similarity
+    at = f"{sim} ≥ {t:g}, " if t == t else ""
     ax.set_title(
         title if title is not None else f"Reliability diagram ({at}{calibration.n_bins} {kind} bins)"
     )
-    ax.set_ylabel("accuracy (precision at IoU threshold)")
+    ax.set_ylabel(f"accuracy (precision at {sim} threshold)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3, linewidth=0.6)

@@ -117,6 +117,7 @@ class ClasswiseAP(MeanAveragePrecision):
             prefix = next(iter(self._prefixes.values()))
             ap = [float(values[f"{prefix}{name}_AP"]) for name in self.class_names]
             at = "0.50:0.95" if self.iou_threshold is None else f"{self.iou_threshold:g}"
-            iou = "IoU 0.50:0.95" if self.iou_threshold is None else f"IoU ≥ {at}"
+            sim = self._similarity()
+            iou = f"{sim} 0.50:0.95" if self.iou_threshold is None else f"{sim} ≥ {at}"
             return plot_ap_bars(ap, names, ax=ax, xlabel=f"AP@{at}", title=f"AP per class ({iou})")
         return super().plot(val, ax, kind=kind, iou_threshold=iou_threshold, class_names=names)

@@ -1017,6 +1017,10 @@ class MeanAveragePrecision(Metric):
             out[f"{p}mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
         return self._classes(tables)
 
+    def _similarity(self) -> str:
+        """What the thresholds of the curves and the calibration (the first IoU type's) threshold."""
+        return "OKS" if self.iou_type[0] == "keypoints" else "IoU"
+
     def _macro_rows(self, method: str) -> dict[str, Tensor]:
         """The per-class state rows of every rank (as ``compute()`` sees them), for ``method``.
 
@@ -1067,7 +1071,7 @@ class MeanAveragePrecision(Metric):
             (1.0, 0.401, 1.0)
         """
         rows = self._macro_rows("curves")
-        return coco_state_curves(
+        curves = coco_state_curves(
             rows["scores"],
             rows["labels"],
             rows["tp"],
@@ -1080,6 +1084,8 @@ class MeanAveragePrecision(Metric):
             confidence=confidence,
             average=average,
         )
+        curves.similarity = self._similarity()
+        return curves
 
     def plot(
         self,
@@ -1167,7 +1173,7 @@ class MeanAveragePrecision(Metric):
             (0.25, 0.4)
         """
         rows = self._macro_rows("calibration")
-        return coco_state_calibration(
+        calibration = coco_state_calibration(
             rows["scores"],
             rows["labels"],
             rows["tp"],
@@ -1178,6 +1184,8 @@ class MeanAveragePrecision(Metric):
             bins=bins,
             strategy=strategy,
         )
+        calibration.similarity = self._similarity()
+        return calibration
 
     def plot_calibration(
         self,
