@@ -117,3 +117,51 @@ def test_the_device_route_reads_the_columns_itself(tmp_path: Path) -> None:
     g = read_gt_arrays(gt_path)
     assert evaluation.metrics["tide"] == tide_json(tide_arrays(g, read_dt_arrays(dt_path, g)))
     assert table.startswith("TIDE (box IoU: foreground 0.5, background 0.1)")
+
+
+def test_worst_images_and_label_errors_equal_the_tide_metric(tmp_path: Path) -> None:
+    """--worst-images / --label-errors: the rows of TIDE.worst_images / label_error_candidates, same data."""
+    from objdet.data import demo_files
+    from objdet.io import load_coco_dt, load_coco_gt
+    from objdet.training.metrics import TIDE
+
+    gt_path, dt_path = demo_files()
+    json_path = tmp_path / "m.json"
+    code, stdout, err = run(
+        "eval", str(gt_path), str(dt_path), "--tide", "--worst-images", "6", "--label-errors", "5",
+        "--conf-threshold", "0.3", "--json", str(json_path),
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads(json_path.read_text())
+    gt = load_coco_gt(gt_path)
+    preds = load_coco_dt(dt_path, gt)
+    metric = TIDE(box_format="xywh")  # the demo ids are in file order: the ties of the command line
+    target = [dict(t, image_id=i) for t, i in zip(gt.target, gt.image_ids, strict=True)]
+    metric.update(list(preds), target)
+    worst = metric.worst_images(k=6, conf_threshold=0.3)
+    assert [r["image_id"] for r in metrics["worst_images"]] == worst["image"].tolist()
+    for key in ("errors", "cls", "loc", "both", "dupe", "bkg", "miss", "tp", "fp", "fn"):
+        assert [r[key] for r in metrics["worst_images"]] == worst[key].tolist(), key
+    assert [r["f1"] for r in metrics["worst_images"]] == pytest.approx(worst["f1"].tolist())
+    cand = metric.label_error_candidates(min_score=0.3, max_candidates=5)
+    rows = metrics["label_error_candidates"]
+    assert [r["image_id"] for r in rows] == cand["image"].tolist()
+    assert [r["score"] for r in rows] == pytest.approx(cand["score"].tolist())
+    assert [r["category_id"] for r in rows] == cand["label"].tolist()  # labels are category ids here
+    assert [r["gt_category_id"] if r["gt_category_id"] is not None else -1 for r in rows] == cand[
+        "gt_label"
+    ].tolist()
+    dt = json.loads(dt_path.read_text())
+    for r in rows:  # the index points at the result in the file
+        assert (
+            dt[r["result_index"]]["image_id"] == r["image_id"]
+            and dt[r["result_index"]]["score"] == r["score"]
+        )
+    assert "worst images by TIDE errors" in stdout and "label-error candidates" in stdout
+
+
+def test_worst_images_needs_tide() -> None:
+    code, _, err = run("eval", "--demo", "--worst-images", "3")
+    assert code == 2 and "--worst-images reads TIDE's error types: add --tide" in err
+    code, _, err = run("eval", "--demo", "--tide", "--label-errors", "-1")
+    assert code == 2 and "--label-errors: expected a non-negative integer" in err

@@ -961,9 +961,29 @@ def add_tide_arguments(ev: argparse.ArgumentParser) -> None:
     )
     ev.add_argument("--tide-pos-threshold", type=float, default=0.5, help="TIDE foreground IoU (0.5)")
     ev.add_argument("--tide-bg-threshold", type=float, default=0.1, help="TIDE background IoU (0.1)")
+    ev.add_argument(
+        "--worst-images",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --tide: the K images with the most TIDE errors (ties: lower F1 at --conf-threshold)",
+    )
+    ev.add_argument(
+        "--label-errors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --tide: the N most confident detections (score >= --conf-threshold) TIDE calls "
+        "classification or background errors: candidates for a wrong or missing label",
+    )
 
 
 def check_tide_arguments(args: argparse.Namespace) -> None:
+    for flag, value in (("--worst-images", args.worst_images), ("--label-errors", args.label_errors)):
+        if value < 0:
+            raise InputError(f"{flag}: expected a non-negative integer, got {value}")
+        if value and not args.tide:
+            raise InputError(f"{flag} reads TIDE's error types: add --tide")
     if not args.tide:
         return
     if not 0.0 < args.tide_pos_threshold <= 1.0:
@@ -975,6 +995,104 @@ def check_tide_arguments(args: argparse.Namespace) -> None:
         )
 
 
+@dataclass
+class TideImages:
+    """What ``--worst-images`` / ``--label-errors`` read: the per-detection TIDE codes with their files' ids.
+
+    Images in the GT file's order (TIDE's): ``image_ids`` (N,); per kept detection (image by
+    image, by score inside) ``score``, ``code``, ``fix_label`` (the GT class a classification
+    error overlaps), ``label``, ``result_index`` (its position in the results file); per image
+    ``det_count``, and ``gt_status`` / ``gt_count`` of its non-crowd GTs.
+    """
+
+    image_ids: np.ndarray
+    category_ids: np.ndarray
+    score: np.ndarray
+    code: np.ndarray
+    fix_label: np.ndarray
+    label: np.ndarray
+    result_index: np.ndarray
+    det_count: np.ndarray
+    gt_status: np.ndarray
+    gt_count: np.ndarray
+
+
+def worst_images_json(images: TideImages, k: int, conf_threshold: float) -> list[dict[str, Any]]:
+    """The ``k`` images with the most TIDE errors (ties: lower F1 at ``conf_threshold``, then file order)."""
+    from objdet.functional.tide import MAIN_ERRORS, tide_image_scores_np, worst_image_order
+
+    scores = tide_image_scores_np(
+        images.score, images.code, images.det_count, images.gt_status, images.gt_count, conf_threshold
+    )
+    rows = worst_image_order(scores["errors"], scores["f1"])[:k]
+    keys = ("errors", *MAIN_ERRORS, "miss", "tp", "fp", "fn")
+    return [
+        {
+            "image_id": int(images.image_ids[r]),
+            **{key: int(scores[key][r]) for key in keys},
+            "f1": float(scores["f1"][r]),
+        }
+        for r in rows.tolist()
+    ]
+
+
+def label_errors_json(
+    images: TideImages, n: int, min_score: float, names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The ``n`` most confident label-error candidates (as ``TIDE.label_error_candidates`` picks them)."""
+    from objdet.functional.tide import tide_label_error_rows_np
+    from objdet.ops.tide_cpu import CLS, TYPE_MASK
+
+    rows = tide_label_error_rows_np(images.score, images.code, min_score, n)
+    det_image = np.repeat(images.image_ids, images.det_count)
+    out = []
+    for r in rows.tolist():
+        is_cls = (int(images.code[r]) & TYPE_MASK) == CLS
+        label, fix = int(images.label[r]), int(images.fix_label[r])
+        out.append(
+            {
+                "result_index": int(images.result_index[r]),
+                "image_id": int(det_image[r]),
+                "category_id": int(images.category_ids[label]),
+                "class": names[label],
+                "score": float(images.score[r]),
+                "kind": "cls" if is_cls else "bkg",
+                "gt_category_id": int(images.category_ids[fix]) if is_cls else None,
+                "gt_class": names[fix] if is_cls else None,
+            }
+        )
+    return out
+
+
+def format_worst_images(rows: Sequence[dict[str, Any]], conf_threshold: float) -> str:
+    head = (
+        f"{'image':>10}  {'errors':>6}"
+        + "".join(f"  {k:>4}" for k in ("cls", "loc", "both", "dupe", "bkg", "miss"))
+        + f"  {'F1':>5}   (worst images by TIDE errors; F1 at score >= {conf_threshold:g})"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        counts = "".join(f"  {r[k]:>4}" for k in ("cls", "loc", "both", "dupe", "bkg", "miss"))
+        lines.append(f"{r['image_id']:>10}  {r['errors']:>6}{counts}  {r['f1']:5.3f}")
+    return "\n".join(lines)
+
+
+def format_label_errors(rows: Sequence[dict[str, Any]], min_score: float) -> str:
+    head = (
+        f"{'image':>10}  {'result':>7}  {'score':>5}  kind  detection -> overlapped GT   "
+        f"(label-error candidates, score >= {min_score:g})"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        what = f"{r['class']} -> {r['gt_class']}" if r["kind"] == "cls" else f"{r['class']} -> no GT"
+        lines.append(
+            f"{r['image_id']:>10}  {r['result_index']:>7}  {r['score']:5.3f}  {r['kind']:<4}  {what}"
+        )
+    if not rows:
+        lines.append("(none)")
+    return "\n".join(lines)
+
+
 def tide_arrays(gt: GtArrays, dt: DtArrays, pos_threshold: float = 0.5, bg_threshold: float = 0.1) -> Any:
     """TIDE of columns read by :mod:`objdet.io.coco_arrays` (boxes), without torch: a ``TideResult``.
 
@@ -982,6 +1100,13 @@ def tide_arrays(gt: GtArrays, dt: DtArrays, pos_threshold: float = 0.5, bg_thres
     breaks score ties across images (:class:`~objdet.training.metrics.TIDE` with ``image_id``
     uses the id order instead).
     """
+    return tide_classified(gt, dt, pos_threshold, bg_threshold)[0]
+
+
+def tide_classified(
+    gt: GtArrays, dt: DtArrays, pos_threshold: float = 0.5, bg_threshold: float = 0.1
+) -> tuple[Any, TideImages]:
+    """:func:`tide_arrays` and the :class:`TideImages` that ``--worst-images`` / ``--label-errors`` read."""
     _start_numba()
     from objdet.functional.tide import tide_errors_np
     from objdet.ops.tide_cpu import tide_classify_np
@@ -994,9 +1119,17 @@ def tide_arrays(gt: GtArrays, dt: DtArrays, pos_threshold: float = 0.5, bg_thres
         n_images, pos_threshold, bg_threshold,
     )  # fmt: skip
     keep = s["keep"]
-    return tide_errors_np(
+    result = tide_errors_np(
         dt.score[keep], dt.label[keep], s["code"], s["fix_label"], gt.label[s["gt_keep"]], s["gt_status"]
     )
+    ids_in_file_order = np.empty_like(gt.image_ids)
+    ids_in_file_order[order] = gt.image_ids
+    images = TideImages(
+        image_ids=ids_in_file_order, category_ids=gt.category_ids, score=dt.score[keep], code=s["code"],
+        fix_label=s["fix_label"], label=dt.label[keep], result_index=dt.index[keep],
+        det_count=s["det_count"], gt_status=s["gt_status"], gt_count=s["gt_count"],
+    )  # fmt: skip
+    return result, images
 
 
 def tide_json(result: Any) -> dict[str, Any]:
@@ -1041,10 +1174,19 @@ def run_tide(
             warnings.simplefilter("ignore")
             gt = read_gt_arrays(args.gt)
             arrays = (gt, read_dt_arrays(args.dt, gt, skip_unknown_categories=args.skip_unknown_categories))
-    result = tide_arrays(arrays[0], arrays[1], pos, bg)
+    result, images = tide_classified(arrays[0], arrays[1], pos, bg)
     evaluation.metrics["tide"] = tide_json(result)
     evaluation.tide = (result, pos, bg)
-    return format_tide_table(result, pos, bg), time.perf_counter() - t0
+    table = format_tide_table(result, pos, bg)
+    if args.worst_images:
+        worst = worst_images_json(images, args.worst_images, args.conf_threshold)
+        evaluation.metrics["worst_images"] = worst
+        table += "\n\n" + format_worst_images(worst, args.conf_threshold)
+    if args.label_errors:
+        rows = label_errors_json(images, args.label_errors, args.conf_threshold, evaluation.class_names)
+        evaluation.metrics["label_error_candidates"] = rows
+        table += "\n\n" + format_label_errors(rows, args.conf_threshold)
+    return table, time.perf_counter() - t0
 
 
 def tide_figures(evaluation: Evaluation) -> Iterator[tuple[str, Figure]]:
