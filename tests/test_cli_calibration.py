@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,17 @@ def test_calibration_json_equals_the_reference_on_both_routes(
     )
     assert cal["n_detections"] == sum(ref["count"]) > 0
     assert (cal["bins"], cal["strategy"], cal["iou_threshold"]) == (bins, strategy, 0.5)
+    # the reliability diagram's bins and the per-class numbers (NaN: None in the JSON)
+    for key in ("count", "confidence", "accuracy", "lower", "upper"):
+        got = [math.nan if v is None else v for v in cal["reliability"][key]]
+        assert got == pytest.approx(ref[key], abs=1e-12, nan_ok=True), key
+    gt_ids = sorted(c["id"] for c in json.loads(gt_path.read_text())["categories"])
+    assert [gt_ids.index(r["category_id"]) for r in cal["per_class"]] == [
+        gt_ids.index(c) for c in ref["classes"]
+    ]
+    assert [r["ece"] for r in cal["per_class"]] == pytest.approx(ref["class_ece"], abs=1e-12)
+    assert [r["mce"] for r in cal["per_class"]] == pytest.approx(ref["class_mce"], abs=1e-12)
+    assert [r["n_detections"] for r in cal["per_class"]] == [sum(c) for c in ref["class_count"]]
     assert f"ECE = {ref['ece']:.4f}  MCE = {ref['mce']:.4f}" in out
     # the torch route (as --device cuda runs it) gives the same numbers
     from objdet.cli import Diagnostics, evaluate

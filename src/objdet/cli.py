@@ -753,6 +753,23 @@ def add_diagnostics(evaluation: Evaluation, diagnostics: Diagnostics) -> list[st
                 "bins": cal.n_bins,
                 "strategy": cal.strategy,
                 "n_detections": cal.n_detections,
+                "reliability": {  # one entry per bin: the reliability diagram's numbers
+                    "lower": cal.lower,
+                    "upper": cal.upper,
+                    "count": cal.count,
+                    "confidence": cal.confidence,
+                    "accuracy": cal.accuracy,
+                },
+                "per_class": [
+                    {
+                        "category_id": evaluation.class_table[c]["category_id"],
+                        "class": evaluation.class_names[c],
+                        "n_detections": int(np.asarray(cal.class_count[k]).sum()),
+                        "ece": cal.class_ece[k],
+                        "mce": cal.class_mce[k],
+                    }
+                    for k, c in enumerate(np.asarray(cal.classes).tolist())
+                ],
             }
         )
         kind = "equal-width" if cal.strategy == "width" else "equal-mass"
