@@ -174,3 +174,58 @@ def test_bootstrap_imports_no_torch(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     assert json.loads((tmp_path / "m.json").read_text())["bootstrap"]["n_resamples"] == 50
+
+
+def _worse_results(tmp_path: Path) -> Path:
+    """The demo's results with every third detection dropped and the rest's scores shuffled a little."""
+    rng = np.random.default_rng(4)
+    dt = json.loads(demo_files()[1].read_text())
+    worse = [dict(d, score=round(float(np.clip(d["score"] + rng.normal(0, 0.2), 0, 1)), 4)) for d in dt[::3]]
+    path = tmp_path / "worse.json"
+    path.write_text(json.dumps(worse))
+    return path
+
+
+def test_compare_gives_the_metrics_paired_difference(tmp_path: Path) -> None:
+    from objdet.io import load_coco_dt, load_coco_gt
+    from objdet.training.metrics import MeanAveragePrecision
+
+    gt_path, dt_path = demo_files()
+    other = _worse_results(tmp_path)
+    json_path = tmp_path / "m.json"
+    args = ("--bootstrap", "200", "--bootstrap-seed", "3", "--compare", str(other), "--json", str(json_path))
+    code, out, err = run("eval", "--demo", *args)
+    assert code == 0, err
+    comparison = json.loads(json_path.read_text())["bootstrap_comparison"]
+    assert comparison["other"] == str(other) and "Paired bootstrap, DT - " in out
+    gt = load_coco_gt(gt_path, labels="contiguous")
+    target = [{**t, "image_id": i} for t, i in zip(gt.target, gt.image_ids, strict=True)]
+    metrics = []
+    for path in (dt_path, other):
+        m = MeanAveragePrecision(box_format="xywh", class_metrics=True)
+        m.update(list(load_coco_dt(path, gt)), target)
+        metrics.append(m)
+    paired = metrics[0].bootstrap(n_resamples=200, seed=3, other=metrics[1])
+    maps = [cocoeval(gt_path, p, "bbox").stats[0] for p in (dt_path, other)]
+    assert comparison["map"]["estimate"] == pytest.approx(maps[0] - maps[1], abs=1e-12)
+    for key in KEYS:
+        for end in ("estimate", "low", "high"):
+            assert comparison[key][end] == pytest.approx(getattr(paired, end)[key], abs=1e-12), (key, end)
+    assert comparison["map"]["low"] > 0  # dropping a third of the detections is a real loss
+
+
+def test_compare_with_itself_is_zero_and_needs_bootstrap(tmp_path: Path) -> None:
+    dt_path = demo_files()[1]
+    json_path = tmp_path / "m.json"
+    code, _, err = run(
+        "eval", "--demo", "--bootstrap", "50", "--compare", str(dt_path), "--json", str(json_path)
+    )
+    assert code == 0, err
+    comparison = json.loads(json_path.read_text())["bootstrap_comparison"]
+    for key in KEYS:
+        assert comparison[key]["estimate"] == comparison[key]["low"] == comparison[key]["high"] == 0.0
+    assert all(r["low"] == r["high"] == 0.0 for r in comparison["per_class"])
+    code, _, err = run("eval", "--demo", "--compare", str(dt_path))
+    assert code == 2 and "add --bootstrap N" in err
+    code, _, err = run("eval", "--demo", "--bootstrap", "5", "--compare", str(tmp_path / "missing.json"))
+    assert code == 2 and "--compare" in err

@@ -156,6 +156,8 @@ class Evaluation:
     calibration: Any = None  # DetectionCalibration with --calibration (numpy on the CPU route)
     # with --bootstrap, (n_resamples, level, seed) -> BootstrapResult on the evaluation's state
     bootstrap: Callable[[int, float, int], Any] | None = None
+    # with --bootstrap, what it resamples (the metric, or the CPU route's ImageWeightedState): --compare
+    bootstrap_input: Any = None
     tide: Any = None  # with --tide: (TideResult, foreground IoU, background IoU), for tide.png
 
 
@@ -354,6 +356,7 @@ def evaluate(
         curves=curves,
         calibration=calibration,
         bootstrap=partial(_metric_bootstrap, mean_ap) if bootstrap else None,
+        bootstrap_input=mean_ap if bootstrap else None,
     )
 
 
@@ -668,6 +671,7 @@ def evaluate_arrays(
         )
     if calibration is not None and proto.keypoints:
         calibration.similarity = "OKS"
+    boot_state = bootstrap_state(state, gt, crowd, ranged_area, proto) if bootstrap else None
     return Evaluation(
         metrics=metrics,
         stats=stats.tolist(),
@@ -676,9 +680,8 @@ def evaluate_arrays(
         confusion=matrix,
         curves=curves,
         calibration=calibration,
-        bootstrap=partial(_arrays_bootstrap, bootstrap_state(state, gt, crowd, ranged_area, proto))
-        if bootstrap
-        else None,
+        bootstrap=partial(_arrays_bootstrap, boot_state) if boot_state is not None else None,
+        bootstrap_input=boot_state,
     )
 
 
@@ -1241,11 +1244,25 @@ def add_bootstrap_arguments(ev: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resamples (0)")
     group.add_argument(
+        "--compare",
+        type=Path,
+        metavar="OTHER.json",
+        help="with --bootstrap: a second results file on the same GT (another checkpoint); adds the paired "
+        "difference DT - OTHER of map, map_50, map_75 and per-class AP with its interval, both resampled "
+        "with the same draws ('bootstrap_comparison' in the JSON)",
+    )
+    group.add_argument(
         "--bootstrap-level", type=float, default=0.95, metavar="L", help="interval level, in (0, 1) (0.95)"
     )
 
 
 def check_bootstrap_arguments(args: argparse.Namespace) -> BootstrapRequest | None:
+    if args.compare is not None and args.bootstrap is None:
+        raise InputError(
+            "--compare gives the paired difference with its bootstrap interval: add --bootstrap N"
+        )
+    if args.compare is not None and args.compare.is_dir():
+        raise InputError(f"--compare: {args.compare} is a directory, expected a COCO results file")
     if args.bootstrap is None:
         return None
     if args.bootstrap < 1:
@@ -1344,6 +1361,36 @@ def format_bootstrap_table(boot: dict[str, Any], per_class: bool = False) -> str
         lines.append(f"{name:<{width}}  {num(v['estimate'])}  {num(v['low'])}  {num(v['high'])}{bias}")
     lines.append("bias: mean of the resamples minus the estimate (AP leans upwards when resampled)")
     return "\n".join(lines)
+
+
+def paired_bootstrap(mine: Evaluation, other: Evaluation, request: BootstrapRequest) -> Any:
+    """The paired bootstrap ``mine - other`` of two evaluations of the same images (same route)."""
+    a, b = mine.bootstrap_input, other.bootstrap_input
+    assert a is not None and b is not None
+    if hasattr(a, "bootstrap"):  # the metrics of the torch route
+        return a.bootstrap(n_resamples=request.n_resamples, level=request.level, seed=request.seed, other=b)
+    from objdet.functional.bootstrap import bootstrap_intervals
+
+    return bootstrap_intervals(a, request.n_resamples, request.level, request.seed, other=b)
+
+
+def run_comparison(
+    request: BootstrapRequest,
+    evaluation: Evaluation,
+    other: Evaluation,
+    category_ids: Sequence[int],
+    name: str,
+) -> str:
+    """``--compare``: ``bootstrap_comparison`` in the metrics; returns the table to print."""
+    result = paired_bootstrap(evaluation, other, request)
+    boot = bootstrap_json(result, category_ids, evaluation.class_names)
+    evaluation.metrics["bootstrap_comparison"] = {"other": name, **boot}
+    table = format_bootstrap_table(boot).splitlines()
+    table[0] = (
+        f"Paired bootstrap, DT - {name}: {boot['level'] * 100:g}% percentile intervals of the difference, "
+        f"{boot['n_resamples']} resamples, seed {boot['seed']} (an interval without 0: a real difference)"
+    )
+    return "\n".join(table)
 
 
 def run_bootstrap(
@@ -1710,6 +1757,12 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
         table, t_boot = run_bootstrap(boot, evaluation, category_ids)
         say("")
         say(table)
+        if args.compare is not None:  # the same evaluation of the other file, then the paired bootstrap
+            t0_compare = time.perf_counter()
+            other = _evaluate_other(args, options, gt_arrays if device is None else gt, device, skip)
+            say("")
+            say(run_comparison(boot, evaluation, other, category_ids, str(args.compare)))
+            t_boot += time.perf_counter() - t0_compare
     timing = (
         f"{n_images} images; files read in {t_load:.2f} s (imports included), "
         f"evaluated in {t_eval:.2f} s (matching, accumulate, confusion matrix)"
@@ -1734,6 +1787,35 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     for path in written:
         say(f"wrote {path}" + (f" ({pages} pages)" if path == args.report else ""))
     return 0
+
+
+def _evaluate_other(
+    args: argparse.Namespace, options: dict[str, Any], gt: Any, device: Any, skip: bool
+) -> Evaluation:
+    """``--compare``: the second results file evaluated as the first (its warnings are not repeated)."""
+    quiet = {
+        **options,
+        "plots": False,
+        "progress": None,
+        "slices": None,
+        "diagnostics": None,
+        "bootstrap": True,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if device is None:
+                from objdet.io.coco_arrays import read_dt_arrays
+
+                return evaluate_arrays(
+                    gt, read_dt_arrays(args.compare, gt, skip_unknown_categories=skip), **quiet
+                )
+            from objdet.io import load_coco_dt
+
+            preds = load_coco_dt(args.compare, gt, device=device, skip_unknown_categories=skip)
+            return evaluate(gt, preds, batch_size=args.batch_size, **quiet)
+        except (OSError, ValueError) as err:
+            raise InputError(f"--compare: {args.compare}: {err}") from None
 
 
 def _read_file(read: Callable[[], Any], path: Path, notes: list[str]) -> Any:
