@@ -78,10 +78,14 @@ def batch_fingerprints(
 
 
 def pose_summary(keypoints: Tensor) -> Tensor:
-    """(N, 6) float64 summary of (N, K, 3) poses for :func:`batch_fingerprints`: plain and ranked sums."""
-    k = keypoints.to(torch.float64)
-    rank = torch.arange(1, k.shape[1] + 1, dtype=torch.float64, device=k.device)[None, :, None]
-    return torch.cat([k.sum(1), (k * rank).sum(1)], 1)
+    """(N, 2) float64 summary of (N, K, 3) poses for :func:`batch_fingerprints`: a plain and a ranked sum.
+
+    One matrix product: every value weighted 1, then by its position (so a reordered pose differs).
+    """
+    k = keypoints.reshape(keypoints.shape[0], keypoints.shape[1] * keypoints.shape[2]).to(torch.float64)
+    weights = torch.ones(k.shape[1], 2, dtype=torch.float64, device=k.device)
+    weights[:, 1] = torch.arange(1, k.shape[1] + 1, dtype=torch.float64, device=k.device)
+    return k @ weights
 
 
 def image_records(ids: Tensor, prints: Tensor, counts: list[Tensor]) -> Tensor:
