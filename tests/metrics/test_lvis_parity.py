@@ -158,7 +158,7 @@ def _ids_case() -> LvisCase:
 _CASE = None
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_batch_splits_and_image_order_do_not_change_the_result(data: st.DataObject) -> None:
     global _CASE
