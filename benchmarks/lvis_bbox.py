@@ -36,7 +36,9 @@ import torch
 from objdet.training.metrics import LVISMeanAveragePrecision
 
 
-def make_data(n_images: int, n_classes: int = 1203, n_det: int = 300, seed: int = 0) -> tuple[dict, list, list, list]:
+def make_data(
+    n_images: int, n_classes: int = 1203, n_det: int = 300, seed: int = 0
+) -> tuple[dict, list, list, list]:
     """An LVIS GT dict, its results list, and the same data as torchmetrics-format inputs (xywh)."""
     rng = np.random.default_rng(seed)
     freq = rng.choice(["r", "c", "f"], n_classes, p=[0.28, 0.38, 0.34])
@@ -62,13 +64,17 @@ def make_data(n_images: int, n_classes: int = 1203, n_det: int = 300, seed: int 
             ann_id += 1
         near = int(n_det * 0.6) if m else 0
         src = rng.integers(0, max(m, 1), near)
-        dt_near = gt[src] + rng.normal(0, 0.15, (near, 4)) * np.tile(gt[src][:, 2:], 2) if m else np.zeros((0, 4))
+        dt_near = (
+            gt[src] + rng.normal(0, 0.15, (near, 4)) * np.tile(gt[src][:, 2:], 2) if m else np.zeros((0, 4))
+        )
         lab_near = np.where(rng.random(near) < 0.7, gl[src] if m else 0, rng.choice(cats, near))
         far = n_det - near
         xy = rng.uniform(0, 560, (far, 2))
         wh = np.exp(rng.uniform(np.log(6), np.log(300), (far, 2)))
         listed = np.concatenate([neg, ne, present])
-        lab_far = np.where(rng.random(far) < 0.5, rng.choice(listed, far) if len(listed) else 1, rng.choice(cats, far))
+        lab_far = np.where(
+            rng.random(far) < 0.5, rng.choice(listed, far) if len(listed) else 1, rng.choice(cats, far)
+        )
         dt = np.concatenate([dt_near, np.concatenate([xy, wh], 1)])
         dt[:, 2:] = np.maximum(dt[:, 2:], 1.0)
         dt = np.round(dt, 2)
@@ -76,12 +82,16 @@ def make_data(n_images: int, n_classes: int = 1203, n_det: int = 300, seed: int 
         ds = np.round(rng.random(n_det), 4)
         for box, label, score in zip(dt.tolist(), dl.tolist(), ds.tolist(), strict=True):
             results.append({"image_id": img, "category_id": label, "bbox": box, "score": score})
-        preds.append({"boxes": torch.from_numpy(dt), "scores": torch.from_numpy(ds), "labels": torch.from_numpy(dl)})
+        preds.append(
+            {"boxes": torch.from_numpy(dt), "scores": torch.from_numpy(ds), "labels": torch.from_numpy(dl)}
+        )
         target.append({"boxes": torch.from_numpy(gt), "labels": torch.from_numpy(gl.astype(np.int64)),
                        "area": torch.from_numpy(gt[:, 2] * gt[:, 3]), "image_id": img,
                        "neg_category_ids": torch.from_numpy(neg.astype(np.int64)),
                        "not_exhaustive_category_ids": torch.from_numpy(ne.astype(np.int64))})  # fmt: skip
-    categories = [{"id": int(c), "name": f"c{c}", "frequency": str(f)} for c, f in zip(cats, freq, strict=True)]
+    categories = [
+        {"id": int(c), "name": f"c{c}", "frequency": str(f)} for c, f in zip(cats, freq, strict=True)
+    ]
     gt_dict = {"images": images, "annotations": anns, "categories": categories}
     return gt_dict, results, preds, target
 
@@ -96,7 +106,9 @@ def run_objdet(gt: dict, preds: list, target: list) -> tuple[float, dict, float]
     seconds = time.perf_counter() - t0
     states = ("scores", "labels", "rank", "tp", "ignored")
     n_det = metric._state("macro_scores").shape[0]
-    per_det = sum(metric._state(f"macro_{s}")[:1].numel() * metric._state(f"macro_{s}").element_size() for s in states)
+    per_det = sum(
+        metric._state(f"macro_{s}")[:1].numel() * metric._state(f"macro_{s}").element_size() for s in states
+    )
     return seconds, metric.lvis_results(), per_det + 0.0 * n_det
 
 
@@ -115,7 +127,7 @@ def run_hotcoco(gt_path: Path, results: list) -> tuple[float, dict]:
 
 def run_lvis_api(gt_path: Path, results: list) -> tuple[float, dict]:
     if not hasattr(np, "float"):
-        np.float = float  # type: ignore[attr-defined]  # lvis 0.5.3 needs numpy 1's alias
+        setattr(np, "float", float)  # noqa: B010  # lvis 0.5.3 needs numpy 1's alias
     try:
         import cv2  # noqa: F401
     except ImportError:
@@ -152,7 +164,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows["lvis API LVISEval"] = run_lvis_api(path, [dict(r) for r in results])
     reference = rows.get("lvis API LVISEval", rows["hotcoco LVISeval"])[1]
     print(f"state: {per_det:.0f} bytes per detection")
-    print(f"{'evaluator':<20} {'seconds':>9} {'x objdet':>9}  max |diff| to {'LVIS API' if not args.no_lvis_api else 'hotcoco'}")
+    print(
+        f"{'evaluator':<20} {'seconds':>9} {'x objdet':>9}  max |diff| to "
+        f"{'LVIS API' if not args.no_lvis_api else 'hotcoco'}"
+    )
     for name, (seconds, res) in rows.items():
         diff = max(abs(float(res[k]) - float(reference[k])) for k in reference)
         print(f"{name:<20} {seconds:>9.2f} {seconds / t_ours:>9.1f}  {diff:.1e}")

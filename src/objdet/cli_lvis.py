@@ -36,7 +36,9 @@ def format_lvis_summary(results: dict[str, float], iou_type: str) -> str:
         iou = f"{int(key[2:]) / 100:0.2f}" if len(key) > 2 and key[2].isdigit() else "0.50:0.95"
         group = key[2] if len(key) > 2 and key[2] in "rcf" else "all"
         area = {"s": "small", "m": "medium", "l": "large"}.get(key[2] if len(key) > 2 else "", "all")
-        lines.append(f" {title} @[ IoU={iou:<9} | area={area:>6s} | maxDets=300 catIds={group:>3s}] = {value:0.3f}")
+        lines.append(
+            f" {title} @[ IoU={iou:<9} | area={area:>6s} | maxDets=300 catIds={group:>3s}] = {value:0.3f}"
+        )
     return f"LVIS {iou_type}:\n" + "\n".join(lines)
 
 
@@ -65,7 +67,7 @@ def run_lvis(args: argparse.Namespace, device: Any, stdout: IO[str], stderr: IO[
         print(f"objdet: warning: {note}", file=stderr)
     t_load = time.perf_counter() - t0
     metric = LVISMeanAveragePrecision(
-        box_format=gt.box_format,  # type: ignore[arg-type]
+        box_format=gt.box_format,
         iou_type=args.iou_type,
         frequencies=gt.frequencies,
         class_metrics=True,

@@ -25,7 +25,7 @@ from pycocotools import mask as mask_utils
 def lvis_api() -> Any:
     """The ``lvis`` module, importable under numpy 2; skips the test when it is not installed."""
     if not hasattr(np, "float"):
-        np.float = float  # type: ignore[attr-defined]
+        setattr(np, "float", float)  # noqa: B010
     try:
         import cv2  # noqa: F401
     except ImportError:
@@ -101,7 +101,9 @@ def make_lvis_case(
                 gt_area[j] = 96.0**2
         present = set(gt_cat)
         absent = [c for c in cats if c not in present]
-        neg = sorted(rng.choice(absent, size=min(len(absent), int(rng.integers(0, 4))), replace=False).tolist())
+        neg = sorted(
+            rng.choice(absent, size=min(len(absent), int(rng.integers(0, 4))), replace=False).tolist()
+        )
         pool = sorted(present) + neg
         not_exh = sorted(
             rng.choice(pool, size=min(len(pool), int(rng.integers(0, 3))), replace=False).tolist()

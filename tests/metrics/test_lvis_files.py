@@ -96,7 +96,10 @@ def _ours(gt_dict: dict, results: list[dict], iou_type: str, engine: str) -> LVI
     gt = load_lvis_gt(gt_dict, iou_type=iou_type)
     preds = load_lvis_dt(results, gt)
     metric = LVISMeanAveragePrecision(
-        box_format=gt.box_format, iou_type=iou_type, frequencies=gt.frequencies, engine=engine  # type: ignore[arg-type]
+        box_format=gt.box_format,
+        iou_type=iou_type,
+        frequencies=gt.frequencies,
+        engine=engine,  # type: ignore[arg-type]
     )
     for k in range(0, len(gt.target), 16):
         metric.update(list(preds[k : k + 16]), list(gt.target[k : k + 16]))
@@ -143,17 +146,25 @@ def test_cli_lvis_json(tmp_path: Path) -> None:
     assert list(metrics["lvis_results"]) == list(ref)
     for key, value in ref.items():
         assert abs(metrics["lvis_results"][key] - value) <= TOL, key
-    assert metrics["map"] == metrics["lvis_results"]["AP"] and metrics["map_rare"] == metrics["lvis_results"]["APr"]
+    assert (
+        metrics["map"] == metrics["lvis_results"]["AP"]
+        and metrics["map_rare"] == metrics["lvis_results"]["APr"]
+    )
     assert len(metrics["map_per_class"]) == len(metrics["classes"]) == len(metrics["class_names"])
 
 
-def test_cli_lvis_rejects_coco_only_options_and_non_lvis_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_lvis_rejects_coco_only_options_and_non_lvis_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     gt = _subset_gt(3)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "dt.json").write_text(json.dumps(_results("bbox", 3)))
     assert main(["eval", "--lvis", str(tmp_path / "gt.json"), str(tmp_path / "dt.json"), "--tide"]) == 2
     assert "--tide: not available with --lvis" in capsys.readouterr().err
-    coco = {**gt, "images": [{k: v for k, v in img.items() if k != "neg_category_ids"} for img in gt["images"]]}
+    coco = {
+        **gt,
+        "images": [{k: v for k, v in img.items() if k != "neg_category_ids"} for img in gt["images"]],
+    }
     (tmp_path / "coco.json").write_text(json.dumps(coco))
     assert main(["eval", "--lvis", str(tmp_path / "coco.json"), str(tmp_path / "dt.json")]) == 2
     assert "neg_category_ids" in capsys.readouterr().err

@@ -25,9 +25,14 @@ pytestmark = [
 TOL = 1e-9
 
 
-def _run(case: LvisCase, iou_type: str = "bbox", batch: int = 3, **kwargs: object) -> LVISMeanAveragePrecision:
+def _run(
+    case: LvisCase, iou_type: str = "bbox", batch: int = 3, **kwargs: object
+) -> LVISMeanAveragePrecision:
     metric = LVISMeanAveragePrecision(
-        box_format="xywh", iou_type=iou_type, frequencies=case.frequencies, **kwargs  # type: ignore[arg-type]
+        box_format="xywh",
+        iou_type=iou_type,
+        frequencies=case.frequencies,
+        **kwargs,  # type: ignore[arg-type]
     )
     for k in range(0, len(case.preds), batch):
         metric.update(case.preds[k : k + batch], case.target[k : k + batch])
@@ -119,7 +124,9 @@ def _lists(neg: object = (), ne: object = ()) -> dict:
 
 def test_bad_inputs_name_the_field() -> None:
     metric = LVISMeanAveragePrecision()
-    pred = dict(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]]), scores=torch.tensor([0.5]), labels=torch.tensor([1]))
+    pred = dict(
+        boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]]), scores=torch.tensor([0.5]), labels=torch.tensor([1])
+    )
     target = _lists(torch.tensor([], dtype=torch.int64), [])
     del target["not_exhaustive_category_ids"]
     with pytest.raises(InputError, match=r"target\[1\] has no key 'not_exhaustive_category_ids'"):

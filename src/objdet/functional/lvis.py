@@ -26,7 +26,10 @@ LVIS_RESULT_KEYS: tuple[str, ...] = (
 
 #: frequency groups in the LVIS API's order, with the names the metric's keys use
 FREQUENCY_GROUPS: tuple[tuple[str, str], ...] = (("r", "rare"), ("c", "common"), ("f", "frequent"))
-_GROUP_OF = {**{s: i for i, (s, _) in enumerate(FREQUENCY_GROUPS)}, **{n: i for i, (_, n) in enumerate(FREQUENCY_GROUPS)}}
+_GROUP_OF = {
+    **{s: i for i, (s, _) in enumerate(FREQUENCY_GROUPS)},
+    **{n: i for i, (_, n) in enumerate(FREQUENCY_GROUPS)},
+}
 
 
 def lvis_result_keys(max_det: int = 300) -> tuple[str, ...]:
@@ -66,8 +69,10 @@ def frequency_index(frequencies: Any) -> dict[int, int]:
         >>> frequency_index({1: "f", 7: "rare"})
         {1: 2, 7: 0}
     """
-    items = frequencies.items() if isinstance(frequencies, Mapping) else None
-    if items is None:
+    items: Any
+    if isinstance(frequencies, Mapping):
+        items = frequencies.items()
+    else:
         if isinstance(frequencies, str | bytes) or not isinstance(frequencies, Sequence):
             raise ValueError(
                 "`frequencies` must map class ids to 'r', 'c' or 'f' (or 'rare', 'common', 'frequent'), "
@@ -80,7 +85,8 @@ def frequency_index(frequencies: Any) -> dict[int, int]:
             raise ValueError(f"`frequencies`: class ids must be ints, got {cls!r}")
         if value not in _GROUP_OF:
             raise ValueError(
-                f"`frequencies[{cls!r}]` must be 'r', 'c' or 'f' (or 'rare', 'common', 'frequent'), got {value!r}"
+                f"`frequencies[{cls!r}]` must be 'r', 'c' or 'f' (or 'rare', 'common', 'frequent'), "
+                f"got {value!r}"
             )
         out[int(cls)] = _GROUP_OF[value]
     return out

@@ -1,4 +1,4 @@
-"""COCO (and LVIS) JSON <-> tensors: read GT and results files into torchmetrics-format inputs, write them back.
+"""COCO and LVIS JSON <-> tensors: read GT and results files into torchmetrics-format inputs, write them back.
 
 The names below are imported on first use (PEP 562), so ``objdet.io.coco_arrays`` (numpy
 columns, no torch) can be used without importing torch.

@@ -88,7 +88,8 @@ def load_lvis_gt(
         >>> gt = load_lvis_gt({
         ...     "images": [{"id": 7, "height": 4, "width": 5, "neg_category_ids": [2],
         ...                 "not_exhaustive_category_ids": []}],
-        ...     "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [1, 1, 2, 2], "area": 4.0}],
+        ...     "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [1, 1, 2, 2],
+        ...                      "area": 4.0}],
         ...     "categories": [{"id": 2, "frequency": "r"}, {"id": 3, "frequency": "f"}],
         ... })
         >>> gt.frequencies, gt.target[0]["neg_category_ids"].tolist()

@@ -15,14 +15,13 @@ from objdet.functional.lvis import frequency_index, lvis_result_keys, lvis_stat_
 from objdet.ops.lvis import pairs_in, top_per_image
 from objdet.training.metrics._detection_inputs import FlatDetections
 from objdet.training.metrics._errors import InputError
-from objdet.training.metrics._torchmetrics_compat import synced
 from objdet.training.metrics.mean_ap import MeanAveragePrecision, _iou_types
 
 _LISTS = ("neg_category_ids", "not_exhaustive_category_ids")
 
 
 def _category_list(value: Any, i: int, key: str, device: torch.device) -> Tensor:
-    """A target's category list as (n,) int64: a 1-D integer tensor (or float holding integers) or a list of ints."""
+    """A target's category list as (n,) int64: a 1-D integer (or integral float) tensor, or a list of ints."""
     where = f"target[{i}]['{key}']"
     if isinstance(value, Tensor):
         t = value
@@ -31,7 +30,9 @@ def _category_list(value: Any, i: int, key: str, device: torch.device) -> Tensor
     ):
         t = torch.tensor([int(v) for v in value], dtype=torch.int64)
     else:
-        raise InputError(f"{where} must be a 1-D integer tensor or a list of ints, got {type(value).__name__}")
+        raise InputError(
+            f"{where} must be a 1-D integer tensor or a list of ints, got {type(value).__name__}"
+        )
     if t.dim() > 1 or (t.dim() == 0 and isinstance(value, Tensor)):
         raise InputError(f"{where} must be 1-D (category ids), got shape {tuple(t.shape)}")
     if t.is_floating_point():
@@ -189,7 +190,9 @@ class LVISMeanAveragePrecision(MeanAveragePrecision):
                 lists[key].append(_category_list(t[key], i, key, device))
         if bool(flat.gt_crowd.any()):
             i = int(flat.gt_img[flat.gt_crowd][0])
-            raise InputError(f"target[{i}]['iscrowd'] has crowd GTs: LVIS has no crowd annotations (expected 0)")
+            raise InputError(
+                f"target[{i}]['iscrowd'] has crowd GTs: LVIS has no crowd annotations (expected 0)"
+            )
         img_of = {
             key: torch.repeat_interleave(
                 torch.arange(len(v), device=device),
@@ -197,7 +200,10 @@ class LVISMeanAveragePrecision(MeanAveragePrecision):
             )
             for key, v in lists.items()
         }
-        cat_of = {key: torch.cat(v) if v else torch.zeros(0, dtype=torch.int64, device=device) for key, v in lists.items()}
+        cat_of = {
+            key: torch.cat(v) if v else torch.zeros(0, dtype=torch.int64, device=device)
+            for key, v in lists.items()
+        }
         gt_area = self._lvis_gt_area(flat)
         gt_keep = (gt_area > 0) & (gt_area < float("inf"))
         det_area = self._lvis_det_area(flat)
@@ -239,7 +245,7 @@ class LVISMeanAveragePrecision(MeanAveragePrecision):
     def _adjust_flags(
         self, flat: FlatDetections, iou_type: str, rank: Tensor, tp: Tensor, ignored: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Unmatched detections of not-exhaustive categories: ignored at every lane where they are unmatched."""
+        """Unmatched detections of not-exhaustive categories: ignored at every lane where unmatched."""
         ne = self._not_exhaustive
         if ne is None or ne.shape[0] != tp.shape[0]:  # the per-image cap keeps every group within max_det
             raise RuntimeError("LVIS: the matcher dropped detections that the per-image cap kept")
@@ -257,7 +263,8 @@ class LVISMeanAveragePrecision(MeanAveragePrecision):
         missing = [c for c, g in zip(classes, has_gt, strict=True) if g and c not in self.frequencies]
         if missing:
             raise InputError(
-                f"`frequencies` has no frequency for class(es) {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+                f"`frequencies` has no frequency for class(es) {missing[:5]}"
+                f"{' ...' if len(missing) > 5 else ''}, "
                 "which have ground truth: give every class its 'r', 'c' or 'f'"
             )
         return np.array([self.frequencies.get(c, -1) for c in classes], np.int64)

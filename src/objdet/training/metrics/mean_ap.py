@@ -543,7 +543,7 @@ class MeanAveragePrecision(Metric):
     def _adjust_flags(
         self, flat: FlatDetections, iou_type: str, rank: Tensor, tp: Tensor, ignored: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """The kept detections' rank and packed flags after matching, changed by the protocol (COCO: as is)."""
+        """The kept detections' rank and packed flags after matching, per the protocol (COCO: as is)."""
         return rank, tp, ignored
 
     def _keypoint_batch(self, flat: FlatDetections) -> KeypointBatch:
