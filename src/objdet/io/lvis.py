@@ -2,9 +2,9 @@
 
 An LVIS annotation file is a COCO file whose images carry ``neg_category_ids`` and
 ``not_exhaustive_category_ids`` and whose categories carry ``frequency`` ("r", "c", "f").
-:func:`load_lvis_gt` reads it as :func:`~objdet.io.load_coco_gt` does and adds both lists to
+:func:`~objdet.io.load_lvis_gt` reads it as :func:`~objdet.io.load_coco_gt` does and adds both lists to
 every target dict (as labels) and the frequencies (by label) to the result;
-:func:`load_lvis_dt` reads an LVIS results file (the COCO results format). Together they feed
+:func:`~objdet.io.load_lvis_dt` reads an LVIS results file (the COCO results format). Together they feed
 :class:`objdet.training.metrics.LVISMeanAveragePrecision`, which applies the LVIS API's rules
 (300 detections per image and the rest) itself: the readers drop nothing.
 """
