@@ -186,3 +186,16 @@ def test_load_lvis_gt_checks_the_lists() -> None:
     image = next(img for img in gt["images"] if img["id"] == contiguous.image_ids[0])
     assert [cats[i] for i in first["neg_category_ids"].tolist()] == image["neg_category_ids"]
     assert set(contiguous.frequencies) == set(range(len(cats)))
+
+
+def test_benchmark_script_smoke(capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "benchmarks" / "lvis_bbox.py"
+    spec = importlib.util.spec_from_file_location("lvis_bbox_bench", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    times = module.main(["--images", "6"])
+    assert set(times) == {"objdet", "hotcoco LVISeval", "lvis API LVISEval"}
+    assert "0.0e+00" in capsys.readouterr().out
