@@ -1622,6 +1622,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='JSON {"name": [image ids], ...}: also evaluate these subsets of the images (same matching)',
     )
+    ev.add_argument(
+        "--lvis",
+        action="store_true",
+        help="LVIS federated evaluation (the LVIS API's numbers; GT.json an LVIS annotation file), "
+        "see objdet.cli_lvis",
+    )
     ev.add_argument("-q", "--quiet", action="store_true", help="print nothing but warnings and errors")
     add_diagnostic_arguments(ev)
     add_tide_arguments(ev)
@@ -1676,6 +1682,10 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     boot = check_bootstrap_arguments(args)
     check_report_arguments(args)
     device = _device(args.device)
+    if args.lvis:  # its own route: objdet.cli_lvis
+        from objdet.cli_lvis import run_lvis
+
+        return run_lvis(args, device, stdout, stderr)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=stdout))
     notes: list[str] = []  # warnings of the readers, printed once every input check has passed
     _load = partial(_read_file, notes=notes)

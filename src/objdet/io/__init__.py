@@ -1,4 +1,4 @@
-"""COCO JSON <-> tensors: read GT and results files into torchmetrics-format inputs, write them back.
+"""COCO and LVIS JSON <-> tensors: read GT and results files into torchmetrics-format inputs, write them back.
 
 The names below are imported on first use (PEP 562), so ``objdet.io.coco_arrays`` (numpy
 columns, no torch) can be used without importing torch.
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         to_coco_results,
     )
     from objdet.io.coco_arrays import CocoInputWarning, UnknownCategoryError
+    from objdet.io.lvis import LvisGroundTruth, load_lvis_dt, load_lvis_gt
     from objdet.io.torchmetrics_compat import coco_to_tm, tm_to_coco
 
 #: public name -> module that defines it
@@ -29,15 +30,19 @@ _HOME = {
     ),
     **dict.fromkeys(["coco_to_tm", "tm_to_coco"], "objdet.io.torchmetrics_compat"),
     **dict.fromkeys(["CocoInputWarning", "UnknownCategoryError"], "objdet.io.coco_arrays"),
+    **dict.fromkeys(["LvisGroundTruth", "load_lvis_dt", "load_lvis_gt"], "objdet.io.lvis"),
 }
 __all__ = [
     "CocoGroundTruth",
     "CocoInputWarning",
     "LazyImages",
+    "LvisGroundTruth",
     "UnknownCategoryError",
     "coco_to_tm",
     "load_coco_dt",
     "load_coco_gt",
+    "load_lvis_dt",
+    "load_lvis_gt",
     "tm_to_coco",
     "to_coco_gt",
     "to_coco_results",

@@ -480,6 +480,7 @@ class MeanAveragePrecision(Metric):
             masks=use_masks,
             keypoints=use_kpts,
         )
+        flat = self._select_batch(flat, target)
         ids = batch_image_ids(flat, self.image_records)
         in_slices = read_slice_masks(target, self.slices)
         self.n_images += flat.n_images
@@ -535,6 +536,17 @@ class MeanAveragePrecision(Metric):
             rows_per_image.append(in_slices.to(ids.device))
         self.image_records.append(image_records(ids, prints, rows_per_image))
 
+    # hooks for protocols built on this one (LVIS: objdet.training.metrics.lvis)
+    def _select_batch(self, flat: FlatDetections, target: Sequence[dict[str, Any]]) -> FlatDetections:
+        """The detections and GTs of a validated batch that the protocol evaluates (COCO: all)."""
+        return flat
+
+    def _adjust_flags(
+        self, flat: FlatDetections, iou_type: str, rank: Tensor, tp: Tensor, ignored: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The kept detections' rank and packed flags after matching, per the protocol (COCO: as is)."""
+        return rank, tp, ignored
+
     def _keypoint_batch(self, flat: FlatDetections) -> KeypointBatch:
         """The batch's poses for OKS; checks that K matches the sigmas."""
         assert flat.det_kpts is not None and flat.gt_kpts is not None and flat.gt_has_box is not None
@@ -577,6 +589,8 @@ class MeanAveragePrecision(Metric):
         scores, labels, rank, tp, ignored, classes, counts, image_dets, image_gts, iou_groups, iou_values = (
             match(mode, flat, det_label, gt_label, pairs, det_area, gt_area, iou_type)
         )
+        assert rank is not None and tp is not None and ignored is not None
+        rank, tp, ignored = self._adjust_flags(flat, iou_type, rank, tp, ignored)
         prefix = self._prefixes[iou_type]
         name = f"{prefix}{mode}"
         rank_dtype = self._list_states[f"{name}_rank"][0]
