@@ -493,6 +493,67 @@ def fig_keypoint_oks(out: Path) -> None:
     _save(fig, out)
 
 
+def fig_lvis_frequency_groups(out: Path) -> None:
+    """Per-class AP of a generated federated set, coloured by LVIS frequency group, with the group means."""
+    from objdet.training.metrics import LVISMeanAveragePrecision
+
+    g = np.random.default_rng(3)
+    n_classes = 36
+    groups = ["r"] * 10 + ["c"] * 14 + ["f"] * 12
+    frequencies = {c + 1: groups[c] for c in range(n_classes)}
+    skill = {"r": 0.35, "c": 0.6, "f": 0.8}  # rarer classes are found less well
+    preds, target = [], []
+    for _ in range(120):
+        present = g.choice(n_classes, size=3, replace=False) + 1
+        if g.random() < 0.7:  # rare classes are seldom present
+            present = present[[frequencies[int(c)] != "r" for c in present]] if len(present) else present
+        boxes, labels, det_boxes, det_labels, scores = [], [], [], [], []
+        for c in present.tolist():
+            for _ in range(int(g.integers(1, 4))):
+                x, y, w, h = g.uniform(0, 200), g.uniform(0, 200), g.uniform(10, 80), g.uniform(10, 80)
+                boxes.append([x, y, w, h])
+                labels.append(c)
+                if g.random() < skill[frequencies[c]]:
+                    det_boxes.append([x + g.normal(0, 0.08 * w), y + g.normal(0, 0.08 * h), w, h])
+                    det_labels.append(c)
+                    scores.append(g.uniform(0.4, 1.0))
+        for _ in range(3):  # false alarms on the image's negative categories
+            det_boxes.append([g.uniform(0, 200), g.uniform(0, 200), 30.0, 30.0])
+            det_labels.append(int(g.integers(1, n_classes + 1)))
+            scores.append(g.uniform(0.0, 0.6))
+        negative = [c for c in range(1, n_classes + 1) if c not in present and g.random() < 0.3]
+        preds.append(
+            {"boxes": torch.tensor(det_boxes).reshape(-1, 4), "scores": torch.tensor(scores),
+             "labels": torch.tensor(det_labels)}
+        )  # fmt: skip
+        target.append(
+            {"boxes": torch.tensor(boxes).reshape(-1, 4), "labels": torch.tensor(labels),
+             "neg_category_ids": torch.tensor(negative, dtype=torch.long),
+             "not_exhaustive_category_ids": torch.tensor([], dtype=torch.long)}
+        )  # fmt: skip
+    metric = LVISMeanAveragePrecision(box_format="xywh", frequencies=frequencies, class_metrics=True)
+    metric.update(preds, target)
+    result = metric.compute()
+    classes, ap = result["classes"].tolist(), result["map_per_class"].tolist()
+    rows = sorted(((a, c) for a, c in zip(ap, classes, strict=True) if a >= 0), reverse=True)
+    colors = {"r": "#d95f02", "c": "#7570b3", "f": "#1b9e77"}
+    names = {"r": "rare", "c": "common", "f": "frequent"}
+    fig = Figure(figsize=(7.2, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.bar(range(len(rows)), [a for a, _ in rows], color=[colors[frequencies[c]] for _, c in rows])
+    for key, group in (("map_rare", "r"), ("map_common", "c"), ("map_frequent", "f")):
+        value = float(result[key])
+        ax.axhline(value, color=colors[group], ls="--", lw=1.2, label=f"{names[group]}: AP {value:.3f}")
+    ax.set_xticks([])
+    ax.set_xlabel("categories with ground truth, by AP")
+    ax.set_ylabel("AP (0.50:0.95)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"LVIS AP per category and per frequency group (overall AP {float(result['map']):.3f})")
+    ax.legend(loc="upper right", fontsize=8)
+    _save(fig, out)
+
+
 def draw_all(folder: Path) -> list[Path]:
     """Draw every figure into ``folder``; returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)

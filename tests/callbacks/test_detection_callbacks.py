@@ -253,3 +253,29 @@ def test_pr_curve_callback_with_keypoints() -> None:
     assert set(figures) == {"val/curves/pr", "val/curves/f1", "val/curves/ap"}
     for fig in figures.values():
         fig.clear()
+
+
+def test_pr_curve_callback_with_lvis() -> None:
+    """metric_class=LVISMeanAveragePrecision: the federated targets go through, the LVIS keys come back."""
+    from objdet.training.metrics import LVISMeanAveragePrecision
+    from tests.helpers.lvis_reference import make_lvis_case
+
+    case = make_lvis_case(2, crowded_image=False)
+    cb = PRCurveCallback(
+        box_format="xywh",
+        metric_class=LVISMeanAveragePrecision,
+        metric_kwargs={"frequencies": case.frequencies},
+    )
+    direct = LVISMeanAveragePrecision(box_format="xywh", frequencies=case.frequencies)
+    cb.update_metric(cb.metric, {"preds": case.preds, "targets": case.target})
+    direct.update(case.preds, case.target)
+    values = cb.metric.compute()
+    cb.after_compute(_trainer(), cb.metric, values)
+    assert isinstance(cb.metric, LVISMeanAveragePrecision)
+    assert cb.scalars(values)["val/map"] == pytest.approx(direct.compute()["map"].item())
+    assert "map_rare" in values and cb.last_curves is not None
+    figures = cb.draw(_trainer(), cb.metric, values)
+    for fig in figures.values():
+        fig.clear()
+    with pytest.raises(ValueError, match="metric_class"):
+        PRCurveCallback(metric_class=dict)  # type: ignore[arg-type]

@@ -105,6 +105,20 @@ def test_oks_properties(gt: np.ndarray, det: np.ndarray, area: float) -> None:
     det2 = det.copy()
     det2[..., 2] = 7.0
     assert torch.equal(keypoint_oks(torch.tensor(det2), torch.tensor(gt), areas, sig, boxes), oks)
+    # the formula is symmetric in x and y (with the box's x/y and w/h swapped too) and in the order
+    # of the keypoints (with their sigmas)
+    swap = [1, 0, 2]
+    swapped = keypoint_oks(
+        torch.tensor(det[..., swap]), torch.tensor(gt[..., swap]), areas, sig, boxes[:, [1, 0, 3, 2]]
+    )
+    np.testing.assert_allclose(swapped.numpy(), oks.numpy(), rtol=0, atol=1e-15)
+    perm = np.array([3, 0, 5, 1, 4, 2])
+    sig_varied = np.array([0.02, 0.05, 0.07, 0.09, 0.11, 0.13])
+    base = keypoint_oks(torch.tensor(det), torch.tensor(gt), areas, sig_varied, boxes)
+    permuted = keypoint_oks(
+        torch.tensor(det[:, perm]), torch.tensor(gt[:, perm]), areas, sig_varied[perm], boxes
+    )
+    np.testing.assert_allclose(permuted.numpy(), base.numpy(), rtol=0, atol=1e-14)
     # compiled = torch
     i, j = np.repeat(np.arange(3), 3), np.tile(np.arange(3), 3)
     got = pair_oks(i, j, det, gt, areas.numpy(), boxes.numpy(), np.ones(3, np.bool_), sig).reshape(3, 3)

@@ -103,8 +103,11 @@ class PRCurveCallback(ValidationMetricCallback):
         slices: names of subsets of the images to evaluate and log (see above).
         bootstrap: number of bootstrap resamples per computed epoch (0: none).
         bootstrap_level: the intervals' level.
-        metric_kwargs: further arguments of :class:`~objdet.training.metrics.MeanAveragePrecision`
-            (e.g. ``iou_thresholds``, ``max_detection_thresholds``).
+        metric_kwargs: further arguments of the metric (e.g. ``iou_thresholds``,
+            ``max_detection_thresholds``, ``iou_type="keypoints"``).
+        metric_class: :class:`~objdet.training.metrics.MeanAveragePrecision` (default) or a
+            subclass, e.g. :class:`~objdet.training.metrics.LVISMeanAveragePrecision` (its
+            targets carry the federated lists; ``metric_kwargs`` may give ``frequencies``).
         prefix: prefix of the logged scalars.
         compute_every_epoch: compute and log the scalars at every validation epoch (default),
             not only in the drawing ones (see
@@ -153,6 +156,7 @@ class PRCurveCallback(ValidationMetricCallback):
         bootstrap: int = 0,
         bootstrap_level: float = 0.95,
         metric_kwargs: Mapping[str, Any] | None = None,
+        metric_class: type[MeanAveragePrecision] = MeanAveragePrecision,
         prefix: str = "val/",
         tag: str = "val/curves",
         every_n_epochs: int = 1,
@@ -210,6 +214,11 @@ class PRCurveCallback(ValidationMetricCallback):
         self.box_format = box_format
         self.log_per_class = log_per_class
         self.metric_kwargs = dict(metric_kwargs or {})
+        if not (isinstance(metric_class, type) and issubclass(metric_class, MeanAveragePrecision)):
+            raise ValueError(
+                f"`metric_class` must be MeanAveragePrecision or a subclass, got {metric_class!r}"
+            )
+        self.metric_class = metric_class
         if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
             raise ValueError(f"`bootstrap` must be an int >= 0 (resamples; 0: none), got {bootstrap!r}")
         if not isinstance(bootstrap_level, int | float) or not 0.0 < float(bootstrap_level) < 1.0:
@@ -232,7 +241,7 @@ class PRCurveCallback(ValidationMetricCallback):
             )
 
     def make_metric(self) -> Metric:
-        return MeanAveragePrecision(box_format=self.box_format, **self.metric_kwargs)
+        return self.metric_class(box_format=self.box_format, **self.metric_kwargs)
 
     def update_metric(self, metric: Metric, data: dict[str, Any]) -> None:
         metric.update(data["preds"], data["targets"])
