@@ -89,6 +89,29 @@ def test_compute_keys_and_per_class_values(tmp_path: Path) -> None:
         assert abs(ap - (p[p > -1].mean() if (p > -1).any() else -1.0)) < 1e-6
 
 
+@pytest.mark.parametrize("iou_threshold", [None, 0.5])
+def test_lvis_classwise_ap_equals_the_lvis_api_per_category(
+    tmp_path: Path, iou_threshold: float | None
+) -> None:
+    from objdet.training.metrics import LVISClasswiseAP
+
+    case = make_lvis_case(5)
+    _, ev = lvis_eval(case.gt, case.results, "bbox", tmp_path)
+    n = max(ev.params.cat_ids) + 1  # labels are the category ids; label 0 is never used
+    metric = LVISClasswiseAP(n, iou_threshold=iou_threshold, box_format="xywh", frequencies=case.frequencies)
+    metric.update(case.preds, case.target)
+    out = metric.compute()
+    assert out["class_0_AP"].item() == -1.0
+    t = slice(None) if iou_threshold is None else slice(0, 1)  # LVIS' first threshold is 0.5
+    checked = 0
+    for k, cat in enumerate(ev.params.cat_ids):
+        p = ev.eval["precision"][t, :, k, 0]
+        expected = p[p > -1].mean() if (p > -1).any() else -1.0
+        assert out[f"class_{cat}_AP"].item() == pytest.approx(expected, abs=1e-6), cat
+        checked += expected > 0
+    assert checked >= 3
+
+
 def test_more_than_300_detections_in_an_image_keep_the_best_300(tmp_path: Path) -> None:
     case = make_lvis_case(0)
     assert max(len(p["scores"]) for p in case.preds) > 300

@@ -5,7 +5,7 @@ from objdet.training.metrics.anomaly import AnomalyDetectionMetrics, ScoreStatis
 from objdet.training.metrics.classwise_ap import ClasswiseAP
 from objdet.training.metrics.confusion_matrix import ConfusionMatrix
 from objdet.training.metrics.detection_functional import mean_average_precision
-from objdet.training.metrics.lvis import LVISMeanAveragePrecision
+from objdet.training.metrics.lvis import LVISClasswiseAP, LVISMeanAveragePrecision
 from objdet.training.metrics.mean_ap import MeanAveragePrecision
 from objdet.training.metrics.tide import TIDE
 from objdet.training.metrics.variance import ComponentOrthogonalityMetric, ExplainedVarianceMetric
@@ -18,6 +18,7 @@ __all__ = [
     "ConfusionMatrix",
     "ExplainedVarianceMetric",
     "InputError",
+    "LVISClasswiseAP",
     "LVISMeanAveragePrecision",
     "MeanAveragePrecision",
     "ScoreStatisticsMetric",

@@ -85,8 +85,7 @@ class ClasswiseAP(MeanAveragePrecision):
         for iou_type, prefix in self._prefixes.items():
             _, tables = self.coco_eval(full=False, iou_type=iou_type)
             max_dets = self._max_dets[iou_type]
-            ap_at = max_dets[-1] if iou_type == "keypoints" else 100  # pycocotools' first stat's maxDets
-            ap, _ = per_class_ap_ar(tables, max_dets, ap_max_det=ap_at)
+            ap, _ = per_class_ap_ar(tables, max_dets, ap_max_det=self._ap_max_det(iou_type))
             values = torch.full((self.num_classes,), -1.0, dtype=torch.float64, device=self.device)
             values[tables.classes.long()] = ap
             out.update(

@@ -15,6 +15,7 @@ from objdet.functional.lvis import frequency_index, lvis_result_keys, lvis_stat_
 from objdet.ops.lvis import pairs_in, top_per_image
 from objdet.training.metrics._detection_inputs import FlatDetections
 from objdet.training.metrics._errors import InputError
+from objdet.training.metrics.classwise_ap import ClasswiseAP
 from objdet.training.metrics.mean_ap import MeanAveragePrecision, _iou_types
 
 _LISTS = ("neg_category_ids", "not_exhaustive_category_ids")
@@ -305,6 +306,9 @@ class LVISMeanAveragePrecision(MeanAveragePrecision):
             out[f"{p}mar_{md}_per_class"] = torch.tensor([-1.0])
         return self._classes(tables)
 
+    def _ap_max_det(self, iou_type: str) -> int:
+        return self.max_detections
+
     def lvis_results(self, iou_type: str | None = None) -> dict[str, float]:
         """The LVIS API's ``LVISEval.results``: its 13 keys (``AP``, ..., ``APr``, ``AR@300``, ...), float64.
 
@@ -356,3 +360,26 @@ def _subset(flat: FlatDetections, det_keep: Tensor, gt_keep: Tensor) -> FlatDete
         gt_area_given=rows(flat.gt_area_given, gt_keep),
         gt_masks=per_image(flat.gt_masks, flat.gt_img, gt_keep),
     )
+
+
+class LVISClasswiseAP(ClasswiseAP, LVISMeanAveragePrecision):
+    """:class:`~objdet.training.metrics.ClasswiseAP` with the LVIS API's federated rules.
+
+    ``compute()`` gives ``{"<name>_AP": value}`` per class (labels 0..num_classes-1, AP at
+    ``iou_threshold``, or 0.50:0.95 with None), as the LVIS API's precision table gives it for
+    that category (its 300 detections per image); targets carry ``neg_category_ids`` and
+    ``not_exhaustive_category_ids`` as for :class:`LVISMeanAveragePrecision`, whose other
+    arguments (``frequencies``, ``max_detections``, ...) it takes as keywords.
+
+    Example:
+        >>> import torch
+        >>> from objdet.training.metrics import LVISClasswiseAP
+        >>> metric = LVISClasswiseAP(num_classes=2, class_names=["cat", "dog"], box_format="xywh")
+        >>> box = torch.tensor([[10.0, 10.0, 20.0, 20.0]])
+        >>> metric.update([dict(boxes=torch.cat([box, box + 30]), scores=torch.tensor([0.9, 0.8]),
+        ...                     labels=torch.tensor([0, 1]))],
+        ...               [dict(boxes=box, labels=torch.tensor([0]), neg_category_ids=torch.tensor([1]),
+        ...                     not_exhaustive_category_ids=torch.tensor([], dtype=torch.long))])
+        >>> {k: round(v.item(), 3) for k, v in metric.compute().items()}
+        {'cat_AP': 1.0, 'dog_AP': -1.0}
+    """

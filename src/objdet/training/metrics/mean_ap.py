@@ -1020,8 +1020,7 @@ class MeanAveragePrecision(Metric):
             out[f"{p}scores"] = tables.scores
         if self.class_metrics:
             class_tables = tables if self._modes[0] == "macro" else self._tables("macro", False, p, order)
-            ap_at = mdt[-1] if iou_type == "keypoints" else 100  # pycocotools' maxDets of its first stat
-            ap, ar = per_class_ap_ar(class_tables, mdt, ap_max_det=ap_at)
+            ap, ar = per_class_ap_ar(class_tables, mdt, ap_max_det=self._ap_max_det(iou_type))
             if self.backend == "faster_coco_eval":
                 ap = last_max_det_class_ap(class_tables.precision).to(ap)
             out[f"{p}map_per_class"] = ap.to(torch.float32)
@@ -1030,6 +1029,10 @@ class MeanAveragePrecision(Metric):
             out[f"{p}map_per_class"] = torch.tensor([-1.0])
             out[f"{p}mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
         return self._classes(tables)
+
+    def _ap_max_det(self, iou_type: str) -> int:
+        """The maxDets at which the AP (overall and per class) is read: pycocotools' 100, 20 for keypoints."""
+        return self._max_dets[iou_type][-1] if iou_type == "keypoints" else 100
 
     def _similarity(self) -> str:
         """What the thresholds of the curves and the calibration (the first IoU type's) threshold."""
