@@ -103,15 +103,10 @@ def test_bad_tide_options(option: list[str], expected: str) -> None:
 
 def test_the_device_route_reads_the_columns_itself(tmp_path: Path) -> None:
     """With --device cuda the evaluation reads no columns: run_tide reads them (same numbers)."""
-    import argparse
-
-    from objdet.cli import Evaluation, run_tide
+    from objdet.cli import Evaluation, build_parser, run_tide
 
     gt_path, dt_path, _ = write_generated(tmp_path, 1)
-    args = argparse.Namespace(
-        gt=gt_path, dt=dt_path, out=None, tide_pos_threshold=0.5, tide_bg_threshold=0.1,
-        skip_unknown_categories=False,
-    )  # fmt: skip
+    args = build_parser().parse_args(["eval", str(gt_path), str(dt_path), "--tide"])
     evaluation = Evaluation(metrics={}, stats=[], class_table=[], class_names=[], confusion=None, curves=None)
     table, _ = run_tide(args, evaluation, None)
     g = read_gt_arrays(gt_path)
