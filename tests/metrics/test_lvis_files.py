@@ -197,5 +197,6 @@ def test_benchmark_script_smoke(capsys: pytest.CaptureFixture) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     times = module.main(["--images", "6"])
-    assert set(times) == {"objdet", "hotcoco LVISeval", "lvis API LVISEval"}
+    hotcoco = importlib.util.find_spec("hotcoco") is not None  # in the bench extra, not the test one
+    assert set(times) == {"objdet", "lvis API LVISEval"} | ({"hotcoco LVISeval"} if hotcoco else set())
     assert "0.0e+00" in capsys.readouterr().out
