@@ -30,7 +30,7 @@ def lvis_api() -> Any:
         import cv2  # noqa: F401
     except ImportError:
         sys.modules.setdefault("cv2", types.ModuleType("cv2"))
-    lvis = pytest.importorskip("lvis", reason="the LVIS API (pip install lvis==0.5.3) is the reference")
+    lvis = pytest.importorskip("lvis", reason="the reference: pip install --no-deps lvis==0.5.3")
     logging.getLogger("lvis").setLevel(logging.ERROR)
     return lvis
 
