@@ -47,10 +47,12 @@ from objdet.functional.coco_params import (
     AREA_RANGES,
     KEYPOINT_AREA_RANGES,
     KEYPOINT_MAX_DETS,
+    ap_max_det_for,
     coco_stat_names,
     default_iou_thresholds,
     default_rec_thresholds,
     keypoint_stat_names,
+    similarity_for,
 )
 
 if TYPE_CHECKING:
@@ -105,12 +107,20 @@ class _Protocol:
     max_dets: tuple[int, ...]
     stat_keys: tuple[str, ...]
     summary_rows: tuple[tuple[str, str, str, str, int], ...]
-    keypoints: bool = False
+    iou_type: str = "bbox"  # "bbox" stands for segm too: the same parameters
+
+    @property
+    def keypoints(self) -> bool:
+        return self.iou_type == "keypoints"
 
     @property
     def ap_max_det(self) -> int:
         """The maxDets of pycocotools' first number (and of the per-class AP): 100, or 20 for keypoints."""
-        return self.max_dets[-1] if self.keypoints else 100
+        return ap_max_det_for(self.iou_type, self.max_dets)
+
+    @property
+    def similarity(self) -> str:
+        return similarity_for(self.iou_type)
 
     @property
     def ar_key(self) -> str:
@@ -118,10 +128,9 @@ class _Protocol:
         return f"AR{self.max_dets[-1]}"
 
     def summarize(self, precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
-        from objdet.functional.coco_cpu import summarize_keypoints_np, summarize_np
+        from objdet.functional.coco_cpu import summarize_for
 
-        fn = summarize_keypoints_np if self.keypoints else summarize_np
-        return fn(precision, recall, _IOU_THRESHOLDS, self.max_dets)
+        return summarize_for(self.iou_type, precision, recall, _IOU_THRESHOLDS, self.max_dets)
 
 
 _COCO = _Protocol(_AREA_RANGES, _MAX_DETS, _STAT_KEYS, _SUMMARY_ROWS)
@@ -130,7 +139,7 @@ _KEYPOINTS = _Protocol(
     KEYPOINT_MAX_DETS,
     keypoint_stat_names(KEYPOINT_MAX_DETS[-1]),
     _KEYPOINT_SUMMARY_ROWS,
-    keypoints=True,
+    iou_type="keypoints",
 )
 
 
@@ -651,7 +660,7 @@ def evaluate_arrays(
             t(gt_labels.astype(np.int32)), t(gt_counts), _IOU_THRESHOLDS.tolist(), None,
             rec_thresholds=t(_REC_THRESHOLDS.copy()),
         )  # fmt: skip
-        curves.similarity = "OKS" if proto.keypoints else "IoU"
+        curves.similarity = proto.similarity
     calibration = None
     if diag.calibration:  # at IoU 0.5, as MeanAveragePrecision.calibration(), on the numpy state
         from objdet.functional.calibration import coco_state_calibration
@@ -669,8 +678,8 @@ def evaluate_arrays(
                 strategy=diag.calibration_strategy,
             )
         )
-    if calibration is not None and proto.keypoints:
-        calibration.similarity = "OKS"
+    if calibration is not None:
+        calibration.similarity = proto.similarity
     boot_state = bootstrap_state(state, gt, crowd, ranged_area, proto) if bootstrap else None
     return Evaluation(
         metrics=metrics,

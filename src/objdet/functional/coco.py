@@ -31,8 +31,7 @@ from torch import Tensor
 from objdet.functional.coco_cpu import (
     coco_accumulate_np,
     per_class_ap_ar_np,
-    summarize_keypoints_np,
-    summarize_np,
+    summarize_for,
 )
 
 # the defaults live in a module without torch (the command line reads them without it)
@@ -267,9 +266,12 @@ def coco_summarize(
     :func:`~objdet.functional.coco_cpu.summarize_keypoints_np` (one implementation for both
     engines: the tables are small).
     """
-    summarize = summarize_keypoints_np if iou_type == "keypoints" else summarize_np
-    stats = summarize(
-        tables.precision.cpu().numpy(), tables.recall.cpu().numpy(), iou_thresholds.cpu().numpy(), max_dets
+    stats = summarize_for(
+        iou_type,
+        tables.precision.cpu().numpy(),
+        tables.recall.cpu().numpy(),
+        iou_thresholds.cpu().numpy(),
+        max_dets,
     )
     return torch.from_numpy(stats).to(tables.precision.device)
 

@@ -373,6 +373,18 @@ def summarize_keypoints_np(
     return np.array(out, dtype=np.float64)
 
 
+def summarize_for(
+    iou_type: str,
+    precision: np.ndarray,
+    recall: np.ndarray,
+    iou_thresholds: np.ndarray,
+    max_dets: Sequence[int],
+) -> np.ndarray:
+    """pycocotools' summary of ``iou_type``: :func:`summarize_np`, or :func:`summarize_keypoints_np`."""
+    summarize = summarize_keypoints_np if iou_type == "keypoints" else summarize_np
+    return summarize(precision, recall, iou_thresholds, max_dets)
+
+
 def per_class_ap_ar_np(
     precision: np.ndarray,
     recall: np.ndarray,

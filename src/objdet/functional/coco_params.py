@@ -73,6 +73,16 @@ def area_ranges_for(iou_type: str) -> tuple[tuple[float, float], ...]:
     return KEYPOINT_AREA_RANGES if iou_type == "keypoints" else AREA_RANGES
 
 
+def ap_max_det_for(iou_type: str, max_dets: Sequence[int]) -> int:
+    """The maxDets pycocotools reads its AP at (overall and per class): 100, the last (20) for keypoints."""
+    return max_dets[-1] if iou_type == "keypoints" else 100
+
+
+def similarity_for(iou_type: str) -> str:
+    """What the thresholds of an evaluation threshold: "IoU", or "OKS" for keypoints (figure labels)."""
+    return "OKS" if iou_type == "keypoints" else "IoU"
+
+
 def stat_names_for(iou_type: str, max_dets: Sequence[int]) -> tuple[str, ...]:
     """The summary's names for ``iou_type``: 12 COCO numbers, or 10 for keypoints."""
     return keypoint_stat_names(max_dets[-1]) if iou_type == "keypoints" else coco_stat_names(max_dets)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from objdet.functional.coco import CocoTables, per_class_ap_ar
+from objdet.functional.coco import CocoTables
 from objdet.functional.lvis import frequency_index, lvis_result_keys, lvis_stat_names, lvis_summarize_np
 from objdet.ops.lvis import pairs_in, top_per_image
 from objdet.training.metrics._detection_inputs import FlatDetections
@@ -283,28 +283,8 @@ class LVISMeanAveragePrecision(MeanAveragePrecision):
         )
         return torch.from_numpy(stats).to(self.device), tables
 
-    def _compute_one(
-        self, out: dict[str, Any], iou_type: str, p: str, order: Tensor | None, classes: Tensor
-    ) -> Tensor:
-        md = self.max_detections
-        stats64, tables = self._evaluate(self.extended_summary, iou_type, order)
-        stats = stats64.to(torch.float32)
-        out.update({f"{p}{name}": stats[i] for i, name in enumerate(lvis_stat_names(md))})
-        if self._n_evaluated(order) == 0:
-            return classes
-        if self.extended_summary:
-            out[f"{p}ious"] = self._ious(tables.classes, p, order)
-            out[f"{p}precision"] = tables.precision
-            out[f"{p}recall"] = tables.recall
-            out[f"{p}scores"] = tables.scores
-        if self.class_metrics:
-            ap, ar = per_class_ap_ar(tables, [md], ap_max_det=md)
-            out[f"{p}map_per_class"] = ap.to(torch.float32)
-            out[f"{p}mar_{md}_per_class"] = ar.to(torch.float32)
-        else:
-            out[f"{p}map_per_class"] = torch.tensor([-1.0])
-            out[f"{p}mar_{md}_per_class"] = torch.tensor([-1.0])
-        return self._classes(tables)
+    def _stat_names(self, iou_type: str) -> tuple[str, ...]:
+        return lvis_stat_names(self.max_detections)
 
     def _ap_max_det(self, iou_type: str) -> int:
         return self.max_detections

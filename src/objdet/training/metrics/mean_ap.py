@@ -21,7 +21,13 @@ from objdet.functional.coco import (
     default_rec_thresholds,
     per_class_ap_ar,
 )
-from objdet.functional.coco_params import KEYPOINT_MAX_DETS, area_ranges_for, stat_names_for
+from objdet.functional.coco_params import (
+    KEYPOINT_MAX_DETS,
+    ap_max_det_for,
+    area_ranges_for,
+    similarity_for,
+    stat_names_for,
+)
 from objdet.functional.curves import DetectionCurves, coco_state_curves
 from objdet.functional.image_records import segment_rows
 from objdet.ops.boxes import BOX_FORMATS
@@ -1010,7 +1016,7 @@ class MeanAveragePrecision(Metric):
         mdt = self._max_dets[iou_type]
         stats64, tables = self._evaluate(self.extended_summary, iou_type, order)
         stats = stats64.to(torch.float32)
-        out.update({f"{p}{name}": stats[i] for i, name in enumerate(stat_names_for(iou_type, mdt))})
+        out.update({f"{p}{name}": stats[i] for i, name in enumerate(self._stat_names(iou_type))})
         if self._n_evaluated(order) == 0:  # torchmetrics returns only the stats and the (empty) classes
             return classes
         if self.extended_summary:
@@ -1030,13 +1036,17 @@ class MeanAveragePrecision(Metric):
             out[f"{p}mar_{mdt[-1]}_per_class"] = torch.tensor([-1.0])
         return self._classes(tables)
 
+    def _stat_names(self, iou_type: str) -> tuple[str, ...]:
+        """The summary's output names for ``iou_type`` (unprefixed), in the order of its stats."""
+        return stat_names_for(iou_type, self._max_dets[iou_type])
+
     def _ap_max_det(self, iou_type: str) -> int:
         """The maxDets at which the AP (overall and per class) is read: pycocotools' 100, 20 for keypoints."""
-        return self._max_dets[iou_type][-1] if iou_type == "keypoints" else 100
+        return ap_max_det_for(iou_type, self._max_dets[iou_type])
 
     def _similarity(self) -> str:
         """What the thresholds of the curves and the calibration (the first IoU type's) threshold."""
-        return "OKS" if self.iou_type[0] == "keypoints" else "IoU"
+        return similarity_for(self.iou_type[0])
 
     def _macro_rows(self, method: str) -> dict[str, Tensor]:
         """The per-class state rows of every rank (as ``compute()`` sees them), for ``method``.
