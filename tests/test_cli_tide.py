@@ -12,8 +12,9 @@ import torch
 
 from objdet.cli import tide_arrays, tide_json
 from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
-from tests.functional.test_tide import TIDECV_COCO100, max_diff
-from tests.helpers.cocoapi_files import BBOX, GT, unpack
+from tests.functional.test_tide import TIDECV_COCO100, TIDECV_COCO100_SEGM, max_diff
+from tests.helpers.coco_segm_reference import coco_segm_json, make_segm_dataset
+from tests.helpers.cocoapi_files import BBOX, GT, SEGM, unpack
 from tests.helpers.tide_reference import reference_tide, tidecv_available, tidecv_tide
 from tests.test_cli import run, write_generated
 
@@ -112,6 +113,52 @@ def test_the_device_route_reads_the_columns_itself(tmp_path: Path) -> None:
     g = read_gt_arrays(gt_path)
     assert evaluation.metrics["tide"] == tide_json(tide_arrays(g, read_dt_arrays(dt_path, g)))
     assert table.startswith("TIDE (box IoU: foreground 0.5, background 0.1)")
+
+
+def test_coco100_masks_equal_tidecv_on_both_routes(tmp_path: Path) -> None:
+    """--iou-type segm --tide: tidecv's mask mode on the real segm results, CPU and torch routes."""
+    files = unpack(tmp_path / "coco", (GT, SEGM))
+    out = tmp_path / "out"
+    tides = []
+    for device in ("cpu", None):
+        json_path = tmp_path / f"m_{device}.json"
+        argv = ["eval", str(files[GT]), str(files[SEGM]), "--iou-type", "segm", "--tide"]
+        argv += [
+            "--json",
+            str(json_path),
+            *(["--device", device, "--no-plots"] if device else ["--out", str(out)]),
+        ]
+        code, stdout, err = run(*argv)
+        assert code == 0, err
+        tides.append(json.loads(json_path.read_text())["tide"])
+        assert "TIDE (mask IoU: foreground 0.5, background 0.1); AP50 = 51.80" in stdout
+        assert "16.19   11.60    1.01    0.00    0.27    7.78" in stdout
+    assert tides[0] == tides[1]
+    assert max_diff(_as_numbers(tides[0], TIDECV_COCO100_SEGM["ap"]), TIDECV_COCO100_SEGM) < 1e-9
+    assert (out / "tide.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_generated_mask_files_equal_the_reference(tmp_path: Path, seed: int) -> None:
+    """Results without 'bbox', polygon and crowd RLE GTs, images listed out of id order."""
+    dataset, results = coco_segm_json(make_segm_dataset(seed, n_images=10))
+    dataset["images"] = dataset["images"][::-1]  # TIDE takes images in file order (score ties)
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(dataset))
+    dt_path.write_text(json.dumps(results))
+    g = read_gt_arrays(gt_path, iou_type=("bbox", "segm"))
+    ours = tide_arrays(g, read_dt_arrays(dt_path, g), iou_type="segm")
+    ref = reference_tide(dataset, results, iou_type="segm")
+    assert max_diff(_as_numbers(tide_json(ours), ours.ap), ref) < 1e-9
+    assert {k: ours.counts[k] for k in ref["counts"]} == ref["counts"]
+    boxes = tide_arrays(g, read_dt_arrays(dt_path, g), iou_type="bbox")  # the boxes taken from the masks
+    assert tide_json(boxes) != tide_json(ours)
+    json_path = tmp_path / "m.json"
+    code, _, err = run(
+        "eval", str(gt_path), str(dt_path), "--iou-type", "segm", "--tide", "-q", "--json", str(json_path)
+    )
+    assert code == 0, err
+    assert json.loads(json_path.read_text())["tide"] == tide_json(ours)
 
 
 def test_worst_images_and_label_errors_equal_the_tide_metric(tmp_path: Path) -> None:

@@ -167,7 +167,7 @@ class Evaluation:
     bootstrap: Callable[[int, float, int], Any] | None = None
     # with --bootstrap, what it resamples (the metric, or the CPU route's ImageWeightedState): --compare
     bootstrap_input: Any = None
-    tide: Any = None  # with --tide: (TideResult, foreground IoU, background IoU), for tide.png
+    tide: Any = None  # with --tide: (TideResult, foreground IoU, background IoU, iou_type), for tide.png
 
 
 class Progress:
@@ -986,7 +986,8 @@ def add_tide_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument(
         "--tide",
         action="store_true",
-        help="also TIDE's error breakdown (dAP of each error type, tidecv's numbers; on the boxes)",
+        help="also TIDE's error breakdown (dAP of each error type, tidecv's numbers; on the boxes, or on "
+        "the masks with --iou-type segm)",
     )
     ev.add_argument("--tide-pos-threshold", type=float, default=0.5, help="TIDE foreground IoU (0.5)")
     ev.add_argument("--tide-bg-threshold", type=float, default=0.1, help="TIDE background IoU (0.1)")
@@ -1122,30 +1123,52 @@ def format_label_errors(rows: Sequence[dict[str, Any]], min_score: float) -> str
     return "\n".join(lines)
 
 
-def tide_arrays(gt: GtArrays, dt: DtArrays, pos_threshold: float = 0.5, bg_threshold: float = 0.1) -> Any:
-    """TIDE of columns read by :mod:`objdet.io.coco_arrays` (boxes), without torch: a ``TideResult``.
+def tide_arrays(
+    gt: GtArrays,
+    dt: DtArrays,
+    pos_threshold: float = 0.5,
+    bg_threshold: float = 0.1,
+    iou_type: Literal["bbox", "segm"] = "bbox",
+) -> Any:
+    """TIDE of columns read by :mod:`objdet.io.coco_arrays`, without torch: a ``TideResult``.
 
-    Images are taken in the order of the GT file's ``images``, as tidecv does: that order
-    breaks score ties across images (:class:`~objdet.training.metrics.TIDE` with ``image_id``
-    uses the id order instead).
+    ``iou_type="bbox"`` matches the boxes, ``"segm"`` the masks (pycocotools' IoU on the
+    RLEs, tidecv's mask mode; the columns must have been read with "segm"). Images are taken
+    in the order of the GT file's ``images``, as tidecv does: that order breaks score ties
+    across images (:class:`~objdet.training.metrics.TIDE` with ``image_id`` uses the id order
+    instead).
     """
-    return tide_classified(gt, dt, pos_threshold, bg_threshold)[0]
+    return tide_classified(gt, dt, pos_threshold, bg_threshold, iou_type)[0]
 
 
 def tide_classified(
-    gt: GtArrays, dt: DtArrays, pos_threshold: float = 0.5, bg_threshold: float = 0.1
+    gt: GtArrays,
+    dt: DtArrays,
+    pos_threshold: float = 0.5,
+    bg_threshold: float = 0.1,
+    iou_type: Literal["bbox", "segm"] = "bbox",
 ) -> tuple[Any, TideImages]:
     """:func:`tide_arrays` and the :class:`TideImages` that ``--worst-images`` / ``--label-errors`` read."""
     _start_numba()
     from objdet.functional.tide import tide_errors_np
     from objdet.ops.tide_cpu import tide_classify_np
 
-    assert gt.boxes is not None
     n_images = len(gt.image_ids)
     order = gt.image_file_order if gt.image_file_order is not None else np.arange(n_images)
+    pair_iou = None
+    if iou_type == "segm":
+        if gt.rles is None or dt.rles is None:
+            raise ValueError("TIDE on masks needs the columns read with iou_type 'segm'")
+        _segm_sizes_agree(gt, dt)
+        _check_rles(gt.rles, gt.img, gt.image_ids, "annotations")
+        _check_rles(dt.rles, dt.img, gt.image_ids, "results")
+        # the pairs come image by image, one row per detection: one pycocotools call per image
+        pair_iou = _mask_pair_iou(dt.rles, gt.rles, gt.crowd, dt.img)
+    elif gt.boxes is None or dt.boxes is None:
+        raise ValueError("TIDE on boxes needs the columns read with iou_type 'bbox'")
     s = tide_classify_np(
         order[dt.img], dt.label, dt.score, dt.boxes, order[gt.img], gt.label, gt.boxes, gt.crowd.astype(bool),
-        n_images, pos_threshold, bg_threshold,
+        n_images, pos_threshold, bg_threshold, pair_iou=pair_iou,
     )  # fmt: skip
     keep = s["keep"]
     result = tide_errors_np(
@@ -1169,12 +1192,13 @@ def tide_json(result: Any) -> dict[str, Any]:
     }
 
 
-def format_tide_table(result: Any, pos_threshold: float, bg_threshold: float) -> str:
+def format_tide_table(result: Any, pos_threshold: float, bg_threshold: float, iou_type: str = "bbox") -> str:
     """tidecv's summary: the AP, then the dAP of the main and special errors (two decimals)."""
     main = "".join(f"  {k.capitalize():>6}" for k in _TIDE_MAIN)
     special = "".join(f"  {k.upper():>6}" for k in _TIDE_SPECIAL)
     lines = [
-        f"TIDE (box IoU: foreground {pos_threshold:g}, background {bg_threshold:g}); "
+        f"TIDE ({'mask' if iou_type == 'segm' else 'box'} IoU: "
+        f"foreground {pos_threshold:g}, background {bg_threshold:g}); "
         f"AP{pos_threshold * 100:g} = {result.ap:.2f}",
         f"  main errors   {main}   |  special {special}",
         "  dAP           "
@@ -1201,12 +1225,12 @@ def run_tide(
 
         with warnings.catch_warnings():  # already reported by the evaluation's reading
             warnings.simplefilter("ignore")
-            gt = read_gt_arrays(args.gt)
+            gt = read_gt_arrays(args.gt, iou_type=args.iou_type)
             arrays = (gt, read_dt_arrays(args.dt, gt, skip_unknown_categories=args.skip_unknown_categories))
-    result, images = tide_classified(arrays[0], arrays[1], pos, bg)
+    result, images = tide_classified(arrays[0], arrays[1], pos, bg, args.iou_type)
     evaluation.metrics["tide"] = tide_json(result)
-    evaluation.tide = (result, pos, bg)
-    table = format_tide_table(result, pos, bg)
+    evaluation.tide = (result, pos, bg, args.iou_type)
+    table = format_tide_table(result, pos, bg, args.iou_type)
     if args.worst_images:
         worst = worst_images_json(images, args.worst_images, args.conf_threshold)
         evaluation.metrics["worst_images"] = worst
@@ -1224,8 +1248,9 @@ def tide_figures(evaluation: Evaluation) -> Iterator[tuple[str, Figure]]:
         return
     from objdet.plotting.tide import plot_tide
 
-    result, pos, bg = evaluation.tide
-    details = f"AP{pos * 100:g} = {result.ap:.2f}; IoU fg {pos:g}, bg {bg:g}"
+    result, pos, bg, iou_type = evaluation.tide
+    kind = "mask" if iou_type == "segm" else "box"
+    details = f"AP{pos * 100:g} = {result.ap:.2f}; {kind} IoU fg {pos:g}, bg {bg:g}"
     yield "tide.png", plot_tide({**result.main, **result.special}, details=details)[0]
 
 

@@ -14,7 +14,8 @@ from objdet.functional.tide import MAIN_ERRORS, tide_ap_np, tide_errors_np
 from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
 from objdet.ops.tide_cpu import BKG, CLS, DUPE, FIXES, IGNORED, LOC, MISSED, TP, tide_classify_np
 from tests.helpers.coco_reference import make_dataset
-from tests.helpers.cocoapi_files import BBOX, FIXTURES, GT
+from tests.helpers.coco_segm_reference import coco_segm_json, make_segm_dataset
+from tests.helpers.cocoapi_files import BBOX, FIXTURES, GT, SEGM
 from tests.helpers.tide_reference import reference_tide, tidecv_available, tidecv_tide, to_coco
 
 TOL = 1e-9
@@ -122,6 +123,77 @@ def test_reference_equals_tidecv(coco100: tuple[dict, list[dict]]) -> None:
             ref, tide = reference_tide(g, d, pos, bg), tidecv_tide(g, d, pos, bg)
             assert max_diff(ref, tide) < TOL, seed
             assert ref["counts"] == tide["counts"], seed
+
+
+# tidecv 1.0.1 in its mask mode on instances_val2014_100 + fakesegm100 through its own COCO loaders
+# (``datasets.COCO`` / ``COCOResult``, ``TIDE().evaluate(gt, dt, mode=TIDE.MASK)``), printed with repr
+TIDECV_COCO100_SEGM = {
+    "ap": 51.80081155512982,
+    "main": {
+        "cls": 16.186000852974452,
+        "loc": 11.600722789458686,
+        "both": 1.0128509521506288,
+        "dupe": 0.0,
+        "bkg": 0.2681107488310275,
+        "miss": 7.778639338018046,
+    },
+    "special": {"fp": 8.660366141587232, "fn": 23.74583810883663},
+    "counts": {"cls": 76, "loc": 82, "both": 7, "dupe": 0, "bkg": 4, "miss": 109},
+}
+
+
+def test_mask_reference_on_coco100_equals_tidecv_numbers() -> None:
+    """The plain reference in mask mode finds tidecv's numbers on the real segm results."""
+    gt, dt = _load(GT), _load(SEGM)
+    assert isinstance(gt, dict) and isinstance(dt, list)
+    ref = reference_tide(gt, dt, iou_type="segm")
+    assert max_diff(ref, TIDECV_COCO100_SEGM) < TOL
+    assert ref["counts"] == TIDECV_COCO100_SEGM["counts"]
+
+
+@pytest.mark.skipif(not tidecv_available(), reason="tidecv is not installed (not a test dependency)")
+def test_mask_reference_equals_tidecv() -> None:
+    """Masks (polygons, compressed and uncompressed crowd RLEs, empty masks): reference == tidecv."""
+    for seed in range(12):
+        gt, dt = coco_segm_json(make_segm_dataset(seed, n_images=8))
+        for pos, bg in [(0.5, 0.1), (0.75, 0.25)]:
+            ref, tide = reference_tide(gt, dt, pos, bg, iou_type="segm"), tidecv_tide(gt, dt, pos, bg, "segm")
+            assert max_diff(ref, tide) < TOL, seed
+            assert ref["counts"] == tide["counts"], seed
+
+
+def test_pair_iou_replaces_the_boxes() -> None:
+    """The kernel with a given pair IoU equal to the box IoU gives the box run's output; pairs per image."""
+    gt_box = np.array([[0.0, 0, 10, 10], [50.0, 50, 10, 10], [0.0, 0, 30, 30]])
+    det_box = np.array([[0.0, 0, 10, 12], [51.0, 50, 10, 10], [300.0, 0, 5, 5], [1.0, 1, 9, 9]])
+    det_img, gt_img = np.array([0, 0, 1, 0]), np.array([0, 0, 1])
+    args = (np.array([0, 1, 0, 1]), np.array([0.9, 0.8, 0.7, 0.95]))
+    gt_args = (np.array([0, 1, 0]), np.array([False, False, True]))
+    seen: list[tuple[list[int], list[int]]] = []
+
+    def pair_iou(pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
+        from pycocotools import mask as mask_utils
+
+        seen.append((pair_det.tolist(), pair_gt.tolist()))
+        return np.array(
+            [
+                mask_utils.iou([det_box[d]], [gt_box[g]], [int(gt_args[1][g])])[0, 0]
+                for d, g in zip(pair_det, pair_gt, strict=True)
+            ]
+        )
+
+    boxes = tide_classify_np(det_img, *args, det_box, gt_img, gt_args[0], gt_box, gt_args[1], 2)
+    given = tide_classify_np(det_img, *args, None, gt_img, gt_args[0], None, gt_args[1], 2, pair_iou=pair_iou)
+    for key in boxes:
+        assert np.array_equal(boxes[key], given[key]), key
+    # image 0: detections by score (3, 0, 1) x its GTs (0, 1); image 1: detection 2 x GT 2 (a crowd)
+    assert seen == [([3, 3, 0, 0, 1, 1, 2], [0, 1, 0, 1, 0, 1, 2])]
+    with pytest.raises(ValueError, match="needs the boxes"):
+        tide_classify_np(det_img, *args, None, gt_img, gt_args[0], None, gt_args[1], 2)
+    with pytest.raises(ValueError, match="returned 1 values for 7 pairs"):
+        tide_classify_np(
+            det_img, *args, None, gt_img, gt_args[0], None, gt_args[1], 2, pair_iou=lambda d, g: np.zeros(1)
+        )
 
 
 def test_kernel_codes_on_a_small_image() -> None:

@@ -9,7 +9,10 @@ opencv-python, seaborn and pandas); ``python -m tests.helpers.tide_reference GT 
 its numbers for two COCO files.
 
 Data are COCO-style: ``gt`` a dict with ``images`` / ``annotations`` / ``categories``, ``dt``
-a list of results with ``bbox`` (xywh), ``score``, ``category_id``, ``image_id``.
+a list of results with ``bbox`` (xywh), ``score``, ``category_id``, ``image_id``. With
+``iou_type="segm"`` both read ``segmentation`` instead (polygons, uncompressed or compressed
+RLE; images need ``height`` and ``width``), and the IoU is pycocotools' mask IoU (tidecv's
+mask mode).
 """
 
 from __future__ import annotations
@@ -88,10 +91,29 @@ def _map(points: dict[Any, list[tuple[float, bool]]], num_gt: dict[Any, int]) ->
     return (sum(per.values()) / len(per) if per else 0.0), per
 
 
+def _shape(gt: dict, dt: list[dict], iou_type: str) -> tuple[dict, list[dict]]:
+    """The same data with each object's ``bbox`` replaced by what the IoU reads (boxes or RLEs)."""
+    if iou_type == "bbox":
+        return gt, dt
+    size = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+
+    def rle(obj: dict) -> dict:
+        seg, (h, w) = obj["segmentation"], size[obj["image_id"]]
+        if isinstance(seg, list):  # polygons
+            return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+        if isinstance(seg["counts"], list):  # uncompressed RLE
+            return mask_utils.frPyObjects(seg, h, w)
+        return seg
+
+    anns = [dict(a, bbox=rle(a)) for a in gt["annotations"]]
+    return dict(gt, annotations=anns), [dict(d, bbox=rle(d)) for d in dt]
+
+
 def reference_tide(
-    gt: dict, dt: list[dict], pos: float = 0.5, bg: float = 0.1, max_dets: int = 100
+    gt: dict, dt: list[dict], pos: float = 0.5, bg: float = 0.1, max_dets: int = 100, iou_type: str = "bbox"
 ) -> dict[str, Any]:
     """``{"ap", "main": {...}, "special": {"fp", "fn"}, "counts": {...}}`` by the rules, slowly."""
+    gt, dt = _shape(gt, dt, iou_type)
     by_image_gt: dict[Any, list[dict]] = defaultdict(list)
     by_image_dt: dict[Any, list[dict]] = defaultdict(list)
     for a in gt["annotations"]:
@@ -225,12 +247,29 @@ def tidecv_available() -> bool:
     return True
 
 
-def tidecv_tide(gt: dict, dt: list[dict], pos: float = 0.5, bg: float = 0.1) -> dict[str, Any]:
-    """tidecv's numbers on the same data, in the shape of :func:`reference_tide`."""
+def tidecv_tide(
+    gt: dict, dt: list[dict], pos: float = 0.5, bg: float = 0.1, iou_type: str = "bbox"
+) -> dict[str, Any]:
+    """tidecv's numbers on the same data, in the shape of :func:`reference_tide`.
+
+    With ``iou_type="segm"`` the GT masks go through tidecv's own ``toRLE`` (as its COCO
+    loader does) and the results' RLEs as they are, and tidecv runs in its mask mode.
+    """
     import contextlib
     import io
 
     from tidecv import TIDE, Data
+    from tidecv.functions import toRLE
+
+    size = {im["id"]: (im.get("height"), im.get("width")) for im in gt["images"]}
+
+    def mask(obj: dict, is_gt: bool) -> Any:
+        if iou_type == "bbox":
+            return None
+        if not is_gt:
+            return obj["segmentation"]
+        h, w = size[obj["image_id"]]
+        return toRLE(obj["segmentation"], w, h)
 
     g, d = Data("gt", max_dets=100), Data("dt")
     for c in gt["categories"]:
@@ -239,14 +278,14 @@ def tidecv_tide(gt: dict, dt: list[dict], pos: float = 0.5, bg: float = 0.1) -> 
         g.add_image(im["id"], im.get("file_name", str(im["id"])))
     for a in gt["annotations"]:
         if a["iscrowd"]:
-            g.add_ignore_region(a["image_id"], a["category_id"], a["bbox"], None)
+            g.add_ignore_region(a["image_id"], a["category_id"], a.get("bbox"), mask(a, True))
         else:
-            g.add_ground_truth(a["image_id"], a["category_id"], a["bbox"], None)
+            g.add_ground_truth(a["image_id"], a["category_id"], a.get("bbox"), mask(a, True))
     for r in dt:
-        d.add_detection(r["image_id"], r["category_id"], r["score"], r["bbox"], None)
+        d.add_detection(r["image_id"], r["category_id"], r["score"], r.get("bbox"), mask(r, False))
     tide = TIDE(pos_threshold=pos, background_threshold=bg)
     with contextlib.redirect_stdout(io.StringIO()):
-        run = tide.evaluate(g, d, mode=TIDE.BOX)
+        run = tide.evaluate(g, d, mode=TIDE.BOX if iou_type == "bbox" else TIDE.MASK)
         errors = tide.get_all_errors()
     main = {_TIDECV_NAMES[k]: float(v) for k, v in errors["main"]["dt"].items()}
     special = errors["special"]["dt"]

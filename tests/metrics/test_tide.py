@@ -18,6 +18,7 @@ from objdet.io import load_coco_dt, load_coco_gt
 from objdet.training.metrics import TIDE
 from tests.functional.test_tide import TIDECV_COCO100, max_diff
 from tests.helpers.coco_reference import make_dataset, to_torch
+from tests.helpers.coco_segm_reference import coco_segm_json, make_segm_dataset, to_torch_segm
 from tests.helpers.cocoapi_files import BBOX, FIXTURES, GT
 from tests.helpers.tide_reference import reference_tide, to_coco
 
@@ -62,6 +63,39 @@ def test_generated_equal_reference(box_format: str) -> None:
         got = _numbers(metric)
         assert max_diff(got, ref) < TOL, seed
         assert got["counts"] == ref["counts"], seed
+
+
+def test_masks_equal_reference() -> None:
+    """iou_type="segm": mask IoU from the pixels (polygon and crowd GTs, empty masks, > 100 dets)."""
+    seen = dict.fromkeys(MAIN_ERRORS, 0)
+    for seed in range(8):
+        images = make_segm_dataset(seed, n_images=8)
+        preds, target = to_torch_segm(images)
+        metric = TIDE(iou_type="segm", class_metrics=True)
+        metric.update(preds[:3], target[:3])
+        metric.update(preds[3:], target[3:])
+        ref = reference_tide(*coco_segm_json(images), iou_type="segm")
+        got = _numbers(metric)
+        assert max_diff(got, ref) < TOL, seed
+        assert got["counts"] == ref["counts"], seed
+        for k in MAIN_ERRORS:
+            seen[k] += got["counts"][k]
+    assert all(n > 0 for n in seen.values()), seen  # every error type occurred
+    # the boxes of the same objects give other numbers: the masks are what is read
+    images = make_segm_dataset(0, n_images=8)
+    preds, target = to_torch_segm(images, with_boxes=True)
+    by_box, by_mask = TIDE(box_format="xywh"), TIDE(iou_type="segm")
+    by_box.update(preds, target)
+    by_mask.update(preds, target)
+    assert by_box.result().main != by_mask.result().main
+
+
+def test_masks_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="iou_type"):
+        TIDE(iou_type="keypoints")  # type: ignore[arg-type]
+    preds, target = to_torch(make_dataset(1, n_images=2), "xyxy")  # boxes only
+    with pytest.raises(ValueError, match="masks"):
+        TIDE(iou_type="segm").update(preds, target)
 
 
 def test_thresholds_and_max_dets_follow_the_reference() -> None:

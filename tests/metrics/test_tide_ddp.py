@@ -7,6 +7,7 @@ import torch
 
 from objdet.training.metrics import TIDE
 from tests.helpers.coco_reference import make_dataset, to_torch
+from tests.helpers.coco_segm_reference import make_segm_dataset, to_torch_segm
 from tests.helpers.ddp import count_all_gathers, run_distributed
 
 N_IMAGES = 12
@@ -23,6 +24,10 @@ def _data(ids: bool) -> tuple[list[dict], list[dict]]:
 def _numbers(metric: TIDE) -> tuple:
     r = metric.result()
     return r.ap, r.main, r.special, r.counts, r.main_per_class["cls"].tolist()
+
+
+def _segm_data() -> tuple[list[dict], list[dict]]:
+    return to_torch_segm(make_segm_dataset(5, n_images=N_IMAGES))
 
 
 def _worker(rank: int, world_size: int, payload: tuple[bool, list[list[list[int]]]]) -> dict:
@@ -66,3 +71,23 @@ def test_ddp_equals_single_process(ids: bool, plan: list[list[list[int]]]) -> No
         assert r["compute"] == expected_compute, rank
         assert r["all_gathers"] == 16  # 8 list states: their shapes, then their values
     assert (results[0]["local_rows"] > 0) == bool(plan[0])  # the local state stays after compute
+
+
+def _segm_worker(rank: int, world_size: int, plan: list[list[list[int]]]) -> dict:
+    preds, target = _segm_data()
+    metric = TIDE(iou_type="segm", class_metrics=True)
+    for batch in plan[rank]:
+        metric.update([preds[i] for i in batch], [target[i] for i in batch])
+    metric.compute()
+    return {"numbers": _numbers(metric)}
+
+
+def test_ddp_masks_equal_single_process() -> None:
+    """iou_type="segm": mask IoU decided per rank, the same state merged."""
+    preds, target = _segm_data()
+    single = TIDE(iou_type="segm", class_metrics=True)
+    single.update(preds, target)
+    expected = _numbers(single)
+    assert sum(expected[1].values()) > 0
+    results = run_distributed(_segm_worker, world_size=2, payload=CONTIGUOUS[0])
+    assert [r["numbers"] for r in results] == [expected, expected]

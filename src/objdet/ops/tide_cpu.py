@@ -6,7 +6,8 @@ from the paper. In every image:
 
 * detections by descending score, stable (ties keep input order); only the first
   ``max_dets`` take part (100, over all classes), the others are dropped entirely;
-* IoU is pycocotools' ``bbIou`` on float64 xywh boxes; crowd GTs (``iscrowd=1``) are "ignore
+* IoU is pycocotools' ``bbIou`` on float64 xywh boxes (or, with ``pair_iou``, any IoU such
+  as pycocotools' mask IoU, tidecv's mask mode); crowd GTs (``iscrowd=1``) are "ignore
   regions", every other GT is a ground truth;
 * matching: each detection in turn takes, among the GTs of its class not taken yet, the one
   of highest IoU (the first on ties) when that IoU >= ``pos_threshold``: a true positive;
@@ -44,6 +45,8 @@ importing torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit
 
@@ -77,64 +80,119 @@ def _iou(d: np.ndarray, g: np.ndarray, crowd: bool) -> float:
 
 
 @_jit
-def _classify(
-    det_img: np.ndarray,
-    det_label: np.ndarray,
-    det_score: np.ndarray,
-    det_xywh: np.ndarray,
-    gt_img: np.ndarray,
-    gt_label: np.ndarray,
-    gt_xywh: np.ndarray,
-    gt_crowd: np.ndarray,
-    n_images: int,
-    pos: float,
-    bg: float,
-    max_dets: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _order(
+    det_img: np.ndarray, det_score: np.ndarray, gt_img: np.ndarray, n_images: int, max_dets: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The detections that take part, image by image by descending score; the GTs image by image.
+
+    Returns ``keep`` (K,), ``det_count`` (n_images,) (rows of ``keep`` per image), ``g_order``
+    (G,) (every GT, crowd or not, image by image, input order inside) and ``gt_all`` (n_images,).
+    """
     n_det, n_gt = det_img.shape[0], gt_img.shape[0]
     by_score = np.argsort(-det_score, kind="mergesort")
     d_order = by_score[np.argsort(det_img[by_score], kind="mergesort")]  # image, then score desc
     g_order = np.argsort(gt_img, kind="mergesort")
     keep = np.empty(n_det, np.int64)
-    code = np.zeros(n_det, np.uint8)
-    fix_label = np.empty(n_det, np.int64)
-    gt_keep = np.empty(n_gt, np.int64)
-    gt_status = np.empty(n_gt, np.uint8)
     det_count = np.zeros(n_images, np.int64)
-    gt_count = np.zeros(n_images, np.int64)
+    gt_all = np.zeros(n_images, np.int64)
+    for j in range(n_gt):
+        gt_all[gt_img[j]] += 1
     n_keep = 0
-    n_gt_keep = 0
     a = 0
-    b = 0
     for image in range(n_images):
         a0 = a
         while a < n_det and det_img[d_order[a]] == image:
             a += 1
-        b0 = b
-        while b < n_gt and gt_img[g_order[b]] == image:
-            b += 1
-        dets = d_order[a0 : min(a, a0 + max_dets)]
-        gts = np.empty(b - b0, np.int64)
-        crowds = np.empty(b - b0, np.int64)
+        nd = min(a - a0, max_dets)
+        for k in range(nd):
+            keep[n_keep + k] = d_order[a0 + k]
+        det_count[image] = nd
+        n_keep += nd
+    return keep[:n_keep], det_count, g_order, gt_all
+
+
+@_jit
+def _pairs(
+    keep: np.ndarray, det_count: np.ndarray, g_order: np.ndarray, gt_all: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(detection, GT) input indices of every IoU the classification reads: image by image, row-major."""
+    n = 0
+    for image in range(det_count.shape[0]):
+        n += det_count[image] * gt_all[image]
+    pair_det = np.empty(n, np.int64)
+    pair_gt = np.empty(n, np.int64)
+    p = 0
+    a = 0
+    b = 0
+    for image in range(det_count.shape[0]):
+        nd, nb = det_count[image], gt_all[image]
+        for k in range(nd):
+            for j in range(nb):
+                pair_det[p] = keep[a + k]
+                pair_gt[p] = g_order[b + j]
+                p += 1
+        a += nd
+        b += nb
+    return pair_det, pair_gt
+
+
+@_jit
+def _box_pair_iou(
+    pair_det: np.ndarray, pair_gt: np.ndarray, det_xywh: np.ndarray, gt_xywh: np.ndarray, gt_crowd: np.ndarray
+) -> np.ndarray:
+    out = np.empty(pair_det.shape[0])
+    for p in range(pair_det.shape[0]):
+        g = pair_gt[p]
+        out[p] = _iou(det_xywh[pair_det[p]], gt_xywh[g], gt_crowd[g])
+    return out
+
+
+@_jit
+def _classify(
+    keep: np.ndarray,
+    det_count: np.ndarray,
+    g_order: np.ndarray,
+    gt_all: np.ndarray,
+    pair_iou: np.ndarray,
+    det_label: np.ndarray,
+    gt_label: np.ndarray,
+    gt_crowd: np.ndarray,
+    pos: float,
+    bg: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n_images = det_count.shape[0]
+    n_keep_all, n_gt = keep.shape[0], g_order.shape[0]
+    code = np.zeros(n_keep_all, np.uint8)
+    fix_label = np.empty(n_keep_all, np.int64)
+    gt_keep = np.empty(n_gt, np.int64)
+    gt_status = np.empty(n_gt, np.uint8)
+    gt_count = np.zeros(n_images, np.int64)
+    n_gt_keep = 0
+    first = 0  # first row of the image in keep
+    b = 0  # first GT of the image in g_order
+    p0 = 0  # first pair of the image in pair_iou
+    for image in range(n_images):
+        nd, nb = det_count[image], gt_all[image]
+        dets = keep[first : first + nd]
+        block = pair_iou[p0 : p0 + nd * nb]
+        gts = np.empty(nb, np.int64)  # non-crowd GTs, and their columns in the block
+        cols = np.empty(nb, np.int64)
+        crowds = np.empty(nb, np.int64)
+        crowd_cols = np.empty(nb, np.int64)
         ng = 0
         nc = 0
-        for j in range(b0, b):
-            g = g_order[j]
+        for j in range(nb):
+            g = g_order[b + j]
             if gt_crowd[g]:
                 crowds[nc] = g
+                crowd_cols[nc] = j
                 nc += 1
             else:
                 gts[ng] = g
+                cols[ng] = j
                 ng += 1
-        gts = gts[:ng]
-        crowds = crowds[:nc]
-        nd = dets.shape[0]
-        first = n_keep
         for k in range(nd):
-            keep[n_keep + k] = dets[k]
-            fix_label[n_keep + k] = det_label[dets[k]]
-        n_keep += nd
-        det_count[image] = nd
+            fix_label[first + k] = det_label[dets[k]]
         gt_count[image] = ng
         for j in range(ng):
             gt_keep[n_gt_keep + j] = gts[j]
@@ -142,6 +200,7 @@ def _classify(
             for j in range(ng):
                 gt_status[n_gt_keep + j] = MISSED
             n_gt_keep += ng
+            b += nb
             continue
 
         iou = np.zeros((nd, ng))
@@ -149,7 +208,7 @@ def _classify(
         for k in range(nd):
             d = dets[k]
             for j in range(ng):
-                iou[k, j] = _iou(det_xywh[d], gt_xywh[gts[j]], False)
+                iou[k, j] = block[k * nb + cols[j]]
                 same[k, j] = det_label[d] == gt_label[gts[j]]
         # matching: in score order, the best GT of the class not taken yet (first on ties)
         gt_used = np.zeros(ng, np.bool_)
@@ -169,8 +228,7 @@ def _classify(
             if matched[k]:
                 continue
             for j in range(nc):
-                c = crowds[j]
-                if gt_label[c] == det_label[d] and _iou(det_xywh[d], gt_xywh[c], True) > pos:
+                if gt_label[crowds[j]] == det_label[d] and block[k * nb + crowd_cols[j]] > pos:
                     code[first + k] = IGNORED
                     break
         # error type of each unmatched detection
@@ -221,30 +279,26 @@ def _classify(
                 code[first + k] |= FIXES
             gt_status[n_gt_keep + j] = MATCHED if gt_used[j] else (FIXABLE if usable[j] else MISSED)
         n_gt_keep += ng
-    return (
-        keep[:n_keep],
-        code[:n_keep],
-        fix_label[:n_keep],
-        gt_keep[:n_gt_keep],
-        gt_status[:n_gt_keep],
-        det_count,
-        gt_count,
-    )
+        first += nd
+        b += nb
+        p0 += nd * nb
+    return code, fix_label, gt_keep[:n_gt_keep], gt_status[:n_gt_keep], gt_count
 
 
 def tide_classify_np(
     det_img: np.ndarray,
     det_label: np.ndarray,
     det_score: np.ndarray,
-    det_xywh: np.ndarray,
+    det_xywh: np.ndarray | None,
     gt_img: np.ndarray,
     gt_label: np.ndarray,
-    gt_xywh: np.ndarray,
+    gt_xywh: np.ndarray | None,
     gt_crowd: np.ndarray,
     n_images: int,
     pos_threshold: float = 0.5,
     bg_threshold: float = 0.1,
     max_dets: int = 100,
+    pair_iou: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """TIDE's error type of every detection and status of every GT (rules in the module docstring).
 
@@ -255,6 +309,10 @@ def tide_classify_np(
         n_images: number of images.
         pos_threshold: foreground IoU (0.5). bg_threshold: background IoU (0.1).
         max_dets: detections per image that take part (100).
+        pair_iou: another IoU than the boxes' (masks: tidecv's mask mode). Called once with
+            (P,) int64 detection and GT indices (pairs of one image) and returns their (P,)
+            float64 IoU, for crowd GTs intersection / detection area (pycocotools' ``iou``
+            with ``iscrowd``); the boxes are then not read (pass None).
 
     Returns:
         ``keep`` (K,) int64 detection indices, image by image, by descending score inside;
@@ -278,19 +336,38 @@ def tide_classify_np(
         raise ValueError(f"`bg_threshold` must be in [0, pos_threshold], got {bg_threshold!r}")
     if max_dets < 1:
         raise ValueError(f"`max_dets` must be a positive int, got {max_dets!r}")
-    keep, code, fix_label, gt_keep, gt_status, det_count, gt_count = _classify(
-        np.ascontiguousarray(det_img, np.int64),
+    det_img = np.ascontiguousarray(det_img, np.int64)
+    gt_img = np.ascontiguousarray(gt_img, np.int64)
+    gt_crowd = np.ascontiguousarray(gt_crowd, np.bool_)
+    keep, det_count, g_order, gt_all = _order(
+        det_img, np.ascontiguousarray(det_score, np.float64), gt_img, int(n_images), int(max_dets)
+    )
+    pair_det, pair_gt = _pairs(keep, det_count, g_order, gt_all)
+    if pair_iou is None:
+        if det_xywh is None or gt_xywh is None:
+            raise ValueError("tide_classify_np needs the boxes (det_xywh, gt_xywh) or a pair_iou")
+        iou = _box_pair_iou(
+            pair_det,
+            pair_gt,
+            np.ascontiguousarray(det_xywh, np.float64).reshape(-1, 4),
+            np.ascontiguousarray(gt_xywh, np.float64).reshape(-1, 4),
+            gt_crowd,
+        )
+    else:
+        iou = np.ascontiguousarray(pair_iou(pair_det, pair_gt), np.float64).reshape(-1)
+        if iou.shape[0] != pair_det.shape[0]:
+            raise ValueError(f"pair_iou returned {iou.shape[0]} values for {pair_det.shape[0]} pairs")
+    code, fix_label, gt_keep, gt_status, gt_count = _classify(
+        keep,
+        det_count,
+        g_order,
+        gt_all,
+        iou,
         np.ascontiguousarray(det_label, np.int64),
-        np.ascontiguousarray(det_score, np.float64),
-        np.ascontiguousarray(det_xywh, np.float64).reshape(-1, 4),
-        np.ascontiguousarray(gt_img, np.int64),
         np.ascontiguousarray(gt_label, np.int64),
-        np.ascontiguousarray(gt_xywh, np.float64).reshape(-1, 4),
-        np.ascontiguousarray(gt_crowd, np.bool_),
-        int(n_images),
+        gt_crowd,
         float(pos_threshold),
         float(bg_threshold),
-        int(max_dets),
     )
     return {
         "keep": keep,

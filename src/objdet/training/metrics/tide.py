@@ -21,6 +21,7 @@ from objdet.functional.tide import (
     worst_image_order,
 )
 from objdet.ops.boxes import BOX_FORMATS
+from objdet.ops.masks import mask_batch
 from objdet.ops.tide_cpu import CLS, TYPE_MASK, tide_classify_np
 from objdet.training.metrics._detection_inputs import flatten_detections
 from objdet.training.metrics._errors import InputError
@@ -71,6 +72,12 @@ class TIDE(Metric):
     int64. ``compute()`` runs :func:`objdet.functional.tide.tide_errors_np` on the merged
     state (the same on every rank).
 
+    With ``iou_type="segm"`` the IoU is that of the masks (tidecv's mask mode): ``preds`` and
+    ``target`` carry ``masks`` (N, H, W) bool instead of boxes, and the IoU of every (detection,
+    GT) pair of an image is computed in ``update()`` from the masks' pixels (on their device,
+    as :class:`MeanAveragePrecision` does for ``"segm"``); a crowd GT counts as intersection
+    over the detection's area, as pycocotools' ``iou`` with ``iscrowd``. The state is the same.
+
     The same state gives, per image, the number of errors of each type and the F1 at a
     confidence (:meth:`image_scores`, :meth:`worst_images`), and the label-error candidates
     (:meth:`label_error_candidates`: confident classification and background errors), all
@@ -88,7 +95,8 @@ class TIDE(Metric):
         bg_threshold: background IoU (0.1, the paper's), in [0, pos_threshold].
         max_detection_threshold: detections per image that take part, best scores first,
             over all classes (100, as tidecv on COCO).
-        box_format: "xyxy", "xywh" or "cxcywh".
+        box_format: "xyxy", "xywh" or "cxcywh" (boxes only).
+        iou_type: "bbox" (box IoU, tidecv's default) or "segm" (mask IoU).
         class_metrics: also return the per-class values (``classes``, ``ap_per_class``,
             ``main_<type>_per_class``, ``special_<type>_per_class``).
         class_names: optional names of the classes (for :meth:`plot` titles only).
@@ -133,6 +141,7 @@ class TIDE(Metric):
         bg_threshold: float = 0.1,
         max_detection_threshold: int = 100,
         box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
+        iou_type: Literal["bbox", "segm"] = "bbox",
         class_metrics: bool = False,
         class_names: Sequence[str] | None = None,
         **kwargs: Any,
@@ -158,6 +167,8 @@ class TIDE(Metric):
             )
         if box_format not in BOX_FORMATS:
             raise InputError(f"`box_format` must be one of {BOX_FORMATS}, got {box_format!r}")
+        if iou_type not in ("bbox", "segm"):
+            raise InputError(f"`iou_type` must be 'bbox' or 'segm', got {iou_type!r}")
         if not isinstance(class_metrics, bool):
             raise InputError(f"`class_metrics` must be a bool, got {class_metrics!r}")
         if class_names is not None:
@@ -168,6 +179,7 @@ class TIDE(Metric):
         self.bg_threshold = float(bg_threshold)
         self.max_detection_threshold = max_detection_threshold
         self.box_format = box_format
+        self.iou_type = iou_type
         self.class_metrics = class_metrics
         self.class_names = class_names
         # per image, in the order seen: id, fingerprint, kept detections, non-crowd GTs (see _images);
@@ -189,22 +201,36 @@ class TIDE(Metric):
         """Classify the detections of one batch of images and keep their codes.
 
         Args:
-            preds: one dict per image with ``boxes`` (N, 4), ``scores`` (N,), ``labels`` (N,).
-            target: one dict per image with ``boxes`` (M, 4), ``labels`` (M,), optional ``iscrowd``
-                (M,) and ``image_id`` (an int; see the class docstring).
+            preds: one dict per image with ``boxes`` (N, 4) (``masks`` (N, H, W) bool with
+                ``iou_type="segm"``), ``scores`` (N,), ``labels`` (N,).
+            target: one dict per image with ``boxes`` (M, 4) (or ``masks`` (M, H, W)), ``labels``
+                (M,), optional ``iscrowd`` (M,) and ``image_id`` (an int; see the class docstring).
         """
-        flat = flatten_detections(preds, target, self.box_format)
-        assert flat.det_xywh is not None and flat.gt_xywh is not None  # boxes are required by default
+        segm = self.iou_type == "segm"
+        flat = flatten_detections(preds, target, self.box_format, boxes=not segm, masks=segm)
         ids = batch_image_ids(flat, self.image_records)
         device = flat.det_score.device
 
         def cpu(t: Tensor) -> np.ndarray:
             return t.detach().cpu().numpy()
 
+        def cpu_boxes(t: Tensor | None) -> np.ndarray | None:
+            return None if t is None else cpu(t)
+
+        pair_iou = None
+        if segm:
+            assert flat.det_masks is not None and flat.gt_masks is not None
+            masks = mask_batch(flat.det_masks, flat.gt_masks)  # every pair of an image (any classes)
+            crowd = flat.gt_crowd
+
+            def pair_iou(pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
+                index = (torch.from_numpy(pair_det).to(device), torch.from_numpy(pair_gt).to(device))
+                return masks.pair_iou(*index, crowd).cpu().numpy()
+
         out = tide_classify_np(
-            cpu(flat.det_img), cpu(flat.det_label), cpu(flat.det_score), cpu(flat.det_xywh),
-            cpu(flat.gt_img), cpu(flat.gt_label), cpu(flat.gt_xywh), cpu(flat.gt_crowd), flat.n_images,
-            self.pos_threshold, self.bg_threshold, self.max_detection_threshold,
+            cpu(flat.det_img), cpu(flat.det_label), cpu(flat.det_score), cpu_boxes(flat.det_xywh),
+            cpu(flat.gt_img), cpu(flat.gt_label), cpu_boxes(flat.gt_xywh), cpu(flat.gt_crowd), flat.n_images,
+            self.pos_threshold, self.bg_threshold, self.max_detection_threshold, pair_iou=pair_iou,
         )  # fmt: skip
 
         def back(a: np.ndarray, dtype: torch.dtype) -> Tensor:
@@ -426,7 +452,8 @@ class TIDE(Metric):
         from objdet.plotting.tide import plot_tide
 
         values = self.compute() if val is None else val
-        details = f"IoU fg {self.pos_threshold:g}, bg {self.bg_threshold:g}"
+        kind = "mask" if self.iou_type == "segm" else "box"
+        details = f"{kind} IoU fg {self.pos_threshold:g}, bg {self.bg_threshold:g}"
         if "ap" in values:
             details = f"AP{self.pos_threshold * 100:g} = {float(values['ap']):.2f}; " + details
         errors = {k: v for k, v in values.items() if k.startswith(("main_", "special_")) and v.ndim == 0}
