@@ -14,7 +14,7 @@ from objdet.training import DetectionVisualizationCallback
 from objdet.training.metrics import TIDE
 from tests.callbacks.test_trainer_runs import _validation_outputs
 from tests.helpers.coco_reference import make_dataset, to_torch
-from tests.helpers.lightning_models import ShapesDetectionModule, make_trainer
+from tests.helpers.lightning_models import ShapesDataset, ShapesDetectionModule, make_trainer
 
 
 def _recording(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
@@ -95,13 +95,23 @@ def test_image_ids_copies_and_batches_give_worst_images() -> None:
             assert torch.equal(image, images[ids.index(image_id)])
 
 
-def test_other_ranks_keep_nothing_and_bad_arguments() -> None:
+def test_every_rank_keeps_at_most_num_samples_and_bad_arguments() -> None:
+    """A rank other than 0 scores its images too (its worst go to rank 0 later), keeping <= num_samples."""
     preds, targets = to_torch(make_dataset(1, n_images=4), "xyxy")
     cb = DetectionVisualizationCallback(num_samples=2, choose="worst")
     cb.update_batch(
         _stand_in(False), None, {"preds": preds, "targets": targets, "images": torch.rand(4, 3, 8, 8)}
     )  # type: ignore[arg-type]
-    assert cb._worst == []
+    reference = TIDE()
+    reference.update(preds, targets)
+    assert [e["image"] for _, e in cb._worst] == reference.worst_images(k=2, conf_threshold=0.5)[
+        "image"
+    ].tolist()
+    first = DetectionVisualizationCallback(num_samples=2)  # choose="first": rank 0's first images only
+    first.update_batch(
+        _stand_in(False), None, {"preds": preds, "targets": targets, "images": torch.rand(4, 3, 8, 8)}
+    )  # type: ignore[arg-type]
+    assert first._images == []
     with pytest.raises(ValueError, match="choose"):
         DetectionVisualizationCallback(choose="best")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="worst_by"):
@@ -120,6 +130,16 @@ def _ddp_worker(rank: int, world_size: int, root: str) -> dict[str, Any]:
 
     os.environ.update(LOCAL_RANK=str(rank), RANK=str(rank), WORLD_SIZE=str(world_size), NODE_RANK="0")
     torch.manual_seed(0)
+    drawn: list[Any] = []
+    real = dv.plot_detections
+
+    def spy(images: Any, *args: Any, **kwargs: Any) -> Any:
+        drawn[:] = [
+            im.numpy() for im in images
+        ]  # the last epoch's grid (numpy: tensors cannot leave a spawned process safely)
+        return real(images, *args, **kwargs)
+
+    dv.plot_detections = spy  # a spawned process of its own: nothing to restore
     worst = DetectionVisualizationCallback(num_samples=3, choose="worst", tag="val/worst", dpi=40)
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -135,21 +155,78 @@ def _ddp_worker(rank: int, world_size: int, root: str) -> dict[str, Any]:
         num_sanity_val_steps=0,
     )
     trainer.fit(ShapesDetectionModule(n_val=12))
-    return {"chosen": worst.last_chosen, "figures": worst.figures_logged, "epochs": trainer.current_epoch}
+    return {
+        "chosen": worst.last_chosen,
+        "figures": worst.figures_logged,
+        "epochs": trainer.current_epoch,
+        "drawn": drawn,
+    }
 
 
-def test_ddp_rank_zero_draws_the_worst_of_its_shard(tmp_path: Path) -> None:
-    """2 gloo ranks: no hang (the scoring never syncs), rank 0 draws the worst of the images it validated."""
+def _val_images() -> list[torch.Tensor]:
+    dataset = ShapesDataset(12, offset=10_000)  # ShapesDetectionModule(n_val=12)'s validation set
+    return [dataset[i][0] for i in range(12)]
+
+
+def test_ddp_rank_zero_draws_the_worst_of_every_rank(tmp_path: Path) -> None:
+    """2 gloo ranks: rank 0 draws the worst images of the whole epoch, wherever they were validated."""
     from tests.helpers.ddp import run_distributed
 
     results = run_distributed(_ddp_worker, world_size=2, payload=str(tmp_path), timeout=240)
     preds, targets = _validation_outputs(ShapesDetectionModule(n_val=12))
-    shard = list(range(0, 12, 2))  # DistributedSampler without shuffling: rank 0 gets images 0, 2, 4, ...
+    # DistributedSampler without shuffling: rank 0 gets images 0, 2, 4, ..., rank 1 images 1, 3, ...;
+    # a TIDE that saw both (synced: rank 0's images first) is the reference
+    order = [*range(0, 12, 2), *range(1, 12, 2)]
     reference = TIDE()
-    reference.update([preds[i] for i in shard], [targets[i] for i in shard])
+    reference.update([preds[i] for i in order], [targets[i] for i in order])
     expected = reference.worst_images(k=3, conf_threshold=0.5)
     assert [r["epochs"] for r in results] == [2, 2]
-    assert [c["image"] for c in results[0]["chosen"]] == expected["image"].tolist()
-    assert [c["errors"] for c in results[0]["chosen"]] == expected["errors"].tolist()
+    chosen = results[0]["chosen"]
+    assert [c["image"] for c in chosen] == expected["image"].tolist()
+    assert [c["errors"] for c in chosen] == expected["errors"].tolist()
+    assert [c["f1"] for c in chosen] == pytest.approx(expected["f1"].tolist())
+    assert any(c["image"] >= 6 for c in chosen)  # an image of rank 1 made it to rank 0's grid
     assert results[0]["figures"] == {"val/worst": 2}
     assert results[1]["chosen"] == [] and results[1]["figures"] == {}
+    # the drawn images are the chosen ones: rank 0 received rank 1's pixels
+    for c, pixels in zip(chosen, results[0]["drawn"], strict=True):
+        assert torch.equal(torch.from_numpy(pixels), _val_images()[order[c["image"]]])
+
+
+def _ids_worker(rank: int, world_size: int, plan: list[list[list[int]]]) -> dict[str, Any]:
+    preds, targets = to_torch(make_dataset(7, n_images=10), "xyxy")
+    for i, t in enumerate(targets):
+        t["image_id"] = torch.tensor(500 - 11 * i)  # not in update order
+    images = [torch.full((3, 4, 4), float(i)) for i in range(10)]  # image i is filled with i
+    cb = DetectionVisualizationCallback(num_samples=4, choose="worst", conf_threshold=0.3)
+    for batch in plan[rank]:
+        data = {"preds": [preds[i] for i in batch], "targets": [targets[i] for i in batch]}
+        cb.update_batch(_stand_in(rank == 0), None, {**data, "images": [images[i] for i in batch]})  # type: ignore[arg-type]
+    chosen = cb._gather_worst(_stand_in(rank == 0))  # type: ignore[arg-type]
+    return {
+        "images": [e["image"] for _, e in chosen],
+        "errors": [e["errors"] for _, e in chosen],
+        "pixels": [float(e["_data"][0][0, 0, 0]) for _, e in chosen],
+    }
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        [[[0, 2, 4], [6, 8]], [[1, 3, 5, 7, 9, 0]]],  # DistributedSampler-like, padded with a copy of 0
+        [[[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]], []],  # a rank without images
+    ],
+)
+def test_ddp_with_image_ids_equals_one_tide(plan: list[list[list[int]]]) -> None:
+    """Image ids out of order, a copy on another rank, an idle rank: TIDE.worst_images of all images."""
+    from tests.helpers.ddp import run_distributed
+
+    preds, targets = to_torch(make_dataset(7, n_images=10), "xyxy")
+    reference = TIDE()
+    reference.update(preds, [dict(t, image_id=torch.tensor(500 - 11 * i)) for i, t in enumerate(targets)])
+    expected = reference.worst_images(k=4, conf_threshold=0.3)
+    results = run_distributed(_ids_worker, world_size=2, payload=plan)
+    assert results[0]["images"] == expected["image"].tolist()
+    assert results[0]["errors"] == expected["errors"].tolist()
+    assert results[0]["pixels"] == [float((500 - image) // 11) for image in results[0]["images"]]
+    assert results[1] == {"images": [], "errors": [], "pixels": []}

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from objdet.ops.boxes import BOX_FORMATS
 from objdet.plotting.images import plot_detections
@@ -38,18 +39,22 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
     end of the epoch as one grid (see :func:`objdet.plotting.images.plot_detections`) logged
     under ``tag``. Other ranks only check their outputs. Nothing is kept between epochs.
 
-    With ``choose="worst"`` the grid shows the ``num_samples`` worst images rank 0 validated in
-    the epoch, worst first, each titled with its image (``image_id``, else its position in
-    rank 0's epoch), its number of TIDE errors and its F1. An image's scores depend on that
-    image alone, so each batch is scored as it passes (by a private
-    :class:`~objdet.training.metrics.TIDE` that never syncs, on rank 0 only: no collective)
-    with :meth:`~objdet.training.metrics.TIDE.image_scores`; rank 0 keeps only the
-    ``num_samples`` worst so far (CPU copies of at most ``num_samples`` images and their
-    boxes), so the grid equals ``TIDE.worst_images(num_samples, by=worst_by,
-    conf_threshold=...)`` over the images rank 0 validated, ties broken the same way
-    (by ``image_id``, else by the order seen; a repeated ``image_id`` counts once). Under DDP
-    that is rank 0's shard: no other rank's image is sent to rank 0. Scores use every
-    detection (TIDE's ``max_detection_threshold`` best per image), not only those drawn.
+    With ``choose="worst"`` the grid shows the ``num_samples`` worst images of the epoch, over
+    every rank, worst first, each titled with its image (``image_id``, else its position in
+    the epoch: rank 0's images first, then rank 1's, ...), its number of TIDE errors and its
+    F1. An image's scores depend on that image alone, so each batch is scored as it passes,
+    on the rank that validates it (by a private :class:`~objdet.training.metrics.TIDE` that
+    never syncs) with :meth:`~objdet.training.metrics.TIDE.image_scores`; each rank keeps
+    only its ``num_samples`` worst so far (CPU copies of at most ``num_samples`` images and
+    their boxes). At the end of the epoch the ranks exchange the scores of what they kept
+    (one ``all_gather_object`` of a few numbers per image), every rank picks the same
+    ``num_samples`` worst, and the ranks that hold them send those images to rank 0 (one
+    ``gather_object``): two collectives, at most ``num_samples`` images sent. The grid
+    equals ``TIDE.worst_images(num_samples, by=worst_by, conf_threshold=...)`` of a TIDE
+    that saw every rank's images, ties broken the same way (by ``image_id``, else by the
+    position; an ``image_id`` repeated by the sampler's padding counts once). Scores use
+    every detection (TIDE's ``max_detection_threshold`` best per image), not only those
+    drawn.
 
     Args:
         num_samples: images per grid.
@@ -120,12 +125,13 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         #: with ``choose="worst"``: per kept image (worst first) its sort key and its scores
         self._worst: list[tuple[tuple[float, float, int], dict[str, Any]]] = []
         self._seen = 0
+        self._has_ids = True  # every target of the epoch had an image_id (so far)
         #: rank 0, after each drawn epoch: per drawn image ``{"image", "errors", "f1", ...}`` (worst mode)
         self.last_chosen: list[dict[str, Any]] = []
 
     def reset_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._images, self._preds, self._targets = [], [], []
-        self._worst, self._seen = [], 0
+        self._worst, self._seen, self._has_ids = [], 0, True
 
     def _keep_pred(self, pred: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(pred, Mapping) or not all(k in pred for k in ("boxes", "scores", "labels")):
@@ -149,10 +155,10 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
                 f"{type(self).__name__}: got {len(preds)} preds, {len(targets)} targets and {len(images)} "
                 "images in one batch; expected one of each per image"
             )
-        if not trainer.is_global_zero:
-            return
-        if self._scorer is not None:
+        if self._scorer is not None:  # every rank scores its own images (see the class docstring)
             self._keep_worst(preds, targets, images)
+            return
+        if not trainer.is_global_zero:
             return
         for i in range(min(len(preds), self.num_samples - len(self._images))):
             self._preds.append(self._keep_pred(preds[i], f"preds[{i}]"))
@@ -170,6 +176,7 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         ids: list[int] | None = None
         if len(targets) and all(isinstance(t, Mapping) and "image_id" in t for t in targets):
             ids = [int(torch.as_tensor(t["image_id"]).reshape(())) for t in targets]
+        self._has_ids = self._has_ids and (ids is not None or not len(targets))
         # without image_id the scorer's rows are the batch's images in order
         plain = [
             {k: v for k, v in t.items() if k != "image_id"} if isinstance(t, Mapping) else t for t in targets
@@ -191,6 +198,7 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
                 continue
             entry: dict[str, Any] = {n: (float(v[i]) if n == "f1" else int(v[i])) for n, v in scores.items()}
             entry["image"] = image
+            entry["_position"] = position
             entry["_data"] = (
                 self.detach(images[i]),
                 self._keep_pred(preds[i], f"preds[{i}]"),
@@ -202,15 +210,59 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
             kept_ids = {e["image"] for _, e in self._worst} if ids is not None else set()
         self._seen += len(preds)
 
+    def _gather_worst(self, trainer: pl.Trainer) -> list[tuple[tuple[float, float, int], dict[str, Any]]]:
+        """The ``num_samples`` worst over every rank, with their data, on rank 0 ([] on the others)."""
+        local, self._worst = self._worst, []
+        has_ids = self._has_ids
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return local
+        world, rank = dist.get_world_size(), dist.get_rank()
+        public = [(key, {k: v for k, v in e.items() if k != "_data"}) for key, e in local]
+        everyone: list[Any] = [None] * world
+        dist.all_gather_object(everyone, (public, self._seen, has_ids))
+        # image ids where every rank that saw images had them, else positions (rank 0's first)
+        use_ids = all(ids for kept, _, ids in everyone if kept)
+        offsets = np.cumsum([0] + [seen for _, seen, _ in everyone])
+        candidates = []
+        for r, (kept, _, _) in enumerate(everyone):
+            for i, (key, entry) in enumerate(kept):
+                entry = dict(entry)
+                if not use_ids:
+                    entry["image"] = int(offsets[r]) + entry["_position"]
+                candidates.append(((*key[:2], entry["image"]), r, i, entry))
+        candidates.sort(key=lambda c: (c[0], c[1]))  # ties of one id: rank 0's copy first
+        chosen, seen_images = [], set()
+        for c in candidates:
+            if c[3]["image"] in seen_images:
+                continue
+            seen_images.add(c[3]["image"])
+            chosen.append(c)
+            if len(chosen) == self.num_samples:
+                break
+        mine = [local[i][1]["_data"] for _, r, i, _ in chosen if r == rank]
+        received: list[Any] | None = [None] * world if rank == 0 else None
+        dist.gather_object(mine, received, dst=0)
+        if rank != 0:
+            return []
+        assert received is not None
+        taken = [0] * world
+        out = []
+        for key, r, _, entry in chosen:
+            entry["_data"] = received[r][taken[r]]
+            taken[r] += 1
+            out.append((key, entry))
+        return out
+
     def finish_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         images, preds, targets = self._images, self._preds, self._targets
         self._images, self._preds, self._targets = [], [], []
         labels: list[str] = []
         what = ""
         if self._scorer is not None:
-            worst, self._worst = self._worst, []
+            worst = self._gather_worst(trainer)
             for _, entry in worst:
                 image, pred, target = entry.pop("_data")
+                entry.pop("_position")
                 images.append(image)
                 preds.append(pred)
                 targets.append(target)
