@@ -168,7 +168,7 @@ class KeypointBatch:
         )
 
     def pair_iou_np(self, pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
-        """:meth:`pair_iou` on CPU by the compiled loop (bit-equal to pycocotools' ``computeOks``)."""
+        """:meth:`pair_iou` on CPU by the compiled loop (pycocotools' ``computeOks`` to 1e-15)."""
         from objdet.ops.keypoints_cpu import pair_oks
 
         return pair_oks(
