@@ -57,9 +57,20 @@ def _case(seed: int) -> dict[str, np.ndarray]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), max_det=st.sampled_from([1, 3, 10, 100]), ious=st.booleans())
-def test_matching_equals_the_torch_kernel(seed: int, max_det: int, ious: bool) -> None:
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    max_det=st.sampled_from([1, 3, 10, 100]),
+    ious=st.booleans(),
+    spread=st.booleans(),
+)
+def test_matching_equals_the_torch_kernel(seed: int, max_det: int, ious: bool, spread: bool) -> None:
+    """``spread``: ids far apart (too many (image, label) buckets to count in: the sorting path)."""
     c = _case(seed)
+    if spread:
+        for key in ("det_img", "gt_img"):
+            c[key] = c[key] * 10**8 + 7  # image indices stay below 2**31 (both kernels key on them)
+        for key in ("det_label", "gt_label"):
+            c[key] = c[key] * 10**8 - 2 * 10**8  # negative labels too: the kernel takes any int32
     t = {k: torch.from_numpy(v) for k, v in c.items()}
     ref = coco_match(
         t["det_img"], t["det_label"], t["det_score"], t["det_xywh"], t["gt_img"], t["gt_label"],

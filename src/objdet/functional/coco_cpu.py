@@ -125,10 +125,28 @@ def _gather_rows(
 
 
 @_jit
-def _grown(buf: np.ndarray) -> np.ndarray:
-    out = np.empty((buf.shape[0], 2 * buf.shape[1] + 1), buf.dtype)
-    out[:, : buf.shape[1]] = buf
-    return out
+def _most_true_positives(start: np.ndarray, rank: np.ndarray, tp: np.ndarray, max_det: int) -> int:
+    """The most true positives of one lane in one class among detections of rank < ``max_det``.
+
+    Matching makes it at most the class's non-ignored GTs, but the state may come from
+    elsewhere: counting first sizes the buffers exactly, so the hot pass never grows them
+    (growing an array inside it costs more than this pass).
+    """
+    counts = np.zeros(8 * tp.shape[1], np.int64)
+    most = 0
+    for k in range(start.shape[0] - 1):
+        counts[:] = 0
+        for d in range(start[k], start[k + 1]):
+            if rank[d] >= max_det:
+                continue
+            for b in range(tp.shape[1]):
+                tb = tp[d, b]
+                while tb:
+                    low = tb & -tb
+                    counts[b * 8 + _BIT_INDEX[low]] += 1
+                    tb ^= low
+        most = max(most, counts.max())
+    return most
 
 
 @_jit
@@ -164,12 +182,7 @@ def accumulate_tables(
     # gathered once in (class, score) order, so that the passes below read memory in sequence
     scores, rank, tp, ignored = _gather_rows(order, scores, rank, tp, ignored)
     n_lanes = n_thresholds * n_area
-    # A lane's true positives are at most its class's non-ignored GTs: buffers of that size
-    # (grown if a state holds more, which matching never produces).
-    most = 0
-    for k in range(n_cls):
-        for a in range(n_area):
-            most = max(most, n_gt[k, a])
+    most = _most_true_positives(start, rank, tp, max_dets.max()) if n_md else 0
     prec_buf = np.empty((n_lanes, most), np.float64)
     score_buf = np.empty((n_lanes, most), np.float64)
     # counters for every bit of the packed bytes (the last byte's unused bits included)
@@ -202,9 +215,6 @@ def accumulate_tables(
                         low = tb & -tb
                         lane = b * 8 + _BIT_INDEX[low]
                         c = n_tp[lane]
-                        if full and c >= prec_buf.shape[1]:  # only a state not made by matching
-                            prec_buf = _grown(prec_buf)
-                            score_buf = _grown(score_buf)
                         n_tp[lane] = c + 1
                         if full:
                             fp = seen - (c + 1) - n_ign[lane]

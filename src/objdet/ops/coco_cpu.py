@@ -96,6 +96,86 @@ def _argsort_key_score(key: np.ndarray, score: np.ndarray) -> np.ndarray:
     return idx
 
 
+#: most (image, label) buckets :func:`group_plan` counts in, per detection and GT of the batch
+_BUCKETS_PER_ITEM = 8
+_BUCKETS_MIN = 1 << 16
+#: segments up to this size are ordered by insertion sort, longer ones by a merge sort
+_INSERTION_MAX = 32
+
+
+@_jit
+def _bucket_orders(
+    det_img: np.ndarray,
+    det_label: np.ndarray,
+    det_score: np.ndarray,
+    gt_img: np.ndarray,
+    gt_label: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Detections and GTs by (image, label) bucket with counting sorts, where the buckets are few.
+
+    The bucket of an item is ``(image - min image) * L + (label - min label)``, so bucket order
+    is (image, label) order. A stable counting sort keeps input order inside a bucket; each
+    bucket's detections are then put in descending score order (stable: ties keep input
+    order) by insertion, or a merge sort for long ones. Returns the two orders, each
+    bucket's first detection and GT (n_buckets + 1,), and False instead when the ids
+    spread over too many buckets (the caller then sorts by comparisons).
+    """
+    n_det, n_gt = det_img.shape[0], gt_img.shape[0]
+    empty = np.zeros(0, np.int64)
+    if n_det == 0:
+        return empty, empty, empty, empty, False
+    i_lo, i_hi = det_img[0], det_img[0]
+    l_lo, l_hi = det_label[0], det_label[0]
+    for i in range(n_det):
+        i_lo, i_hi = min(i_lo, det_img[i]), max(i_hi, det_img[i])
+        l_lo, l_hi = min(l_lo, det_label[i]), max(l_hi, det_label[i])
+    for i in range(n_gt):
+        i_lo, i_hi = min(i_lo, gt_img[i]), max(i_hi, gt_img[i])
+        l_lo, l_hi = min(l_lo, gt_label[i]), max(l_hi, gt_label[i])
+    n_labels = l_hi - l_lo + 1
+    n_buckets = (i_hi - i_lo + 1) * n_labels
+    if n_buckets > max(_BUCKETS_PER_ITEM * (n_det + n_gt), _BUCKETS_MIN):
+        return empty, empty, empty, empty, False
+    d_start = np.zeros(n_buckets + 1, np.int64)
+    g_start = np.zeros(n_buckets + 1, np.int64)
+    d_bucket = (det_img - i_lo) * n_labels + (det_label - l_lo)
+    g_bucket = (gt_img - i_lo) * n_labels + (gt_label - l_lo)
+    for i in range(n_det):
+        d_start[d_bucket[i] + 1] += 1
+    for i in range(n_gt):
+        g_start[g_bucket[i] + 1] += 1
+    for b in range(n_buckets):
+        d_start[b + 1] += d_start[b]
+        g_start[b + 1] += g_start[b]
+    d_order = np.empty(n_det, np.int64)
+    g_order = np.empty(n_gt, np.int64)
+    fill = d_start[:-1].copy()
+    for i in range(n_det):
+        d_order[fill[d_bucket[i]]] = i
+        fill[d_bucket[i]] += 1
+    fill = g_start[:-1].copy()
+    for i in range(n_gt):
+        g_order[fill[g_bucket[i]]] = i
+        fill[g_bucket[i]] += 1
+    for b in range(n_buckets):
+        s0, s1 = d_start[b], d_start[b + 1]
+        if s1 - s0 < 2:
+            continue
+        if s1 - s0 > _INSERTION_MAX:
+            seg = d_order[s0:s1].copy()
+            d_order[s0:s1] = seg[np.argsort(-det_score[seg], kind="mergesort")]
+            continue
+        for i in range(s0 + 1, s1):
+            v = d_order[i]
+            sv = det_score[v]
+            j = i - 1
+            while j >= s0 and det_score[d_order[j]] < sv:  # strictly lower moves: ties stay
+                d_order[j + 1] = d_order[j]
+                j -= 1
+            d_order[j + 1] = v
+    return d_order, g_order, d_start, g_start, True
+
+
 @_jit
 def group_plan(
     det_img: np.ndarray,
@@ -121,15 +201,31 @@ def group_plan(
         ``pair_start`` (Q + 1,) int64: offset of each group's (kept x GT) IoU block, row-major.
     """
     n_det, n_gt = det_img.shape[0], gt_img.shape[0]
-    dkey = (det_img << 32) + (det_label + _LABEL_OFFSET)
-    gkey = (gt_img << 32) + (gt_label + _LABEL_OFFSET)
-    d_order = _argsort_key_score(dkey, det_score)
-    g_order = np.argsort(gkey, kind="mergesort")
-
     rank = np.empty(n_det, np.int64)
     groups = np.empty((n_det, 4), np.int64)
     pair_start = np.zeros(n_det + 1, np.int64)
     n_groups = 0
+    d_order, g_order, d_start, g_start, bucketed = _bucket_orders(det_img, det_label, det_score, gt_img, gt_label)
+    if bucketed:  # a batch's ids are usually close together: counting sorts
+        for b in range(d_start.shape[0] - 1):
+            i, end = d_start[b], d_start[b + 1]
+            if i == end:
+                continue
+            for p in range(i, end):
+                rank[d_order[p]] = p - i
+            kept = min(end - i, max_det)
+            n_gt_b = g_start[b + 1] - g_start[b]
+            groups[n_groups, 0] = i
+            groups[n_groups, 1] = kept
+            groups[n_groups, 2] = g_start[b]
+            groups[n_groups, 3] = n_gt_b
+            pair_start[n_groups + 1] = pair_start[n_groups] + kept * n_gt_b
+            n_groups += 1
+        return d_order, rank, g_order, groups[:n_groups].copy(), pair_start[: n_groups + 1].copy()
+    dkey = (det_img << 32) + (det_label + _LABEL_OFFSET)
+    gkey = (gt_img << 32) + (gt_label + _LABEL_OFFSET)
+    d_order = _argsort_key_score(dkey, det_score)
+    g_order = np.argsort(gkey, kind="mergesort")
     i = 0
     j = 0
     while i < n_det:

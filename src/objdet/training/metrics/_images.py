@@ -39,8 +39,9 @@ def batch_image_ids(flat: FlatDetections, earlier: Any) -> Tensor:
     """
     device = flat.det_score.device
     given = flat.image_ids is not None
-    before = [t for t in earlier if t.numel()] if isinstance(earlier, list) else []
-    if before and (int(before[0][0, ID]) != NO_IMAGE_ID) != given:
+    # the first non-empty earlier record tells (usually the first: no walk over every update)
+    first = next((t for t in earlier if t.numel()), None) if isinstance(earlier, list) else None
+    if first is not None and (int(first[0, ID]) != NO_IMAGE_ID) != given:
         raise InputError(
             "`image_id` must be given in every target dict or in none: "
             + (
