@@ -205,7 +205,9 @@ def group_plan(
     groups = np.empty((n_det, 4), np.int64)
     pair_start = np.zeros(n_det + 1, np.int64)
     n_groups = 0
-    d_order, g_order, d_start, g_start, bucketed = _bucket_orders(det_img, det_label, det_score, gt_img, gt_label)
+    d_order, g_order, d_start, g_start, bucketed = _bucket_orders(
+        det_img, det_label, det_score, gt_img, gt_label
+    )
     if bucketed:  # a batch's ids are usually close together: counting sorts
         for b in range(d_start.shape[0] - 1):
             i, end = d_start[b], d_start[b + 1]
