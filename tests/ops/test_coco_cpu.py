@@ -164,3 +164,31 @@ def test_gt_class_counts_skip_crowds_and_use_inclusive_ranges() -> None:
     assert classes.tolist() == [2, 5, 9]
     # rows: class 2 (areas 10 and 96^2), class 5 (32^2; the crowd is left out), class 9 (past every range)
     assert counts.tolist() == [[2, 1, 1, 1], [1, 1, 1, 0], [0, 0, 0, 0]]
+
+
+def test_extreme_ids_take_the_sorting_path_without_overflow() -> None:
+    """Image and label spans whose product overflows int64 must not be counted in buckets."""
+    c = _case(0)  # two images or more, two labels or more
+    top = max(c["det_img"].max(), c["gt_img"].max())
+    for key in ("det_img", "gt_img"):
+        c[key] = np.where(c[key] == top, 2**31 - 1, c[key])  # image indices 0 .. 2**31 - 1
+    for key in ("det_label", "gt_label"):
+        c[key] = np.where(c[key] == 0, -(2**31), 2**31 - c[key])  # both ends of int32
+    ids = np.concatenate([c["det_img"], c["gt_img"]])
+    labels = np.concatenate([c["det_label"], c["gt_label"]])
+    # 2**31 images x 2**32 labels: the product is 2**63, one past int64
+    assert ids.min() == 0 and ids.max() == 2**31 - 1
+    assert labels.min() == -(2**31) and labels.max() == 2**31 - 1
+    t = {k: torch.from_numpy(v) for k, v in c.items()}
+    ref = coco_match(
+        t["det_img"], t["det_label"], t["det_score"], t["det_xywh"], t["gt_img"], t["gt_label"],
+        t["gt_xywh"], t["gt_crowd"], t["gt_area"], torch.from_numpy(THRESHOLDS), torch.from_numpy(RANGES),
+        100,
+    )  # fmt: skip
+    out = coco_match_cpu(
+        c["det_img"], c["det_label"], c["det_score"], c["gt_img"], c["gt_label"], c["gt_crowd"],
+        c["gt_area"], c["det_xywh"][:, 2] * c["det_xywh"][:, 3], THRESHOLDS, RANGES, 100,
+        det_xywh=c["det_xywh"], gt_xywh=c["gt_xywh"],
+    )  # fmt: skip
+    for key in ("keep", "rank", "tp", "ignored"):
+        np.testing.assert_array_equal(out[key], getattr(ref, key).numpy())

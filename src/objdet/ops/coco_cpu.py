@@ -132,10 +132,12 @@ def _bucket_orders(
     for i in range(n_gt):
         i_lo, i_hi = min(i_lo, gt_img[i]), max(i_hi, gt_img[i])
         l_lo, l_hi = min(l_lo, gt_label[i]), max(l_hi, gt_label[i])
-    n_labels = l_hi - l_lo + 1
-    n_buckets = (i_hi - i_lo + 1) * n_labels
-    if n_buckets > max(_BUCKETS_PER_ITEM * (n_det + n_gt), _BUCKETS_MIN):
+    n_images, n_labels = i_hi - i_lo + 1, l_hi - l_lo + 1
+    most = max(_BUCKETS_PER_ITEM * (n_det + n_gt), _BUCKETS_MIN)
+    # each factor checked first, so that their product cannot overflow int64
+    if n_images > most or n_labels > most or n_images * n_labels > most:
         return empty, empty, empty, empty, False
+    n_buckets = n_images * n_labels
     d_start = np.zeros(n_buckets + 1, np.int64)
     g_start = np.zeros(n_buckets + 1, np.int64)
     d_bucket = (det_img - i_lo) * n_labels + (det_label - l_lo)
@@ -177,6 +179,26 @@ def _bucket_orders(
 
 
 @_jit
+def _add_group(
+    groups: np.ndarray,
+    pair_start: np.ndarray,
+    n_groups: int,
+    d_first: int,
+    n_dets: int,
+    g_first: int,
+    n_gts: int,
+    max_det: int,
+) -> None:
+    """Write group ``n_groups`` of :func:`group_plan`: its rows in the orders and its IoU block's end."""
+    kept = min(n_dets, max_det)
+    groups[n_groups, 0] = d_first
+    groups[n_groups, 1] = kept
+    groups[n_groups, 2] = g_first
+    groups[n_groups, 3] = n_gts
+    pair_start[n_groups + 1] = pair_start[n_groups] + kept * n_gts
+
+
+@_jit
 def group_plan(
     det_img: np.ndarray,
     det_label: np.ndarray,
@@ -215,13 +237,9 @@ def group_plan(
                 continue
             for p in range(i, end):
                 rank[d_order[p]] = p - i
-            kept = min(end - i, max_det)
-            n_gt_b = g_start[b + 1] - g_start[b]
-            groups[n_groups, 0] = i
-            groups[n_groups, 1] = kept
-            groups[n_groups, 2] = g_start[b]
-            groups[n_groups, 3] = n_gt_b
-            pair_start[n_groups + 1] = pair_start[n_groups] + kept * n_gt_b
+            _add_group(
+                groups, pair_start, n_groups, i, end - i, g_start[b], g_start[b + 1] - g_start[b], max_det
+            )
             n_groups += 1
         return d_order, rank, g_order, groups[:n_groups].copy(), pair_start[: n_groups + 1].copy()
     dkey = (det_img << 32) + (det_label + _LABEL_OFFSET)
@@ -241,12 +259,7 @@ def group_plan(
         g_first = j
         while j < n_gt and gkey[g_order[j]] == key:
             j += 1
-        kept = min(end - i, max_det)
-        groups[n_groups, 0] = i
-        groups[n_groups, 1] = kept
-        groups[n_groups, 2] = g_first
-        groups[n_groups, 3] = j - g_first
-        pair_start[n_groups + 1] = pair_start[n_groups] + kept * (j - g_first)
+        _add_group(groups, pair_start, n_groups, i, end - i, g_first, j - g_first, max_det)
         n_groups += 1
         i = end
     return d_order, rank, g_order, groups[:n_groups].copy(), pair_start[: n_groups + 1].copy()
