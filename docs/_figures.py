@@ -359,6 +359,56 @@ def fig_tide(out: Path) -> None:
     _save(fig, out)
 
 
+def fig_detections_with_masks(out: Path) -> None:
+    """plot_detections with masks: discs and squares, detections shifted, one missed, one wrong class."""
+    from objdet.plotting.images import plot_detections
+
+    size = 96
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    g = torch.Generator().manual_seed(1)
+    images, preds, targets = [], [], []
+    for k in range(3):
+        gt_masks, dt_masks, labels = [], [], []
+        for j in range(3):
+            cy, cx = 20 + 28 * j, 20 + 20 * ((j + k) % 3)
+            r = 9 + 3 * ((j + k) % 2)
+            disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+            square = ((yy - cy).abs() <= r - 2) & ((xx - cx).abs() <= r - 2)
+            gt_masks.append(disc if j != 1 else square)
+            dy, dx = torch.randint(-4, 5, (2,), generator=g).tolist()
+            dt_masks.append(torch.roll(gt_masks[-1], shifts=(dy, dx), dims=(0, 1)))
+            labels.append(j)
+        gt = torch.stack(gt_masks)
+        dt = torch.stack(dt_masks[: 3 - (k == 2)])  # the last image misses one object
+        dt_labels = torch.tensor(labels[: dt.shape[0]])
+        if k == 1:
+            dt_labels[0] = 2  # a classification error
+        image = 0.25 + 0.1 * torch.rand(3, size, size, generator=g)
+        image[:, gt.any(0)] += 0.3
+        images.append(image.clamp(0, 1))
+        preds.append(
+            {
+                "boxes": _mask_boxes(dt),
+                "masks": dt,
+                "scores": torch.tensor([0.9, 0.75, 0.6][: dt.shape[0]]),
+                "labels": dt_labels,
+            }
+        )
+        targets.append({"boxes": _mask_boxes(gt), "masks": gt, "labels": torch.tensor(labels)})
+    fig, _ = plot_detections(images, preds, targets, class_names=["disc", "square", "ring"], ncols=3)
+    _save(fig, out)
+
+
+def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """xyxy boxes around (N, H, W) bool masks."""
+    ends = []
+    for on in (masks.any(1), masks.any(2)):  # columns, then rows, that hold a pixel of the mask
+        index = torch.arange(on.shape[1])
+        ends.append((torch.where(on, index, on.shape[1]).amin(1), torch.where(on, index, -1).amax(1) + 1))
+    (x1, x2), (y1, y2) = ends
+    return torch.stack([x1, y1, x2, y2], 1).float()
+
+
 def fig_pr_curves(out: Path) -> None:
     fig, _ = detection_metric().plot(kind="pr", class_names=DET_NAMES)
     _save(fig, out)

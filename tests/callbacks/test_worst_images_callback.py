@@ -230,3 +230,74 @@ def test_ddp_with_image_ids_equals_one_tide(plan: list[list[list[int]]]) -> None
     assert results[0]["errors"] == expected["errors"].tolist()
     assert results[0]["pixels"] == [float((500 - image) // 11) for image in results[0]["images"]]
     assert results[1] == {"images": [], "errors": [], "pixels": []}
+
+
+def _mask_data(n_images: int = 5, size: int = 20) -> tuple[list[dict], list[dict], torch.Tensor]:
+    """Images whose GTs and detections are rectangles given as masks (and their boxes)."""
+    g = torch.Generator().manual_seed(3)
+    preds, targets = [], []
+    for _ in range(n_images):
+        sides = {}
+        for side, count in (("gt", 2), ("dt", 3)):
+            masks = torch.zeros(count, size, size, dtype=torch.bool)
+            boxes = torch.zeros(count, 4)
+            for j in range(count):
+                x, y = torch.randint(0, size - 6, (2,), generator=g).tolist()
+                w, h = torch.randint(3, 7, (2,), generator=g).tolist()
+                masks[j, y : y + h, x : x + w] = True
+                boxes[j] = torch.tensor([x, y, x + w, y + h], dtype=torch.float32)
+            sides[side] = (masks, boxes, torch.randint(0, 2, (count,), generator=g))
+        masks, boxes, labels = sides["dt"]
+        preds.append({"boxes": boxes, "masks": masks, "labels": labels, "scores": torch.rand(3, generator=g)})
+        masks, boxes, labels = sides["gt"]
+        targets.append({"boxes": boxes, "masks": masks, "labels": labels})
+    return preds, targets, torch.rand(n_images, 3, size, size, generator=g)
+
+
+def _finish(cb: DetectionVisualizationCallback, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    calls = _recording(monkeypatch)
+    monkeypatch.setattr(cb, "draw_and_log", lambda trainer, draw: draw())
+    cb.finish_epoch(SimpleNamespace(is_global_zero=True, current_epoch=0, global_step=0), None)  # type: ignore[arg-type]
+    return calls
+
+
+@pytest.mark.parametrize("choose", ["first", "worst"])
+def test_masks_of_what_is_drawn_reach_the_grid(monkeypatch: pytest.MonkeyPatch, choose: str) -> None:
+    preds, targets, images = _mask_data()
+    kwargs: dict[str, Any] = {"tide_kwargs": {"iou_type": "segm"}} if choose == "worst" else {}
+    cb = DetectionVisualizationCallback(num_samples=3, choose=choose, score_threshold=0.3, **kwargs)  # type: ignore[arg-type]
+    for a in (0, 2, 4):
+        batch = slice(a, a + 2)
+        data = {"preds": preds[batch], "targets": targets[batch], "images": images[batch]}
+        cb.update_batch(_stand_in(), None, data)  # type: ignore[arg-type]
+    kept = cb._preds[0]["masks"] if choose == "first" else cb._worst[0][1]["_data"][1]["masks"]
+    assert kept.bits.nbytes == (kept.shape[0] * 20 * 20 + 7) // 8  # kept as bits
+    calls = _finish(cb, monkeypatch)
+    if choose == "first":
+        shown = [0, 1, 2]
+    else:
+        reference = TIDE(iou_type="segm")  # scored by mask IoU
+        reference.update(preds, targets)
+        shown = reference.worst_images(k=3, conf_threshold=0.3)["image"].tolist()
+        assert [e["image"] for e in cb.last_chosen] == shown
+    (call,) = calls
+    for drawn_pred, drawn_target, k in zip(call["preds"], call["targets"], shown, strict=True):
+        keep = preds[k]["scores"] >= 0.3
+        assert torch.equal(drawn_pred["masks"], preds[k]["masks"][keep])
+        assert torch.equal(drawn_pred["boxes"], preds[k]["boxes"][keep])
+        assert torch.equal(drawn_target["masks"], targets[k]["masks"])
+
+
+def test_draw_masks_off_keeps_no_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+    preds, targets, images = _mask_data(2)
+    cb = DetectionVisualizationCallback(num_samples=2, draw_masks=False)
+    cb.update_batch(_stand_in(), None, {"preds": preds, "targets": targets, "images": images})  # type: ignore[arg-type]
+    (call,) = _finish(cb, monkeypatch)
+    assert all("masks" not in p for p in call["preds"]) and all("masks" not in t for t in call["targets"])
+    bad = [dict(preds[0], masks=torch.zeros(20, 20, dtype=torch.bool))]
+    with pytest.raises(ValueError, match=r"preds\[0\]\['masks'\].*\(N, H, W\)"):
+        DetectionVisualizationCallback(num_samples=1).update_batch(
+            _stand_in(),
+            None,
+            {"preds": bad, "targets": targets[:1], "images": images[:1]},  # type: ignore[arg-type]
+        )

@@ -47,6 +47,26 @@ def _field(item: Mapping[str, Any], key: str, where: str, shape: str, ndim: int)
     return arr.numpy() if key != "boxes" else arr.reshape(-1, 4).numpy()
 
 
+def _masks(
+    item: Mapping[str, Any] | None, where: str, count: int, height: int, width: int
+) -> np.ndarray | None:
+    """``item["masks"]`` as (count, height, width) bool, or None when the dict has no masks."""
+    if item is None or item.get("masks") is None:
+        return None
+    value = item["masks"]
+    masks = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if masks.ndim != 3 or masks.shape != (count, height, width):
+        raise ValueError(
+            f"`{where}['masks']` must have shape ({count}, {height}, {width}) (one mask per box, the "
+            f"image's size), got {tuple(masks.shape)}"
+        )
+    if masks.dtype != np.bool_:
+        if not (np.issubdtype(masks.dtype, np.integer) or np.issubdtype(masks.dtype, np.floating)):
+            raise ValueError(f"`{where}['masks']` must be bool or 0/1 numbers, got dtype {masks.dtype}")
+        masks = masks > 0.5
+    return masks
+
+
 def _boxes_xyxy(item: Mapping[str, Any], where: str, box_format: str) -> np.ndarray:
     boxes = _field(item, "boxes", where, "'boxes' (N, 4)", 2)
     if box_format != "xyxy" and boxes.size:
@@ -75,7 +95,10 @@ def draw_detections(
     ``scores`` (N,), ``labels`` (N,); only the ``max_detections`` highest scores
     ``>= score_threshold`` are drawn, coloured by class with ``"name score"``. ``target``:
     ``boxes`` (M, 4), ``labels`` (M,), drawn dashed white with the class name. Boxes are in
-    pixels, in ``box_format``. Returns ``(detections drawn, ground-truth boxes drawn)``.
+    pixels, in ``box_format``. Where a dict also has ``masks`` ((N, H, W) / (M, H, W), bool or
+    0/1, the image's size), each drawn detection's mask is filled in its class colour
+    (translucent) and each ground-truth mask is outlined in white. Returns ``(detections drawn,
+    ground-truth boxes drawn)``.
     """
     img = image_rgb(image, stretch=False)
     height, width = img.shape[:2]
@@ -93,6 +116,18 @@ def draw_detections(
             raise ValueError(
                 f"`{gt_where}` has {boxes.shape[0]} boxes but {labels.shape[0]} labels; expected equal counts"
             )
+        gt_masks = _masks(target, gt_where, int(boxes.shape[0]), height, width)
+        for mask in gt_masks if gt_masks is not None else ():
+            if mask.any():  # a vector outline stays visible when the panel is smaller than the image
+                ax.contour(
+                    np.pad(mask, 1).astype(np.float32),
+                    levels=[0.5],
+                    colors="white",
+                    linewidths=1.1,
+                    extent=(-1.5, width + 0.5, height + 0.5, -1.5),  # padded pixel centres on the image's
+                    origin="upper",
+                    zorder=2,
+                )
         for (x1, y1, x2, y2), label in zip(boxes, labels, strict=True):
             ax.add_patch(
                 Rectangle(
@@ -131,6 +166,12 @@ def draw_detections(
             )
         keep = np.flatnonzero(scores >= score_threshold)
         keep = keep[np.argsort(-scores[keep], kind="stable")][:max_detections][::-1]  # best drawn last
+        det_masks = _masks(pred, where, int(boxes.shape[0]), height, width)
+        if det_masks is not None and keep.size:
+            fill = np.zeros((height, width, 4))  # one RGBA layer over the image
+            for i in keep:  # later (better) detections paint over earlier ones
+                fill[det_masks[i]] = (*_class_color(int(labels[i]), num_colors)[:3], 0.45)
+            ax.imshow(fill, interpolation="nearest", zorder=1)
         for i in keep:
             x1, y1, x2, y2 = boxes[i]
             color = _class_color(int(labels[i]), num_colors)
@@ -148,6 +189,8 @@ def draw_detections(
                 clip_on=True,
             )
         n_det = int(keep.size)
+    ax.set_xlim(-0.5, width - 0.5)  # the mask layers must not widen the view
+    ax.set_ylim(height - 0.5, -0.5)
     return n_det, n_gt
 
 

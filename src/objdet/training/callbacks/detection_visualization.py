@@ -24,6 +24,25 @@ from objdet.training.metrics.tide import TIDE
 __all__ = ["DetectionVisualizationCallback"]
 
 
+class _PackedMasks:
+    """(N, H, W) bool masks kept as bits (8x smaller than bool) until they are drawn."""
+
+    def __init__(self, masks: Any, where: str) -> None:
+        value = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+        if value.ndim != 3:
+            raise ValueError(f"`{where}['masks']` must have shape (N, H, W), got {tuple(value.shape)}")
+        self.shape = tuple(int(n) for n in value.shape)
+        self.bits = np.packbits(np.asarray(value > 0.5 if value.dtype != np.bool_ else value).reshape(-1))
+
+    def unpack(self) -> torch.Tensor:
+        count = int(np.prod(self.shape))
+        return torch.from_numpy(np.unpackbits(self.bits, count=count).astype(bool).reshape(self.shape))
+
+
+def _unpacked(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.unpack() if isinstance(v, _PackedMasks) else v) for k, v in item.items()}
+
+
 class DetectionVisualizationCallback(ValidationOutputsCallback):
     """Draw predicted boxes (class and score) and ground-truth boxes on the first validation images.
 
@@ -33,6 +52,9 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
     ``batch[0]`` ((B, C, H, W) tensor or a list of (C, H, W) / (H, W, C) images), or whatever
     ``extract(outputs, batch)`` returns (keys ``preds``, ``targets``, optionally ``images``).
     Predictions below ``score_threshold`` are not drawn; at most ``max_detections`` per image.
+    Where the dicts carry ``masks`` ((N, H, W) bool, the image's size) and ``draw_masks`` is on,
+    the drawn detections' masks are filled in their class colour and the ground-truth masks are
+    outlined; only the masks of what is drawn are kept, as bits (H x W / 8 bytes each).
 
     With ``choose="first"`` (default) the first ``num_samples`` images that rank 0 validates
     in the epoch are kept (CPU copies of those images and their boxes only) and drawn at the
@@ -64,6 +86,8 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         max_detections: most predictions drawn per image (highest scores).
         ncols: grid columns.
         draw_targets: draw the ground-truth boxes too.
+        draw_masks: draw the ``masks`` of the outputs where they have them (for instance with
+            ``tide_kwargs={"iou_type": "segm"}``, which also scores the images by mask IoU).
         choose: ``"first"`` (the first images) or ``"worst"`` (the worst images, see above).
         worst_by: with ``choose="worst"``: ``"errors"`` (most TIDE errors first, ties by lower
             F1) or ``"f1"`` (lowest F1 first, ties by more errors).
@@ -95,6 +119,7 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         worst_by: Literal["errors", "f1"] = "errors",
         conf_threshold: float | None = None,
         tide_kwargs: Mapping[str, Any] | None = None,
+        draw_masks: bool = True,
     ) -> None:
         super().__init__(tag, extract=extract, every_n_epochs=every_n_epochs, save_dir=save_dir, dpi=dpi)
         if not isinstance(num_samples, int) or num_samples < 1:
@@ -108,6 +133,7 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         self.max_detections = max_detections
         self.ncols = ncols
         self.draw_targets = draw_targets
+        self.draw_masks = bool(draw_masks)
         if choose not in ("first", "worst"):
             raise ValueError(f"`choose` must be 'first' or 'worst', got {choose!r}")
         if worst_by not in ("errors", "f1"):
@@ -141,7 +167,19 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         keep = torch.nonzero(scores.reshape(-1) >= self.score_threshold).reshape(-1)
         if keep.numel() > self.max_detections:  # only what can be drawn is copied
             keep = keep[scores.reshape(-1)[keep].topk(self.max_detections).indices]
-        return {k: self.detach(torch.as_tensor(pred[k])[keep]) for k in ("boxes", "scores", "labels")}
+        kept = {k: self.detach(torch.as_tensor(pred[k])[keep]) for k in ("boxes", "scores", "labels")}
+        if self.draw_masks and pred.get("masks") is not None:
+            kept["masks"] = _PackedMasks(torch.as_tensor(pred["masks"])[keep], where)
+        return kept
+
+    def _keep_target(self, target: Any, where: str) -> dict[str, Any]:
+        if not isinstance(target, Mapping) or "boxes" not in target or "labels" not in target:
+            seen = sorted(target) if isinstance(target, Mapping) else type(target).__name__
+            raise ValueError(f"`{where}` must be a dict with 'boxes' and 'labels', got {seen}")
+        kept = {k: self.detach(target[k]) for k in ("boxes", "labels")}
+        if self.draw_masks and target.get("masks") is not None:
+            kept["masks"] = _PackedMasks(target["masks"], where)
+        return kept
 
     def update_batch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, data: dict[str, Any]) -> None:
         preds, targets, images = data["preds"], data["targets"], data["images"]
@@ -162,11 +200,7 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
             return
         for i in range(min(len(preds), self.num_samples - len(self._images))):
             self._preds.append(self._keep_pred(preds[i], f"preds[{i}]"))
-            target = targets[i]
-            if not isinstance(target, Mapping) or "boxes" not in target or "labels" not in target:
-                seen = sorted(target) if isinstance(target, Mapping) else type(target).__name__
-                raise ValueError(f"`targets[{i}]` must be a dict with 'boxes' and 'labels', got {seen}")
-            self._targets.append({k: self.detach(target[k]) for k in ("boxes", "labels")})
+            self._targets.append(self._keep_target(targets[i], f"targets[{i}]"))
             self._images.append(self.detach(images[i]))
 
     def _keep_worst(self, preds: Sequence[Any], targets: Sequence[Any], images: Any) -> None:
@@ -202,7 +236,7 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
             entry["_data"] = (
                 self.detach(images[i]),
                 self._keep_pred(preds[i], f"preds[{i}]"),
-                {k: self.detach(targets[i][k]) for k in ("boxes", "labels")},
+                self._keep_target(targets[i], f"targets[{i}]"),
             )
             self._worst.append((key, entry))
             self._worst.sort(key=lambda item: item[0])
@@ -277,8 +311,8 @@ class DetectionVisualizationCallback(ValidationOutputsCallback):
         def draw() -> Any:
             fig, axes = plot_detections(
                 images,
-                preds,
-                targets if self.draw_targets else None,
+                [_unpacked(p) for p in preds],
+                [_unpacked(t) for t in targets] if self.draw_targets else None,
                 class_names=self.class_names,
                 score_threshold=self.score_threshold,
                 box_format=self.box_format,
