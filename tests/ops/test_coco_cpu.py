@@ -26,6 +26,15 @@ from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts, xywh_from
 
 THRESHOLDS = np.array(default_iou_thresholds())
 RANGES = np.array(AREA_RANGES)
+#: threshold sets of the matching test: COCO's 40 lanes, one lane per range, 64 lanes (the
+#: top bit of the word), 68 (past one word: matched lane by lane), thresholds out of order
+THRESHOLD_SETS = {
+    "coco": THRESHOLDS,
+    "one": np.array([0.5]),
+    "sixteen": np.linspace(0.2, 0.95, 16),
+    "seventeen": np.linspace(0.1, 1.0, 17),
+    "shuffled": THRESHOLDS[[3, 0, 9, 5, 1, 7, 2, 8, 4, 6]],
+}
 
 
 def _case(seed: int) -> dict[str, np.ndarray]:
@@ -62,9 +71,17 @@ def _case(seed: int) -> dict[str, np.ndarray]:
     max_det=st.sampled_from([1, 3, 10, 100]),
     ious=st.booleans(),
     spread=st.booleans(),
+    thresholds=st.sampled_from(sorted(THRESHOLD_SETS)),
 )
-def test_matching_equals_the_torch_kernel(seed: int, max_det: int, ious: bool, spread: bool) -> None:
-    """``spread``: ids far apart (too many (image, label) buckets to count in: the sorting path)."""
+def test_matching_equals_the_torch_kernel(
+    seed: int, max_det: int, ious: bool, spread: bool, thresholds: str
+) -> None:
+    """``spread``: ids far apart (too many (image, label) buckets to count in: the sorting path).
+
+    ``thresholds``: up to 64 lanes every threshold is matched at once in one int64, beyond lane
+    by lane; both against the torch kernel.
+    """
+    thr = THRESHOLD_SETS[thresholds]
     c = _case(seed)
     if spread:
         for key in ("det_img", "gt_img"):
@@ -74,12 +91,12 @@ def test_matching_equals_the_torch_kernel(seed: int, max_det: int, ious: bool, s
     t = {k: torch.from_numpy(v) for k, v in c.items()}
     ref = coco_match(
         t["det_img"], t["det_label"], t["det_score"], t["det_xywh"], t["gt_img"], t["gt_label"],
-        t["gt_xywh"], t["gt_crowd"], t["gt_area"], torch.from_numpy(THRESHOLDS), torch.from_numpy(RANGES),
+        t["gt_xywh"], t["gt_crowd"], t["gt_area"], torch.from_numpy(thr), torch.from_numpy(RANGES),
         max_det, return_ious=ious,
     )  # fmt: skip
     out = coco_match_cpu(
         c["det_img"], c["det_label"], c["det_score"], c["gt_img"], c["gt_label"], c["gt_crowd"],
-        c["gt_area"], c["det_xywh"][:, 2] * c["det_xywh"][:, 3], THRESHOLDS, RANGES, max_det,
+        c["gt_area"], c["det_xywh"][:, 2] * c["det_xywh"][:, 3], thr, RANGES, max_det,
         det_xywh=c["det_xywh"], gt_xywh=c["gt_xywh"], return_ious=ious,
     )  # fmt: skip
     np.testing.assert_array_equal(out["keep"], ref.keep.numpy())

@@ -149,6 +149,40 @@ def _most_true_positives(start: np.ndarray, rank: np.ndarray, tp: np.ndarray, ma
     return most
 
 
+#: byte j of ``_SPREAD[v]`` is bit j of v: one add counts the bits of eight lanes (8-bit counters)
+_SPREAD = np.zeros(256, np.int64)
+for _v in range(256):
+    for _j in range(8):
+        if _v >> _j & 1:
+            _SPREAD[_v] |= 1 << (8 * _j)
+#: detections added between two flushes: a counter stays <= 127, so the int64 stays positive
+_SPREAD_FLUSH = 127
+
+
+@_jit
+def _flush_counts(words: np.ndarray, counts: np.ndarray) -> None:
+    """Add the 8-bit counters of ``words`` (byte j of word b: lane ``8 b + j``) to ``counts``; zero them."""
+    for b in range(words.shape[0]):
+        w = words[b]
+        for j in range(8):
+            counts[b * 8 + j] += (w >> (8 * j)) & 255
+        words[b] = 0
+
+
+@_jit
+def _fill_recall(
+    recall: np.ndarray, n_tp: np.ndarray, seen: int, n_gt: np.ndarray, k: int, m: int, n_thresholds: int
+) -> None:
+    """Recall of class k at maxDet m from its TPs per lane (0 without detections; -1 stays without GT)."""
+    n_area = n_gt.shape[1]
+    for a in range(n_area):
+        npig = n_gt[k, a]
+        if npig == 0:
+            continue
+        for t in range(n_thresholds):
+            recall[t, k, a, m] = n_tp[t * n_area + a] / npig if seen else 0.0
+
+
 @_jit
 def accumulate_tables(
     scores: np.ndarray,
@@ -185,42 +219,78 @@ def accumulate_tables(
     most = _most_true_positives(start, rank, tp, max_dets.max()) if n_md else 0
     prec_buf = np.empty((n_lanes, most), np.float64)
     score_buf = np.empty((n_lanes, most), np.float64)
+    n_bytes = tp.shape[1]
     # counters for every bit of the packed bytes (the last byte's unused bits included)
-    n_tp = np.zeros(8 * tp.shape[1], np.int64)
-    n_ign = np.zeros(8 * tp.shape[1], np.int64)
+    n_tp = np.zeros(8 * n_bytes, np.int64)
+    n_ign = np.zeros(8 * n_bytes, np.int64)
+    ign_word = np.zeros(n_bytes, np.int64)  # eight 8-bit counters per byte, flushed into n_ign
+    part = np.flatnonzero(~full_m)  # the maxDets that only need recall
+    n_part = part.shape[0]
+    part_md = max_dets[part]
+    part_tp = np.zeros((n_part, 8 * n_bytes), np.int64)
+    part_seen = np.zeros(n_part, np.int64)
     for k in range(n_cls):
         s0, s1 = start[k], start[k + 1]
+        if n_part:
+            # Recall needs only the TP count of each lane, in any order: one pass for all of them.
+            part_tp[:] = 0
+            part_seen[:] = 0
+            for d in range(s0, s1):
+                r = rank[d]
+                for i in range(n_part):
+                    if r < part_md[i]:
+                        part_seen[i] += 1
+                for b in range(n_bytes):
+                    tb = tp[d, b]
+                    while tb:
+                        low = tb & -tb
+                        lane = b * 8 + _BIT_INDEX[low]
+                        for i in range(n_part):
+                            if r < part_md[i]:
+                                part_tp[i, lane] += 1
+                        tb ^= low
+            for i in range(n_part):
+                _fill_recall(recall, part_tp[i], part_seen[i], n_gt, k, part[i], n_thresholds)
         for m in range(n_md):
+            if not full_m[m]:
+                continue
             md = max_dets[m]
-            full = full_m[m]
             # One pass in score order for every lane at once. A detection is a TP, ignored or a
-            # FP per lane; FPs are never counted one by one: FP = seen - TP - ignored.
+            # FP per lane; FPs are never counted one by one: FP = seen - TP - ignored. Ignored
+            # bits are counted eight lanes at a time (one add of a spread byte), flushed to
+            # n_ign before a counter can pass 127.
             n_tp[:] = 0
             n_ign[:] = 0
+            ign_word[:] = 0
             seen = 0
             first = -1
+            pending = 0
             for d in range(s0, s1):
                 if rank[d] >= md:
                     continue
                 if first < 0:
                     first = d
                 seen += 1
-                for b in range(tp.shape[1]):
+                for b in range(n_bytes):
                     ib = ignored[d, b]
-                    if full and ib:  # only the precision needs FP counts, so only a full pass
-                        for j in range(8):
-                            n_ign[b * 8 + j] += (ib >> j) & 1
+                    if ib:
+                        ign_word[b] += _SPREAD[ib]
                     tb = tp[d, b]
                     while tb:
                         low = tb & -tb
-                        lane = b * 8 + _BIT_INDEX[low]
+                        j = _BIT_INDEX[low]
+                        lane = b * 8 + j
                         c = n_tp[lane]
                         n_tp[lane] = c + 1
-                        if full:
-                            fp = seen - (c + 1) - n_ign[lane]
-                            prec_buf[lane, c] = (c + 1) / (fp + (c + 1) + EPS)
-                            score_buf[lane, c] = scores[d]
+                        fp = seen - (c + 1) - (n_ign[lane] + ((ign_word[b] >> (8 * j)) & 255))
+                        prec_buf[lane, c] = (c + 1) / (fp + (c + 1) + EPS)
+                        score_buf[lane, c] = scores[d]
                         tb ^= low
+                pending += 1
+                if pending == _SPREAD_FLUSH:
+                    _flush_counts(ign_word, n_ign)
+                    pending = 0
+            _fill_recall(recall, n_tp, seen, n_gt, k, m, n_thresholds)
             for a in range(n_area):
                 npig = n_gt[k, a]
                 if npig == 0:
@@ -228,9 +298,6 @@ def accumulate_tables(
                 for t in range(n_thresholds):
                     lane = t * n_area + a
                     count = n_tp[lane]
-                    recall[t, k, a, m] = count / npig if seen else 0.0
-                    if not full:
-                        continue
                     # precision made non-increasing from the right (read only at true positives:
                     # between two of them it only falls or stays)
                     for j in range(count - 2, -1, -1):

@@ -332,7 +332,7 @@ def _prefer(g: int, v: float, h: int, w: float, g_ign: np.ndarray) -> bool:
 
 
 @_jit
-def match_groups(
+def _match_groups_lanes(
     d_order: np.ndarray,
     rank: np.ndarray,
     g_order: np.ndarray,
@@ -345,18 +345,7 @@ def match_groups(
     iou_thresholds: np.ndarray,
     area_ranges: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy matching of every group; flags of the kept detections, in input order.
-
-    Args:
-        d_order, rank, g_order, groups, pair_start: from :func:`group_plan`.
-        ious: IoU blocks of every group (``pair_start`` layout), float64.
-        gt_crowd: (G,) bool. gt_area: (G,) float64. det_area: (D,) float64 (for the area ranges).
-        iou_thresholds: (T,) float64. area_ranges: (A, 2) float64.
-
-    Returns:
-        ``keep`` (D,) bool, and per kept detection (input order) ``tp`` and ``ignored`` (K, B)
-        uint8, lane ``t * A + a`` at bit ``l % 8`` of byte ``l // 8``.
-    """
+    """:func:`match_groups` lane by lane: any number of lanes (the path for more than 64)."""
     n_det = rank.shape[0]
     n_thr, n_area = iou_thresholds.shape[0], area_ranges.shape[0]
     n_bytes = (n_thr * n_area + 7) // 8
@@ -472,6 +461,217 @@ def match_groups(
                 ign_kept[k, b] = ign[i, b]
             k += 1
     return keep, tp_kept, ign_kept
+
+
+#: most lanes (IoU thresholds x area ranges) :func:`match_groups` handles as one 64-bit word
+_WORD_LANES = 64
+#: position of the lowest set bit of a byte (index: the byte value)
+_LOW_BIT = np.array([(v & -v).bit_length() - 1 for v in range(256)], np.int64)
+
+
+@_jit
+def _threshold_mask(v: float, thr: np.ndarray) -> int:
+    """Bit t set where IoU ``v`` reaches threshold t."""
+    mask = 0
+    for t in range(thr.shape[0]):
+        if v >= thr[t]:
+            mask |= 1 << t
+    return mask
+
+
+@_jit
+def _spread_lanes(mask: int, a: int, spread: np.ndarray) -> int:
+    """The lane word (bit ``t * A + a``) of threshold mask ``mask`` in area range a."""
+    word = 0
+    for c in range(spread.shape[1]):
+        word |= spread[a, c, (mask >> (8 * c)) & 255]
+    return word
+
+
+@_jit
+def _match_groups_words(
+    d_order: np.ndarray,
+    rank: np.ndarray,
+    g_order: np.ndarray,
+    groups: np.ndarray,
+    pair_start: np.ndarray,
+    ious: np.ndarray,
+    gt_crowd: np.ndarray,
+    gt_area: np.ndarray,
+    det_area: np.ndarray,
+    iou_thresholds: np.ndarray,
+    area_ranges: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`match_groups` with every threshold of a detection at once, as bits of one int64.
+
+    Per (detection, area range) the candidates are walked once, in order of preference; a
+    threshold mask says at which thresholds the walk is still open (``pending``), which GTs
+    are taken (one mask per GT) and where the walk has left the non-ignored part (``skip``):
+    at every threshold, the same steps as the lane-by-lane walk of :func:`_match_groups_lanes`.
+    Needs T * A <= 64.
+    """
+    n_det = rank.shape[0]
+    n_thr, n_area = iou_thresholds.shape[0], area_ranges.shape[0]
+    n_bytes = (n_thr * n_area + 7) // 8
+    thr = np.minimum(iou_thresholds, IOU_CAP)
+    thr_min = thr.min() if n_thr else np.inf
+    all_t = -1 if n_thr == 64 else (1 << n_thr) - 1
+    n_chunks = (n_thr + 7) // 8
+    spread = np.zeros((n_area, max(n_chunks, 1), 256), np.int64)
+    for a in range(n_area):
+        for c in range(n_chunks):
+            for v in range(1, 256):  # v's lowest bit's lane, with the lanes of v without it
+                j = _LOW_BIT[v]
+                t = 8 * c + j
+                spread[a, c, v] = spread[a, c, v & (v - 1)] | ((1 << (t * n_area + a)) if t < n_thr else 0)
+    area_word = np.zeros(n_area, np.int64)
+    for a in range(n_area):
+        area_word[a] = _spread_lanes(all_t, a, spread)
+    # the first max_det of each group are kept; kept rows in input order
+    keep = np.zeros(n_det, np.bool_)
+    max_gt = 0
+    max_kept = 0
+    for q in range(groups.shape[0]):
+        d0, nd = groups[q, 0], groups[q, 1]
+        max_kept = max(max_kept, nd)
+        max_gt = max(max_gt, groups[q, 3])
+        for d in range(nd):
+            keep[d_order[d0 + d]] = True
+    row_of = np.empty(n_det, np.int64)
+    n_kept = 0
+    for i in range(n_det):
+        row_of[i] = n_kept
+        n_kept += keep[i]
+    tp_word = np.zeros(n_kept, np.int64)
+    ign_word = np.zeros(n_kept, np.int64)
+    g_ign = np.zeros(max_gt, np.bool_)
+    g_crowd = np.zeros(max_gt, np.bool_)
+    taken = np.zeros(max_gt, np.int64)
+    cand = np.zeros(max_gt, np.int64)
+    det_best = np.zeros(max_kept, np.float64)
+    best_mask = np.zeros(max_kept, np.int64)
+    reach = np.zeros(ious.shape[0], np.int64)  # thresholds each pair's IoU reaches
+    for q in range(groups.shape[0]):
+        d0, nd, g0, ng = groups[q, 0], groups[q, 1], groups[q, 2], groups[q, 3]
+        block = pair_start[q]
+        for g in range(ng):
+            g_crowd[g] = gt_crowd[g_order[g0 + g]]
+        for d in range(nd):  # a detection whose best IoU is below t takes nothing at t
+            best = -1.0
+            for g in range(ng):
+                v = ious[block + d * ng + g]
+                best = max(best, v)
+                if v >= thr_min:
+                    reach[block + d * ng + g] = _threshold_mask(v, thr)
+            det_best[d] = best
+            best_mask[d] = _threshold_mask(best, thr)
+        for a in range(n_area):
+            lo, hi = area_ranges[a, 0], area_ranges[a, 1]
+            for g in range(ng):
+                area = gt_area[g_order[g0 + g]]
+                g_ign[g] = g_crowd[g] or area < lo or area > hi
+                taken[g] = 0
+            for d in range(nd):
+                di = d_order[d0 + d]
+                k = row_of[di]
+                out = det_area[di] < lo or det_area[di] > hi
+                if det_best[d] < thr_min:  # no candidate: unmatched at every threshold
+                    if out:
+                        ign_word[k] |= area_word[a]
+                    continue
+                row = block + d * ng
+                # candidates in pycocotools' order of preference (see _match_groups_lanes)
+                n_cand = 0
+                for g in range(ng - 1, -1, -1):
+                    v = ious[row + g]
+                    if v < thr_min:
+                        continue
+                    j = n_cand
+                    while j > 0 and _prefer(g, v, cand[j - 1], ious[row + cand[j - 1]], g_ign):
+                        cand[j] = cand[j - 1]
+                        j -= 1
+                    cand[j] = g
+                    n_cand += 1
+                pending = best_mask[d]
+                skip = 0  # thresholds whose walk has left the non-ignored candidates
+                tp_mask = 0
+                ign_mask = 0
+                for j in range(n_cand):
+                    if pending == 0:
+                        break
+                    g = cand[j]
+                    ignored = g_ign[g]
+                    free = pending if ignored else pending & ~skip
+                    if not g_crowd[g]:
+                        free &= ~taken[g]
+                    if free == 0:
+                        continue
+                    match = free & reach[row + g]
+                    if match:
+                        if not g_crowd[g]:
+                            taken[g] |= match
+                        if ignored:
+                            ign_mask |= match
+                        else:
+                            tp_mask |= match
+                        pending &= ~match
+                    below = free & ~reach[row + g]  # the first free candidate is below t
+                    if ignored:
+                        pending &= ~below  # every later ignored one is lower: no match at t
+                    else:
+                        skip |= below  # on to the ignored candidates at t
+                if out:
+                    ign_mask |= all_t & ~(tp_mask | ign_mask)
+                if tp_mask:
+                    tp_word[k] |= _spread_lanes(tp_mask, a, spread)
+                if ign_mask:
+                    ign_word[k] |= _spread_lanes(ign_mask, a, spread)
+    tp_kept = np.empty((n_kept, n_bytes), np.uint8)
+    ign_kept = np.empty((n_kept, n_bytes), np.uint8)
+    for k in range(n_kept):
+        tw, iw = tp_word[k], ign_word[k]
+        for b in range(n_bytes):
+            tp_kept[k, b] = (tw >> (8 * b)) & 255
+            ign_kept[k, b] = (iw >> (8 * b)) & 255
+    return keep, tp_kept, ign_kept
+
+
+@_jit
+def match_groups(
+    d_order: np.ndarray,
+    rank: np.ndarray,
+    g_order: np.ndarray,
+    groups: np.ndarray,
+    pair_start: np.ndarray,
+    ious: np.ndarray,
+    gt_crowd: np.ndarray,
+    gt_area: np.ndarray,
+    det_area: np.ndarray,
+    iou_thresholds: np.ndarray,
+    area_ranges: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy matching of every group; flags of the kept detections, in input order.
+
+    Args:
+        d_order, rank, g_order, groups, pair_start: from :func:`group_plan`.
+        ious: IoU blocks of every group (``pair_start`` layout), float64.
+        gt_crowd: (G,) bool. gt_area: (G,) float64. det_area: (D,) float64 (for the area ranges).
+        iou_thresholds: (T,) float64. area_ranges: (A, 2) float64.
+
+    Returns:
+        ``keep`` (D,) bool, and per kept detection (input order) ``tp`` and ``ignored`` (K, B)
+        uint8, lane ``t * A + a`` at bit ``l % 8`` of byte ``l // 8``. Up to 64 lanes every
+        threshold is matched at once (:func:`_match_groups_words`), beyond lane by lane.
+    """
+    if iou_thresholds.shape[0] * area_ranges.shape[0] <= _WORD_LANES:
+        return _match_groups_words(
+            d_order, rank, g_order, groups, pair_start, ious, gt_crowd, gt_area, det_area,
+            iou_thresholds, area_ranges,
+        )  # fmt: skip
+    return _match_groups_lanes(
+        d_order, rank, g_order, groups, pair_start, ious, gt_crowd, gt_area, det_area,
+        iou_thresholds, area_ranges,
+    )  # fmt: skip
 
 
 @_jit

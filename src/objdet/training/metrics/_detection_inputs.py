@@ -66,6 +66,7 @@ class FlatDetections:
     gt_kpts: Tensor | None = None  # (G, K, 3) float64 (x, y, visibility)
     gt_num_kpts: Tensor | None = None  # (G,) int64 labelled keypoints (given, else visibility > 0)
     gt_has_box: Tensor | None = None  # (G,) bool: the GT's image gave boxes (keypoints without bbox)
+    det_count: np.ndarray | None = None  # (B,) int64 detections per image, on the host
 
 
 _FORMAT_CODES = {"xyxy": 0, "xywh": 1, "cxcywh": 2}
@@ -420,6 +421,7 @@ def flatten_detections(
         flat = finish(g, box_format, lo, hi, boxes or keypoints, masks)
         if keypoints:
             _add_keypoints(flat, g, boxes)
+        flat.det_count = np.asarray(g.d_count, np.int64)
     flat.image_ids = read_image_ids(target)
     return flat
 
@@ -527,34 +529,32 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
         return None
     d_boxes, d_scores, d_labels, g_boxes, g_labels, g_crowd, g_area = [], [], [], [], [], [], []
     d_count, g_count = [], []
-    det_dtypes, gt_dtypes = set(), set()
+    floats, ints, tensor = _FLOATS, _INTS, _Tensor
     try:
         for p, t in zip(preds, target, strict=True):
             if "area" in p:
                 return None
             db, ds, dl, gb, gl = p["boxes"], p["scores"], p["labels"], t["boxes"], t["labels"]
-            if type(db) is not _Tensor or type(ds) is not _Tensor or type(dl) is not _Tensor:
+            if type(db) is not tensor or type(ds) is not tensor or type(dl) is not tensor:
                 return None
-            if type(gb) is not _Tensor or type(gl) is not _Tensor:
+            if type(gb) is not tensor or type(gl) is not tensor:
                 return None
             n, m = db.shape[0], gb.shape[0]
             if db.shape != (n, 4) or gb.shape != (m, 4) or ds.shape != (n,) or dl.shape != (n,):
                 return None
-            if gl.shape != (m,) or db.dtype not in _FLOATS or gb.dtype not in _FLOATS:
+            if gl.shape != (m,) or db.dtype not in floats or gb.dtype not in floats:
                 return None
-            if ds.dtype not in _FLOATS or dl.dtype not in _INTS or gl.dtype not in _INTS:
+            if ds.dtype not in floats or dl.dtype not in ints or gl.dtype not in ints:
                 return None
             gc, ga = t.get("iscrowd"), t.get("area")
             if gc is not None:
-                if type(gc) is not _Tensor or gc.shape != (m,):
+                if type(gc) is not tensor or gc.shape != (m,):
                     return None
                 g_crowd.append(gc)
             if ga is not None:
-                if type(ga) is not _Tensor or ga.shape != (m,):
+                if type(ga) is not tensor or ga.shape != (m,):
                     return None
                 g_area.append(ga)
-            det_dtypes.add(db.dtype)
-            gt_dtypes.add(gb.dtype)
             d_boxes.append(db)
             d_scores.append(ds)
             d_labels.append(dl)
@@ -568,18 +568,17 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
         f64 = torch.float64
         # one concatenation and one numpy view per field; .numpy() refuses other devices and grads
         det_boxes, gt_boxes = torch.cat(d_boxes), torch.cat(g_boxes)
-        f32 = {torch.float32}  # as torch.cat promotes: float32 only if every image's boxes are
         n_gt = sum(g_count)
         return (
             n_images,
             np.asarray(d_count, np.int64),
             np.asarray(g_count, np.int64),
             det_boxes.numpy().astype(np.float64, copy=False),
-            det_dtypes == f32,
+            det_boxes.dtype == torch.float32,  # torch.cat promotes: float32 only if every image's are
             torch.cat(d_scores).numpy().astype(np.float64, copy=False),
             torch.cat(d_labels).numpy().astype(np.int64, copy=False),
             gt_boxes.numpy().astype(np.float64, copy=False),
-            gt_dtypes == f32,
+            gt_boxes.dtype == torch.float32,
             torch.cat(g_labels).numpy().astype(np.int64, copy=False),
             torch.cat(g_crowd).to(f64).numpy() if g_crowd else np.zeros(n_gt),
             torch.cat(g_area).to(f64).numpy() if g_area else np.zeros(n_gt),
@@ -689,6 +688,7 @@ def _finish_arrays(
         gt_crowd=t(gt_crowd != 0),
         gt_area=t(gt_area),
         gt_area_given=t(gt_area_raw),
+        det_count=d_count,
     )
 
 

@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -94,16 +95,26 @@ def warn_on_many_detections(preds: Any, iou_type: Sequence[str], limit: int) -> 
     for item in preds:
         n = max((_count(item, k) for k in keys), default=0)
         if n > limit:
-            rank_zero_warn(
-                # one text per limit, so that Python's default filter shows it once, not every batch
-                f"Encountered more than {limit} detections in a single image: COCO evaluation keeps "
-                f"only the {limit} highest-scored detections of each class in "
-                "an image (`max_detection_thresholds[-1]`), so some may be ignored; raise "
-                "`max_detection_thresholds` if that matters, or set `metric.warn_on_many_detections = False` "
-                "to silence this warning.",
-                UserWarning,
-            )
+            many_detections_warning(limit)
             return
+
+
+def warn_on_detection_counts(counts: np.ndarray, iou_type: Sequence[str], limit: int) -> None:
+    """:func:`warn_on_many_detections` from the detections per image of a validated batch."""
+    if ("bbox" in iou_type or "segm" in iou_type) and counts.size and int(counts.max()) > limit:
+        many_detections_warning(limit)
+
+
+def many_detections_warning(limit: int) -> None:
+    rank_zero_warn(
+        # one text per limit, so that Python's default filter shows it once, not every batch
+        f"Encountered more than {limit} detections in a single image: COCO evaluation keeps "
+        f"only the {limit} highest-scored detections of each class in "
+        "an image (`max_detection_thresholds[-1]`), so some may be ignored; raise "
+        "`max_detection_thresholds` if that matters, or set `metric.warn_on_many_detections = False` "
+        "to silence this warning.",
+        UserWarning,
+    )
 
 
 # ---------------------------------------------------------------------------- faster-coco-eval's summary

@@ -56,7 +56,7 @@ from objdet.training.metrics._torchmetrics_compat import (
     last_max_det_class_ap,
     resolve_grid,
     synced,
-    warn_on_many_detections,
+    warn_on_detection_counts,
 )
 
 _IOU_TYPES = ("bbox", "segm", "keypoints")
@@ -405,10 +405,10 @@ class MeanAveragePrecision(Metric):
         )
 
     # ------------------------------------------------------------------ torchmetrics compatibility
-    def _check_detection_counts(self, preds: Any) -> None:
+    def _check_detection_counts(self, flat: FlatDetections) -> None:
         """torchmetrics' warning for images with more detections than the last max-detection threshold."""
-        if self.warn_on_many_detections:
-            warn_on_many_detections(preds, self.iou_type, self.max_detection_thresholds[-1])
+        if self.warn_on_many_detections and flat.det_count is not None:
+            warn_on_detection_counts(flat.det_count, self.iou_type, self.max_detection_thresholds[-1])
 
     @staticmethod
     def coco_to_tm(
@@ -474,7 +474,6 @@ class MeanAveragePrecision(Metric):
                 positive area is used, otherwise the mask's pixel count with masks, else the box's)
                 and optional ``image_id`` (see the class docstring) and ``slices`` (see ``slices``).
         """
-        self._check_detection_counts(preds)
         use_masks = "segm" in self.iou_type
         use_kpts = "keypoints" in self.iou_type
         flat = flatten_detections(
@@ -486,6 +485,7 @@ class MeanAveragePrecision(Metric):
             masks=use_masks,
             keypoints=use_kpts,
         )
+        self._check_detection_counts(flat)
         flat = self._select_batch(flat, target)
         ids = batch_image_ids(flat, self.image_records)
         in_slices = read_slice_masks(target, self.slices)
