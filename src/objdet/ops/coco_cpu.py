@@ -553,6 +553,15 @@ def _match_groups_words(
     reach = np.zeros(ious.shape[0], np.int64)  # thresholds each pair's IoU reaches
     for q in range(groups.shape[0]):
         d0, nd, g0, ng = groups[q, 0], groups[q, 1], groups[q, 2], groups[q, 3]
+        if ng == 0:  # nothing to match: only the area rule for unmatched detections
+            for d in range(nd):
+                di = d_order[d0 + d]
+                word = 0
+                for a in range(n_area):
+                    if det_area[di] < area_ranges[a, 0] or det_area[di] > area_ranges[a, 1]:
+                        word |= area_word[a]
+                ign_word[row_of[di]] = word
+            continue
         block = pair_start[q]
         for g in range(ng):
             g_crowd[g] = gt_crowd[g_order[g0 + g]]
