@@ -14,16 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from objdet.ops.coco_cpu import LOW_BIT
+
 #: np.spacing(1): pycocotools adds it to the precision denominator.
 EPS = float(np.spacing(1))
 
 #: compiled once, cached on disk; runs on the calling thread without the GIL (no thread pool)
 _jit = njit(cache=True, nogil=True)
-
-#: position of the single set bit of a byte (index: the byte value; only powers of two are read)
-_BIT_INDEX = np.zeros(256, np.int64)
-for _i in range(8):
-    _BIT_INDEX[1 << _i] = _i
 
 
 @_jit
@@ -143,7 +140,7 @@ def _most_true_positives(start: np.ndarray, rank: np.ndarray, tp: np.ndarray, ma
                 tb = tp[d, b]
                 while tb:
                     low = tb & -tb
-                    counts[b * 8 + _BIT_INDEX[low]] += 1
+                    counts[b * 8 + LOW_BIT[low]] += 1
                     tb ^= low
         most = max(most, counts.max())
     return most
@@ -244,7 +241,7 @@ def accumulate_tables(
                     tb = tp[d, b]
                     while tb:
                         low = tb & -tb
-                        lane = b * 8 + _BIT_INDEX[low]
+                        lane = b * 8 + LOW_BIT[low]
                         for i in range(n_part):
                             if r < part_md[i]:
                                 part_tp[i, lane] += 1
@@ -278,7 +275,7 @@ def accumulate_tables(
                     tb = tp[d, b]
                     while tb:
                         low = tb & -tb
-                        j = _BIT_INDEX[low]
+                        j = LOW_BIT[low]
                         lane = b * 8 + j
                         c = n_tp[lane]
                         n_tp[lane] = c + 1

@@ -332,6 +332,23 @@ def _prefer(g: int, v: float, h: int, w: float, g_ign: np.ndarray) -> bool:
 
 
 @_jit
+def _kept_rows(d_order: np.ndarray, groups: np.ndarray, n_det: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The detections that take part (the first ``max_det`` of each group, as :func:`group_plan` counts
+    them): ``keep`` (D,) bool, each detection's row among the kept ones (input order), and their number."""
+    keep = np.zeros(n_det, np.bool_)
+    for q in range(groups.shape[0]):
+        d0, nd = groups[q, 0], groups[q, 1]
+        for d in range(nd):
+            keep[d_order[d0 + d]] = True
+    row_of = np.empty(n_det, np.int64)
+    n_kept = 0
+    for i in range(n_det):
+        row_of[i] = n_kept
+        n_kept += keep[i]
+    return keep, row_of, n_kept
+
+
+@_jit
 def _match_groups_lanes(
     d_order: np.ndarray,
     rank: np.ndarray,
@@ -443,14 +460,7 @@ def _match_groups_lanes(
                             tp[di, byte] |= bit
                     elif out:
                         ign[di, byte] |= bit
-    # keep the first max_det of each group, in input order
-    keep = np.zeros(n_det, np.bool_)
-    n_kept = 0
-    for q in range(groups.shape[0]):
-        d0, nd = groups[q, 0], groups[q, 1]
-        n_kept += nd
-        for d in range(nd):
-            keep[d_order[d0 + d]] = True
+    keep, _, n_kept = _kept_rows(d_order, groups, n_det)
     tp_kept = np.empty((n_kept, n_bytes), np.uint8)
     ign_kept = np.empty((n_kept, n_bytes), np.uint8)
     k = 0
@@ -465,8 +475,8 @@ def _match_groups_lanes(
 
 #: most lanes (IoU thresholds x area ranges) :func:`match_groups` handles as one 64-bit word
 _WORD_LANES = 64
-#: position of the lowest set bit of a byte (index: the byte value)
-_LOW_BIT = np.array([(v & -v).bit_length() - 1 for v in range(256)], np.int64)
+#: position of the lowest set bit of a byte (index: the byte value; 0 gives -1)
+LOW_BIT = np.array([(v & -v).bit_length() - 1 for v in range(256)], np.int64)
 
 
 @_jit
@@ -504,11 +514,11 @@ def _match_groups_words(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`match_groups` with every threshold of a detection at once, as bits of one int64.
 
-    Per (detection, area range) the candidates are walked once, in order of preference; a
-    threshold mask says at which thresholds the walk is still open (``pending``), which GTs
-    are taken (one mask per GT) and where the walk has left the non-ignored part (``skip``):
-    at every threshold, the same steps as the lane-by-lane walk of :func:`_match_groups_lanes`.
-    Needs T * A <= 64.
+    Per (detection, area range) the candidates are walked once, in pycocotools' order of
+    preference (non-ignored GTs first, then the higher IoU, then the later GT): at each threshold
+    the first candidate not taken there whose IoU reaches it wins, which is the GT pycocotools'
+    loop picks. Threshold masks say where the detection is still unmatched (``pending``) and
+    where each GT is taken. Needs T * A <= 64.
     """
     n_det = rank.shape[0]
     n_thr, n_area = iou_thresholds.shape[0], area_ranges.shape[0]
@@ -521,27 +531,15 @@ def _match_groups_words(
     for a in range(n_area):
         for c in range(n_chunks):
             for v in range(1, 256):  # v's lowest bit's lane, with the lanes of v without it
-                j = _LOW_BIT[v]
+                j = LOW_BIT[v]
                 t = 8 * c + j
                 spread[a, c, v] = spread[a, c, v & (v - 1)] | ((1 << (t * n_area + a)) if t < n_thr else 0)
     area_word = np.zeros(n_area, np.int64)
     for a in range(n_area):
         area_word[a] = _spread_lanes(all_t, a, spread)
-    # the first max_det of each group are kept; kept rows in input order
-    keep = np.zeros(n_det, np.bool_)
-    max_gt = 0
-    max_kept = 0
-    for q in range(groups.shape[0]):
-        d0, nd = groups[q, 0], groups[q, 1]
-        max_kept = max(max_kept, nd)
-        max_gt = max(max_gt, groups[q, 3])
-        for d in range(nd):
-            keep[d_order[d0 + d]] = True
-    row_of = np.empty(n_det, np.int64)
-    n_kept = 0
-    for i in range(n_det):
-        row_of[i] = n_kept
-        n_kept += keep[i]
+    keep, row_of, n_kept = _kept_rows(d_order, groups, n_det)
+    max_kept = groups[:, 1].max() if groups.shape[0] else 0
+    max_gt = groups[:, 3].max() if groups.shape[0] else 0
     tp_word = np.zeros(n_kept, np.int64)
     ign_word = np.zeros(n_kept, np.int64)
     g_ign = np.zeros(max_gt, np.bool_)
@@ -601,34 +599,23 @@ def _match_groups_words(
                         j -= 1
                     cand[j] = g
                     n_cand += 1
-                pending = best_mask[d]
-                skip = 0  # thresholds whose walk has left the non-ignored candidates
+                # at each threshold the first free candidate whose IoU reaches it wins
+                pending = best_mask[d]  # thresholds not matched yet that some candidate reaches
                 tp_mask = 0
                 ign_mask = 0
                 for j in range(n_cand):
                     if pending == 0:
                         break
                     g = cand[j]
-                    ignored = g_ign[g]
-                    free = pending if ignored else pending & ~skip
-                    if not g_crowd[g]:
-                        free &= ~taken[g]
-                    if free == 0:
-                        continue
-                    match = free & reach[row + g]
-                    if match:
-                        if not g_crowd[g]:
-                            taken[g] |= match
-                        if ignored:
-                            ign_mask |= match
-                        else:
-                            tp_mask |= match
-                        pending &= ~match
-                    below = free & ~reach[row + g]  # the first free candidate is below t
-                    if ignored:
-                        pending &= ~below  # every later ignored one is lower: no match at t
+                    match = pending & reach[row + g]
+                    if not g_crowd[g]:  # a crowd GT can be taken any number of times
+                        match &= ~taken[g]
+                        taken[g] |= match
+                    if g_ign[g]:
+                        ign_mask |= match
                     else:
-                        skip |= below  # on to the ignored candidates at t
+                        tp_mask |= match
+                    pending &= ~match
                 if out:
                     ign_mask |= all_t & ~(tp_mask | ign_mask)
                 if tp_mask:
