@@ -568,9 +568,6 @@ def evaluate_arrays(
             gt_xywh=None if pair_iou is not None else gt.boxes[g0:g1],
             pair_iou=pair_iou,
         )  # fmt: skip
-        keep = out["keep"]
-        out["scores"], out["labels"] = dt.score[d0:d1][keep], dt.label[d0:d1][keep]
-        out["img"] = dt.img[d0:d1][keep]
         parts.append(out)
         if progress is not None:
             progress(i1)

@@ -131,8 +131,15 @@ def test_pair_iou_callback_gives_the_same_flags_as_boxes() -> None:
 
 
 @settings(max_examples=120, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), full=st.booleans(), n_cls=st.integers(1, 5))
-def test_accumulate_equals_the_torch_code(seed: int, full: bool, n_cls: int) -> None:
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    full=st.booleans(),
+    n_cls=st.integers(1, 5),
+    # unsorted and without 100 too: with full=False a recall-only maxDet larger than every full
+    # one takes the full pass
+    max_dets=st.sampled_from([[1, 10, 100], [2, 100, 50], [7, 150, 20], [3, 7], [100]]),
+)
+def test_accumulate_equals_the_torch_code(seed: int, full: bool, n_cls: int, max_dets: list[int]) -> None:
     rng = np.random.default_rng(seed)
     n, n_area, n_thr = int(rng.integers(0, 400)), 4, 10
     tp = rng.integers(0, 256, (n, 5)).astype(np.uint8) & rng.integers(0, 256, (n, 5)).astype(np.uint8)
@@ -142,7 +149,7 @@ def test_accumulate_equals_the_torch_code(seed: int, full: bool, n_cls: int) -> 
     args = (
         rng.integers(0, 6, n) / 5.0,  # scores with ties
         rng.integers(0, n_cls, n),
-        rng.integers(0, 120, n),  # ranks around every maxDet
+        rng.integers(0, 160, n),  # ranks around every maxDet
         tp,
         ignored,
         rng.integers(0, n_cls + 1, int(rng.integers(0, 8))),  # classes of GT rows (some without detections)
@@ -150,9 +157,9 @@ def test_accumulate_equals_the_torch_code(seed: int, full: bool, n_cls: int) -> 
     gt_counts = rng.integers(0, 30, (args[-1].size, n_area))
     rec = np.array(default_rec_thresholds())
     ref = coco_accumulate_torch(
-        *(torch.from_numpy(x) for x in (*args, gt_counts)), n_thr, torch.from_numpy(rec), [1, 10, 100], full
+        *(torch.from_numpy(x) for x in (*args, gt_counts)), n_thr, torch.from_numpy(rec), max_dets, full
     )
-    classes, precision, recall, scores = coco_accumulate_np(*args, gt_counts, n_thr, rec, [1, 10, 100], full)
+    classes, precision, recall, scores = coco_accumulate_np(*args, gt_counts, n_thr, rec, max_dets, full)
     np.testing.assert_array_equal(classes, ref.classes.numpy())
     np.testing.assert_allclose(precision, ref.precision.numpy(), rtol=0, atol=1e-12)
     np.testing.assert_array_equal(recall, ref.recall.numpy())
@@ -209,3 +216,22 @@ def test_extreme_ids_take_the_sorting_path_without_overflow() -> None:
     )  # fmt: skip
     for key in ("keep", "rank", "tp", "ignored"):
         np.testing.assert_array_equal(out[key], getattr(ref, key).numpy())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    labels=st.lists(st.integers(-5, 3000), max_size=40),
+    gt_labels=st.lists(st.integers(-5, 3000), max_size=40),
+    big=st.booleans(),
+)
+def test_class_index_is_unique_and_searchsorted(labels: list[int], gt_labels: list[int], big: bool) -> None:
+    from objdet.functional.coco_cpu import _class_index
+
+    dets, gts = np.array(labels, np.int64), np.array(gt_labels, np.int64)
+    if big:  # ids far beyond the lookup table's reach
+        dets, gts = dets * 10**12, gts * 10**12
+    classes, cls, gt_cls = _class_index(dets, gts)
+    expected = np.unique(np.concatenate([dets, gts]))
+    np.testing.assert_array_equal(classes, expected)
+    np.testing.assert_array_equal(classes[cls], dets)
+    np.testing.assert_array_equal(classes[gt_cls], gts)

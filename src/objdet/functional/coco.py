@@ -197,7 +197,7 @@ def coco_accumulate(
             scores=torch.from_numpy(scores_np),
         )
     return coco_accumulate_torch(
-        scores, labels, rank, tp_packed, ignored_packed, gt_labels, gt_counts,
+        scores, labels.long(), rank.long(), tp_packed, ignored_packed, gt_labels.long(), gt_counts.long(),
         n_thresholds, rec_thresholds, max_dets, full,
     )  # fmt: skip
 

@@ -206,8 +206,10 @@ def accumulate_tables(
     """
     n_cls, n_area = n_gt.shape
     n_rec, n_md = rec_thresholds.shape[0], max_dets.shape[0]
-    precision = np.full((n_thresholds, n_rec, n_cls, n_area, n_md), -1.0)
-    score_tab = np.full((n_thresholds, n_rec, n_cls, n_area, n_md), -1.0)
+    # filled class by class: (K, A, M, T, R) keeps each class's values together in memory; the
+    # tables are returned as (T, R, K, A, M) views of them
+    precision = np.full((n_cls, n_area, n_md, n_thresholds, n_rec), -1.0)
+    score_tab = np.full((n_cls, n_area, n_md, n_thresholds, n_rec), -1.0)
     recall = np.full((n_thresholds, n_cls, n_area, n_md), -1.0)
     order, start = class_score_order(cls, scores, n_cls)
     # gathered once in (class, score) order, so that the passes below read memory in sequence
@@ -221,53 +223,53 @@ def accumulate_tables(
     n_tp = np.zeros(8 * n_bytes, np.int64)
     n_ign = np.zeros(8 * n_bytes, np.int64)
     ign_word = np.zeros(n_bytes, np.int64)  # eight 8-bit counters per byte, flushed into n_ign
-    part = np.flatnonzero(~full_m)  # the maxDets that only need recall
+    # The maxDets that need only recall are counted in the pass of the largest full maxDet
+    # (it reads every detection they read); one larger than it takes a full pass of its own
+    # (its precision and scores are reset to -1 at the end).
+    wanted = full_m
+    full_m = full_m.copy()
+    top = -1
+    for m in range(n_md):
+        if full_m[m] and (top < 0 or max_dets[m] > max_dets[top]):
+            top = m
+    for m in range(n_md):
+        if not full_m[m] and (top < 0 or max_dets[m] > max_dets[top]):
+            full_m[m] = True
+    part = np.flatnonzero(~full_m)
     n_part = part.shape[0]
     part_md = max_dets[part]
     part_tp = np.zeros((n_part, 8 * n_bytes), np.int64)
     part_seen = np.zeros(n_part, np.int64)
     for k in range(n_cls):
         s0, s1 = start[k], start[k + 1]
-        if n_part:
-            # Recall needs only the TP count of each lane, in any order: one pass for all of them.
-            part_tp[:] = 0
-            part_seen[:] = 0
-            for d in range(s0, s1):
-                r = rank[d]
-                for i in range(n_part):
-                    if r < part_md[i]:
-                        part_seen[i] += 1
-                for b in range(n_bytes):
-                    tb = tp[d, b]
-                    while tb:
-                        low = tb & -tb
-                        lane = b * 8 + LOW_BIT[low]
-                        for i in range(n_part):
-                            if r < part_md[i]:
-                                part_tp[i, lane] += 1
-                        tb ^= low
-            for i in range(n_part):
-                _fill_recall(recall, part_tp[i], part_seen[i], n_gt, k, part[i], n_thresholds)
         for m in range(n_md):
             if not full_m[m]:
                 continue
             md = max_dets[m]
+            parts = n_part if m == top else 0
             # One pass in score order for every lane at once. A detection is a TP, ignored or a
             # FP per lane; FPs are never counted one by one: FP = seen - TP - ignored. Ignored
             # bits are counted eight lanes at a time (one add of a spread byte), flushed to
-            # n_ign before a counter can pass 127.
+            # n_ign before a counter can pass 127. Recall of the smaller maxDets needs only
+            # TP counts (in any order): they are counted here too.
             n_tp[:] = 0
             n_ign[:] = 0
             ign_word[:] = 0
+            part_tp[:] = 0
+            part_seen[:] = 0
             seen = 0
             first = -1
             pending = 0
             for d in range(s0, s1):
-                if rank[d] >= md:
+                r = rank[d]
+                if r >= md:
                     continue
                 if first < 0:
                     first = d
                 seen += 1
+                for i in range(parts):
+                    if r < part_md[i]:
+                        part_seen[i] += 1
                 for b in range(n_bytes):
                     ib = ignored[d, b]
                     if ib:
@@ -282,11 +284,16 @@ def accumulate_tables(
                         fp = seen - (c + 1) - (n_ign[lane] + ((ign_word[b] >> (8 * j)) & 255))
                         prec_buf[lane, c] = (c + 1) / (fp + (c + 1) + EPS)
                         score_buf[lane, c] = scores[d]
+                        for i in range(parts):
+                            if r < part_md[i]:
+                                part_tp[i, lane] += 1
                         tb ^= low
                 pending += 1
                 if pending == _SPREAD_FLUSH:
                     _flush_counts(ign_word, n_ign)
                     pending = 0
+            for i in range(parts):
+                _fill_recall(recall, part_tp[i], part_seen[i], n_gt, k, part[i], n_thresholds)
             _fill_recall(recall, n_tp, seen, n_gt, k, m, n_thresholds)
             for a in range(n_area):
                 npig = n_gt[k, a]
@@ -315,20 +322,60 @@ def accumulate_tables(
                                 p_val, s_val = prec_buf[lane, j], score_buf[lane, j]
                             else:
                                 p_val, s_val = 0.0, 0.0
-                        precision[t, r, k, a, m] = p_val
-                        score_tab[t, r, k, a, m] = s_val
-    return precision, recall, score_tab
+                        precision[k, a, m, t, r] = p_val
+                        score_tab[k, a, m, t, r] = s_val
+    for m in range(n_md):
+        if not wanted[m] and full_m[m]:
+            precision[:, :, m] = -1.0
+            score_tab[:, :, m] = -1.0
+    return precision.transpose(3, 4, 0, 1, 2), recall, score_tab.transpose(3, 4, 0, 1, 2)
+
+
+@_jit
+def _class_gt_counts(gt_cls: np.ndarray, gt_counts: np.ndarray, n_classes: int) -> np.ndarray:
+    """Non-ignored GTs per class and area range (K, A) int64: the rows of ``gt_counts`` summed by class."""
+    n_gt = np.zeros((n_classes, gt_counts.shape[1]), np.int64)
+    for i in range(gt_cls.shape[0]):
+        for a in range(gt_counts.shape[1]):
+            n_gt[gt_cls[i], a] += gt_counts[i, a]
+    return n_gt
+
+
+@_jit
+def _class_lookup(
+    labels: np.ndarray, gt_labels: np.ndarray
+) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_class_index` through a lookup table, when the ids are small (first value False otherwise)."""
+    n, lo, hi = labels.shape[0] + gt_labels.shape[0], 0, -1
+    for i in range(labels.shape[0]):
+        lo, hi = min(lo, labels[i]), max(hi, labels[i])
+    for i in range(gt_labels.shape[0]):
+        lo, hi = min(lo, gt_labels[i]), max(hi, gt_labels[i])
+    empty = np.zeros(0, np.int64)
+    if n == 0 or lo < 0 or hi >= 4 * n + 1024:
+        return False, empty, empty, empty
+    lookup = np.zeros(hi + 1, np.int64)
+    for i in range(labels.shape[0]):
+        lookup[labels[i]] = 1
+    for i in range(gt_labels.shape[0]):
+        lookup[gt_labels[i]] = 1
+    classes = np.flatnonzero(lookup)
+    lookup[classes] = np.arange(classes.shape[0])
+    cls = np.empty(labels.shape[0], np.int64)
+    for i in range(labels.shape[0]):
+        cls[i] = lookup[labels[i]]
+    gt_cls = np.empty(gt_labels.shape[0], np.int64)
+    for i in range(gt_labels.shape[0]):
+        gt_cls[i] = lookup[gt_labels[i]]
+    return True, classes, cls, gt_cls
 
 
 def _class_index(labels: np.ndarray, gt_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted classes seen on either side and each label's index among them."""
-    both = np.concatenate([labels, gt_labels])
-    if both.size and both.min() >= 0 and both.max() < 4 * both.size + 1024:  # small ids: a lookup table
-        present = np.bincount(both) > 0
-        classes = np.flatnonzero(present)
-        lookup = np.cumsum(present) - 1
-        return classes, lookup[labels], lookup[gt_labels]
-    classes = np.unique(both)
+    """Sorted classes seen on either side and each label's index among them (int64 arrays in)."""
+    small, classes, cls, gt_cls = _class_lookup(labels, gt_labels)
+    if small:  # small ids: a lookup table
+        return classes, cls, gt_cls
+    classes = np.unique(np.concatenate([labels, gt_labels]))
     return classes, np.searchsorted(classes, labels), np.searchsorted(classes, gt_labels)
 
 
@@ -354,8 +401,7 @@ def coco_accumulate_np(
     labels = np.asarray(labels, np.int64)
     gt_labels = np.asarray(gt_labels, np.int64)
     classes, cls, gt_cls = _class_index(labels, gt_labels)
-    n_gt = np.zeros((classes.size, gt_counts.shape[1]), np.int64)
-    np.add.at(n_gt, gt_cls, gt_counts.astype(np.int64, copy=False))
+    n_gt = _class_gt_counts(gt_cls, np.ascontiguousarray(gt_counts, np.int64), classes.size)
     md = np.asarray(max_dets, np.int64)
     full_m = np.array([full or i == len(md) - 1 or m == 100 for i, m in enumerate(md)], np.bool_)
     precision, recall, score_tab = accumulate_tables(
@@ -397,8 +443,9 @@ def summarize_np(
     def det(value: int) -> list[int]:
         return [i for i, m in enumerate(max_dets) if m == value]
 
+    # the area and maxDet first: an integer index is a view, so only the slice read is copied
     def ap(iou: float | None, area: int, max_det: int) -> float:
-        return _mean_defined(precision[thr(iou)][:, :, :, area][..., det(max_det)])
+        return _mean_defined(precision[:, :, :, area][..., det(max_det)][thr(iou)])
 
     def ar(area: int, max_det: int) -> float:
         return _mean_defined(recall[:, :, area][..., det(max_det)])

@@ -701,6 +701,30 @@ def xywh_from(boxes: np.ndarray, box_format: int, single: bool) -> np.ndarray:
     return out
 
 
+@_jit
+def _kept_columns(
+    keep: np.ndarray, rank: np.ndarray, score: np.ndarray, label: np.ndarray, img: np.ndarray, n_images: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kept detections' score, label, rank and image (input order) in one pass, and their count
+    per image (``n_images`` > 0; otherwise an empty count)."""
+    n_kept = 0
+    for i in range(keep.shape[0]):
+        n_kept += keep[i]
+    score_k = np.empty(n_kept, score.dtype)
+    label_k = np.empty(n_kept, label.dtype)
+    rank_k = np.empty(n_kept, rank.dtype)
+    img_k = np.empty(n_kept, img.dtype)
+    per_image = np.zeros(n_images, np.int32)
+    k = 0
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            score_k[k], label_k[k], rank_k[k], img_k[k] = score[i], label[i], rank[i], img[i]
+            if n_images:
+                per_image[img[i]] += 1
+            k += 1
+    return score_k, label_k, rank_k, img_k, per_image
+
+
 def coco_match_cpu(
     det_img: np.ndarray,
     det_label: np.ndarray,
@@ -717,13 +741,16 @@ def coco_match_cpu(
     gt_xywh: np.ndarray | None = None,
     pair_iou: object = None,
     return_ious: bool = False,
+    n_images: int = 0,
 ) -> dict[str, np.ndarray]:
     """Match a batch with pycocotools' rules (module docstring); numpy in, numpy out.
 
     Boxes (``det_xywh`` / ``gt_xywh`` float64 xywh) give pycocotools' box IoU; otherwise
     ``pair_iou(pair_det, pair_gt)`` gives the IoU (float64) of the candidate pairs, input-order
     indices (masks). Returns ``keep`` (D,) bool and, per kept detection in input order,
-    ``rank`` (int64), ``tp`` and ``ignored`` (K, B) uint8; with ``return_ious`` also
+    ``rank`` (int64), ``tp`` and ``ignored`` (K, B) uint8, and its ``scores``, ``labels`` and
+    ``img``, and ``image_dets``: the kept detections of each of ``n_images`` images (numbered
+    from 0) (n_images,) int32 (empty by default); with ``return_ious`` also
     ``iou_groups`` (Q, 4) (image, label, kept detections, GTs) and ``iou_values`` (pycocotools'
     ``computeIoU`` blocks, detections by score, GTs in input order).
     """
@@ -740,7 +767,9 @@ def coco_match_cpu(
         d_order, rank, g_order, groups, pair_start, ious, gt_crowd, gt_area, det_area,
         iou_thresholds, area_ranges,
     )  # fmt: skip
-    out = {"keep": keep, "rank": rank[keep], "tp": tp, "ignored": ign}
+    columns = _kept_columns(keep, rank, det_score, det_label, det_img, n_images)
+    out = {"keep": keep, "tp": tp, "ignored": ign}
+    out.update(zip(("scores", "labels", "rank", "img", "image_dets"), columns, strict=True))
     if return_ious:
         with_gt = (groups[:, 1] > 0) & (groups[:, 3] > 0)
         heads = d_order[groups[with_gt, 0]]

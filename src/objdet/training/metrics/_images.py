@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics.utilities import rank_zero_warn
@@ -41,7 +42,7 @@ def batch_image_ids(flat: FlatDetections, earlier: Any) -> Tensor:
     given = flat.image_ids is not None
     # the first non-empty earlier record tells (usually the first: no walk over every update)
     first = next((t for t in earlier if t.numel()), None) if isinstance(earlier, list) else None
-    if first is not None and (int(first[0, ID]) != NO_IMAGE_ID) != given:
+    if first is not None and (_first_id(first) != NO_IMAGE_ID) != given:
         raise InputError(
             "`image_id` must be given in every target dict or in none: "
             + (
@@ -53,6 +54,11 @@ def batch_image_ids(flat: FlatDetections, earlier: Any) -> Tensor:
     if flat.image_ids is None:
         return torch.full((flat.n_images,), NO_IMAGE_ID, dtype=torch.int64, device=device)
     return flat.image_ids.to(device)
+
+
+def _first_id(records: Tensor) -> int:
+    """The first record's id (read through numpy on the CPU: a tensor index costs more than the rest)."""
+    return int(records.numpy()[0, ID]) if records.device.type == "cpu" else int(records[0, ID])
 
 
 def batch_fingerprints(
@@ -91,7 +97,16 @@ def pose_summary(keypoints: Tensor) -> Tensor:
 
 def image_records(ids: Tensor, prints: Tensor, counts: list[Tensor]) -> Tensor:
     """One batch's records (B, 2 + len(counts)) int64: id, fingerprint bits, then ``counts``."""
-    columns = [ids, prints.to(torch.float64).contiguous().view(torch.int64)]
+    prints = prints.to(torch.float64).contiguous()
+    if ids.device.type == "cpu" and all(c.device.type == "cpu" for c in counts):
+        # numpy column writes: a few microseconds where torch's conversions and stack cost more
+        out = np.empty((ids.shape[0], 2 + len(counts)), np.int64)
+        out[:, ID] = ids.numpy()
+        out[:, PRINT] = prints.numpy().view(np.int64)
+        for j, c in enumerate(counts):
+            out[:, 2 + j] = c.numpy()
+        return torch.from_numpy(out)
+    columns = [ids, prints.view(torch.int64)]
     return torch.stack([*columns, *(c.to(device=ids.device, dtype=torch.int64) for c in counts)], 1)
 
 

@@ -665,23 +665,22 @@ class MeanAveragePrecision(Metric):
             gt_xywh=flat.gt_xywh.numpy() if pairs is None and flat.gt_xywh is not None else None,
             pair_iou=pair_iou,
             return_ious=self.extended_summary and mode == self._modes[0],
+            n_images=flat.n_images,
         )
         gt_img = flat.gt_img.numpy()
         classes, counts, image_gts = gt_image_class_counts(
             gt_img, gt_label_np, gt_crowd, gt_area, area_ranges, flat.n_images
         )
         t = torch.from_numpy
-        keep = out["keep"]
-        image_dets = np.bincount(flat.det_img.numpy()[keep], minlength=flat.n_images).astype(np.int32)
         return (
-            t(flat.det_score.numpy()[keep]),
-            t(det_label.numpy()[keep].astype(np.int32)),
+            t(out["scores"]),
+            t(out["labels"].astype(np.int32)),
             t(out["rank"]),
             t(out["tp"]),
             t(out["ignored"]),
             t(classes.astype(np.int32)),
             t(counts),
-            t(image_dets),
+            t(out["image_dets"]),
             t(image_gts),
             t(out["iou_groups"]) if "iou_groups" in out else None,
             t(out["iou_values"]) if "iou_values" in out else None,
@@ -780,15 +779,18 @@ class MeanAveragePrecision(Metric):
     def _tables(self, mode: str, full: bool, prefix: str = "", order: Tensor | None = None) -> CocoTables:
         rows = self._rows(f"{prefix}{mode}", order)
         max_dets = self._max_dets[self._type_of[prefix]]
-        accumulate = coco_accumulate if self._compiled(self.device) else coco_accumulate_torch
+        if self._compiled(self.device):  # numpy reads the state's own dtypes (no int64 copies)
+            accumulate, as_index = coco_accumulate, (lambda x: x)
+        else:
+            accumulate, as_index = coco_accumulate_torch, (lambda x: x.long())
         return accumulate(
             rows["scores"],
-            rows["labels"].long(),
-            rows["rank"].long(),
+            as_index(rows["labels"]),
+            as_index(rows["rank"]),
             rows["tp"],
             rows["ignored"],
-            rows["gt_labels"].long(),
-            rows["gt_counts"].long(),
+            as_index(rows["gt_labels"]),
+            as_index(rows["gt_counts"]),
             len(self.iou_thresholds),
             torch.tensor(self.rec_thresholds, dtype=torch.float64, device=self.device),
             max_dets,
