@@ -138,8 +138,11 @@ def test_pair_iou_callback_gives_the_same_flags_as_boxes() -> None:
     # unsorted and without 100 too: with full=False a recall-only maxDet larger than every full
     # one takes the full pass
     max_dets=st.sampled_from([[1, 10, 100], [2, 100, 50], [7, 150, 20], [3, 7], [100]]),
+    offset=st.sampled_from([0, -3, 10**12]),  # class ids: small (a lookup table), negative or large (sorted)
 )
-def test_accumulate_equals_the_torch_code(seed: int, full: bool, n_cls: int, max_dets: list[int]) -> None:
+def test_accumulate_equals_the_torch_code(
+    seed: int, full: bool, n_cls: int, max_dets: list[int], offset: int
+) -> None:
     rng = np.random.default_rng(seed)
     n, n_area, n_thr = int(rng.integers(0, 400)), 4, 10
     tp = rng.integers(0, 256, (n, 5)).astype(np.uint8) & rng.integers(0, 256, (n, 5)).astype(np.uint8)
@@ -148,11 +151,11 @@ def test_accumulate_equals_the_torch_code(seed: int, full: bool, n_cls: int, max
     )
     args = (
         rng.integers(0, 6, n) / 5.0,  # scores with ties
-        rng.integers(0, n_cls, n),
+        rng.integers(0, n_cls, n) + offset,
         rng.integers(0, 160, n),  # ranks around every maxDet
         tp,
         ignored,
-        rng.integers(0, n_cls + 1, int(rng.integers(0, 8))),  # classes of GT rows (some without detections)
+        rng.integers(0, n_cls + 1, int(rng.integers(0, 8))) + offset,  # GT rows' classes (some without dets)
     )
     gt_counts = rng.integers(0, 30, (args[-1].size, n_area))
     rec = np.array(default_rec_thresholds())
@@ -225,12 +228,12 @@ def test_extreme_ids_take_the_sorting_path_without_overflow() -> None:
     big=st.booleans(),
 )
 def test_class_index_is_unique_and_searchsorted(labels: list[int], gt_labels: list[int], big: bool) -> None:
-    from objdet.functional.coco_cpu import _class_index
+    from objdet.functional.coco_cpu import class_index
 
     dets, gts = np.array(labels, np.int64), np.array(gt_labels, np.int64)
     if big:  # ids far beyond the lookup table's reach
         dets, gts = dets * 10**12, gts * 10**12
-    classes, cls, gt_cls = _class_index(dets, gts)
+    classes, cls, gt_cls = class_index(dets, gts)
     expected = np.unique(np.concatenate([dets, gts]))
     np.testing.assert_array_equal(classes, expected)
     np.testing.assert_array_equal(classes[cls], dets)

@@ -345,14 +345,14 @@ def _class_gt_counts(gt_cls: np.ndarray, gt_counts: np.ndarray, n_classes: int) 
 def _class_lookup(
     labels: np.ndarray, gt_labels: np.ndarray
 ) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_class_index` through a lookup table, when the ids are small (first value False otherwise)."""
+    """:func:`class_index` through a lookup table when the ids are small and non-negative (else False)."""
     n, lo, hi = labels.shape[0] + gt_labels.shape[0], 0, -1
     for i in range(labels.shape[0]):
         lo, hi = min(lo, labels[i]), max(hi, labels[i])
     for i in range(gt_labels.shape[0]):
         lo, hi = min(lo, gt_labels[i]), max(hi, gt_labels[i])
-    empty = np.zeros(0, np.int64)
-    if n == 0 or lo < 0 or hi >= 4 * n + 1024:
+    if lo < 0 or hi >= 4 * n + 1024:
+        empty = np.zeros(0, np.int64)
         return False, empty, empty, empty
     lookup = np.zeros(hi + 1, np.int64)
     for i in range(labels.shape[0]):
@@ -370,13 +370,40 @@ def _class_lookup(
     return True, classes, cls, gt_cls
 
 
-def _class_index(labels: np.ndarray, gt_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def class_index(labels: np.ndarray, gt_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted classes seen on either side and each label's index among them (int64 arrays in)."""
     small, classes, cls, gt_cls = _class_lookup(labels, gt_labels)
-    if small:  # small ids: a lookup table
+    if small:
         return classes, cls, gt_cls
     classes = np.unique(np.concatenate([labels, gt_labels]))
     return classes, np.searchsorted(classes, labels), np.searchsorted(classes, gt_labels)
+
+
+@_jit
+def _accumulate_labels(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    rank: np.ndarray,
+    tp: np.ndarray,
+    ignored: np.ndarray,
+    gt_labels: np.ndarray,
+    gt_counts: np.ndarray,
+    n_thresholds: int,
+    rec_thresholds: np.ndarray,
+    max_dets: np.ndarray,
+    full_m: np.ndarray,
+) -> tuple:
+    """:func:`accumulate_tables` from labels and GT rows in one compiled call (one cache load at
+    start-up); the first value is False, and nothing is computed, when the class ids are not small."""
+    small, classes, cls, gt_cls = _class_lookup(labels, gt_labels)
+    if not small:
+        empty = np.zeros((0, 0, 0, 0, 0))
+        return False, classes, empty, np.zeros((0, 0, 0, 0)), empty
+    n_gt = _class_gt_counts(gt_cls, gt_counts, classes.shape[0])
+    precision, recall, score_tab = accumulate_tables(
+        scores, cls, rank, tp, ignored, n_gt, n_thresholds, rec_thresholds, max_dets, full_m
+    )
+    return True, classes, precision, recall, score_tab
 
 
 def coco_accumulate_np(
@@ -398,24 +425,22 @@ def coco_accumulate_np(
     fills precision and scores only at the last maxDet and at maxDet = 100 (what ``summarize``
     reads); recall is always filled.
     """
-    labels = np.asarray(labels, np.int64)
-    gt_labels = np.asarray(gt_labels, np.int64)
-    classes, cls, gt_cls = _class_index(labels, gt_labels)
-    n_gt = _class_gt_counts(gt_cls, np.ascontiguousarray(gt_counts, np.int64), classes.size)
     md = np.asarray(max_dets, np.int64)
     full_m = np.array([full or i == len(md) - 1 or m == 100 for i, m in enumerate(md)], np.bool_)
-    precision, recall, score_tab = accumulate_tables(
-        np.ascontiguousarray(scores, np.float64),
-        cls,
-        np.asarray(rank, np.int64),
-        np.ascontiguousarray(tp),
-        np.ascontiguousarray(ignored),
-        n_gt,
-        int(n_thresholds),
-        np.ascontiguousarray(rec_thresholds, np.float64),
-        md,
-        full_m,
+    labels, gt_labels = np.ascontiguousarray(labels, np.int64), np.ascontiguousarray(gt_labels, np.int64)
+    gt_counts = np.ascontiguousarray(gt_counts, np.int64)
+    scores, rank = np.ascontiguousarray(scores, np.float64), np.ascontiguousarray(rank, np.int64)
+    tp, ignored = np.ascontiguousarray(tp), np.ascontiguousarray(ignored)
+    n_thr, rec = int(n_thresholds), np.ascontiguousarray(rec_thresholds, np.float64)
+    small, classes, precision, recall, score_tab = _accumulate_labels(
+        scores, labels, rank, tp, ignored, gt_labels, gt_counts, n_thr, rec, md, full_m
     )
+    if not small:  # large or negative class ids: classes found by sorting
+        classes, cls, gt_cls = class_index(labels, gt_labels)
+        n_gt = _class_gt_counts(gt_cls, gt_counts, classes.size)
+        precision, recall, score_tab = accumulate_tables(
+            scores, cls, rank, tp, ignored, n_gt, n_thr, rec, md, full_m
+        )
     return classes, precision, recall, score_tab
 
 

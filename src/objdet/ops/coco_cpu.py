@@ -633,6 +633,30 @@ def _match_groups_words(
 
 
 @_jit
+def _kept_columns(
+    keep: np.ndarray, rank: np.ndarray, score: np.ndarray, label: np.ndarray, img: np.ndarray, n_images: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kept detections' score, label, rank and image (input order) in one pass, and their count
+    per image (``n_images`` > 0; otherwise an empty count)."""
+    n_kept = 0
+    for i in range(keep.shape[0]):
+        n_kept += keep[i]
+    score_k = np.empty(n_kept, score.dtype)
+    label_k = np.empty(n_kept, label.dtype)
+    rank_k = np.empty(n_kept, rank.dtype)
+    img_k = np.empty(n_kept, img.dtype)
+    per_image = np.zeros(n_images, np.int32)
+    k = 0
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            score_k[k], label_k[k], rank_k[k], img_k[k] = score[i], label[i], rank[i], img[i]
+            if n_images:
+                per_image[img[i]] += 1
+            k += 1
+    return score_k, label_k, rank_k, img_k, per_image
+
+
+@_jit
 def match_groups(
     d_order: np.ndarray,
     rank: np.ndarray,
@@ -645,8 +669,12 @@ def match_groups(
     det_area: np.ndarray,
     iou_thresholds: np.ndarray,
     area_ranges: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy matching of every group; flags of the kept detections, in input order.
+    det_score: np.ndarray,
+    det_label: np.ndarray,
+    det_img: np.ndarray,
+    n_images: int,
+) -> tuple:
+    """Greedy matching of every group; flags and columns of the kept detections, in input order.
 
     Args:
         d_order, rank, g_order, groups, pair_start: from :func:`group_plan`.
@@ -654,20 +682,30 @@ def match_groups(
         gt_crowd: (G,) bool. gt_area: (G,) float64. det_area: (D,) float64 (for the area ranges).
         iou_thresholds: (T,) float64. area_ranges: (A, 2) float64.
 
+        det_score, det_label, det_img: (D,) columns of the detections; n_images: images of the
+            batch, numbered from 0 in ``det_img`` (0: no per-image counts).
+
     Returns:
-        ``keep`` (D,) bool, and per kept detection (input order) ``tp`` and ``ignored`` (K, B)
-        uint8, lane ``t * A + a`` at bit ``l % 8`` of byte ``l // 8``. Up to 64 lanes every
-        threshold is matched at once (:func:`_match_groups_words`), beyond lane by lane.
+        ``keep`` (D,) bool, per kept detection (input order) ``tp`` and ``ignored`` (K, B)
+        uint8, lane ``t * A + a`` at bit ``l % 8`` of byte ``l // 8``, then the kept detections'
+        score, label, rank and image and their number per image (see :func:`_kept_columns`).
+        Up to 64 lanes every threshold is matched at once (:func:`_match_groups_words`), beyond
+        lane by lane.
     """
     if iou_thresholds.shape[0] * area_ranges.shape[0] <= _WORD_LANES:
-        return _match_groups_words(
+        keep, tp, ign = _match_groups_words(
             d_order, rank, g_order, groups, pair_start, ious, gt_crowd, gt_area, det_area,
             iou_thresholds, area_ranges,
         )  # fmt: skip
-    return _match_groups_lanes(
-        d_order, rank, g_order, groups, pair_start, ious, gt_crowd, gt_area, det_area,
-        iou_thresholds, area_ranges,
-    )  # fmt: skip
+    else:
+        keep, tp, ign = _match_groups_lanes(
+            d_order, rank, g_order, groups, pair_start, ious, gt_crowd, gt_area, det_area,
+            iou_thresholds, area_ranges,
+        )  # fmt: skip
+    score_k, label_k, rank_k, img_k, per_image = _kept_columns(
+        keep, rank, det_score, det_label, det_img, n_images
+    )
+    return keep, tp, ign, score_k, label_k, rank_k, img_k, per_image
 
 
 @_jit
@@ -699,30 +737,6 @@ def xywh_from(boxes: np.ndarray, box_format: int, single: bool) -> np.ndarray:
             w, h = np.float32(w), np.float32(h)
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = x1, y1, w, h
     return out
-
-
-@_jit
-def _kept_columns(
-    keep: np.ndarray, rank: np.ndarray, score: np.ndarray, label: np.ndarray, img: np.ndarray, n_images: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The kept detections' score, label, rank and image (input order) in one pass, and their count
-    per image (``n_images`` > 0; otherwise an empty count)."""
-    n_kept = 0
-    for i in range(keep.shape[0]):
-        n_kept += keep[i]
-    score_k = np.empty(n_kept, score.dtype)
-    label_k = np.empty(n_kept, label.dtype)
-    rank_k = np.empty(n_kept, rank.dtype)
-    img_k = np.empty(n_kept, img.dtype)
-    per_image = np.zeros(n_images, np.int32)
-    k = 0
-    for i in range(keep.shape[0]):
-        if keep[i]:
-            score_k[k], label_k[k], rank_k[k], img_k[k] = score[i], label[i], rank[i], img[i]
-            if n_images:
-                per_image[img[i]] += 1
-            k += 1
-    return score_k, label_k, rank_k, img_k, per_image
 
 
 def coco_match_cpu(
@@ -763,13 +777,12 @@ def coco_match_cpu(
     else:
         pair_det, pair_gt = plan_pairs(d_order, g_order, groups, pair_start)
         ious = np.ascontiguousarray(pair_iou(pair_det, pair_gt), dtype=np.float64)  # type: ignore[operator]
-    keep, tp, ign = match_groups(
+    matched = match_groups(
         d_order, rank, g_order, groups, pair_start, ious, gt_crowd, gt_area, det_area,
-        iou_thresholds, area_ranges,
+        iou_thresholds, area_ranges, det_score, det_label, det_img, n_images,
     )  # fmt: skip
-    columns = _kept_columns(keep, rank, det_score, det_label, det_img, n_images)
-    out = {"keep": keep, "tp": tp, "ignored": ign}
-    out.update(zip(("scores", "labels", "rank", "img", "image_dets"), columns, strict=True))
+    names = ("keep", "tp", "ignored", "scores", "labels", "rank", "img", "image_dets")
+    out = dict(zip(names, matched, strict=True))
     if return_ious:
         with_gt = (groups[:, 1] > 0) & (groups[:, 3] > 0)
         heads = d_order[groups[with_gt, 0]]
