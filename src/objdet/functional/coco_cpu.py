@@ -104,46 +104,46 @@ def class_score_order(cls: np.ndarray, scores: np.ndarray, n_classes: int) -> tu
 
 @_jit
 def _gather_rows(
-    order: np.ndarray, scores: np.ndarray, rank: np.ndarray, tp: np.ndarray, ignored: np.ndarray
+    order: np.ndarray,
+    start: np.ndarray,
+    scores: np.ndarray,
+    rank: np.ndarray,
+    tp: np.ndarray,
+    ignored: np.ndarray,
+    max_det: int,
 ) -> tuple:
+    """The rows in ``order`` (classes in ``start`` segments), and the most true positives of one
+    lane in one class among detections of rank < ``max_det``.
+
+    Matching makes that count at most the class's non-ignored GTs, but the state may come from
+    elsewhere: counting it here sizes the buffers exactly, so the hot pass never grows them
+    (growing an array inside it costs more than this count).
+    """
     n, n_bytes = order.shape[0], tp.shape[1]
     s = np.empty(n, np.float64)
     r = np.empty(n, np.int64)
     t = np.empty((n, n_bytes), np.uint8)
     g = np.empty((n, n_bytes), np.uint8)
-    for i in range(n):
-        j = order[i]
-        s[i] = scores[j]
-        r[i] = rank[j]
-        for b in range(n_bytes):
-            t[i, b] = tp[j, b]
-            g[i, b] = ignored[j, b]
-    return s, r, t, g
-
-
-@_jit
-def _most_true_positives(start: np.ndarray, rank: np.ndarray, tp: np.ndarray, max_det: int) -> int:
-    """The most true positives of one lane in one class among detections of rank < ``max_det``.
-
-    Matching makes it at most the class's non-ignored GTs, but the state may come from
-    elsewhere: counting first sizes the buffers exactly, so the hot pass never grows them
-    (growing an array inside it costs more than this pass).
-    """
-    counts = np.zeros(8 * tp.shape[1], np.int64)
+    counts = np.zeros(8 * n_bytes, np.int64)
     most = 0
     for k in range(start.shape[0] - 1):
         counts[:] = 0
-        for d in range(start[k], start[k + 1]):
-            if rank[d] >= max_det:
-                continue
-            for b in range(tp.shape[1]):
-                tb = tp[d, b]
-                while tb:
-                    low = tb & -tb
-                    counts[b * 8 + LOW_BIT[low]] += 1
-                    tb ^= low
-        most = max(most, counts.max())
-    return most
+        for i in range(start[k], start[k + 1]):
+            j = order[i]
+            s[i] = scores[j]
+            r[i] = rank[j]
+            for b in range(n_bytes):
+                tb = tp[j, b]
+                t[i, b] = tb
+                g[i, b] = ignored[j, b]
+                if r[i] < max_det:
+                    while tb:
+                        low = tb & -tb
+                        counts[b * 8 + LOW_BIT[low]] += 1
+                        tb ^= low
+        if start[k + 1] > start[k]:
+            most = max(most, counts.max())
+    return s, r, t, g, most
 
 
 #: byte j of ``_SPREAD[v]`` is bit j of v: one add counts the bits of eight lanes (8-bit counters)
@@ -213,9 +213,9 @@ def accumulate_tables(
     recall = np.full((n_thresholds, n_cls, n_area, n_md), -1.0)
     order, start = class_score_order(cls, scores, n_cls)
     # gathered once in (class, score) order, so that the passes below read memory in sequence
-    scores, rank, tp, ignored = _gather_rows(order, scores, rank, tp, ignored)
+    top_md = max_dets.max() if n_md else 0
+    scores, rank, tp, ignored, most = _gather_rows(order, start, scores, rank, tp, ignored, top_md)
     n_lanes = n_thresholds * n_area
-    most = _most_true_positives(start, rank, tp, max_dets.max()) if n_md else 0
     prec_buf = np.empty((n_lanes, most), np.float64)
     score_buf = np.empty((n_lanes, most), np.float64)
     n_bytes = tp.shape[1]

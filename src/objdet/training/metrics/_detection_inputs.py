@@ -539,8 +539,9 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
                 return None
             if type(gb) is not tensor or type(gl) is not tensor:
                 return None
-            n, m = db.shape[0], gb.shape[0]
-            if db.shape != (n, 4) or gb.shape != (m, 4) or ds.shape != (n,) or dl.shape != (n,):
+            d_shape, g_shape = db.shape, gb.shape  # each .shape builds a torch.Size: read once
+            n, m = d_shape[0], g_shape[0]
+            if d_shape != (n, 4) or g_shape != (m, 4) or ds.shape != (n,) or dl.shape != (n,):
                 return None
             if gl.shape != (m,) or db.dtype not in floats or gb.dtype not in floats:
                 return None
