@@ -22,7 +22,7 @@ from objdet.functional.coco import (
 from objdet.functional.coco_cpu import coco_accumulate_np
 from objdet.ops.boxes import box_convert
 from objdet.ops.coco import coco_match
-from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts, xywh_from
+from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts, gt_image_class_counts, xywh_from
 
 THRESHOLDS = np.array(default_iou_thresholds())
 RANGES = np.array(AREA_RANGES)
@@ -191,6 +191,30 @@ def test_gt_class_counts_skip_crowds_and_use_inclusive_ranges() -> None:
     assert classes.tolist() == [2, 5, 9]
     # rows: class 2 (areas 10 and 96^2), class 5 (32^2; the crowd is left out), class 9 (past every range)
     assert counts.tolist() == [[2, 1, 1, 1], [1, 1, 1, 0], [0, 0, 0, 0]]
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_images=st.integers(1, 6), many=st.booleans())
+def test_gt_image_class_counts_equal_a_count_per_image_and_class(
+    seed: int, n_images: int, many: bool
+) -> None:
+    # `many`: images with more GTs than the insertion sort takes
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 300 if many else 20))
+    img = np.sort(rng.integers(0, n_images, n))
+    labels = rng.integers(-3, 6 if not many else 60, n)
+    crowd = rng.random(n) < 0.2
+    area = rng.choice([10.0, 32.0**2, 50.0 * 50.0, 96.0**2, 1e11], n)
+    classes, counts, per_image = gt_image_class_counts(img, labels, crowd, area, RANGES, n_images)
+    expected_rows, expected_counts = [], []
+    for i in range(n_images):
+        for c in sorted(set(labels[img == i].tolist())):
+            sel = (img == i) & (labels == c) & ~crowd
+            expected_rows.append((i, c))
+            expected_counts.append([int(((area[sel] >= lo) & (area[sel] <= hi)).sum()) for lo, hi in RANGES])
+    assert classes.tolist() == [c for _, c in expected_rows]
+    assert counts.reshape(-1, len(RANGES)).tolist() == expected_counts
+    assert per_image.tolist() == [sum(1 for i, _ in expected_rows if i == k) for k in range(n_images)]
 
 
 def test_extreme_ids_take_the_sorting_path_without_overflow() -> None:

@@ -912,8 +912,26 @@ def gt_image_class_counts(
         end = start + 1
         while end < n and gt_img[end] == gt_img[start]:
             end += 1
-        classes = np.unique(gt_label[start:end])
-        labels[rows : rows + classes.shape[0]] = classes
+        # the image's classes, sorted and unique, written in place (an image has a few GTs:
+        # insertion sort, no allocation; np.sort for many)
+        m = end - start
+        classes = labels[rows : rows + m]
+        if m > _INSERTION_MAX:
+            classes[:] = np.sort(gt_label[start:end])
+        else:
+            for i in range(m):
+                v = gt_label[start + i]
+                j = i - 1
+                while j >= 0 and classes[j] > v:
+                    classes[j + 1] = classes[j]
+                    j -= 1
+                classes[j + 1] = v
+        u = 1
+        for i in range(1, m):
+            if classes[i] != classes[u - 1]:
+                classes[u] = classes[i]
+                u += 1
+        classes = classes[:u]
         for g in range(start, end):
             if gt_crowd[g]:
                 continue
@@ -921,7 +939,7 @@ def gt_image_class_counts(
             for a in range(area_ranges.shape[0]):
                 if area_ranges[a, 0] <= gt_area[g] <= area_ranges[a, 1]:
                     counts[k, a] += 1
-        per_image[gt_img[start]] += classes.shape[0]
-        rows += classes.shape[0]
+        per_image[gt_img[start]] += u
+        rows += u
         start = end
     return labels[:rows], counts[:rows], per_image
