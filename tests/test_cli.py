@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -442,6 +443,34 @@ def test_no_plots_run_imports_no_torch(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_an_empty_compile_cache_is_said_once_and_a_filled_one_not(tmp_path: Path) -> None:
+    # a numba cache of its own: the first process compiles (and says so), the second loads
+    script = "from objdet.cli import _start_numba\n_start_numba(notice=print)\nprint('started')\n"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    from objdet.cli import COMPILING_NOTICE
+
+    assert runs[0].stdout.splitlines() == [COMPILING_NOTICE, "started"]
+    assert runs[1].stdout.splitlines() == ["started"]
+
+
+def test_progress_note_takes_a_line_of_its_own() -> None:
+    stream = io.StringIO()
+    bar = Progress(10, stream, delay=0.0)
+    bar.update(3)
+    bar.note("compiling")
+    bar.close()  # the note ended the bar's line: nothing more to end
+    assert re.fullmatch(
+        r"\revaluating \[#{9}\.{21}\] 3/10 images \([\d,]+/s\)\ncompiling\n", stream.getvalue()
+    )
+    assert Progress(10, None).note("quiet") is None  # no terminal: nothing written, no error
 
 
 def test_public_names_still_import() -> None:

@@ -193,6 +193,13 @@ class Progress:
         )
         self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """A line of its own on the terminal (nothing without one)."""
+        if self.stream is not None:
+            self.stream.write(("\n" if self.shown else "") + text + "\n")
+            self.stream.flush()
+            self.shown = False
+
     def close(self) -> None:
         if self.shown and self.stream is not None:
             self.stream.write("\n")
@@ -369,24 +376,35 @@ def evaluate(
     )
 
 
-def _start_numba() -> None:
+#: said on the terminal when the compiled engine's cache is empty (first run after an install)
+COMPILING_NOTICE = (
+    "objdet: compiling the CPU engine for this machine (once after an install or an upgrade, "
+    "about half a minute; later runs load it from the cache)"
+)
+
+
+def _start_numba(notice: Callable[[str], None] | None = None) -> None:
     """Import numba and start its CPU target (a kernel's first call) with scipy hidden.
 
     numba's start-up imports scipy when it is installed (scipy.linalg, to see whether ``np.dot``
     in compiled code can use BLAS, and scipy's array-API helpers), which objdet's kernels never
     need: hidden, a run starts about 0.4 s sooner here. Only while numba starts, and only when
     neither is imported yet (as in the ``objdet`` command); ``import scipy`` works afterwards.
+    When that first kernel was not in numba's cache, the others are not either: ``notice`` is
+    told :data:`COMPILING_NOTICE` before they compile.
     """
     if "numba" in sys.modules or "scipy" in sys.modules:
         return
     sys.modules["scipy"] = None  # type: ignore[assignment]  # `import scipy` raises ImportError
     try:
-        from objdet.ops.coco_cpu import gt_class_counts
+        from objdet.ops.coco_cpu import gt_class_counts, gt_image_class_counts
 
         gt_class_counts(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), _AREA_RANGES)
     finally:
         if sys.modules.get("scipy", 0) is None:
             del sys.modules["scipy"]
+    if notice is not None and gt_image_class_counts.stats.cache_misses:
+        notice(COMPILING_NOTICE)
 
 
 def _segm_sizes_agree(gt: GtArrays, dt: DtArrays) -> None:
@@ -1767,6 +1785,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
     }
     try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
         if device is None:
+            _start_numba(notice=bar.note)
             evaluation = evaluate_arrays(gt_arrays, dt_arrays, **options)
         else:
             evaluation = evaluate(gt, preds, batch_size=args.batch_size, **options)
