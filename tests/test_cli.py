@@ -459,6 +459,13 @@ def test_an_empty_compile_cache_is_said_once_and_a_filled_one_not(tmp_path: Path
 
     assert runs[0].stdout.splitlines() == [COMPILING_NOTICE, "started"]
     assert runs[1].stdout.splitlines() == ["started"]
+    # without the JIT (debugging: NUMBA_DISABLE_JIT=1) nothing compiles and nothing is said
+    plain = {**env, "NUMBA_DISABLE_JIT": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=plain
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["started"]
 
 
 def test_progress_note_takes_a_line_of_its_own() -> None:

@@ -390,8 +390,8 @@ def _start_numba(notice: Callable[[str], None] | None = None) -> None:
     in compiled code can use BLAS, and scipy's array-API helpers), which objdet's kernels never
     need: hidden, a run starts about 0.4 s sooner here. Only while numba starts, and only when
     neither is imported yet (as in the ``objdet`` command); ``import scipy`` works afterwards.
-    When that first kernel was not in numba's cache, the others are not either: ``notice`` is
-    told :data:`COMPILING_NOTICE` before they compile.
+    When that first kernel was not in numba's cache (a fresh install or upgrade, so the others
+    are not there either), ``notice`` is told :data:`COMPILING_NOTICE` before they compile.
     """
     if "numba" in sys.modules or "scipy" in sys.modules:
         return
@@ -403,7 +403,8 @@ def _start_numba(notice: Callable[[str], None] | None = None) -> None:
     finally:
         if sys.modules.get("scipy", 0) is None:
             del sys.modules["scipy"]
-    if notice is not None and gt_image_class_counts.stats.cache_misses:
+    stats = getattr(gt_image_class_counts, "stats", None)  # None with NUMBA_DISABLE_JIT=1 (no compiling)
+    if notice is not None and stats is not None and stats.cache_misses:
         notice(COMPILING_NOTICE)
 
 

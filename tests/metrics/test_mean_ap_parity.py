@@ -152,9 +152,8 @@ def test_extended_summary_ious_match_pycocotools() -> None:
     images = make_dataset(13)
     ref = pycocotools_ious(images)
     preds, target = to_torch(images)
-    out = _run(
-        MeanAveragePrecision(box_format="xywh", extended_summary=True), preds, target, batch=3
-    ).compute()
+    metric = _run(MeanAveragePrecision(box_format="xywh", extended_summary=True), preds, target, batch=3)
+    out = metric.compute()
     assert list(out["ious"]) == list(ref)  # same keys, same order (images, then classes)
     n_blocks = 0
     for key, expected in ref.items():
@@ -169,6 +168,11 @@ def test_extended_summary_ious_match_pycocotools() -> None:
         )
     assert n_blocks >= 5
     assert {"precision", "recall", "scores"} <= set(out)
+    # contiguous, as torchmetrics' (the compiled engine fills strided views internally)
+    assert all(out[k].is_contiguous() for k in ("precision", "recall", "scores"))
+    _, tables = metric.coco_eval()
+    assert tables.precision.is_contiguous() and tables.scores.is_contiguous()
+    out["precision"].view(-1)  # a user's flat view works
 
 
 # ---------------------------------------------------------------- corner cases found in review

@@ -262,3 +262,13 @@ def test_class_index_is_unique_and_searchsorted(labels: list[int], gt_labels: li
     np.testing.assert_array_equal(classes, expected)
     np.testing.assert_array_equal(classes[cls], dets)
     np.testing.assert_array_equal(classes[gt_cls], gts)
+
+
+def test_image_counts_refuse_images_outside_n_images() -> None:
+    args = (np.array([0, 3]), np.zeros(2, np.int64), np.array([0.9, 0.8]), np.zeros(1, np.int64))
+    gts = (np.zeros(1, np.int64), np.zeros(1, bool), np.array([100.0]), np.array([100.0, 100.0]))
+    boxes = {"det_xywh": np.ones((2, 4)), "gt_xywh": np.ones((1, 4))}
+    out = coco_match_cpu(*args, *gts, THRESHOLDS, RANGES, 100, **boxes, n_images=4)
+    assert out["image_dets"].tolist() == [1, 0, 0, 1]
+    with pytest.raises(ValueError, match="n_images"):
+        coco_match_cpu(*args, *gts, THRESHOLDS, RANGES, 100, **boxes, n_images=2)

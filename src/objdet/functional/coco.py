@@ -55,6 +55,7 @@ __all__ = [
     "coco_accumulate_torch",
     "coco_stat_names",
     "coco_summarize",
+    "contiguous_tables",
     "default_iou_thresholds",
     "default_rec_thresholds",
     "per_class_ap_ar",
@@ -69,6 +70,16 @@ class CocoTables:
     precision: Tensor  # (T, R, K, A, M) float64, -1 where undefined
     recall: Tensor  # (T, K, A, M) float64
     scores: Tensor  # (T, R, K, A, M) float64
+
+
+def contiguous_tables(tables: CocoTables) -> CocoTables:
+    """``tables`` with contiguous tensors (the compiled engine fills strided views; a no-op otherwise)."""
+    return CocoTables(
+        classes=tables.classes,
+        precision=tables.precision.contiguous(),
+        recall=tables.recall.contiguous(),
+        scores=tables.scores.contiguous(),
+    )
 
 
 def _min_count_reaching(rec_thresholds: Tensor, n_gt: Tensor) -> Tensor:
@@ -170,7 +181,7 @@ def coco_accumulate(
             ``t * A + a`` for IoU threshold t and area range a.
         gt_labels: (G,) class of each row of ``gt_counts`` (classes may repeat).
         gt_counts: (G, A) number of non-ignored GT per row and area range.
-        n_thresholds: T. rec_thresholds: (R,) float64. max_dets: M sorted values.
+        n_thresholds: T. rec_thresholds: (R,) float64. max_dets: M values (in any order).
         full: every (area, maxDet) combination; otherwise only what ``summarize`` reads
             (precision at the last maxDet and at maxDet = 100; recall everywhere).
     """

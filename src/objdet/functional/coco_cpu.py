@@ -226,7 +226,7 @@ def accumulate_tables(
     # The maxDets that need only recall are counted in the pass of the largest full maxDet
     # (it reads every detection they read); one larger than it takes a full pass of its own
     # (its precision and scores are reset to -1 at the end).
-    wanted = full_m
+    requested = full_m  # what the caller asked for; full_m below: the maxDets given a full pass
     full_m = full_m.copy()
     top = -1
     for m in range(n_md):
@@ -261,14 +261,14 @@ def accumulate_tables(
             first = -1
             pending = 0
             for d in range(s0, s1):
-                r = rank[d]
-                if r >= md:
+                det_rank = rank[d]
+                if det_rank >= md:
                     continue
                 if first < 0:
                     first = d
                 seen += 1
                 for i in range(parts):
-                    if r < part_md[i]:
+                    if det_rank < part_md[i]:
                         part_seen[i] += 1
                 for b in range(n_bytes):
                     ib = ignored[d, b]
@@ -285,7 +285,7 @@ def accumulate_tables(
                         prec_buf[lane, c] = (c + 1) / (fp + (c + 1) + EPS)
                         score_buf[lane, c] = scores[d]
                         for i in range(parts):
-                            if r < part_md[i]:
+                            if det_rank < part_md[i]:
                                 part_tp[i, lane] += 1
                         tb ^= low
                 pending += 1
@@ -325,7 +325,7 @@ def accumulate_tables(
                         precision[k, a, m, t, r] = p_val
                         score_tab[k, a, m, t, r] = s_val
     for m in range(n_md):
-        if not wanted[m] and full_m[m]:
+        if not requested[m] and full_m[m]:
             precision[:, :, m] = -1.0
             score_tab[:, :, m] = -1.0
     return precision.transpose(3, 4, 0, 1, 2), recall, score_tab.transpose(3, 4, 0, 1, 2)
@@ -512,10 +512,11 @@ def summarize_keypoints_np(
     out = []
     for table in (precision, recall):
         for iou, area in ((None, 0), (0.5, 0), (0.75, 0), (None, 1), (None, 2)):
+            # the area and maxDet first (views), then the thresholds (a copy of that slice only)
             if table is precision:
-                out.append(_mean_defined(table[thr(iou)][:, :, :, area, last]))
+                out.append(_mean_defined(table[:, :, :, area, last][thr(iou)]))
             else:
-                out.append(_mean_defined(table[thr(iou)][:, :, area, last]))
+                out.append(_mean_defined(table[:, :, area, last][thr(iou)]))
     return np.array(out, dtype=np.float64)
 
 
@@ -551,8 +552,12 @@ def per_class_ap_ar_np(
         recall = recall[iou_index : iou_index + 1]
     prec = precision[..., 0, :][..., at_100]  # (T, R, K, #100)
     n_cls = precision.shape[2]
-    prec = np.moveaxis(prec, 2, -1).reshape(prec.shape[0] * prec.shape[1] * prec.shape[3], n_cls)
-    rec = recall[..., 0, len(max_dets) - 1]  # (T, K)
+    # C-order copies whatever the tables' strides, so that the sums run in one order on every
+    # engine and route (numpy sums a contiguous axis pairwise, others row by row)
+    prec = np.ascontiguousarray(
+        np.moveaxis(prec, 2, -1).reshape(prec.shape[0] * prec.shape[1] * prec.shape[3], n_cls)
+    )
+    rec = np.ascontiguousarray(recall[..., 0, len(max_dets) - 1])  # (T, K)
     defined_p = prec > -1
     ap = np.where(defined_p, prec, 0.0).sum(0) / np.maximum(defined_p.sum(0), 1)
     ap = np.where(defined_p.any(0), ap, -1.0)

@@ -651,6 +651,8 @@ def _kept_columns(
         if keep[i]:
             score_k[k], label_k[k], rank_k[k], img_k[k] = score[i], label[i], rank[i], img[i]
             if n_images:
+                if img[i] < 0 or img[i] >= n_images:
+                    raise ValueError("coco_match_cpu: det_img must lie in [0, n_images)")
                 per_image[img[i]] += 1
             k += 1
     return score_k, label_k, rank_k, img_k, per_image

@@ -135,7 +135,8 @@ def last_max_det_ap(precision: Tensor) -> Tensor:
 
 def last_max_det_class_ap(precision: Tensor) -> Tensor:
     """Per-class AP (area all) at the last max-detection threshold; -1 for a class with nothing defined."""
-    p = precision[:, :, :, 0, -1].permute(2, 0, 1).flatten(1)  # (K, T * R)
+    # a contiguous (K, T * R) copy whatever the table's strides: the same sums on either engine
+    p = precision[:, :, :, 0, -1].permute(2, 0, 1).flatten(1).contiguous()
     defined = p > -1
     ap = torch.where(defined, p, torch.zeros_like(p)).sum(1) / defined.sum(1).clamp(min=1)
     return torch.where(defined.any(1), ap, torch.full_like(ap, -1.0))

@@ -17,6 +17,7 @@ from objdet.functional.coco import (
     coco_accumulate,
     coco_accumulate_torch,
     coco_summarize,
+    contiguous_tables,
     default_iou_thresholds,
     default_rec_thresholds,
     per_class_ap_ar,
@@ -779,7 +780,7 @@ class MeanAveragePrecision(Metric):
     def _tables(self, mode: str, full: bool, prefix: str = "", order: Tensor | None = None) -> CocoTables:
         rows = self._rows(f"{prefix}{mode}", order)
         max_dets = self._max_dets[self._type_of[prefix]]
-        if self._compiled(self.device):  # numpy reads the state's own dtypes (no int64 copies)
+        if self._compiled(self.device):  # the state as it is: the numpy side makes its int64 copies
             accumulate, as_index = coco_accumulate, (lambda x: x)
         else:
             accumulate, as_index = coco_accumulate_torch, (lambda x: x.long())
@@ -837,7 +838,8 @@ class MeanAveragePrecision(Metric):
         if iou_type not in self._prefixes:
             raise InputError(f"`iou_type` must be one of {self.iou_type}, got {iou_type!r}")
         with synced(self):  # the state of every rank, as compute() sees it
-            return self._evaluate(full, iou_type, self._image_order())
+            stats, tables = self._evaluate(full, iou_type, self._image_order())
+        return stats, contiguous_tables(tables)
 
     def _evaluate(self, full: bool, iou_type: str, order: Tensor | None) -> tuple[Tensor, CocoTables]:
         """:meth:`coco_eval` on the (synced) state, for the images ``order`` chooses."""
@@ -1023,9 +1025,10 @@ class MeanAveragePrecision(Metric):
             return classes
         if self.extended_summary:
             out[f"{p}ious"] = self._ious(tables.classes, p, order)
-            out[f"{p}precision"] = tables.precision
-            out[f"{p}recall"] = tables.recall
-            out[f"{p}scores"] = tables.scores
+            # the compiled engine's tables are strided views: handed out contiguous, as torchmetrics'
+            out[f"{p}precision"] = tables.precision.contiguous()
+            out[f"{p}recall"] = tables.recall.contiguous()
+            out[f"{p}scores"] = tables.scores.contiguous()
         if self.class_metrics:
             class_tables = tables if self._modes[0] == "macro" else self._tables("macro", False, p, order)
             ap, ar = per_class_ap_ar(class_tables, mdt, ap_max_det=self._ap_max_det(iou_type))
