@@ -201,7 +201,14 @@ def cat_state(metric: Metric, name: str, specs: ListStates) -> Tensor:
     if not value:
         dtype, shape = specs[name]
         return torch.zeros((0, *shape), dtype=dtype, device=metric.device)
-    return torch.cat(value) if len(value) > 1 else value[0]
+    if len(value) == 1:
+        return value[0]
+    if all(v.device.type == "cpu" and v.dtype == value[0].dtype and not v.requires_grad for v in value):
+        # numpy's concatenation runs on this thread: torch.cat of the large states would use the
+        # intra-op pool, whose threads wait for descheduled ones when DataLoader workers keep the
+        # cores busy
+        return torch.from_numpy(np.concatenate([v.numpy() for v in value]))
+    return torch.cat(value)
 
 
 @contextlib.contextmanager
