@@ -370,13 +370,40 @@ def _class_lookup(
     return True, classes, cls, gt_cls
 
 
+def _sorted_class_index(
+    labels: np.ndarray, gt_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`class_index` by sorting and binary search (any int64 ids)."""
+    classes = np.unique(np.concatenate([labels, gt_labels]))
+    return classes, np.searchsorted(classes, labels), np.searchsorted(classes, gt_labels)
+
+
 def class_index(labels: np.ndarray, gt_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted classes seen on either side and each label's index among them (int64 arrays in)."""
     small, classes, cls, gt_cls = _class_lookup(labels, gt_labels)
-    if small:
-        return classes, cls, gt_cls
-    classes = np.unique(np.concatenate([labels, gt_labels]))
-    return classes, np.searchsorted(classes, labels), np.searchsorted(classes, gt_labels)
+    return (classes, cls, gt_cls) if small else _sorted_class_index(labels, gt_labels)
+
+
+@_jit
+def _accumulate_classes(
+    scores: np.ndarray,
+    cls: np.ndarray,
+    rank: np.ndarray,
+    tp: np.ndarray,
+    ignored: np.ndarray,
+    gt_cls: np.ndarray,
+    gt_counts: np.ndarray,
+    n_classes: int,
+    n_thresholds: int,
+    rec_thresholds: np.ndarray,
+    max_dets: np.ndarray,
+    full_m: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`accumulate_tables` from class indices and the GT rows' class indices and counts."""
+    n_gt = _class_gt_counts(gt_cls, gt_counts, n_classes)
+    return accumulate_tables(
+        scores, cls, rank, tp, ignored, n_gt, n_thresholds, rec_thresholds, max_dets, full_m
+    )
 
 
 @_jit
@@ -393,16 +420,16 @@ def _accumulate_labels(
     max_dets: np.ndarray,
     full_m: np.ndarray,
 ) -> tuple:
-    """:func:`accumulate_tables` from labels and GT rows in one compiled call (one cache load at
-    start-up); the first value is False, and nothing is computed, when the class ids are not small."""
+    """:func:`_accumulate_classes` from labels, in one compiled call (one cache load at start-up);
+    the first value is False, and nothing is computed, when the class ids are not small."""
     small, classes, cls, gt_cls = _class_lookup(labels, gt_labels)
     if not small:
         empty = np.zeros((0, 0, 0, 0, 0))
         return False, classes, empty, np.zeros((0, 0, 0, 0)), empty
-    n_gt = _class_gt_counts(gt_cls, gt_counts, classes.shape[0])
-    precision, recall, score_tab = accumulate_tables(
-        scores, cls, rank, tp, ignored, n_gt, n_thresholds, rec_thresholds, max_dets, full_m
-    )
+    precision, recall, score_tab = _accumulate_classes(
+        scores, cls, rank, tp, ignored, gt_cls, gt_counts, classes.shape[0],
+        n_thresholds, rec_thresholds, max_dets, full_m,
+    )  # fmt: skip
     return True, classes, precision, recall, score_tab
 
 
@@ -436,10 +463,9 @@ def coco_accumulate_np(
         scores, labels, rank, tp, ignored, gt_labels, gt_counts, n_thr, rec, md, full_m
     )
     if not small:  # large or negative class ids: classes found by sorting
-        classes, cls, gt_cls = class_index(labels, gt_labels)
-        n_gt = _class_gt_counts(gt_cls, gt_counts, classes.size)
-        precision, recall, score_tab = accumulate_tables(
-            scores, cls, rank, tp, ignored, n_gt, n_thr, rec, md, full_m
+        classes, cls, gt_cls = _sorted_class_index(labels, gt_labels)
+        precision, recall, score_tab = _accumulate_classes(
+            scores, cls, rank, tp, ignored, gt_cls, gt_counts, classes.size, n_thr, rec, md, full_m
         )
     return classes, precision, recall, score_tab
 

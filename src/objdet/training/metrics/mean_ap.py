@@ -1025,10 +1025,10 @@ class MeanAveragePrecision(Metric):
             return classes
         if self.extended_summary:
             out[f"{p}ious"] = self._ious(tables.classes, p, order)
-            # the compiled engine's tables are strided views: handed out contiguous, as torchmetrics'
-            out[f"{p}precision"] = tables.precision.contiguous()
-            out[f"{p}recall"] = tables.recall.contiguous()
-            out[f"{p}scores"] = tables.scores.contiguous()
+            shown = contiguous_tables(tables)  # the compiled engine fills strided views
+            out[f"{p}precision"] = shown.precision
+            out[f"{p}recall"] = shown.recall
+            out[f"{p}scores"] = shown.scores
         if self.class_metrics:
             class_tables = tables if self._modes[0] == "macro" else self._tables("macro", False, p, order)
             ap, ar = per_class_ap_ar(class_tables, mdt, ap_max_det=self._ap_max_det(iou_type))
