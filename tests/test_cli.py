@@ -445,6 +445,24 @@ def test_no_plots_run_imports_no_torch(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "[]"
 
 
+def test_the_demo_with_its_plots_imports_no_torch(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    script = (
+        "import sys\n"
+        "from objdet.cli import main\n"
+        f"assert main(['eval', '--demo', '-q', '--out', {str(out)!r}, '--fbeta', '2']) == 0\n"
+        "heavy = {'torch', 'torchmetrics', 'lightning'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    pngs = {"confusion_matrix", "confusion_matrix_normalized", "pr_curves", "f1_confidence", "ap_per_class"}
+    assert {p.stem for p in out.glob("*.png")} == pngs | {"f2_confidence"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["fbeta"]["best"] <= 1
+
+
 def test_an_empty_compile_cache_is_said_once_and_a_filled_one_not(tmp_path: Path) -> None:
     # a numba cache of its own: the first process compiles (and says so), the second loads
     script = "from objdet.cli import _start_numba\n_start_numba(notice=print)\nprint('started')\n"

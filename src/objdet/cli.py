@@ -12,8 +12,9 @@ msgspec), every image is matched in a few large calls of the compiled engine
 decoded), accumulated by :func:`objdet.functional.coco_cpu.coco_accumulate_np`, and the
 confusion matrix comes from :mod:`objdet.ops.confusion_cpu`: the same numbers as
 :class:`~objdet.training.metrics.MeanAveragePrecision` and
-:class:`~objdet.training.metrics.ConfusionMatrix`, without importing torch (only the plots
-import torch and matplotlib). ``--device cuda`` runs those two metrics on the GPU instead.
+:class:`~objdet.training.metrics.ConfusionMatrix`, without importing torch (the plots and
+their curves neither: they import matplotlib only). ``--device cuda`` runs those two metrics
+on the GPU instead.
 
 Bad input (a missing file, invalid JSON, a missing key, a detection whose ``image_id`` or
 ``category_id`` is not in the ground truth, a malformed ``bbox``, numbers written as strings)
@@ -519,8 +520,8 @@ def evaluate_arrays(
 
     The numbers of :func:`evaluate` (MeanAveragePrecision and ConfusionMatrix on the same files),
     computed with the compiled engine on numpy arrays: all images matched in a few large calls
-    (``progress`` is told the images done after each), no torch unless ``plots`` or an F-beta
-    (the PR and F1 curves are torch code); the calibration is numpy code.
+    (``progress`` is told the images done after each), without torch: the PR and F1 curves
+    (``plots``, F-beta) and the calibration are numpy code too.
     ``slices``: {name: (n_images,) bool} subsets of the images also evaluated
     (``metrics["slices"]``), from the same matching. ``bootstrap``: keep the matched state for
     ``Evaluation.bootstrap`` (numpy, no torch).
@@ -666,15 +667,11 @@ def evaluate_arrays(
     diag = diagnostics or Diagnostics()
     curves = None
     if plots or diag.needs_curves:  # at IoU 0.5, as MeanAveragePrecision.curves()
-        import torch
-
         from objdet.functional.curves import coco_state_curves
 
-        t = torch.from_numpy
         curves = coco_state_curves(
-            t(state["scores"]), t(state["labels"].astype(np.int32)), t(state["tp"]), t(state["ignored"]),
-            t(gt_labels.astype(np.int32)), t(gt_counts), _IOU_THRESHOLDS.tolist(), None,
-            rec_thresholds=t(_REC_THRESHOLDS.copy()),
+            state["scores"], state["labels"], state["tp"], state["ignored"], gt_labels, gt_counts,
+            _IOU_THRESHOLDS.tolist(), None, rec_thresholds=_REC_THRESHOLDS,
         )  # fmt: skip
         curves.similarity = proto.similarity
     calibration = None
@@ -713,7 +710,7 @@ def evaluate_arrays(
 # ------------------------------------------------------------------ diagnostics: --calibration, --fbeta
 # (issue 13) Calibration of the scores and F-beta, from the same matched state as the COCO numbers,
 # at IoU 0.5 as the PR / F1 curves. The calibration is numpy code (the CPU route stays torch-free);
-# F-beta reads the confidence curves (torch code, as the plots).
+# F-beta reads the confidence curves (numpy code, as the plots).
 @dataclass
 class Diagnostics:
     """What ``--calibration`` / ``--fbeta`` ask for."""
@@ -944,13 +941,11 @@ def detection_figures(
     evaluation: Evaluation, conf_threshold: float, iou_threshold: float
 ) -> Iterator[tuple[str, Figure]]:
     """The confusion matrix (counts and normalised by GT), PR curves, F1-confidence and AP bars."""
-    import torch
-
     from objdet.plotting.detection import plot_ap_bars, plot_confusion_matrix, plot_detection_curves
 
     names = evaluation.class_names
     details = f"IoU >= {iou_threshold:g}, score >= {conf_threshold:g}"
-    confusion = torch.as_tensor(evaluation.confusion)
+    confusion = evaluation.confusion
     yield "confusion_matrix.png", plot_confusion_matrix(confusion, names, details=details)[0]
     yield (
         "confusion_matrix_normalized.png",
@@ -960,7 +955,7 @@ def detection_figures(
         yield "pr_curves.png", plot_detection_curves(evaluation.curves, "pr", names)[0]
         yield "f1_confidence.png", plot_detection_curves(evaluation.curves, "f1", names)[0]
     rows = [r for r in evaluation.class_table if r["AP"] >= 0]
-    ap = torch.tensor([r["AP"] for r in rows], dtype=torch.float64)
+    ap = np.array([r["AP"] for r in rows], dtype=np.float64)
     yield "ap_per_class.png", plot_ap_bars(ap, [r["class"] for r in rows], title="AP@[.50:.95] per class")[0]
 
 

@@ -291,3 +291,79 @@ def test_errors_and_empty_state() -> None:
     with pytest.raises(ValueError, match="per-class state"):
         MeanAveragePrecision(average="micro").curves()
     assert MeanAveragePrecision(average="micro", class_metrics=True).curves().classes.numel() == 0
+
+
+# ----------------------------------------------------------------------------- numpy in, numpy out
+
+
+_CURVE_SHAPES = {  # field: (dtype kind, dims), K classes, R recall points, S thresholds
+    "classes": ("i", "K"),
+    "num_gt": ("i", "K"),
+    "recall_points": ("f", "R"),
+    "pr_precision": ("f", "KR"),
+    "ap": ("f", "K"),
+    "confidence": ("f", "S"),
+    "tp": ("i", "KS"),
+    "fp": ("i", "KS"),
+    "precision": ("f", "KS"),
+    "recall": ("f", "KS"),
+    "f1": ("f", "KS"),
+    "overall_precision": ("f", "S"),
+    "overall_recall": ("f", "S"),
+    "overall_f1": ("f", "S"),
+    "best_confidence": ("f", ""),
+    "best_f1": ("f", ""),
+    "class_best_confidence": ("f", "K"),
+    "class_best_f1": ("f", "K"),
+}
+
+
+@given(data=flag_sets(), average=st.sampled_from(["micro", "macro"]), steps=st.sampled_from([2, 11, 1001]))
+def test_numpy_inputs_give_the_same_curves_as_numpy_arrays(data: tuple, average: str, steps: int) -> None:
+    scores, labels, kind, gt_labels, gt_counts = data
+    tp = [k == "tp" for k in kind]
+    ign = [k == "ign" for k in kind]
+    columns = (scores, labels, tp, ign, gt_labels, gt_counts)
+    dtypes = (np.float64, np.int64, bool, bool, np.int64, np.int64)
+    arrays = [np.asarray(v, dtype=d) for v, d in zip(columns, dtypes, strict=True)]
+    tensors = [torch.from_numpy(a) for a in arrays]
+    kw = {"confidence": steps, "average": average}
+    a = detection_curves(*arrays, 0.5, **kw)  # type: ignore[arg-type]
+    t = detection_curves(*tensors, 0.5, **kw)  # type: ignore[arg-type]
+    sizes = {"K": len(set(labels) | set(gt_labels)), "R": 101, "S": a.confidence.shape[0]}
+    for name, (kind_code, dims) in _CURVE_SHAPES.items():
+        x, y = getattr(a, name), getattr(t, name)
+        assert isinstance(x, np.ndarray) and isinstance(y, torch.Tensor), name
+        assert x.shape == tuple(sizes[d] for d in dims) == tuple(y.shape), name
+        assert x.dtype.kind == kind_code and x.dtype.itemsize == 8, (name, x.dtype)
+        np.testing.assert_array_equal(x, y.numpy(), err_msg=name)  # the same numbers, NaN included
+    assert isinstance(a.map, np.ndarray) and a.map.shape == () and float(a.map) == float(t.map)
+    fa, ft = a.fbeta(2.0), t.fbeta(2.0)
+    for name in ("fbeta", "overall", "best_confidence", "best_fbeta", "class_best_fbeta"):
+        x, y = getattr(fa, name), getattr(ft, name)
+        assert isinstance(x, np.ndarray) and isinstance(y, torch.Tensor) and x.shape == tuple(y.shape)
+        np.testing.assert_array_equal(x, y.numpy(), err_msg=name)
+    grid = confidence_grid(arrays[0], steps)
+    assert isinstance(grid, np.ndarray)
+    np.testing.assert_array_equal(grid, confidence_grid(tensors[0], steps).numpy())
+
+
+def test_curves_of_the_metric_are_tensors_of_its_dtype() -> None:
+    images = make_dataset(1, n_images=6)
+    preds, target = to_torch(images)
+    metric = MeanAveragePrecision(box_format="xywh", class_metrics=True)
+    metric.update(preds, target)
+    c = metric.curves()
+    for name, (kind_code, dims) in _CURVE_SHAPES.items():
+        value = getattr(c, name)
+        assert isinstance(value, torch.Tensor) and value.dim() == len(dims), name
+        assert value.dtype == (torch.int64 if kind_code == "i" else torch.float64), name
+    assert c.map.dim() == 0 and c.fbeta(0.5).best_fbeta.dim() == 0
+    with pytest.raises(ValueError, match="one entry per detection"):
+        detection_curves(np.zeros(3), np.zeros(2), np.zeros(3), np.zeros(3), np.zeros(0), np.zeros(0), 0.5)
+    with pytest.raises(ValueError, match=r"gt_labels.*gt_counts"):
+        detection_curves(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(2), np.zeros(1), 0.5)
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        detection_curves(
+            np.zeros(1), np.zeros(1), np.ones(1), np.zeros(1), np.zeros(1), np.ones(1), 0.5, confidence=1
+        )

@@ -472,3 +472,19 @@ def test_image_ids_in_some_batches_only_are_an_error() -> None:
     metric.update(preds[:1], [{**target[0], "image_id": 0}])
     with pytest.raises(ValueError, match="`image_id` must be given in every target dict or in none"):
         metric.update(preds[1:], target[1:])
+
+
+@given(st.lists(st.lists(st.integers(0, 9), min_size=4, max_size=4), min_size=4, max_size=4))
+def test_normalisation_of_numpy_arrays_equals_that_of_tensors(rows: list[list[int]]) -> None:
+    m = np.asarray(rows)
+    for normalize in (None, "true", "pred", "all"):
+        from_numpy = normalize_confusion_matrix(m, normalize)  # type: ignore[arg-type]
+        from_tensor = normalize_confusion_matrix(torch.from_numpy(m), normalize)  # type: ignore[arg-type]
+        assert isinstance(from_numpy, np.ndarray) and from_numpy.dtype == np.float64
+        np.testing.assert_array_equal(from_numpy, from_tensor.numpy())
+        np.testing.assert_array_equal(normalize_confusion_matrix(rows, normalize), from_numpy)  # type: ignore[arg-type]
+    by_row = normalize_confusion_matrix(m, "true")
+    sums = m.sum(1)
+    np.testing.assert_allclose(by_row.sum(1), (sums > 0).astype(float))  # rows of 1, or 0 where empty
+    with pytest.raises(ValueError, match="normalize"):
+        normalize_confusion_matrix(m, "rows")  # type: ignore[arg-type]

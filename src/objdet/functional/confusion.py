@@ -12,11 +12,11 @@ covered by a crowd GT is dropped.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
+from objdet.functional.confusion_normalize import Normalize as Normalize
+from objdet.functional.confusion_normalize import normalize_confusion_matrix
 from objdet.ops.confusion import greedy_match
 
 __all__ = [
@@ -25,8 +25,6 @@ __all__ = [
     "detection_confusion_matrix",
     "normalize_confusion_matrix",
 ]
-
-Normalize = Literal["true", "pred", "all"]
 
 
 def detection_confusion_matrix(
@@ -145,32 +143,3 @@ def confusion_precision_recall_f1(matrix: Tensor) -> dict[str, Tensor]:
         "recall": torch.where(n_true > 0, tp / n_true.clamp(min=1), nan),
         "f1": torch.where(n_pred + n_true > 0, 2 * tp / (n_pred + n_true).clamp(min=1), nan),
     }
-
-
-def normalize_confusion_matrix(matrix: Tensor, normalize: Normalize | None = "true") -> Tensor:
-    """The matrix in float64 divided by its row sums ("true"), column sums ("pred") or total ("all").
-
-    Rows or columns that sum to 0 stay 0 (as scikit-learn does). ``None`` only converts to float64.
-    With "true" row i is how the GTs of class i were detected (the background row: how the false
-    positives are spread over the predicted classes); with "pred" column j is what the
-    detections of class j really were.
-
-    Example:
-        >>> import torch
-        >>> from objdet.functional.confusion import normalize_confusion_matrix
-        >>> normalize_confusion_matrix(torch.tensor([[3, 1], [0, 0]]), "true")
-        tensor([[0.7500, 0.2500],
-                [0.0000, 0.0000]], dtype=torch.float64)
-    """
-    m = matrix.to(torch.float64)
-    if normalize is None:
-        return m
-    if normalize == "true":
-        total = m.sum(1, keepdim=True)
-    elif normalize == "pred":
-        total = m.sum(0, keepdim=True)
-    elif normalize == "all":
-        total = m.sum()
-    else:
-        raise ValueError(f"`normalize` must be None, 'true', 'pred' or 'all', got {normalize!r}")
-    return torch.where(total > 0, m / torch.where(total > 0, total, 1.0), 0.0)

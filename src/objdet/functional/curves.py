@@ -21,23 +21,61 @@ Two families of curves come out (:class:`DetectionCurves`):
 
 Undefined values are NaN in the confidence curves (precision without detections at c, recall
 without GT) and -1 in the PR curves and AP (pycocotools' convention for classes without GT).
+
+The arrays of the result are torch tensors (on the input's device) when the inputs are
+tensors, numpy arrays when they are numpy arrays. The computation itself is numpy (the PR
+curves through the compiled accumulate of :mod:`objdet.functional.coco_cpu`), so the
+torch-free command line draws its curves without importing torch; CUDA inputs are copied to
+the host for it (these are a few small arrays per evaluation, not a per-batch cost).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
-import torch
-from torch import Tensor
+import numpy as np
 
-from objdet.functional.coco import _accumulate_one, default_rec_thresholds
+from objdet.functional.coco_cpu import coco_accumulate_np
+from objdet.functional.coco_params import default_rec_thresholds
 from objdet.functional.lanes import area_all_lane, lane_flags
-from objdet.ops.coco import descending_order_key
 
 __all__ = ["DetectionCurves", "FBetaCurves", "coco_state_curves", "confidence_grid", "detection_curves"]
+
+
+# ------------------------------------------------------------------ numpy in, tensors back out
+def _numpy(x: Any) -> np.ndarray:
+    """A numpy array from a numpy array, a list or a torch tensor (any device)."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _device(*xs: Any) -> Any:
+    """The device of the first torch tensor among ``xs``, None when there is none (numpy out)."""
+    return next((x.device for x in xs if hasattr(x, "detach")), None)
+
+
+def _out(value: Any, device: Any) -> Any:
+    """``value`` (a numpy array or scalar) as a tensor on ``device``, or as a numpy array when None."""
+    array = np.asarray(value)
+    if not array.flags.c_contiguous:  # a reversed view, say (ascontiguousarray would make 0-d arrays 1-d)
+        array = array.copy()
+    if device is None:
+        return array
+    import torch  # the inputs were tensors: torch is imported already
+
+    return torch.from_numpy(array).to(device)
+
+
+def _converted(result: Any, device: Any) -> Any:
+    """Every array field of the dataclass ``result`` through :func:`_out`."""
+    for f in fields(result):
+        value = getattr(result, f.name)
+        if isinstance(value, np.ndarray):
+            setattr(result, f.name, _out(value, device))
+    return result
 
 
 @dataclass
@@ -49,16 +87,16 @@ class FBetaCurves:
     """
 
     beta: float  #: the beta
-    classes: Tensor  #: (K,) int64 class ids, as in the curves
+    classes: Any  #: (K,) int64 class ids, as in the curves
     iou_threshold: float  #: the IoU threshold t of the TP flags
-    confidence: Tensor  #: (S,) increasing confidence thresholds
+    confidence: Any  #: (S,) increasing confidence thresholds
     average: str  #: how ``overall`` pools the classes, "micro" or "macro"
-    fbeta: Tensor  #: (K, S) per class
-    overall: Tensor  #: (S,) all classes, pooled as ``average`` says
-    best_confidence: Tensor  #: () lowest confidence with the highest overall F-beta (NaN if none)
-    best_fbeta: Tensor  #: () overall F-beta there
-    class_best_confidence: Tensor  #: (K,) per class, the lowest confidence with its highest F-beta
-    class_best_fbeta: Tensor  #: (K,) per class, its F-beta there
+    fbeta: Any  #: (K, S) per class
+    overall: Any  #: (S,) all classes, pooled as ``average`` says
+    best_confidence: Any  #: () lowest confidence with the highest overall F-beta (NaN if none)
+    best_fbeta: Any  #: () overall F-beta there
+    class_best_confidence: Any  #: (K,) per class, the lowest confidence with its highest F-beta
+    class_best_fbeta: Any  #: (K,) per class, its F-beta there
 
 
 @dataclass
@@ -66,37 +104,37 @@ class DetectionCurves:
     """Per-class PR and confidence curves at one IoU threshold (float64 unless noted).
 
     K classes (those with a detection or a GT), R recall points, S confidence thresholds.
+    Arrays are torch tensors (on the inputs' device) or numpy arrays, as the inputs were.
     """
 
-    classes: Tensor  #: (K,) int64 class ids, sorted
+    classes: Any  #: (K,) int64 class ids, sorted
     iou_threshold: float  #: the IoU threshold t of the TP flags
-    num_gt: Tensor  #: (K,) int64 non-ignored GTs per class
-    recall_points: Tensor  #: (R,) recall points of the PR curves
-    pr_precision: Tensor  #: (K, R) interpolated precision at each recall point, -1 without GT
-    ap: Tensor  #: (K,) AP at t (mean of ``pr_precision``), -1 without GT
-    confidence: Tensor  #: (S,) increasing confidence thresholds
-    tp: Tensor  #: (K, S) int64 true positives with score >= confidence
-    fp: Tensor  #: (K, S) int64 false positives with score >= confidence
-    precision: Tensor  #: (K, S) NaN where no counted detection
-    recall: Tensor  #: (K, S) NaN without GT
-    f1: Tensor  #: (K, S) NaN with neither GT nor detection
+    num_gt: Any  #: (K,) int64 non-ignored GTs per class
+    recall_points: Any  #: (R,) recall points of the PR curves
+    pr_precision: Any  #: (K, R) interpolated precision at each recall point, -1 without GT
+    ap: Any  #: (K,) AP at t (mean of ``pr_precision``), -1 without GT
+    confidence: Any  #: (S,) increasing confidence thresholds
+    tp: Any  #: (K, S) int64 true positives with score >= confidence
+    fp: Any  #: (K, S) int64 false positives with score >= confidence
+    precision: Any  #: (K, S) NaN where no counted detection
+    recall: Any  #: (K, S) NaN without GT
+    f1: Any  #: (K, S) NaN with neither GT nor detection
     average: str  #: how the overall curves pool the classes, "micro" or "macro"
-    overall_precision: Tensor  #: (S,) precision of all classes, pooled as ``average`` says
-    overall_recall: Tensor  #: (S,) recall of all classes, pooled as ``average`` says
-    overall_f1: Tensor  #: (S,) F1 of all classes, pooled as ``average`` says
-    best_confidence: Tensor  #: () lowest confidence with the highest overall F1 (NaN if none)
-    best_f1: Tensor  #: () overall F1 there
-    class_best_confidence: Tensor  #: (K,) per class, the lowest confidence with its highest F1
-    class_best_f1: Tensor  #: (K,) per class, its F1 there
+    overall_precision: Any  #: (S,) precision of all classes, pooled as ``average`` says
+    overall_recall: Any  #: (S,) recall of all classes, pooled as ``average`` says
+    overall_f1: Any  #: (S,) F1 of all classes, pooled as ``average`` says
+    best_confidence: Any  #: () lowest confidence with the highest overall F1 (NaN if none)
+    best_f1: Any  #: () overall F1 there
+    class_best_confidence: Any  #: (K,) per class, the lowest confidence with its highest F1
+    class_best_f1: Any  #: (K,) per class, its F1 there
     similarity: str = "IoU"  #: what ``iou_threshold`` thresholds: "IoU", or "OKS" for keypoints
 
     @property
-    def map(self) -> Tensor:
+    def map(self) -> Any:
         """() mean AP over the classes with GT, -1 if none; pycocotools' AP at t (e.g. mAP@0.5)."""
-        defined = self.ap > -1
-        if not bool(defined.any()):
-            return torch.tensor(-1.0, dtype=torch.float64, device=self.ap.device)
-        return self.ap[defined].mean()
+        ap = _numpy(self.ap)
+        defined = ap[ap > -1]
+        return _out(np.float64(defined.mean() if defined.size else -1.0), _device(self.ap))
 
     def fbeta(self, beta: float) -> FBetaCurves:
         """F-beta vs confidence from the same TP/FP counts as ``f1`` (beta = 1 gives ``f1`` exactly).
@@ -117,13 +155,13 @@ class DetectionCurves:
         """
         beta = _check_beta(beta)
         per_class, overall, best_c, best_f, class_best_c, class_best_f = _fscore_curves(
-            self.tp, self.fp, self.num_gt, self.confidence, self.average, beta
+            _numpy(self.tp), _numpy(self.fp), _numpy(self.num_gt), _numpy(self.confidence), self.average, beta
         )
-        return FBetaCurves(
+        result = FBetaCurves(
             beta=beta,
-            classes=self.classes,
+            classes=_numpy(self.classes),
             iou_threshold=self.iou_threshold,
-            confidence=self.confidence,
+            confidence=_numpy(self.confidence),
             average=self.average,
             fbeta=per_class,
             overall=overall,
@@ -132,9 +170,10 @@ class DetectionCurves:
             class_best_confidence=class_best_c,
             class_best_fbeta=class_best_f,
         )
+        return _converted(result, _device(self.tp))
 
 
-def confidence_grid(scores: Tensor, steps: int = 1001) -> Tensor:
+def confidence_grid(scores: Any, steps: int = 1001) -> Any:
     """Increasing confidence thresholds (float64) for ``scores``.
 
     * every score in [0, 1] (or no score): ``steps`` evenly spaced thresholds over [0, 1];
@@ -148,26 +187,29 @@ def confidence_grid(scores: Tensor, steps: int = 1001) -> Tensor:
     """
     if steps < 2:
         raise ValueError(f"`confidence` must be at least 2 steps, got {steps}")
-    finite = scores.to(torch.float64)
-    finite = finite[torch.isfinite(finite)]
-    if finite.numel():
-        smin, smax = (float(v) for v in torch.aminmax(finite))
+    return _out(_grid(_numpy(scores).astype(np.float64).reshape(-1), steps), _device(scores))
+
+
+def _grid(scores: np.ndarray, steps: int) -> np.ndarray:
+    finite = scores[np.isfinite(scores)]
+    if finite.size:
+        smin, smax = float(finite.min()), float(finite.max())
         if smin < 0.0 or smax > 1.0:
             if smax == smin:
-                return torch.linspace(smin, smin + 1.0, steps, dtype=torch.float64, device=scores.device)
-            ordered = torch.sort(finite).values
-            rank = torch.linspace(0, ordered.numel() - 1, steps, dtype=torch.float64, device=scores.device)
-            return torch.unique(ordered[rank.round().long()])  # sorted, distinct
-    return torch.linspace(0.0, 1.0, steps, dtype=torch.float64, device=scores.device)
+                return np.linspace(smin, smin + 1.0, steps)
+            ordered = np.sort(finite)
+            rank = np.linspace(0, ordered.size - 1, steps)
+            return np.unique(ordered[np.round(rank).astype(np.int64)])  # sorted, distinct
+    return np.linspace(0.0, 1.0, steps)
 
 
-def _best(f1: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
+def _best(f1: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of (..., S): the highest F1 (NaN ignored) and the lowest threshold reaching it."""
-    filled = torch.where(torch.isnan(f1), -1.0, f1)
-    best, index = filled.max(-1)  # first maximum: the lowest threshold
+    filled = np.where(np.isnan(f1), -1.0, f1)
+    index = filled.argmax(-1)  # first maximum: the lowest threshold
+    best = np.take_along_axis(filled, np.expand_dims(index, -1), -1)[..., 0]
     none = best < 0
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=grid.device)
-    return torch.where(none, nan, grid[index]), torch.where(none, nan, best)
+    return np.where(none, np.nan, grid[index]), np.where(none, np.nan, best)
 
 
 def _check_beta(beta: float) -> float:
@@ -176,45 +218,72 @@ def _check_beta(beta: float) -> float:
     return float(beta)
 
 
-def _fscore(t: Tensor, f: Tensor, g: Tensor, beta: float) -> Tensor:
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den in float64, NaN where den is 0."""
+    num, den = num.astype(np.float64), den.astype(np.float64)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _fscore(t: np.ndarray, f: np.ndarray, g: np.ndarray, beta: float) -> np.ndarray:
     """F-beta = (1 + beta²) TP / ((1 + beta²) TP + beta² FN + FP) = (1 + beta²) TP / (beta² nGT + TP + FP).
 
     NaN with neither GT nor detection; beta = 1 is F1 = 2 TP / (TP + FP + nGT).
     """
-    t, f, g = t.to(torch.float64), f.to(torch.float64), g.to(torch.float64)
     b2 = beta * beta
-    den = b2 * g + t + f
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=t.device)
-    return torch.where(den > 0, (1.0 + b2) * t / torch.where(den > 0, den, 1.0), nan)
+    return _ratio((1.0 + b2) * t.astype(np.float64), b2 * g.astype(np.float64) + t + f)
 
 
 def _fscore_curves(
-    tp: Tensor, fp: Tensor, n_gt: Tensor, grid: Tensor, average: str, beta: float
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    tp: np.ndarray, fp: np.ndarray, n_gt: np.ndarray, grid: np.ndarray, average: str, beta: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per class (K, S) and overall (S,) F-beta vs confidence, and where each is highest."""
-    n_steps = grid.numel()
-    per_class = _fscore(tp, fp, n_gt[:, None].expand(-1, n_steps), beta)
+    n_steps = grid.size
+    per_class = _fscore(tp, fp, np.broadcast_to(n_gt[:, None], tp.shape), beta)
     if average == "micro":
-        overall = _fscore(tp.sum(0), fp.sum(0), n_gt.sum().expand(n_steps), beta)
-    elif bool((n_gt > 0).any()):
+        overall = _fscore(tp.sum(0), fp.sum(0), np.full(n_steps, n_gt.sum()), beta)
+    elif (n_gt > 0).any():
         overall = per_class[n_gt > 0].mean(0)
     else:
-        overall = torch.full((n_steps,), float("nan"), dtype=torch.float64, device=grid.device)
+        overall = np.full(n_steps, np.nan)
     best_c, best_f = _best(overall, grid)
     class_best_c, class_best_f = _best(per_class, grid)
     return per_class, overall, best_c, best_f, class_best_c, class_best_f
 
 
+def _pr_curves(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    tp: np.ndarray,
+    ignored: np.ndarray,
+    gt_labels: np.ndarray,
+    gt_counts: np.ndarray,
+    rec: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(classes, n_gt, precision (K, R)): pycocotools' accumulate on one lane, every detection counted.
+
+    The flags become a one-lane packed state (bit 0) with every rank 0 and one maxDet, so this
+    is the engine's own accumulate (by class, then score descending, ties in input order).
+    """
+    n = scores.size
+    classes, precision, _, _ = coco_accumulate_np(
+        scores, labels, np.zeros(n, np.int64), tp.astype(np.uint8).reshape(n, 1),
+        ignored.astype(np.uint8).reshape(n, 1), gt_labels, gt_counts.reshape(-1, 1), 1, rec, [1],
+    )  # fmt: skip
+    n_gt = np.zeros(classes.size, np.int64)
+    np.add.at(n_gt, np.searchsorted(classes, gt_labels), gt_counts)
+    return classes, n_gt, np.ascontiguousarray(precision[0, :, :, 0, 0].T)  # (K, R)
+
+
 def detection_curves(
-    scores: Tensor,
-    labels: Tensor,
-    tp: Tensor,
-    ignored: Tensor,
-    gt_labels: Tensor,
-    gt_counts: Tensor,
+    scores: Any,
+    labels: Any,
+    tp: Any,
+    ignored: Any,
+    gt_labels: Any,
+    gt_counts: Any,
     iou_threshold: float,
-    rec_thresholds: Tensor | None = None,
-    confidence: int | Tensor = 1001,
+    rec_thresholds: Any | None = None,
+    confidence: int | Any = 1001,
     average: Literal["micro", "macro"] = "micro",
 ) -> DetectionCurves:
     """PR curves, AP and precision/recall/F1 vs confidence (see the module docstring).
@@ -245,67 +314,66 @@ def detection_curves(
     """
     if average not in ("micro", "macro"):
         raise ValueError(f"`average` must be 'micro' or 'macro', got {average!r}")
-    device = scores.device
-    f64 = torch.float64
-    scores = scores.to(f64)
-    labels, gt_labels = labels.long(), gt_labels.long()
-    tp, ignored = tp.bool(), ignored.bool()
-    classes = torch.unique(torch.cat([labels, gt_labels]))
-    n_cls = classes.numel()
-    cls = torch.searchsorted(classes, labels)
-    n_gt = torch.zeros(n_cls, dtype=torch.int64, device=device)
-    n_gt.index_add_(0, torch.searchsorted(classes, gt_labels), gt_counts.long())
-
-    # PR curves: pycocotools' accumulation on detections sorted by class, then score (stable).
+    device = _device(scores, labels, tp, ignored, gt_labels, gt_counts)
+    scores = _numpy(scores).astype(np.float64).reshape(-1)
+    labels, gt_labels = (
+        _numpy(labels).astype(np.int64).reshape(-1),
+        _numpy(gt_labels).astype(np.int64).reshape(-1),
+    )
+    tp, ignored = _numpy(tp).astype(bool).reshape(-1), _numpy(ignored).astype(bool).reshape(-1)
+    gt_counts = _numpy(gt_counts).astype(np.int64).reshape(-1)
+    if not (scores.size == labels.size == tp.size == ignored.size):
+        raise ValueError(
+            f"`scores`, `labels`, `tp` and `ignored` must have one entry per detection, got sizes "
+            f"{scores.size}, {labels.size}, {tp.size}, {ignored.size}"
+        )
+    if gt_labels.size != gt_counts.size:
+        raise ValueError(
+            f"`gt_labels` and `gt_counts` must have the same size, got {gt_labels.size} and {gt_counts.size}"
+        )
     rec = (
-        torch.tensor(default_rec_thresholds(), dtype=f64, device=device)
+        np.asarray(default_rec_thresholds(), np.float64)
         if rec_thresholds is None
-        else rec_thresholds.to(device=device, dtype=f64)
+        else _numpy(rec_thresholds).astype(np.float64).reshape(-1)
     )
-    by_score = torch.sort(descending_order_key(scores), stable=True).indices
-    order = by_score[torch.sort(cls[by_score], stable=True).indices]
-    pr, _, _ = _accumulate_one(
-        scores[order], cls[order], tp[order][None], ignored[order][None], n_gt, n_cls, rec
-    )
-    pr_precision = pr[0].T.contiguous()  # (K, R)
+    classes, n_gt, pr_precision = _pr_curves(scores, labels, tp, ignored, gt_labels, gt_counts, rec)
+    n_cls = classes.size
     has_gt = n_gt > 0
-    ap = torch.where(has_gt, pr_precision.mean(1) if rec.numel() else 0.0, -1.0)
+    ap = np.where(has_gt, pr_precision.mean(1) if rec.size else 0.0, -1.0)
 
     # Confidence curves: a detection counts at the first searchsorted(grid, score, right) thresholds.
-    if isinstance(confidence, Tensor):
-        grid = torch.sort(confidence.to(device=device, dtype=f64).reshape(-1)).values
-        if grid.numel() == 0 or not bool(torch.isfinite(grid).all()):
+    if hasattr(confidence, "shape") or isinstance(confidence, list | tuple):  # the thresholds themselves
+        grid = np.sort(_numpy(confidence).astype(np.float64).reshape(-1))
+        if grid.size == 0 or not np.isfinite(grid).all():
             raise ValueError(f"`confidence` thresholds must be finite and non-empty, got {confidence}")
+    elif int(confidence) < 2:
+        raise ValueError(f"`confidence` must be at least 2 steps, got {confidence}")
     else:
-        grid = confidence_grid(scores, int(confidence))
-    n_steps = grid.numel()
-    upto = torch.searchsorted(grid, scores, right=True)  # (N,) in [0, S]
+        grid = _grid(scores, int(confidence))
+    n_steps = grid.size
+    upto = np.searchsorted(grid, scores, side="right")  # (N,) in [0, S]
+    cell = np.searchsorted(classes, labels) * (n_steps + 1) + upto
     counted = ~ignored
-    cell = cls * (n_steps + 1) + upto
 
-    def count_at_least(flags: Tensor) -> Tensor:
-        hist = torch.bincount(cell[flags], minlength=n_cls * (n_steps + 1)).reshape(n_cls, n_steps + 1)
-        return torch.flip(torch.cumsum(torch.flip(hist[:, 1:], [1]), 1), [1])  # (K, S): sum over m > j
+    def count_at_least(flags: np.ndarray) -> np.ndarray:
+        hist = np.bincount(cell[flags], minlength=n_cls * (n_steps + 1)).reshape(n_cls, n_steps + 1)
+        return np.cumsum(hist[:, :0:-1], 1)[:, ::-1].astype(np.int64)  # (K, S): sum over m > j
 
     tp_c = count_at_least(tp & counted)
     fp_c = count_at_least(~tp & counted)
-    nan = torch.tensor(float("nan"), dtype=f64, device=device)
-
-    def prec_rec(t: Tensor, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-        t, f, g = t.to(f64), f.to(f64), g.to(f64)
-        precision = torch.where(t + f > 0, t / (t + f).clamp(min=1), nan)
-        recall = torch.where(g > 0, t / g.clamp(min=1), nan)
-        return precision, recall
-
-    precision, recall = prec_rec(tp_c, fp_c, n_gt[:, None].expand(-1, n_steps))
+    precision, recall = _ratio(tp_c, tp_c + fp_c), _ratio(tp_c, np.broadcast_to(n_gt[:, None], tp_c.shape))
     if average == "micro":
-        o_p, o_r = prec_rec(tp_c.sum(0), fp_c.sum(0), n_gt.sum().expand(n_steps))
-    elif bool(has_gt.any()):
-        o_p, o_r = torch.nanmean(precision[has_gt], 0), recall[has_gt].mean(0)
+        t_all, f_all = tp_c.sum(0), fp_c.sum(0)
+        o_p, o_r = _ratio(t_all, t_all + f_all), _ratio(t_all, np.full(n_steps, n_gt.sum()))
+    elif has_gt.any():
+        with warnings.catch_warnings():  # a threshold where no class with GT has a detection: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            o_p = np.nanmean(precision[has_gt], 0)
+        o_r = recall[has_gt].mean(0)
     else:
-        o_p = o_r = torch.full((n_steps,), float("nan"), dtype=f64, device=device)
+        o_p, o_r = np.full(n_steps, np.nan), np.full(n_steps, np.nan)
     f1, o_f, best_c, best_f, class_best_c, class_best_f = _fscore_curves(tp_c, fp_c, n_gt, grid, average, 1.0)
-    return DetectionCurves(
+    result = DetectionCurves(
         classes=classes,
         iou_threshold=float(iou_threshold),
         num_gt=n_gt,
@@ -327,19 +395,20 @@ def detection_curves(
         class_best_confidence=class_best_c,
         class_best_f1=class_best_f,
     )
+    return _converted(result, device)
 
 
 def coco_state_curves(
-    scores: Tensor,
-    labels: Tensor,
-    tp_packed: Tensor,
-    ignored_packed: Tensor,
-    gt_labels: Tensor,
-    gt_counts: Tensor,
+    scores: Any,
+    labels: Any,
+    tp_packed: Any,
+    ignored_packed: Any,
+    gt_labels: Any,
+    gt_counts: Any,
     iou_thresholds: Sequence[float],
     iou_threshold: float | None = None,
-    rec_thresholds: Tensor | None = None,
-    confidence: int | Tensor = 1001,
+    rec_thresholds: Any | None = None,
+    confidence: int | Any = 1001,
     average: Literal["micro", "macro"] = "micro",
 ) -> DetectionCurves:
     """:func:`detection_curves` on the COCO metric's compact state, at one IoU threshold, area "all".
@@ -355,13 +424,11 @@ def coco_state_curves(
         rec_thresholds, confidence, average: as in :func:`detection_curves`.
     """
     lane, threshold = area_all_lane(iou_thresholds, iou_threshold, gt_counts.shape[1])
-    tp = lane_flags(tp_packed, lane)
-    ignored = lane_flags(ignored_packed, lane)
     return detection_curves(
         scores,
         labels,
-        tp,
-        ignored,
+        lane_flags(tp_packed, lane),
+        lane_flags(ignored_packed, lane),
         gt_labels,
         gt_counts[:, 0],
         threshold,

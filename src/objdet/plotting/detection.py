@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, PowerNorm
@@ -21,7 +20,7 @@ from matplotlib.patches import Rectangle
 
 from objdet.functional.bootstrap import BootstrapResult
 from objdet.functional.calibration import DetectionCalibration
-from objdet.functional.confusion import normalize_confusion_matrix
+from objdet.functional.confusion_normalize import normalize_confusion_matrix
 from objdet.functional.curves import DetectionCurves
 from objdet.plotting._common import figure_of, new_figure, new_subplots, to_numpy
 
@@ -146,7 +145,7 @@ def plot_confusion_matrix(
     if max_classes is not None and n_classes > max_classes:
         m, labels, left_out = _top_classes(m, labels, max_classes)
     n = m.shape[0]
-    values = to_numpy(normalize_confusion_matrix(torch.from_numpy(m), normalize))
+    values = normalize_confusion_matrix(m, normalize)
     cell = 0.55 if n <= 10 else 0.4 if n <= 25 else 0.3
     side = min(max(n * cell + 2.6, 4.8), 32.0)
     fig, ax = new_figure((side + 1.2, side)) if ax is None else (figure_of(ax), ax)
