@@ -39,7 +39,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from objdet.functional.coco_cpu import coco_accumulate_np
 from objdet.functional.coco_params import default_rec_thresholds
 from objdet.functional.lanes import area_all_lane, lane_flags
 
@@ -264,6 +263,8 @@ def _pr_curves(
     The flags become a one-lane packed state (bit 0) with every rank 0 and one maxDet, so this
     is the engine's own accumulate (by class, then score descending, ties in input order).
     """
+    from objdet.functional.coco_cpu import coco_accumulate_np  # numba: not needed to unpickle curves
+
     n = scores.size
     classes, precision, _, _ = coco_accumulate_np(
         scores, labels, np.zeros(n, np.int64), tp.astype(np.uint8).reshape(n, 1),

@@ -7,8 +7,9 @@ that says "no data" instead of an error, so callbacks can always log something.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from matplotlib import colormaps
@@ -18,11 +19,13 @@ from matplotlib.colors import Normalize as ColorNormalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from objdet.functional.bootstrap import BootstrapResult
-from objdet.functional.calibration import DetectionCalibration
 from objdet.functional.confusion_normalize import normalize_confusion_matrix
-from objdet.functional.curves import DetectionCurves
 from objdet.plotting._common import figure_of, new_figure, new_subplots, to_numpy
+
+if TYPE_CHECKING:  # types only: the command line's figure worker imports neither numba nor torch
+    from objdet.functional.bootstrap import BootstrapResult
+    from objdet.functional.calibration import DetectionCalibration
+    from objdet.functional.curves import DetectionCurves
 
 __all__ = [
     "plot_ap_bars",
@@ -164,15 +167,19 @@ def plot_confusion_matrix(
         "all": "",
     }
     big = 13 if n > 25 else 11
+    # the title is wrapped to fit: centred on the axes, which the labels and the colour bar push
+    # off the figure's centre (about 1.7 inch lost), about 0.6 em per character
+    chars = max(30, int((float(fig.get_size_inches()[0]) - 1.7) * 72 / (0.6 * big)))
     lines = [f"Confusion matrix, {mode[normalize]}"]
-    lines += [meaning[normalize]] if meaning[normalize] else []
+    lines += meaning[normalize].split("; ") if meaning[normalize] else []
     if left_out:
         lines.append(
             f"the {max_classes} of {n_classes} classes with the most errors; "
             f"the other {left_out} summed in one row and column"
         )
     lines += [details] if details else []
-    ax.set_title(title if title is not None else "\n".join(lines), fontsize=big)
+    wrapped = [part for line in lines for part in textwrap.wrap(line, chars)]
+    ax.set_title(title if title is not None else "\n".join(wrapped), fontsize=big)
     ax.set_xlabel("predicted", fontsize=big)
     ax.set_ylabel("ground truth", fontsize=big)
     if not (m.sum() > 0):

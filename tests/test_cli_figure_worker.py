@@ -1,0 +1,110 @@
+"""The figure worker of ``objdet eval --out``: the same PNGs as in-process drawing, and a fallback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from objdet import cli
+from objdet.cli import (
+    Diagnostics,
+    Evaluation,
+    FigureWorker,
+    evaluate_arrays,
+    evaluation_figures,
+    save_figures,
+)
+from objdet.data import demo_files
+from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
+
+
+@pytest.fixture(scope="module")
+def demo_evaluation() -> Evaluation:
+    gt_path, dt_path = demo_files()
+    gt = read_gt_arrays(gt_path, iou_type=("bbox",))
+    evaluation = evaluate_arrays(gt, read_dt_arrays(dt_path, gt), plots=True, bootstrap=True)
+    assert evaluation.bootstrap is not None  # left out of what the worker receives
+    return evaluation
+
+
+def test_the_worker_writes_the_same_pngs_as_this_process(demo_evaluation: Evaluation, tmp_path: Path) -> None:
+    diagnostics = Diagnostics(fbeta=2.0)
+    here = save_figures(evaluation_figures(demo_evaluation, 0.25, 0.5, diagnostics), tmp_path / "here")
+    worker = FigureWorker.start()
+    assert worker is not None
+    try:
+        worker.send(demo_evaluation, 0.25, 0.5, diagnostics, tmp_path / "there")
+        there = worker.result()
+    finally:
+        worker.close()
+    assert there is not None and [p.name for p in there] == [p.name for p in here]
+    assert "f2_confidence.png" in {p.name for p in there}
+    for a, b in zip(here, there, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_a_worker_that_fails_gives_none_and_leaves_nothing_behind(
+    demo_evaluation: Evaluation, tmp_path: Path
+) -> None:
+    dead = FigureWorker.start()
+    assert dead is not None
+    dead._process.kill()
+    dead._process.wait()
+    dead.send(demo_evaluation, 0.25, 0.5, Diagnostics(), tmp_path / "dead")
+    assert dead.result() is None
+    dead.close()
+
+    failing = FigureWorker.start()  # drawing raises in the worker (a name too few): its reply says so
+    assert failing is not None
+    broken = type(demo_evaluation)(**{**vars(demo_evaluation), "class_names": ["only one"]})
+    failing.send(broken, 0.25, 0.5, Diagnostics(), tmp_path / "failing")
+    assert failing.result() is None
+    failing.close()
+
+    idle = FigureWorker.start()  # never given a job: it ends at the end of its input
+    assert idle is not None
+    idle.close()
+    assert idle._process.returncode == 0
+
+
+def _program(args: list[str]) -> subprocess.CompletedProcess:
+    """``objdet`` as the command runs it (main() reads sys.argv), and what it imported itself."""
+    script = (
+        "import sys\n"
+        f"sys.argv = ['objdet', *{args!r}]\n"
+        "from objdet.cli import main\n"
+        "code = main()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'torch'}))\n"
+        "sys.exit(code)\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_draws_in_its_worker_and_falls_back_on_bad_input(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = _program(["eval", "--demo", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "[]"  # neither drawn nor imported here: by the worker
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(pngs) == 5
+    assert [f"wrote {out / name}" for name in pngs] == sorted(
+        line for line in proc.stdout.splitlines() if line.endswith(".png")
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    proc = _program(["eval", str(bad), str(bad), "--out", str(tmp_path / "bad")])
+    assert proc.returncode == 2 and "objdet: error:" in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_run_draws_itself_when_its_worker_gives_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FigureWorker, "send", lambda self, *job: None)  # the worker never draws
+    monkeypatch.setattr(FigureWorker, "result", lambda self: None)
+    args = cli.build_parser().parse_args(["eval", "--demo", "-q", "--out", str(tmp_path)])
+    assert cli._run_eval(args, sys.stdout, sys.stderr, figure_worker=True) == 0
+    assert len(list(tmp_path.glob("*.png"))) == 5
