@@ -22,7 +22,14 @@ from objdet.functional.coco import (
 from objdet.functional.coco_cpu import coco_accumulate_np
 from objdet.ops.boxes import box_convert
 from objdet.ops.coco import coco_match
-from objdet.ops.coco_cpu import coco_match_cpu, gt_class_counts, gt_image_class_counts, xywh_from
+from objdet.ops.coco_cpu import (
+    coco_match_cpu,
+    gt_class_counts,
+    gt_image_class_counts,
+    stable_argsort,
+    stable_argsort_descending,
+    xywh_from,
+)
 
 THRESHOLDS = np.array(default_iou_thresholds())
 RANGES = np.array(AREA_RANGES)
@@ -272,3 +279,12 @@ def test_image_counts_refuse_images_outside_n_images() -> None:
     assert out["image_dets"].tolist() == [1, 0, 0, 1]
     with pytest.raises(ValueError, match="n_images"):
         coco_match_cpu(*args, *gts, THRESHOLDS, RANGES, 100, **boxes, n_images=2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.integers(-3, 3), max_size=300), scale=st.sampled_from([1.0, 0.5, -1e300]))
+def test_stable_argsorts_equal_numpy_stable_sorts_ties_included(values: list[int], scale: float) -> None:
+    key = np.asarray(values, np.int64)
+    np.testing.assert_array_equal(stable_argsort(key), np.argsort(key, kind="stable"))
+    score = key * scale  # few distinct values: many ties, kept in input order
+    np.testing.assert_array_equal(stable_argsort_descending(score), np.argsort(-score, kind="stable"))

@@ -96,6 +96,19 @@ def _argsort_key_score(key: np.ndarray, score: np.ndarray) -> np.ndarray:
     return idx
 
 
+@_jit
+def stable_argsort(key: np.ndarray) -> np.ndarray:
+    """Stable ascending argsort of int64 ``key`` (numba's own sorts would each add a second or two to the
+    first compile; this shares :func:`_argsort_key_score`, which is compiled anyway)."""
+    return _argsort_key_score(key, np.zeros(key.shape[0], np.float64))
+
+
+@_jit
+def stable_argsort_descending(score: np.ndarray) -> np.ndarray:
+    """Stable descending argsort of float64 ``score`` (ties keep input order), as :func:`stable_argsort`."""
+    return _argsort_key_score(np.zeros(score.shape[0], np.int64), score)
+
+
 #: most (image, label) buckets :func:`group_plan` counts in, per detection and GT of the batch
 _BUCKETS_PER_ITEM = 8
 _BUCKETS_MIN = 1 << 16
@@ -165,7 +178,7 @@ def _bucket_orders(
             continue
         if s1 - s0 > _INSERTION_MAX:
             seg = d_order[s0:s1].copy()
-            d_order[s0:s1] = seg[np.argsort(-det_score[seg], kind="mergesort")]
+            d_order[s0:s1] = seg[stable_argsort_descending(det_score[seg])]
             continue
         for i in range(s0 + 1, s1):
             v = d_order[i]
@@ -245,7 +258,7 @@ def group_plan(
     dkey = (det_img << 32) + (det_label + _LABEL_OFFSET)
     gkey = (gt_img << 32) + (gt_label + _LABEL_OFFSET)
     d_order = _argsort_key_score(dkey, det_score)
-    g_order = np.argsort(gkey, kind="mergesort")
+    g_order = stable_argsort(gkey)
     i = 0
     j = 0
     while i < n_det:
@@ -915,11 +928,12 @@ def gt_image_class_counts(
         while end < n and gt_img[end] == gt_img[start]:
             end += 1
         # the image's classes, sorted and unique, written in place (an image has a few GTs:
-        # insertion sort, no allocation; np.sort for many)
+        # insertion sort, no allocation; a merge sort for many)
         m = end - start
         classes = labels[rows : rows + m]
         if m > _INSERTION_MAX:
-            classes[:] = np.sort(gt_label[start:end])
+            image_labels = gt_label[start:end].astype(np.int64)
+            classes[:] = image_labels[stable_argsort(image_labels)]
         else:
             for i in range(m):
                 v = gt_label[start + i]

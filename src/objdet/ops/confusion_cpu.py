@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from objdet.ops.coco_cpu import stable_argsort, stable_argsort_descending
+
 __all__ = [
     "MATCHING",
     "confusion_precision_recall_f1_np",
@@ -46,8 +48,8 @@ def _candidates(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs (det, GT, IoU) in (det, GT) input order within each image, and crowd cover flags."""
     n_det, n_gt = det_img.shape[0], gt_img.shape[0]
-    d_order = np.argsort(det_img, kind="mergesort")
-    g_order = np.argsort(gt_img, kind="mergesort")
+    d_order = stable_argsort(det_img.astype(np.int64))
+    g_order = stable_argsort(gt_img.astype(np.int64))
     covered = np.zeros(n_det, np.bool_)
     cap = 16
     pair_det = np.empty(cap, np.int64)
@@ -131,8 +133,8 @@ def _greedy(
     )
     # rank: IoU desc, score desc, det asc, GT asc. Pairs come in (det, GT) order inside an image
     # (pairs of different images never compete), so two stable sorts leave the index ties in place.
-    by_score = np.argsort(-det_score[pair_det], kind="mergesort")
-    by_iou = by_score[np.argsort(-pair_iou[by_score], kind="mergesort")]
+    by_score = stable_argsort_descending(det_score[pair_det].astype(np.float64))
+    by_iou = by_score[stable_argsort_descending(pair_iou[by_score])]
     det_to_gt = np.full(n_det, -1, np.int64)
     gt_to_det = np.full(n_gt, -1, np.int64)
     for phase in range(2 if class_first else 1):
