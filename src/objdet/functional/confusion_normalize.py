@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Normalize", "normalize_confusion_matrix"]
+__all__ = ["normalize_confusion_matrix"]
 
 Normalize = Literal["true", "pred", "all"]
 

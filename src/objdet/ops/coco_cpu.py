@@ -41,6 +41,13 @@ _jit = njit(cache=True, nogil=True)
 
 
 @_jit
+def cache_probe(x: int) -> int:
+    """A kernel that compiles in a moment: whether numba's cache holds it tells whether this
+    installation's kernels are compiled yet (they are all compiled anew after an install)."""
+    return x + 1
+
+
+@_jit
 def _before(key: np.ndarray, score: np.ndarray, i: int, j: int) -> bool:
     """Whether item i sorts strictly before item j: key ascending, then score descending."""
     return key[i] < key[j] or (key[i] == key[j] and score[i] > score[j])
