@@ -19,13 +19,13 @@ from matplotlib.colors import Normalize as ColorNormalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from objdet.functional.calibration import DetectionCalibration
 from objdet.functional.confusion_normalize import normalize_confusion_matrix
+from objdet.functional.curves import DetectionCurves
 from objdet.plotting._common import figure_of, new_figure, new_subplots, to_numpy
 
-if TYPE_CHECKING:  # types only: the command line's figure worker imports neither numba nor torch
+if TYPE_CHECKING:  # a type only: the command line's figure worker does not import numba
     from objdet.functional.bootstrap import BootstrapResult
-    from objdet.functional.calibration import DetectionCalibration
-    from objdet.functional.curves import DetectionCurves
 
 __all__ = [
     "plot_ap_bars",
