@@ -372,3 +372,27 @@ def test_input_errors_are_value_and_type_errors() -> None:
     with pytest.raises(InputError) as info:
         MeanAveragePrecision().update([_pred(scores=torch.tensor([1]))], [_gt()])
     assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+
+
+@pytest.mark.parametrize(
+    ("side", "key", "value"),
+    [
+        ("preds", "boxes", torch.tensor([[10.0, 10.0, 50.0, 60.0, 1.0]])),  # (N, 5) in every image
+        ("preds", "scores", torch.tensor([[0.9]])),  # (N, 1)
+        ("preds", "labels", torch.tensor([[1]])),
+        ("target", "boxes", torch.tensor([[12.0, 10.0, 50.0, 58.0, 0.0]])),
+        ("target", "labels", torch.tensor([[1]])),
+        ("target", "iscrowd", torch.tensor([[0]])),
+        ("target", "area", torch.tensor([[100.0]])),
+        ("preds", "labels", torch.tensor([True])),  # bool labels
+        ("preds", "scores", torch.tensor([1])),  # integer scores
+    ],
+)
+def test_a_shape_or_dtype_wrong_in_every_image_is_named(side: str, key: str, value: torch.Tensor) -> None:
+    # the fast reader checks shapes and dtypes on the concatenation: a field wrong in every image
+    # (so that torch.cat accepts it) must still reach the checked path and its error
+    preds, target = [_pred(), _pred()], [_gt(), _gt()]
+    for item in preds if side == "preds" else target:
+        item[key] = value.clone()
+    with pytest.raises(ValueError, match=rf"{side}\[0\]\['{key}'\]"):
+        MeanAveragePrecision().update(preds, target)

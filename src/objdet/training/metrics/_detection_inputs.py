@@ -521,7 +521,10 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
 
     Returns numpy arrays of the concatenated fields, or None when anything is unusual (a
     missing key, another shape or dtype, another device, tensors that require grad, ...): the
-    checked path then handles the batch and names what is wrong.
+    checked path then handles the batch and names what is wrong. Per image only the lengths
+    are compared; shapes and dtypes are checked once on the concatenations (torch.cat refuses
+    tensors of different dimensions and promotes dtypes, so a concatenation of the expected
+    dimensions and dtypes means every image's tensors had them).
     """
     if not isinstance(preds, list | tuple) or not isinstance(target, list | tuple):
         return None
@@ -529,7 +532,7 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
         return None
     d_boxes, d_scores, d_labels, g_boxes, g_labels, g_crowd, g_area = [], [], [], [], [], [], []
     d_count, g_count = [], []
-    floats, ints, tensor = _FLOATS, _INTS, _Tensor
+    tensor = _Tensor
     try:
         for p, t in zip(preds, target, strict=True):
             if "area" in p:
@@ -539,21 +542,16 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
                 return None
             if type(gb) is not tensor or type(gl) is not tensor:
                 return None
-            d_shape, g_shape = db.shape, gb.shape  # each .shape builds a torch.Size: read once
-            n, m = d_shape[0], g_shape[0]
-            if d_shape != (n, 4) or g_shape != (m, 4) or ds.shape != (n,) or dl.shape != (n,):
-                return None
-            if gl.shape != (m,) or db.dtype not in floats or gb.dtype not in floats:
-                return None
-            if ds.dtype not in floats or dl.dtype not in ints or gl.dtype not in ints:
+            n, m = len(db), len(gb)  # len() raises TypeError on 0-d tensors: the checked path
+            if len(ds) != n or len(dl) != n or len(gl) != m:
                 return None
             gc, ga = t.get("iscrowd"), t.get("area")
             if gc is not None:
-                if type(gc) is not tensor or gc.shape != (m,):
+                if type(gc) is not tensor or len(gc) != m:
                     return None
                 g_crowd.append(gc)
             if ga is not None:
-                if type(ga) is not tensor or ga.shape != (m,):
+                if type(ga) is not tensor or len(ga) != m:
                     return None
                 g_area.append(ga)
             d_boxes.append(db)
@@ -566,23 +564,36 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
         n_images = len(d_count)
         if 0 < len(g_crowd) < n_images or 0 < len(g_area) < n_images:
             return None  # some images without 'iscrowd' / 'area': the checked path fills them in
-        f64 = torch.float64
-        # one concatenation and one numpy view per field; .numpy() refuses other devices and grads
+        # one concatenation per field; .numpy() refuses other devices and grads
         det_boxes, gt_boxes = torch.cat(d_boxes), torch.cat(g_boxes)
-        n_gt = sum(g_count)
+        scores, labels, gt_labels = torch.cat(d_scores), torch.cat(d_labels), torch.cat(g_labels)
+        crowd = torch.cat(g_crowd) if g_crowd else None
+        area = torch.cat(g_area) if g_area else None
+        floats, ints = _FLOATS, _INTS
+        if det_boxes.dim() != 2 or det_boxes.shape[1] != 4 or gt_boxes.dim() != 2 or gt_boxes.shape[1] != 4:
+            return None
+        if scores.dim() != 1 or labels.dim() != 1 or gt_labels.dim() != 1:
+            return None
+        if det_boxes.dtype not in floats or gt_boxes.dtype not in floats or scores.dtype not in floats:
+            return None
+        if labels.dtype not in ints or gt_labels.dtype not in ints:
+            return None
+        if (crowd is not None and crowd.dim() != 1) or (area is not None and area.dim() != 1):
+            return None
+        f64, n_gt = torch.float64, sum(g_count)
         return (
             n_images,
             np.asarray(d_count, np.int64),
             np.asarray(g_count, np.int64),
             det_boxes.numpy().astype(np.float64, copy=False),
             det_boxes.dtype == torch.float32,  # torch.cat promotes: float32 only if every image's are
-            torch.cat(d_scores).numpy().astype(np.float64, copy=False),
-            torch.cat(d_labels).numpy().astype(np.int64, copy=False),
+            scores.numpy().astype(np.float64, copy=False),
+            labels.numpy().astype(np.int64, copy=False),
             gt_boxes.numpy().astype(np.float64, copy=False),
             gt_boxes.dtype == torch.float32,
-            torch.cat(g_labels).numpy().astype(np.int64, copy=False),
-            torch.cat(g_crowd).to(f64).numpy() if g_crowd else np.zeros(n_gt),
-            torch.cat(g_area).to(f64).numpy() if g_area else np.zeros(n_gt),
+            gt_labels.numpy().astype(np.int64, copy=False),
+            crowd.to(f64).numpy() if crowd is not None else np.zeros(n_gt),
+            area.to(f64).numpy() if area is not None else np.zeros(n_gt),
         )
     except (KeyError, TypeError, RuntimeError, AttributeError):
         return None

@@ -490,7 +490,7 @@ class MeanAveragePrecision(Metric):
         flat = self._select_batch(flat, target)
         ids = batch_image_ids(flat, self.image_records)
         in_slices = read_slice_masks(target, self.slices)
-        self.n_images += flat.n_images
+        self.n_images.add_(flat.n_images)  # in place: no Module.__setattr__ per update
         if self.average == "micro":
             self.seen_labels.append(torch.unique(torch.cat([flat.det_label, flat.gt_label])))
         masks = None
