@@ -718,3 +718,19 @@ def test_bad_slice_files_give_one_line(tmp_path: Path, content: str, expected: s
     (tmp_path / "s.json").write_text(content)
     code, _, err = run("eval", str(gt_path), str(dt_path), "--slices", str(tmp_path / "s.json"))
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_reader_that_goes_away_stops_the_printing_not_the_run(tmp_path: Path) -> None:
+    # `objdet eval ... | head`: the pipe is closed before the first line; the files are still written
+    out = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "objdet", "eval", "--demo", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert len(list(out.glob("*.png"))) == 5 and (out / "metrics.json").exists()

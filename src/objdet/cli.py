@@ -1841,6 +1841,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printer(stdout: IO[str], quiet: bool) -> Callable[[str], None]:
+    """``say(text)``: a line on ``stdout`` unless ``quiet``. When the reader goes away (``objdet eval
+    ... | head``) the rest is not printed, and the run goes on: its files are still written."""
+    closed = quiet
+
+    def say(text: str) -> None:
+        nonlocal closed
+        if closed:
+            return
+        try:
+            print(text, file=stdout)
+        except BrokenPipeError:
+            closed = True
+            if stdout is sys.stdout:  # no second error when Python flushes stdout at exit
+                try:
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, sys.stdout.fileno())
+                except (OSError, ValueError):
+                    pass
+
+    return say
+
+
 def _device(name: str) -> Any:
     """The torch device of ``--device``; ``None`` for the CPU (the compiled engine, no torch import)."""
     if name == "cpu":
@@ -1912,7 +1935,7 @@ def _evaluate_files(
     stderr: IO[str],
 ) -> int:
     """The rest of ``objdet eval`` once the arguments are checked (``worker``: see :class:`FigureWorker`)."""
-    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=stdout))
+    say = _printer(stdout, args.quiet)
     notes: list[str] = []  # warnings of the readers, printed once every input check has passed
     _load = partial(_read_file, notes=notes)
     skip = args.skip_unknown_categories

@@ -44,12 +44,12 @@ def format_lvis_summary(results: dict[str, float], iou_type: str) -> str:
 
 def run_lvis(args: argparse.Namespace, device: Any, stdout: IO[str], stderr: IO[str]) -> int:
     """``objdet eval --lvis``: returns the exit code (errors are the CLI's InputError)."""
-    from objdet.cli import InputError, Progress, _read_file, write_json
+    from objdet.cli import InputError, Progress, _printer, _read_file, write_json
 
     for name, default in _COCO_ONLY.items():
         if getattr(args, name, default) != default:
             raise InputError(f"--{name}: not available with --lvis (COCO evaluation only)")
-    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=stdout))
+    say = _printer(stdout, args.quiet)
     notes: list[str] = []
     load = partial(_read_file, notes=notes)
     t0 = time.perf_counter()
