@@ -487,26 +487,37 @@ def test_an_empty_compile_cache_is_said_once_and_a_filled_one_not(tmp_path: Path
 
 
 def test_the_compile_helper_compiles_what_the_run_then_loads(tmp_path: Path) -> None:
-    # the helper's kernels on an empty cache of their own; then a run on those files must find
-    # them there (the same argument types) and compile only the rest
+    # the helper's kernels on an empty cache of their own; then a run of the command and of the
+    # metric on that cache must find them there (the same argument types), never compile them
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    helper = "from objdet.cli import _compile_late_kernels\n_compile_late_kernels()\n"
+    helper = "from objdet.functional.compile_helper import compile_accumulate_kernels as c\nc()\n"
     proc = subprocess.run(
         [sys.executable, "-c", helper], capture_output=True, text=True, timeout=600, env=env
     )
     assert proc.returncode == 0, proc.stderr
     gt_path, dt_path, _ = write_generated(tmp_path, 5)
     run = (
-        "import sys\n"
         "from objdet.cli import main\n"
         "from objdet.functional.coco_cpu import _accumulate_labels\n"
+        "from objdet.training.metrics import MeanAveragePrecision\n"
+        "from tests.helpers.coco_reference import make_dataset, to_torch\n"
         f"assert main(['eval', {str(gt_path)!r}, {str(dt_path)!r}, '-q']) == 0\n"
+        "metric = MeanAveragePrecision(box_format='xywh', class_metrics=True)\n"
+        "metric.update(*to_torch(make_dataset(3, n_images=8), 'xywh'))\n"
+        "metric.compute()\n"
         "stats = _accumulate_labels.stats\n"
         "print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=600, env=env)
+    # LOCAL_RANK=1: this process starts no helper of its own
+    proc = subprocess.run(
+        [sys.executable, "-c", run],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "LOCAL_RANK": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["1", "0"]  # loaded once, never compiled
+    assert proc.stdout.split() == ["1", "0"]  # loaded once (the metric reuses it), never compiled
 
 
 def test_progress_note_takes_a_line_of_its_own() -> None:

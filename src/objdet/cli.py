@@ -391,84 +391,23 @@ def _start_numba(notice: Callable[[str], None] | None = None) -> None:
     in compiled code can use BLAS, and scipy's array-API helpers), which objdet's kernels never
     need: hidden, a run starts about 0.4 s sooner here. Only while numba starts, and only when
     neither is imported yet (as in the ``objdet`` command); ``import scipy`` works afterwards.
-    That first kernel is :func:`objdet.ops.coco_cpu.cache_probe`, a trivial one: when it was
-    not in numba's cache (a fresh install or upgrade, so the others are not there either),
-    ``notice`` is told :data:`COMPILING_NOTICE` and the compile helper starts
-    (:func:`_start_compile_helper`) before the real kernels compile.
+    That first kernel is a trivial one (:func:`objdet.functional.compile_helper.start_if_cold`):
+    when it was not in numba's cache (a fresh install or upgrade, so the others are not there
+    either), the compile helper has started and ``notice`` is told :data:`COMPILING_NOTICE`
+    before the real kernels compile.
     """
     if "numba" in sys.modules or "scipy" in sys.modules:
         return
     sys.modules["scipy"] = None  # type: ignore[assignment]  # `import scipy` raises ImportError
     try:
-        from objdet.ops.coco_cpu import cache_probe
+        from objdet.functional.compile_helper import start_if_cold
 
-        cache_probe(0)
+        cold = start_if_cold()
     finally:
         if sys.modules.get("scipy", 0) is None:
             del sys.modules["scipy"]
-    stats = getattr(cache_probe, "stats", None)  # None with NUMBA_DISABLE_JIT=1 (no compiling)
-    if stats is not None and stats.cache_misses:
-        if notice is not None:
-            notice(COMPILING_NOTICE)
-        _start_compile_helper()
-
-
-def _objdet_env() -> dict[str, str]:
-    """The environment for a second Python process that must import this very objdet."""
-    import objdet
-
-    package_root = str(Path(objdet.__file__).resolve().parents[1])
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
-
-
-def _start_compile_helper() -> None:
-    """On an empty cache, compile the kernels a run needs last in a second process, meanwhile.
-
-    The run compiles its kernels in the order it calls them: the confusion matrix's, then the
-    matching's, then accumulate's (a third of the time). A second process compiles (and caches)
-    accumulate's at the same time, on the same argument types (:func:`_compile_late_kernels`),
-    so that the run loads them from the cache when it gets there. Should the helper be late or
-    fail, the run compiles them itself, as without it. It is stopped when the run ends; output
-    and errors of its own are discarded.
-    """
-    import atexit
-    import subprocess
-
-    try:
-        helper = subprocess.Popen(
-            [sys.executable, "-c", "from objdet.cli import _compile_late_kernels; _compile_late_kernels()"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=_objdet_env(),
-        )
-    except (OSError, ValueError):  # no second process: the run compiles everything itself
-        return
-
-    def stop() -> None:
-        if helper.poll() is None:
-            helper.terminate()
-            helper.wait()
-
-    atexit.register(stop)
-
-
-def _compile_late_kernels() -> None:
-    """The compile helper's job: accumulate's kernels, called as :func:`evaluate_arrays` calls them (the
-    state's dtypes, the GT columns of the demo file read by the same reader): the same argument types."""
-    from objdet.data import demo_files
-    from objdet.functional.coco_cpu import coco_accumulate_np
-    from objdet.io.coco_arrays import read_gt_arrays
-
-    gt = read_gt_arrays(demo_files()[0], iou_type=("bbox",))
-    n = 3
-    flags = np.zeros((n, (len(_IOU_THRESHOLDS) * len(_AREA_RANGES) + 7) // 8), np.uint8)
-    coco_accumulate_np(
-        np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64), flags, flags.copy(), gt.label,
-        np.ones((len(gt.label), len(_AREA_RANGES)), np.int64), len(_IOU_THRESHOLDS), _REC_THRESHOLDS,
-        [1, 10, 100], full=False,
-    )  # fmt: skip
+    if cold and notice is not None:
+        notice(COMPILING_NOTICE)
 
 
 def _segm_sizes_agree(gt: GtArrays, dt: DtArrays) -> None:
@@ -622,8 +561,8 @@ def evaluate_arrays(
         gt_area = np.where(gt.area > 0, gt.area, gt.boxes[:, 2] * gt.boxes[:, 3])
 
     ranged_area = gt_area if range_area is None else range_area
-    # the confusion matrix first: on an empty compile cache the helper of _start_numba compiles
-    # the accumulate kernels meanwhile (the matching and this need no more of it)
+    # the confusion matrix first: on an empty compile cache the compile helper (started by
+    # _start_numba) compiles the accumulate kernels meanwhile, which come last
     matrix = detection_confusion_matrix_np(
         dt.img, dt.label, dt.score, dt.boxes, gt.img, gt.label, gt.boxes, crowd, max(n_classes, 1),
         iou_threshold=iou_threshold, conf_threshold=conf_threshold,
@@ -1065,11 +1004,13 @@ class FigureWorker:
     def __init__(self) -> None:
         import subprocess
 
+        from objdet.functional.compile_helper import objdet_env
+
         self._process: Any = subprocess.Popen(
             [sys.executable, "-c", "from objdet.cli import figure_worker_main; figure_worker_main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=_objdet_env(),  # the worker imports this very objdet, wherever it was imported from
+            env=objdet_env(),  # the worker imports this very objdet, wherever it was imported from
         )
 
     @classmethod

@@ -29,6 +29,7 @@ from objdet.functional.coco_params import (
     similarity_for,
     stat_names_for,
 )
+from objdet.functional.compile_helper import start_if_cold
 from objdet.functional.curves import DetectionCurves, coco_state_curves
 from objdet.functional.image_records import segment_rows
 from objdet.ops.boxes import BOX_FORMATS
@@ -633,6 +634,7 @@ class MeanAveragePrecision(Metric):
         iou_type: str,
     ) -> tuple[Tensor | None, ...]:
         """Match with the compiled CPU engine (:mod:`objdet.ops.coco_cpu`); numpy views, no copies."""
+        start_if_cold()  # the first update after an install: compute()'s kernels compile meanwhile
         if det_area is None:
             assert flat.det_xywh is not None
             xywh = flat.det_xywh.numpy()

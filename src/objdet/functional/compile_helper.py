@@ -1,0 +1,96 @@
+"""The first run after an install: compile accumulate's kernels in a second process, meanwhile.
+
+numba compiles objdet's kernels on their first call after an install or an upgrade (and
+caches them on disk): about 22 s on a 2-core machine, a third of it for accumulate's. A run
+calls them in order: the matching kernels first (an update of
+:class:`~objdet.training.metrics.MeanAveragePrecision`, the matching of ``objdet eval``),
+accumulate's last (``compute()``). :func:`start_if_cold` tells from a trivial kernel whether
+the cache is empty and, if so, starts a second Python process that compiles accumulate's
+kernels on the argument types every caller gives them (:func:`compile_accumulate_kernels`)
+while the run compiles the matching ones; the run then loads them from the cache when it gets
+there (``objdet eval --demo``: 22-24 s -> 14-15 s here). Should the helper be late or fail,
+the run compiles them itself, as without it. The helper is stopped when the run's process
+ends; its output is discarded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["compile_accumulate_kernels", "objdet_env", "start_if_cold"]
+
+_cold: bool | None = None  # what the probe said, once per process
+
+
+def objdet_env() -> dict[str, str]:
+    """The environment for a second Python process that must import this very objdet."""
+    import objdet
+
+    package_root = str(Path(objdet.__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
+
+
+def start_if_cold() -> bool:
+    """Whether numba's cache lacked objdet's kernels when this process first asked (then the helper
+    was started).
+
+    The first call runs :func:`objdet.ops.coco_cpu.cache_probe` (loaded from the cache in
+    milliseconds, or compiled in a moment); later calls return its answer. False under
+    ``NUMBA_DISABLE_JIT=1``, where nothing compiles. Under DDP only local rank 0 starts a
+    helper (the ranks share the cache).
+    """
+    global _cold
+    if _cold is None:
+        from objdet.ops.coco_cpu import cache_probe
+
+        cache_probe(0)
+        stats = getattr(cache_probe, "stats", None)  # None with NUMBA_DISABLE_JIT=1
+        _cold = stats is not None and bool(stats.cache_misses)
+        if _cold and os.environ.get("LOCAL_RANK", "0") == "0":
+            _start_helper()
+    return _cold
+
+
+def _start_helper() -> None:
+    import atexit
+    import subprocess
+
+    code = "from objdet.functional.compile_helper import compile_accumulate_kernels as c; c()"
+    try:
+        helper = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=objdet_env(),
+        )
+    except (OSError, ValueError):  # no second process: the run compiles everything itself
+        return
+
+    def stop() -> None:
+        if helper.poll() is None:
+            helper.terminate()
+            helper.wait()
+
+    atexit.register(stop)
+
+
+def compile_accumulate_kernels() -> None:
+    """The helper's job: :func:`~objdet.functional.coco_cpu.coco_accumulate_np` on a tiny state of the
+    dtypes every caller's state has (it converts its inputs to them; the number of IoU thresholds,
+    area ranges and maxDets does not change the compiled signature)."""
+    from objdet.functional.coco_cpu import coco_accumulate_np
+    from objdet.functional.coco_params import AREA_RANGES, default_iou_thresholds, default_rec_thresholds
+
+    n, n_thr, n_areas = 3, len(default_iou_thresholds()), len(AREA_RANGES)
+    flags = np.zeros((n, (n_thr * n_areas + 7) // 8), np.uint8)
+    labels, gt_counts = np.zeros(n, np.int64), np.ones((n, n_areas), np.int64)
+    coco_accumulate_np(
+        np.zeros(n), labels, labels.copy(), flags, flags.copy(), labels.copy(), gt_counts,
+        n_thr, np.array(default_rec_thresholds()), [1, 10, 100], full=False,
+    )  # fmt: skip
