@@ -515,6 +515,7 @@ def test_the_compile_helper_compiles_what_the_run_then_loads(tmp_path: Path) -> 
         text=True,
         timeout=600,
         env={**env, "LOCAL_RANK": "1"},
+        cwd=Path(__file__).resolve().parents[1],  # the repository: tests.helpers
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "0"]  # loaded once (the metric reuses it), never compiled
