@@ -39,7 +39,7 @@ def start_if_cold() -> bool:
     """Whether numba's cache lacked objdet's kernels when this process first asked (then the helper
     was started).
 
-    The first call runs :func:`objdet.ops.coco_cpu.cache_probe` (loaded from the cache in
+    The first call runs ``objdet.ops.coco_cpu.cache_probe`` (loaded from the cache in
     milliseconds, or compiled in a moment); later calls return its answer. False under
     ``NUMBA_DISABLE_JIT=1``, where nothing compiles. Under DDP only local rank 0 starts a
     helper (the ranks share the cache).
