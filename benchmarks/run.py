@@ -39,7 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 #: Benchmark modules (files in this folder), in the order they run.
-MODULES = ["box_iou", "coco_bbox", "coco_segm", "coco_keypoints", "anomaly", "cli", "bootstrap"]
+MODULES = ["box_iou", "coco_bbox", "coco_segm", "coco_keypoints", "anomaly", "cli", "bootstrap", "first_use"]
 
 ROW_KEYS = ("benchmark", "objdet_s", "reference", "reference_s", "note")
 
