@@ -464,10 +464,13 @@ def _add_keypoints(flat: FlatDetections, g: _Gathered, boxes: bool) -> None:
             if x is not None:
                 num[offsets[i] : offsets[i + 1]] = x.to(device)
         flat.gt_num_kpts = num
-    flat.gt_has_box = torch.repeat_interleave(
-        torch.tensor(g.g_has_box, dtype=torch.bool, device=device),
-        torch.tensor(g.g_count, dtype=torch.int64, device=device),
-    )
+    if device.type == "cpu":  # numpy: torch's repeat_interleave waits for its thread pool beside busy cores
+        flat.gt_has_box = torch.from_numpy(np.repeat(np.asarray(g.g_has_box, np.bool_), g.g_count))
+    else:
+        flat.gt_has_box = torch.repeat_interleave(
+            torch.tensor(g.g_has_box, dtype=torch.bool, device=device),
+            torch.tensor(g.g_count, dtype=torch.int64, device=device),
+        )
     if not boxes:
         flat.det_xywh = None
 
