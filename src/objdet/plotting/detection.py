@@ -178,7 +178,7 @@ def plot_confusion_matrix(
             f"the other {left_out} summed in one row and column"
         )
     lines += [details] if details else []
-    wrapped = [part for line in lines for part in textwrap.wrap(line, chars)]
+    wrapped = [part for line in lines for part in _wrap(line, chars)]
     ax.set_title(title if title is not None else "\n".join(wrapped), fontsize=big)
     ax.set_xlabel("predicted", fontsize=big)
     ax.set_ylabel("ground truth", fontsize=big)
@@ -248,6 +248,16 @@ def plot_confusion_matrix(
                 j, i, text, ha="center", va="center", fontsize=text_size, color="white" if dark else "0.1"
             )
     return fig, ax
+
+
+def _wrap(line: str, width: int) -> list[str]:
+    """``line`` in lines of at most ``width`` characters, a parenthesised part kept whole when it fits."""
+    if len(line) <= width:
+        return [line]
+    head, paren, tail = line.partition(" (")
+    if paren and tail.endswith(")") and len(tail) + 1 <= width:
+        return [*textwrap.wrap(head, width), "(" + tail]
+    return textwrap.wrap(line, width)
 
 
 def _colormap(name: str) -> Any:
