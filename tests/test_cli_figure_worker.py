@@ -108,3 +108,12 @@ def test_the_run_draws_itself_when_its_worker_gives_nothing(
     args = cli.build_parser().parse_args(["eval", "--demo", "-q", "--out", str(tmp_path)])
     assert cli._run_eval(args, sys.stdout, sys.stderr, figure_worker=True) == 0
     assert len(list(tmp_path.glob("*.png"))) == 5
+
+
+def test_no_second_python_in_a_frozen_application(monkeypatch: pytest.MonkeyPatch) -> None:
+    from objdet.functional import compile_helper
+
+    assert compile_helper.can_start_python()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # PyInstaller and the like
+    assert not compile_helper.can_start_python()
+    assert FigureWorker.start() is None

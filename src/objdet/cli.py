@@ -1016,6 +1016,10 @@ class FigureWorker:
     @classmethod
     def start(cls) -> FigureWorker | None:
         """A started worker, or None when no second process can be started."""
+        from objdet.functional.compile_helper import can_start_python
+
+        if not can_start_python():
+            return None
         try:
             return cls()
         except (OSError, ValueError):  # no usable sys.executable, say

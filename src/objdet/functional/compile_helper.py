@@ -21,9 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["compile_accumulate_kernels", "objdet_env", "start_if_cold"]
+__all__ = ["can_start_python", "compile_accumulate_kernels", "objdet_env", "start_if_cold"]
 
 _cold: bool | None = None  # what the probe said, once per process
+
+
+def can_start_python() -> bool:
+    """Whether ``sys.executable -c CODE`` starts this Python (not so in a frozen application)."""
+    return bool(sys.executable) and not getattr(sys, "frozen", False)
 
 
 def objdet_env() -> dict[str, str]:
@@ -51,7 +56,7 @@ def start_if_cold() -> bool:
         cache_probe(0)
         stats = getattr(cache_probe, "stats", None)  # None with NUMBA_DISABLE_JIT=1
         _cold = stats is not None and bool(stats.cache_misses)
-        if _cold and os.environ.get("LOCAL_RANK", "0") == "0":
+        if _cold and os.environ.get("LOCAL_RANK", "0") == "0" and can_start_python():
             _start_helper()
     return _cold
 
