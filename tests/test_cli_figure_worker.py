@@ -36,8 +36,7 @@ def test_the_worker_writes_the_same_pngs_as_this_process(demo_evaluation: Evalua
     worker = FigureWorker.start()
     assert worker is not None
     try:
-        worker.send(demo_evaluation, 0.25, 0.5, diagnostics, tmp_path / "there")
-        there = worker.result()
+        there = worker.render(demo_evaluation, 0.25, 0.5, diagnostics, tmp_path / "there")
     finally:
         worker.close()
     assert there is not None and [p.name for p in there] == [p.name for p in here]
@@ -53,21 +52,20 @@ def test_a_worker_that_fails_gives_none_and_leaves_nothing_behind(
     assert dead is not None
     dead._process.kill()
     dead._process.wait()
-    dead.send(demo_evaluation, 0.25, 0.5, Diagnostics(), tmp_path / "dead")
-    assert dead.result() is None
+    assert dead.render(demo_evaluation, 0.25, 0.5, Diagnostics(), tmp_path / "dead") is None
     dead.close()
 
     failing = FigureWorker.start()  # drawing raises in the worker (a name too few): its reply says so
     assert failing is not None
     broken = type(demo_evaluation)(**{**vars(demo_evaluation), "class_names": ["only one"]})
-    failing.send(broken, 0.25, 0.5, Diagnostics(), tmp_path / "failing")
-    assert failing.result() is None
+    assert failing.render(broken, 0.25, 0.5, Diagnostics(), tmp_path / "failing") is None
     failing.close()
+    assert not list((tmp_path / "failing").glob(".*.tmp"))  # no half-written file left
 
-    idle = FigureWorker.start()  # never given a job: it ends at the end of its input
+    idle = FigureWorker.start()  # never given a job (the run stopped): stopped at once, nothing written
     assert idle is not None
     idle.close()
-    assert idle._process.returncode == 0
+    assert idle._process.returncode is not None
 
 
 def _program(args: list[str]) -> subprocess.CompletedProcess:
@@ -103,8 +101,7 @@ def test_the_command_draws_in_its_worker_and_falls_back_on_bad_input(tmp_path: P
 def test_the_run_draws_itself_when_its_worker_gives_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(FigureWorker, "send", lambda self, *job: None)  # the worker never draws
-    monkeypatch.setattr(FigureWorker, "result", lambda self: None)
+    monkeypatch.setattr(FigureWorker, "render", lambda self, *job: None)  # the worker never draws
     args = cli.build_parser().parse_args(["eval", "--demo", "-q", "--out", str(tmp_path)])
     assert cli._run_eval(args, sys.stdout, sys.stderr, figure_worker=True) == 0
     assert len(list(tmp_path.glob("*.png"))) == 5
@@ -117,3 +114,13 @@ def test_no_second_python_in_a_frozen_application(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(sys, "frozen", True, raising=False)  # PyInstaller and the like
     assert not compile_helper.can_start_python()
     assert FigureWorker.start() is None
+
+
+def test_a_run_that_fails_late_writes_no_png(tmp_path: Path) -> None:
+    # the second results file is missing: found out after the evaluation, before the figures
+    out = tmp_path / "late"
+    proc = _program(
+        ["eval", "--demo", "--out", str(out), "--bootstrap", "20", "--compare", str(tmp_path / "no.json")]
+    )
+    assert proc.returncode == 2 and "objdet: error:" in proc.stderr, proc.stderr
+    assert not list(out.glob("*.png")) and not list(out.glob(".*.tmp"))

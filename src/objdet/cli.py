@@ -989,28 +989,33 @@ def save_figures(figures: Iterable[tuple[str, Figure]], out: Path | None, report
     return written
 
 
+#: the longest wait for the worker's PNGs before the run draws them itself
+_WORKER_TIMEOUT_S = 600.0
+
+
 class FigureWorker:
     """Draws a run's PNGs in a second Python process, which imports matplotlib while this one evaluates.
 
     ``objdet eval ... --out DIR`` spends about 0.25 s importing matplotlib and about 0.1 s per
     figure drawing. Started before the files are read, the worker's imports overlap the
-    evaluation, and its drawing overlaps whatever the run still does (the bootstrap, say). It
-    receives the finished :class:`Evaluation` (pickled, without the bootstrap state) and writes
-    the PNGs as :func:`save_figures` does here. Whatever goes wrong with it (no second process,
-    a crash, an error while drawing) makes :meth:`result` return None, and the caller draws in
-    its own process as before, where a real error is raised as usual.
+    evaluation. When the run has everything else written, :meth:`render` gives it the finished
+    :class:`Evaluation` (pickled, without the bootstrap state) and it writes the PNGs as
+    :func:`save_figures` does here. Whatever goes wrong with it (no second process, a crash, an
+    error while drawing, no answer within ``_WORKER_TIMEOUT_S``) makes :meth:`render` return
+    None, and the caller draws in its own process as before, where a real error is raised as
+    usual. A run that stops before :meth:`render` (bad input) stops the worker at once: it
+    has written nothing.
     """
 
     def __init__(self) -> None:
         import subprocess
 
-        from objdet.functional.compile_helper import objdet_env
+        from objdet.functional.compile_helper import python_command
 
         self._process: Any = subprocess.Popen(
-            [sys.executable, "-c", "from objdet.cli import figure_worker_main; figure_worker_main()"],
+            python_command("from objdet.cli import figure_worker_main; figure_worker_main()"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=objdet_env(),  # the worker imports this very objdet, wherever it was imported from
         )
 
     @classmethod
@@ -1025,43 +1030,33 @@ class FigureWorker:
         except (OSError, ValueError):  # no usable sys.executable, say
             return None
 
-    def send(
+    def render(
         self, evaluation: Evaluation, conf_threshold: float, iou_threshold: float, diagnostics: Diagnostics,
         out: Path,
-    ) -> None:  # fmt: skip
-        """Give the worker its job, the figures of ``evaluation`` as PNGs in ``out``, and return.
-
-        (A job larger than the pipe waits here until the worker has finished its imports.)
-        """
+    ) -> list[Path] | None:  # fmt: skip
+        """The figures of ``evaluation`` as PNGs in ``out``, by the worker: the paths, or None when it
+        could not write them all."""
         import dataclasses
         import pickle
+        import subprocess
 
         figures_only = dataclasses.replace(evaluation, metrics={}, bootstrap=None, bootstrap_input=None)
-        job = (figures_only, conf_threshold, iou_threshold, diagnostics, out)
+        job = pickle.dumps((figures_only, conf_threshold, iou_threshold, diagnostics, out), protocol=5)
         try:
-            self._process.stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-            self._process.stdin.close()
-        except (OSError, ValueError):  # the worker is gone: result() says None
-            pass
-
-    def result(self) -> list[Path] | None:
-        """The PNGs the worker wrote after :meth:`send`, or None when it could not write them all."""
-        import pickle
-
-        try:
-            reply = self._process.stdout.read()
-            self._process.wait()
+            reply, _ = self._process.communicate(job, timeout=_WORKER_TIMEOUT_S)
             status, paths = pickle.loads(reply)
+        except subprocess.TimeoutExpired:
+            self.close()
+            return None
         except Exception:  # the worker died, or sent something else than its reply
             return None
         return [Path(p) for p in paths] if self._process.returncode == 0 and status == "ok" else None
 
     def close(self) -> None:
-        """Stop the worker if it is still waiting (it exits at the end of its input) and reap it."""
+        """Stop the worker if it still runs, and reap it."""
         if self._process.poll() is None:
+            self._process.terminate()  # before render(): it has written nothing
             try:
-                if not self._process.stdin.closed:
-                    self._process.stdin.close()
                 self._process.wait(timeout=10)
             except Exception:
                 self._process.kill()
@@ -1069,25 +1064,35 @@ class FigureWorker:
 
 
 def figure_worker_main() -> None:
-    """The worker of :class:`FigureWorker`: imports, waits for its job on stdin, answers on stdout."""
+    """The worker of :class:`FigureWorker`: imports, waits for its job on stdin, answers on stdout.
+
+    Stopped (Ctrl-C, or the run's terminate) it ends quietly; a PNG being written is removed, as
+    :func:`_atomic_write` removes its temporary file on any exception.
+    """
     import pickle
     import signal
     import traceback
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C stops the run: end quietly with it
-    import objdet.plotting.detection  # noqa: F401  # the slow imports, while the run evaluates
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
 
-    data = sys.stdin.buffer.read()
-    if not data:  # the run stopped before its figures (bad input, say)
-        return
     try:
-        evaluation, conf_threshold, iou_threshold, diagnostics, out = pickle.loads(data)
-        figures = evaluation_figures(evaluation, conf_threshold, iou_threshold, diagnostics)
-        reply: tuple[str, Any] = ("ok", [str(p) for p in save_figures(figures, out)])
-    except Exception:
-        reply = ("error", traceback.format_exc())
-    sys.stdout.buffer.write(pickle.dumps(reply))
-    sys.stdout.buffer.flush()
+        signal.signal(signal.SIGTERM, stop)
+        import objdet.plotting.detection  # noqa: F401  # the slow imports, while the run evaluates
+
+        data = sys.stdin.buffer.read()
+        if not data:  # the run stopped before its figures
+            os._exit(0)
+        try:
+            evaluation, conf_threshold, iou_threshold, diagnostics, out = pickle.loads(data)
+            figures = evaluation_figures(evaluation, conf_threshold, iou_threshold, diagnostics)
+            reply: tuple[str, Any] = ("ok", [str(p) for p in save_figures(figures, out)])
+        except Exception:
+            reply = ("error", traceback.format_exc())
+        sys.stdout.buffer.write(pickle.dumps(reply))
+        sys.stdout.buffer.flush()
+    except KeyboardInterrupt:
+        os._exit(130)
     os._exit(0)  # every file is closed: skip the interpreter's teardown, which the run would wait for
 
 
@@ -1796,7 +1801,7 @@ def _printer(stdout: IO[str], quiet: bool) -> Callable[[str], None]:
         if closed:
             return
         try:
-            print(text, file=stdout)
+            print(text, file=stdout, flush=True)  # nothing left in the buffer for the exit to fail on
         except BrokenPipeError:
             closed = True
             if stdout is sys.stdout:  # no second error when Python flushes stdout at exit
@@ -1957,8 +1962,6 @@ def _evaluate_files(
         say("")
         say(table)
         extra += ["", *table.splitlines()] if extra else table.splitlines()
-    if worker is not None:  # the figures are complete: drawn there while the rest runs here
-        worker.send(evaluation, args.conf_threshold, args.iou_threshold, diagnostics, args.out)
     if boot is not None:  # the bootstrap: see run_bootstrap
         table, t_boot = run_bootstrap(boot, evaluation, category_ids)
         say("")
@@ -1982,12 +1985,13 @@ def _evaluate_files(
     if args.out is not None:
         write_json(args.out / "metrics.json", evaluation.metrics)
         written.append(args.out / "metrics.json")
-    figures = evaluation_figures(evaluation, args.conf_threshold, args.iou_threshold, diagnostics)
+    figure_job = (evaluation, args.conf_threshold, args.iou_threshold, diagnostics)
+    figures = evaluation_figures(*figure_job)
     if args.report is not None:  # the report: see write_report (the PNGs of --out on the way)
         files, pages = write_report(args, evaluation, figures, extra, timing, args.out if plots else None)
         written += files
     elif plots:
-        drawn = None if worker is None else worker.result()
+        drawn = None if worker is None else worker.render(*figure_job, args.out)
         written += drawn if drawn is not None else save_figures(figures, args.out)
     say("")
     say(timing)

@@ -367,3 +367,38 @@ def test_curves_of_the_metric_are_tensors_of_its_dtype() -> None:
         detection_curves(
             np.zeros(1), np.zeros(1), np.ones(1), np.zeros(1), np.zeros(1), np.ones(1), 0.5, confidence=1
         )
+
+
+def test_curves_edge_inputs() -> None:
+    one = (np.array([0.9]), np.array([0]), np.array([True]), np.array([True]), np.array([0]), np.array([1]))
+    c = detection_curves(*one, 0.5)  # flagged TP and ignored: a TP, never an FP (AP 1, not 1e15)
+    assert float(c.ap[0]) == pytest.approx(1.0) and (c.pr_precision <= 1).all()
+    # recall points in any order: each read as if alone
+    images = make_dataset(0, n_images=6)
+    flags = pycocotools_flags(images, 0)
+    scores, labels, tp, ign, gl, gc = [], [], [], [], [], []
+    for cls, (s, t, i, n_gt) in flags.items():
+        scores += s
+        labels += [cls] * len(s)
+        tp += t
+        ign += i
+        gl.append(cls)
+        gc.append(n_gt)
+    arrays = [np.asarray(v) for v in (scores, labels, tp, ign, gl, gc)]
+    rec = np.array([1.0, 0.3, 0.0, 0.55])
+    mixed = detection_curves(*arrays, 0.5, rec_thresholds=rec)
+    ordered = detection_curves(*arrays, 0.5, rec_thresholds=np.sort(rec))
+    np.testing.assert_array_equal(mixed.pr_precision, ordered.pr_precision[:, np.argsort(np.argsort(rec))])
+    # a numpy integer is a number of steps, as a Python int
+    assert detection_curves(*arrays, 0.5, confidence=np.int64(11)).confidence.shape == (11,)
+    # the 0..1 grid holds the round values: a score of exactly 0.7 counts at threshold 0.7
+    grid = confidence_grid(np.array([0.2, 0.7]), 1001)
+    assert grid[700] == 0.7 and grid[521] == 0.521 and grid[-1] == 1.0
+    at = detection_curves(np.array([0.7]), np.array([0]), np.array([True]), np.array([False]), [0], [1], 0.5)
+    assert at.tp[0, 700] == 1 and at.tp[0, 701] == 0
+    # mixed-precision scores (bfloat16, float16) are read as float32
+    for dtype in (torch.bfloat16, torch.float16):
+        t = detection_curves(torch.tensor([0.9, 0.4], dtype=dtype), torch.tensor([0, 0]),
+                             torch.tensor([True, False]), torch.tensor([False, False]),
+                             torch.tensor([0]), torch.tensor([1]), 0.5)  # fmt: skip
+        assert isinstance(t.ap, torch.Tensor) and float(t.ap[0]) == pytest.approx(1.0)

@@ -396,3 +396,20 @@ def test_a_shape_or_dtype_wrong_in_every_image_is_named(side: str, key: str, val
         item[key] = value.clone()
     with pytest.raises(ValueError, match=rf"{side}\[0\]\['{key}'\]"):
         MeanAveragePrecision().update(preds, target)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("scores", torch.tensor([1])),
+        ("labels", torch.tensor([True])),
+        ("boxes", torch.ones(1, 4, dtype=torch.bool)),
+    ],
+)
+def test_one_image_of_another_dtype_is_named_also_beside_others(key: str, value: torch.Tensor) -> None:
+    # torch.cat would promote it to the others' dtype: the fast reader checks dtypes per image
+    alone = [_pred(**{key: value})]
+    with pytest.raises(ValueError, match=rf"preds\[0\]\['{key}'\]"):
+        MeanAveragePrecision().update(alone, [_gt()])
+    with pytest.raises(ValueError, match=rf"preds\[1\]\['{key}'\]"):
+        MeanAveragePrecision().update([_pred(), *alone], [_gt(), _gt()])

@@ -288,3 +288,5 @@ def test_stable_argsorts_equal_numpy_stable_sorts_ties_included(values: list[int
     np.testing.assert_array_equal(stable_argsort(key), np.argsort(key, kind="stable"))
     score = key * scale  # few distinct values: many ties, kept in input order
     np.testing.assert_array_equal(stable_argsort_descending(score), np.argsort(-score, kind="stable"))
+    with_nan = np.where(key == 0, np.nan, score)  # NaN last, in input order, as numpy puts them
+    np.testing.assert_array_equal(stable_argsort_descending(with_nan), np.argsort(-with_nan, kind="stable"))

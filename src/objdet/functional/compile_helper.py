@@ -9,8 +9,9 @@ the cache is empty and, if so, starts a second Python process that compiles accu
 kernels on the argument types every caller gives them (:func:`compile_accumulate_kernels`)
 while the run compiles the matching ones; the run then loads them from the cache when it gets
 there (``objdet eval --demo``: 22-24 s -> 14-15 s here). Should the helper be late or fail,
-the run compiles them itself, as without it. The helper is stopped when the run's process
-ends; its output is discarded.
+the run compiles them itself, as without it. The helper is stopped if the run's process ends
+first; its output is discarded. (A run stopped between the probe and the real kernels leaves
+the probe cached: the next run compiles the rest without a helper or a notice.)
 """
 
 from __future__ import annotations
@@ -21,23 +22,48 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["can_start_python", "compile_accumulate_kernels", "objdet_env", "start_if_cold"]
+__all__ = ["can_start_python", "compile_accumulate_kernels", "python_command", "start_if_cold"]
 
 _cold: bool | None = None  # what the probe said, once per process
 
 
 def can_start_python() -> bool:
-    """Whether ``sys.executable -c CODE`` starts this Python (not so in a frozen application)."""
-    return bool(sys.executable) and not getattr(sys, "frozen", False)
+    """Whether ``sys.executable`` is a Python that can be started (not so in a frozen application or
+    an embedding program such as uWSGI)."""
+    name = os.path.basename(sys.executable or "").lower()
+    return name.startswith(("python", "pypy")) and not getattr(sys, "frozen", False)
 
 
-def objdet_env() -> dict[str, str]:
-    """The environment for a second Python process that must import this very objdet."""
+#: the start of a second process: the current directory off ``sys.path`` (a local ``objdet/`` or
+#: ``matplotlib.py`` must not shadow the real ones), this objdet's root (``argv[1]``) at its end
+#: when it is not on it already (not through ``PYTHONPATH``: that comes before the standard library)
+_BOOT = (
+    "import sys\n"
+    "if sys.path[:1] == ['']:\n    del sys.path[0]\n"
+    "if sys.argv[1] not in sys.path:\n    sys.path.append(sys.argv[1])\n"
+)
+
+
+def python_command(code: str) -> list[str]:
+    """``[sys.executable, "-c", ...]`` running ``code`` with this very objdet importable, wherever it
+    was imported from."""
     import objdet
 
-    package_root = str(Path(objdet.__file__).resolve().parents[1])
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
+    root = str(Path(objdet.__file__).resolve().parents[1])
+    return [sys.executable, "-c", _BOOT + code, root]
+
+
+def _first_rank() -> bool:
+    """Whether this process is the first of its DDP job (or not under DDP): only it starts a helper."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return False
+    dist = sys.modules.get("torch.distributed")
+    try:  # mp.spawn sets no LOCAL_RANK: ask the process group when there is one
+        return not (
+            dist is not None and dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+        )
+    except Exception:
+        return True
 
 
 def start_if_cold() -> bool:
@@ -46,7 +72,7 @@ def start_if_cold() -> bool:
 
     The first call runs ``objdet.ops.coco_cpu.cache_probe`` (loaded from the cache in
     milliseconds, or compiled in a moment); later calls return its answer. False under
-    ``NUMBA_DISABLE_JIT=1``, where nothing compiles. Under DDP only local rank 0 starts a
+    ``NUMBA_DISABLE_JIT=1``, where nothing compiles. Under DDP only the first rank starts a
     helper (the ranks share the cache).
     """
     global _cold
@@ -56,7 +82,7 @@ def start_if_cold() -> bool:
         cache_probe(0)
         stats = getattr(cache_probe, "stats", None)  # None with NUMBA_DISABLE_JIT=1
         _cold = stats is not None and bool(stats.cache_misses)
-        if _cold and os.environ.get("LOCAL_RANK", "0") == "0" and can_start_python():
+        if _cold and _first_rank() and can_start_python():
             _start_helper()
     return _cold
 
@@ -64,18 +90,19 @@ def start_if_cold() -> bool:
 def _start_helper() -> None:
     import atexit
     import subprocess
+    import threading
 
     code = "from objdet.functional.compile_helper import compile_accumulate_kernels as c; c()"
     try:
         helper = subprocess.Popen(
-            [sys.executable, "-c", code],
+            python_command(code),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=objdet_env(),
         )
     except (OSError, ValueError):  # no second process: the run compiles everything itself
         return
+    threading.Thread(target=helper.wait, daemon=True).start()  # reaped when it ends, not at exit
 
     def stop() -> None:
         if helper.poll() is None:

@@ -47,8 +47,12 @@ __all__ = ["DetectionCurves", "FBetaCurves", "coco_state_curves", "confidence_gr
 
 # ------------------------------------------------------------------ numpy in, tensors back out
 def _numpy(x: Any) -> np.ndarray:
-    """A numpy array from a numpy array, a list or a torch tensor (any device)."""
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    """A numpy array from a numpy array, a list or a torch tensor (any device, any dtype: bfloat16
+    and float16 scores, as mixed precision gives them, are read as float32)."""
+    if not hasattr(x, "detach"):
+        return np.asarray(x)
+    x = x.detach().cpu()
+    return (x.float() if x.is_floating_point() and x.element_size() < 4 else x).numpy()
 
 
 def _device(*xs: Any) -> Any:
@@ -189,17 +193,26 @@ def confidence_grid(scores: Any, steps: int = 1001) -> Any:
     return _out(_grid(_numpy(scores).astype(np.float64).reshape(-1), steps), _device(scores))
 
 
+def _linspace(start: float, end: float, steps: int) -> np.ndarray:
+    """``steps`` evenly spaced values, ``start + (end - start) * (i / (steps - 1))``: the 0..1 grid
+    holds the doubles nearest to i / (steps - 1) (0.7 is exactly 0.7, as a score written 0.7 is;
+    ``np.linspace`` gives 0.7000000000000001 there)."""
+    grid = start + (end - start) * (np.arange(steps, dtype=np.float64) / (steps - 1))
+    grid[-1] = end
+    return grid
+
+
 def _grid(scores: np.ndarray, steps: int) -> np.ndarray:
     finite = scores[np.isfinite(scores)]
     if finite.size:
         smin, smax = float(finite.min()), float(finite.max())
         if smin < 0.0 or smax > 1.0:
             if smax == smin:
-                return np.linspace(smin, smin + 1.0, steps)
+                return _linspace(smin, smin + 1.0, steps)
             ordered = np.sort(finite)
-            rank = np.linspace(0, ordered.size - 1, steps)
+            rank = _linspace(0.0, float(ordered.size - 1), steps)
             return np.unique(ordered[np.round(rank).astype(np.int64)])  # sorted, distinct
-    return np.linspace(0.0, 1.0, steps)
+    return _linspace(0.0, 1.0, steps)
 
 
 def _best(f1: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,13 +279,18 @@ def _pr_curves(
     from objdet.functional.coco_cpu import coco_accumulate_np  # numba: not needed to unpickle curves
 
     n = scores.size
+    # a detection flagged both TP and ignored counts as a TP here (never as an FP), as before
+    ignored = ignored & ~tp
+    by_rec = np.argsort(rec, kind="stable")  # the accumulate reads the recall points in increasing order
     classes, precision, _, _ = coco_accumulate_np(
         scores, labels, np.zeros(n, np.int64), tp.astype(np.uint8).reshape(n, 1),
-        ignored.astype(np.uint8).reshape(n, 1), gt_labels, gt_counts.reshape(-1, 1), 1, rec, [1],
+        ignored.astype(np.uint8).reshape(n, 1), gt_labels, gt_counts.reshape(-1, 1), 1, rec[by_rec], [1],
     )  # fmt: skip
     n_gt = np.zeros(classes.size, np.int64)
     np.add.at(n_gt, np.searchsorted(classes, gt_labels), gt_counts)
-    return classes, n_gt, np.ascontiguousarray(precision[0, :, :, 0, 0].T)  # (K, R)
+    pr = np.empty((classes.size, rec.size), np.float64)
+    pr[:, by_rec] = precision[0, :, :, 0, 0].T  # (K, R), the recall points in the caller's order
+    return classes, n_gt, pr
 
 
 def detection_curves(
@@ -343,7 +361,7 @@ def detection_curves(
     ap = np.where(has_gt, pr_precision.mean(1) if rec.size else 0.0, -1.0)
 
     # Confidence curves: a detection counts at the first searchsorted(grid, score, right) thresholds.
-    if hasattr(confidence, "shape") or isinstance(confidence, list | tuple):  # the thresholds themselves
+    if hasattr(confidence, "detach") or np.ndim(confidence) > 0:  # a tensor or a sequence: the thresholds
         grid = np.sort(_numpy(confidence).astype(np.float64).reshape(-1))
         if grid.size == 0 or not np.isfinite(grid).all():
             raise ValueError(f"`confidence` thresholds must be finite and non-empty, got {confidence}")

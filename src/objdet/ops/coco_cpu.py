@@ -112,8 +112,18 @@ def stable_argsort(key: np.ndarray) -> np.ndarray:
 
 @_jit
 def stable_argsort_descending(score: np.ndarray) -> np.ndarray:
-    """Stable descending argsort of float64 ``score`` (ties keep input order), as :func:`stable_argsort`."""
-    return _argsort_key_score(np.zeros(score.shape[0], np.int64), score)
+    """Stable descending argsort of float64 ``score`` (ties keep input order; NaN last, in input order,
+    as ``np.argsort(-score, kind="stable")``), as :func:`stable_argsort`."""
+    n = score.shape[0]
+    nan = np.zeros(n, np.int64)
+    finite = np.empty(n, np.float64)
+    for i in range(n):
+        if np.isnan(score[i]):
+            nan[i] = 1
+            finite[i] = 0.0
+        else:
+            finite[i] = score[i]
+    return _argsort_key_score(nan, finite)
 
 
 #: most (image, label) buckets :func:`group_plan` counts in, per detection and GT of the batch

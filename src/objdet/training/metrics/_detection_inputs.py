@@ -524,10 +524,10 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
 
     Returns numpy arrays of the concatenated fields, or None when anything is unusual (a
     missing key, another shape or dtype, another device, tensors that require grad, ...): the
-    checked path then handles the batch and names what is wrong. Per image only the lengths
-    are compared; shapes and dtypes are checked once on the concatenations (torch.cat refuses
-    tensors of different dimensions and promotes dtypes, so a concatenation of the expected
-    dimensions and dtypes means every image's tensors had them).
+    checked path then handles the batch and names what is wrong. Per image the lengths and
+    dtypes are compared (a dtype check on the concatenation would let type promotion hide one
+    image's integer scores, say); the dimensions are checked once on the concatenations
+    (torch.cat refuses tensors of different dimensions).
     """
     if not isinstance(preds, list | tuple) or not isinstance(target, list | tuple):
         return None
@@ -535,7 +535,7 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
         return None
     d_boxes, d_scores, d_labels, g_boxes, g_labels, g_crowd, g_area = [], [], [], [], [], [], []
     d_count, g_count = [], []
-    tensor = _Tensor
+    tensor, floats, ints = _Tensor, _FLOATS, _INTS
     try:
         for p, t in zip(preds, target, strict=True):
             if "area" in p:
@@ -547,6 +547,10 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
                 return None
             n, m = len(db), len(gb)  # len() raises TypeError on 0-d tensors: the checked path
             if len(ds) != n or len(dl) != n or len(gl) != m:
+                return None
+            if db.dtype not in floats or gb.dtype not in floats or ds.dtype not in floats:
+                return None
+            if dl.dtype not in ints or gl.dtype not in ints:
                 return None
             gc, ga = t.get("iscrowd"), t.get("area")
             if gc is not None:
@@ -572,14 +576,9 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
         scores, labels, gt_labels = torch.cat(d_scores), torch.cat(d_labels), torch.cat(g_labels)
         crowd = torch.cat(g_crowd) if g_crowd else None
         area = torch.cat(g_area) if g_area else None
-        floats, ints = _FLOATS, _INTS
         if det_boxes.dim() != 2 or det_boxes.shape[1] != 4 or gt_boxes.dim() != 2 or gt_boxes.shape[1] != 4:
             return None
         if scores.dim() != 1 or labels.dim() != 1 or gt_labels.dim() != 1:
-            return None
-        if det_boxes.dtype not in floats or gt_boxes.dtype not in floats or scores.dtype not in floats:
-            return None
-        if labels.dtype not in ints or gt_labels.dtype not in ints:
             return None
         if (crowd is not None and crowd.dim() != 1) or (area is not None and area.dim() != 1):
             return None
