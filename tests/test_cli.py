@@ -20,6 +20,7 @@ from objdet.cli import Progress, main
 from objdet.data import demo_files
 from objdet.functional.coco import coco_stat_names
 from objdet.io.coco_arrays import CocoInputWarning
+from tests.helpers.cli_imports import imported_packages
 from tests.helpers.coco_reference import make_dataset
 
 STAT_KEYS = coco_stat_names()
@@ -431,32 +432,15 @@ def test_segm_only_results_past_255_equal_pycocotools(tmp_path: Path) -> None:
 
 
 def test_no_plots_run_imports_no_torch(tmp_path: Path) -> None:
-    segm = ["--iou-type", "segm", "--json", str(tmp_path / "s.json")]
-    script = (
-        "import sys\n"
-        "from objdet.cli import main\n"
-        f"assert main(['eval', '--demo', '-q', '--no-plots', '--out', {str(tmp_path)!r}]) == 0\n"
-        f"assert main(['eval', '--demo', '-q', *{segm!r}]) == 0\n"
-        "heavy = {'torch', 'torchmetrics', 'lightning', 'matplotlib'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    no_plots = ["eval", "--demo", "-q", "--no-plots", "--out", str(tmp_path)]
+    segm = ["eval", "--demo", "-q", "--iou-type", "segm", "--json", str(tmp_path / "s.json")]
+    assert imported_packages([no_plots, segm], {"torch", "torchmetrics", "lightning", "matplotlib"}) == []
 
 
 def test_the_demo_with_its_plots_imports_no_torch(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    script = (
-        "import sys\n"
-        "from objdet.cli import main\n"
-        f"assert main(['eval', '--demo', '-q', '--out', {str(out)!r}, '--fbeta', '2']) == 0\n"
-        "heavy = {'torch', 'torchmetrics', 'lightning'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    argv = ["eval", "--demo", "-q", "--out", str(out), "--fbeta", "2"]
+    assert imported_packages([argv], {"torch", "torchmetrics", "lightning"}) == []
     pngs = {"confusion_matrix", "confusion_matrix_normalized", "pr_curves", "f1_confidence", "ap_per_class"}
     assert {p.stem for p in out.glob("*.png")} == pngs | {"f2_confidence"}
     metrics = json.loads((out / "metrics.json").read_text())

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from objdet.data import demo_files
+from tests.helpers.cli_imports import imported_packages
 from tests.test_cli import _with_empty_images, cocoeval, per_class_ap, run, write_generated
 
 pytestmark = pytest.mark.filterwarnings("ignore:Encountered more than 100 detections")
@@ -163,16 +162,7 @@ def test_bad_options(option: list[str], expected: str) -> None:
 
 def test_bootstrap_imports_no_torch(tmp_path: Path) -> None:
     argv = ["eval", "--demo", "-q", "--bootstrap", "50", "--json", str(tmp_path / "m.json")]
-    script = (
-        "import sys\n"
-        "from objdet.cli import main\n"
-        f"assert main({argv!r}) == 0\n"
-        "heavy = {'torch', 'torchmetrics', 'lightning', 'matplotlib'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert imported_packages([argv], {"torch", "torchmetrics", "lightning", "matplotlib"}) == []
     assert json.loads((tmp_path / "m.json").read_text())["bootstrap"]["n_resamples"] == 50
 
 

@@ -6,8 +6,6 @@ import contextlib
 import io
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from pycocotools.cocoeval import COCOeval
 
 from objdet.data import demo_files
 from tests.functional.test_calibration import reference
+from tests.helpers.cli_imports import imported_packages
 from tests.test_cli import run, write_generated
 
 pytestmark = pytest.mark.filterwarnings("ignore:Encountered more than 100 detections")
@@ -114,16 +113,7 @@ def test_without_the_flags_the_json_has_no_diagnostics(tmp_path: Path) -> None:
 
 def test_calibration_imports_no_torch(tmp_path: Path) -> None:
     argv = ["eval", "--demo", "-q", "--calibration", "--json", str(tmp_path / "m.json")]
-    script = (
-        "import sys\n"
-        "from objdet.cli import main\n"
-        f"assert main({argv!r}) == 0\n"
-        "heavy = {'torch', 'torchmetrics', 'lightning', 'matplotlib'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert imported_packages([argv], {"torch", "torchmetrics", "lightning", "matplotlib"}) == []
     assert "ece" in json.loads((tmp_path / "m.json").read_text())["calibration"]
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import torch
 from objdet.cli import tide_arrays, tide_json
 from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
 from tests.functional.test_tide import TIDECV_COCO100, TIDECV_COCO100_SEGM, max_diff
+from tests.helpers.cli_imports import imported_packages
 from tests.helpers.coco_segm_reference import coco_segm_json, make_segm_dataset
 from tests.helpers.cocoapi_files import BBOX, GT, SEGM, unpack
 from tests.helpers.tide_reference import reference_tide, tidecv_available, tidecv_tide
@@ -76,16 +75,8 @@ def test_generated_files_equal_tidecv(tmp_path: Path, seed: int) -> None:
 
 
 def test_tide_without_plots_imports_no_torch(tmp_path: Path) -> None:
-    script = (
-        "import sys\n"
-        "from objdet.cli import main\n"
-        f"assert main(['eval', '--demo', '-q', '--tide', '--json', {str(tmp_path / 'm.json')!r}]) == 0\n"
-        "heavy = {'torch', 'torchmetrics', 'lightning', 'matplotlib'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    argv = ["eval", "--demo", "-q", "--tide", "--json", str(tmp_path / "m.json")]
+    assert imported_packages([argv], {"torch", "torchmetrics", "lightning", "matplotlib"}) == []
     assert set(json.loads((tmp_path / "m.json").read_text())["tide"]) == {"main", "special"}
 
 
