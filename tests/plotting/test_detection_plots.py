@@ -379,3 +379,14 @@ def test_slice_bars_and_bootstrap_intervals_show_what_they_say() -> None:
     )
     lines = [[float(x) for x in line.get_xdata()] for line in ax.get_lines()]
     assert [0.1, 0.5] in lines and [-0.4, 0.0] in lines and [-0.05, 0.2] in lines
+
+
+def test_bfloat16_values_are_plotted() -> None:
+    # mixed-precision models give bfloat16 scores; numpy has no such dtype
+    from objdet.plotting._common import image_rgb, to_numpy
+
+    values = torch.tensor([0.25, 0.5], dtype=torch.bfloat16)
+    np.testing.assert_array_equal(to_numpy(values), [0.25, 0.5])
+    _fig, ax = plot_ap_bars(values, ["a", "b"])
+    assert len(ax.patches) == 2
+    assert image_rgb(torch.ones(2, 2, dtype=torch.bfloat16)).shape == (2, 2, 3)

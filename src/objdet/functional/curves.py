@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from objdet.functional._host import host_array
 from objdet.functional.coco_params import default_rec_thresholds
 from objdet.functional.lanes import area_all_lane, lane_flags
 
@@ -46,15 +47,6 @@ __all__ = ["DetectionCurves", "FBetaCurves", "coco_state_curves", "confidence_gr
 
 
 # ------------------------------------------------------------------ numpy in, tensors back out
-def _numpy(x: Any) -> np.ndarray:
-    """A numpy array from a numpy array, a list or a torch tensor (any device, any dtype: bfloat16
-    and float16 scores, as mixed precision gives them, are read as float32)."""
-    if not hasattr(x, "detach"):
-        return np.asarray(x)
-    x = x.detach().cpu()
-    return (x.float() if x.is_floating_point() and x.element_size() < 4 else x).numpy()
-
-
 def _device(*xs: Any) -> Any:
     """The device of the first torch tensor among ``xs``, None when there is none (numpy out)."""
     return next((x.device for x in xs if hasattr(x, "detach")), None)
@@ -135,7 +127,7 @@ class DetectionCurves:
     @property
     def map(self) -> Any:
         """() mean AP over the classes with GT, -1 if none; pycocotools' AP at t (e.g. mAP@0.5)."""
-        ap = _numpy(self.ap)
+        ap = host_array(self.ap)
         defined = ap[ap > -1]
         return _out(np.float64(defined.mean() if defined.size else -1.0), _device(self.ap))
 
@@ -158,13 +150,18 @@ class DetectionCurves:
         """
         beta = _check_beta(beta)
         per_class, overall, best_c, best_f, class_best_c, class_best_f = _fscore_curves(
-            _numpy(self.tp), _numpy(self.fp), _numpy(self.num_gt), _numpy(self.confidence), self.average, beta
+            host_array(self.tp),
+            host_array(self.fp),
+            host_array(self.num_gt),
+            host_array(self.confidence),
+            self.average,
+            beta,
         )
         result = FBetaCurves(
             beta=beta,
-            classes=_numpy(self.classes),
+            classes=host_array(self.classes),
             iou_threshold=self.iou_threshold,
-            confidence=_numpy(self.confidence),
+            confidence=host_array(self.confidence),
             average=self.average,
             fbeta=per_class,
             overall=overall,
@@ -190,7 +187,7 @@ def confidence_grid(scores: Any, steps: int = 1001) -> Any:
     """
     if steps < 2:
         raise ValueError(f"`confidence` must be at least 2 steps, got {steps}")
-    return _out(_grid(_numpy(scores).astype(np.float64).reshape(-1), steps), _device(scores))
+    return _out(_grid(host_array(scores).astype(np.float64).reshape(-1), steps), _device(scores))
 
 
 def _linspace(start: float, end: float, steps: int) -> np.ndarray:
@@ -334,13 +331,13 @@ def detection_curves(
     if average not in ("micro", "macro"):
         raise ValueError(f"`average` must be 'micro' or 'macro', got {average!r}")
     device = _device(scores, labels, tp, ignored, gt_labels, gt_counts)
-    scores = _numpy(scores).astype(np.float64).reshape(-1)
+    scores = host_array(scores).astype(np.float64).reshape(-1)
     labels, gt_labels = (
-        _numpy(labels).astype(np.int64).reshape(-1),
-        _numpy(gt_labels).astype(np.int64).reshape(-1),
+        host_array(labels).astype(np.int64).reshape(-1),
+        host_array(gt_labels).astype(np.int64).reshape(-1),
     )
-    tp, ignored = _numpy(tp).astype(bool).reshape(-1), _numpy(ignored).astype(bool).reshape(-1)
-    gt_counts = _numpy(gt_counts).astype(np.int64).reshape(-1)
+    tp, ignored = host_array(tp).astype(bool).reshape(-1), host_array(ignored).astype(bool).reshape(-1)
+    gt_counts = host_array(gt_counts).astype(np.int64).reshape(-1)
     if not (scores.size == labels.size == tp.size == ignored.size):
         raise ValueError(
             f"`scores`, `labels`, `tp` and `ignored` must have one entry per detection, got sizes "
@@ -353,7 +350,7 @@ def detection_curves(
     rec = (
         np.asarray(default_rec_thresholds(), np.float64)
         if rec_thresholds is None
-        else _numpy(rec_thresholds).astype(np.float64).reshape(-1)
+        else host_array(rec_thresholds).astype(np.float64).reshape(-1)
     )
     classes, n_gt, pr_precision = _pr_curves(scores, labels, tp, ignored, gt_labels, gt_counts, rec)
     n_cls = classes.size
@@ -362,7 +359,7 @@ def detection_curves(
 
     # Confidence curves: a detection counts at the first searchsorted(grid, score, right) thresholds.
     if hasattr(confidence, "detach") or np.ndim(confidence) > 0:  # a tensor or a sequence: the thresholds
-        grid = np.sort(_numpy(confidence).astype(np.float64).reshape(-1))
+        grid = np.sort(host_array(confidence).astype(np.float64).reshape(-1))
         if grid.size == 0 or not np.isfinite(grid).all():
             raise ValueError(f"`confidence` thresholds must be finite and non-empty, got {confidence}")
     elif int(confidence) < 2:

@@ -10,12 +10,12 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from objdet.functional._host import host_array
+
 
 def to_numpy(value: Any, dtype: Any = np.float64) -> np.ndarray:
-    """numpy array from a numpy array, a list or a torch tensor (any device)."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=dtype)
+    """numpy array of ``dtype`` from a numpy array, a list or a torch tensor (any device, bfloat16 too)."""
+    return np.asarray(host_array(value), dtype=dtype)
 
 
 def new_figure(figsize: tuple[float, float], **subplot_kw: Any) -> tuple[Figure, Axes]:
@@ -39,7 +39,7 @@ def image_rgb(image: Any, stretch: bool = True) -> np.ndarray:
     ``stretch=False`` uint8 images are divided by 255, float images already inside [0, 1] are
     kept as they are, and anything else is stretched.
     """
-    raw = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    raw = host_array(image)
     is_uint8 = raw.dtype == np.uint8
     img = np.asarray(raw, dtype=np.float64)
     if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
