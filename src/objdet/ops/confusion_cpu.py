@@ -48,8 +48,8 @@ def _candidates(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs (det, GT, IoU) in (det, GT) input order within each image, and crowd cover flags."""
     n_det, n_gt = det_img.shape[0], gt_img.shape[0]
-    d_order = stable_argsort(det_img.astype(np.int64))
-    g_order = stable_argsort(gt_img.astype(np.int64))
+    d_order = stable_argsort(det_img)
+    g_order = stable_argsort(gt_img)
     covered = np.zeros(n_det, np.bool_)
     cap = 16
     pair_det = np.empty(cap, np.int64)
@@ -133,7 +133,7 @@ def _greedy(
     )
     # rank: IoU desc, score desc, det asc, GT asc. Pairs come in (det, GT) order inside an image
     # (pairs of different images never compete), so two stable sorts leave the index ties in place.
-    by_score = stable_argsort_descending(det_score[pair_det].astype(np.float64))
+    by_score = stable_argsort_descending(det_score[pair_det])
     by_iou = by_score[stable_argsort_descending(pair_iou[by_score])]
     det_to_gt = np.full(n_det, -1, np.int64)
     gt_to_det = np.full(n_gt, -1, np.int64)
