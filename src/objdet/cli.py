@@ -1053,14 +1053,10 @@ class FigureWorker:
         return [Path(p) for p in paths] if self._process.returncode == 0 and status == "ok" else None
 
     def close(self) -> None:
-        """Stop the worker if it still runs, and reap it."""
-        if self._process.poll() is None:
-            self._process.terminate()  # before render(): it has written nothing
-            try:
-                self._process.wait(timeout=10)
-            except Exception:
-                self._process.kill()
-                self._process.wait()
+        """Stop the worker if it still runs (before :meth:`render` it has written nothing), and reap it."""
+        from objdet.functional.compile_helper import stop_process
+
+        stop_process(self._process)
 
 
 def figure_worker_main() -> None:

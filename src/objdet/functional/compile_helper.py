@@ -19,10 +19,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["can_start_python", "compile_accumulate_kernels", "python_command", "start_if_cold"]
+__all__ = [
+    "can_start_python",
+    "compile_accumulate_kernels",
+    "python_command",
+    "start_if_cold",
+    "stop_process",
+]
 
 _cold: bool | None = None  # what the probe said, once per process
 
@@ -51,6 +58,18 @@ def python_command(code: str) -> list[str]:
 
     root = str(Path(objdet.__file__).resolve().parents[1])
     return [sys.executable, "-c", _BOOT + code, root]
+
+
+def stop_process(process: Any) -> None:
+    """Stop a second process of objdet's (a ``subprocess.Popen``) if it still runs, and reap it: terminated,
+    killed if it has not ended 10 s later."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except Exception:
+            process.kill()
+            process.wait()
 
 
 def _first_rank() -> bool:
@@ -103,13 +122,7 @@ def _start_helper() -> None:
     except (OSError, ValueError):  # no second process: the run compiles everything itself
         return
     threading.Thread(target=helper.wait, daemon=True).start()  # reaped when it ends, not at exit
-
-    def stop() -> None:
-        if helper.poll() is None:
-            helper.terminate()
-            helper.wait()
-
-    atexit.register(stop)
+    atexit.register(stop_process, helper)
 
 
 def compile_accumulate_kernels() -> None:
