@@ -123,6 +123,29 @@ def test_bad_image_is_located() -> None:
         MeanAveragePrecision().update(preds, [_gt()] * 3)
 
 
+@pytest.mark.parametrize(
+    ("side", "key", "value"),
+    [
+        ("preds", "scores", torch.tensor(0.9)),
+        ("preds", "labels", torch.tensor(1)),
+        ("target", "labels", torch.tensor(1)),
+        ("target", "iscrowd", torch.tensor(0)),
+        ("target", "area", torch.tensor(1900.0)),
+    ],
+)
+def test_zero_dim_field_reads_as_one_value(side: str, key: str, value: torch.Tensor) -> None:
+    """A 0-d tensor for a one-detection image leaves the fast path and counts as one value."""
+    one_d = {"iscrowd": torch.tensor([0]), "area": torch.tensor([1900.0])}
+    preds, target = [_pred(), _pred()], [_gt(**one_d), _gt(**one_d)]
+    zero = copy.deepcopy((preds, target))
+    zero[0 if side == "preds" else 1][1][key] = value
+    expected, got = MeanAveragePrecision(), MeanAveragePrecision()
+    expected.update(preds, target)
+    got.update(*zero)
+    assert float(expected.compute()["map"]) > 0.5
+    assert torch.equal(got.compute()["map"], expected.compute()["map"])
+
+
 def test_classwise_ap_label_range_and_arguments() -> None:
     with pytest.raises(ValueError, match=r"preds\[0\]\['labels'\] must have values in \[0, 2\], got 3"):
         ClasswiseAP(num_classes=3).update([_pred(labels=torch.tensor([3]))], [_gt()])

@@ -545,8 +545,9 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
                 return None
             if type(gb) is not tensor or type(gl) is not tensor:
                 return None
-            n, m = len(db), len(gb)  # len() raises TypeError on 0-d tensors: the checked path
-            if len(ds) != n or len(dl) != n or len(gl) != m:
+            # shape[0] (a tuple read, not Tensor.__len__) raises IndexError on 0-d tensors: the checked path
+            n, m = db.shape[0], gb.shape[0]
+            if ds.shape[0] != n or dl.shape[0] != n or gl.shape[0] != m:
                 return None
             if db.dtype not in floats or gb.dtype not in floats or ds.dtype not in floats:
                 return None
@@ -554,11 +555,11 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
                 return None
             gc, ga = t.get("iscrowd"), t.get("area")
             if gc is not None:
-                if type(gc) is not tensor or len(gc) != m:
+                if type(gc) is not tensor or gc.shape[0] != m:
                     return None
                 g_crowd.append(gc)
             if ga is not None:
-                if type(ga) is not tensor or len(ga) != m:
+                if type(ga) is not tensor or ga.shape[0] != m:
                     return None
                 g_area.append(ga)
             d_boxes.append(db)
@@ -597,7 +598,7 @@ def _gather_fast(preds: Any, target: Any) -> tuple | None:
             crowd.to(f64).numpy() if crowd is not None else np.zeros(n_gt),
             area.to(f64).numpy() if area is not None else np.zeros(n_gt),
         )
-    except (KeyError, TypeError, RuntimeError, AttributeError):
+    except (KeyError, TypeError, RuntimeError, AttributeError, IndexError):
         return None
 
 
