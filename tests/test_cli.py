@@ -431,6 +431,26 @@ def test_segm_only_results_past_255_equal_pycocotools(tmp_path: Path) -> None:
         assert metrics == {**_torch_route(gt_path, dt_path, iou_type), "files": metrics["files"]}
 
 
+def test_segm_results_whose_bbox_is_not_their_mask_box_equal_pycocotools(tmp_path: Path) -> None:
+    """Mask IoU skips pairs whose mask boxes do not overlap (rleIou's test): those boxes, not a
+    result's 'bbox' (here a 2 x 3 box in a corner, which also sets the result's area)."""
+    from tests.helpers.coco_segm_reference import coco_segm_json, make_segm_dataset
+
+    dataset, results = coco_segm_json(make_segm_dataset(5, n_images=30))
+    for k, r in enumerate(results):
+        r["bbox"] = [float(k % 3), 0.0, 2.0, 3.0]
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(dataset))
+    dt_path.write_text(json.dumps(results))
+    json_path = tmp_path / "m.json"
+    code, _, err = run("eval", str(gt_path), str(dt_path), "--iou-type", "segm", "--json", str(json_path))
+    assert code == 0, err
+    metrics = json.loads(json_path.read_text())
+    ev = cocoeval(gt_path, dt_path, "segm")
+    assert ev.stats[0] > 0  # the masks match: the boxes would not
+    np.testing.assert_allclose([metrics[k] for k in STAT_KEYS], ev.stats, rtol=0, atol=1e-9)
+
+
 def test_no_plots_run_imports_no_torch(tmp_path: Path) -> None:
     no_plots = ["eval", "--demo", "-q", "--no-plots", "--out", str(tmp_path)]
     segm = ["eval", "--demo", "-q", "--iou-type", "segm", "--json", str(tmp_path / "s.json")]

@@ -28,6 +28,8 @@ file, also with ``--quiet``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import itertools
 import json
 import math
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
 
     from objdet.io import CocoGroundTruth
     from objdet.io.coco_arrays import DtArrays, GtArrays
+    from objdet.ops.rle_cpu import RleStrings
 
 EXIT_BAD_INPUT = 2
 _SUMMARY_ROWS = (
@@ -410,15 +413,13 @@ def _start_numba(notice: Callable[[str], None] | None = None) -> None:
         notice(COMPILING_NOTICE)
 
 
-def _segm_sizes_agree(gt: GtArrays, dt: DtArrays) -> None:
+def _segm_sizes_agree(gt: GtArrays, gt_sizes: np.ndarray, dt: DtArrays, dt_sizes: np.ndarray) -> None:
     """Every RLE of an image has one size (checked against the image's size when the file gives it)."""
-    assert gt.rles is not None and dt.rles is not None
     n = len(gt.image_ids)
     first = np.full((n, 2), -1, np.int64)
-    for what, rles, img in (("annotations", gt.rles, gt.img), ("results", dt.rles, dt.img)):
-        if not rles:
+    for what, sizes, img in (("annotations", gt_sizes, gt.img), ("results", dt_sizes, dt.img)):
+        if not len(sizes):
             continue
-        sizes = np.array([r["size"] for r in rles], np.int64).reshape(-1, 2)
         unset = first[img, 0] < 0
         first[img[unset][::-1], :] = sizes[unset][::-1]  # the first RLE of an image sets its size
         bad = np.flatnonzero((first[img] != sizes).any(1))
@@ -430,17 +431,9 @@ def _segm_sizes_agree(gt: GtArrays, dt: DtArrays) -> None:
             )
 
 
-def _check_rles(rles: Sequence[dict], image_of: np.ndarray, image_ids: np.ndarray, what: str) -> None:
+def _check_rles(rles: RleStrings, image_of: np.ndarray, image_ids: np.ndarray, what: str) -> None:
     """Compressed RLE strings that pycocotools would refuse to decode raise ValueError naming the image."""
-    from objdet.ops.rle_cpu import first_invalid_rle
-
-    if not rles:
-        return
-    strings = [r["counts"] for r in rles]
-    offsets = np.zeros(len(strings) + 1, np.int64)
-    np.cumsum([len(c) for c in strings], out=offsets[1:])
-    sizes = np.array([r["size"] for r in rles], np.int64).reshape(-1, 2)
-    k = first_invalid_rle(np.frombuffer(b"".join(strings), np.uint8), offsets, sizes[:, 0] * sizes[:, 1])
+    k = rles.first_invalid()
     if k >= 0:
         raise ValueError(
             f"{what} of image {int(image_ids[image_of[k]])}: a compressed RLE 'segmentation' is "
@@ -448,33 +441,32 @@ def _check_rles(rles: Sequence[dict], image_of: np.ndarray, image_ids: np.ndarra
         )
 
 
-def _mask_pair_iou(
-    det_rles: Sequence[dict], gt_rles: Sequence[dict], gt_crowd: np.ndarray, det_key: np.ndarray
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``pair_iou`` of :func:`coco_match_cpu`: pycocotools' mask IoU on RLEs, a call per (image, class)."""
-    from pycocotools import mask as mask_utils
+def _segm_pair_iou(
+    gt: GtArrays, dt: DtArrays
+) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], np.ndarray]:
+    """``pair_iou`` of :func:`coco_match_cpu` and :func:`tide_classify_np` on the files' RLEs (file-wide
+    positions: pycocotools' mask IoU, compiled, any pairs), and the GT masks' areas; sizes and
+    strings checked first (ValueError naming the image)."""
+    from objdet.ops.rle_cpu import rle_strings, strings_pair_iou
 
-    crowd = gt_crowd.astype(int).tolist()
+    assert gt.rles is not None and dt.rles is not None
+    det, truth = rle_strings(dt.rles), rle_strings(gt.rles)
+    _segm_sizes_agree(gt, truth.sizes, dt, det.sizes)
+    _check_rles(truth, gt.img, gt.image_ids, "annotations")
+    _check_rles(det, dt.img, gt.image_ids, "results")
+    gt_area, gt_box = truth.area_bbox()
+    # the masks' boxes (not the results' bbox): rleIou's overlap test
+    det_box = dt.mask_boxes if dt.mask_boxes is not None else det.area_bbox()[1]
+    det_hw, gt_hw, crowd = det.sizes, truth.sizes, gt.crowd.astype(np.bool_)
+    longest = max(det.longest, truth.longest)
 
     def pair_iou(pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
-        out = np.zeros(pair_det.size, np.float64)
-        if not pair_det.size:
-            return out
-        # blocks: runs of one (image, class); rows: runs of one detection (row-major blocks)
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(det_key[pair_det])) + 1])
-        ends = np.append(starts[1:], pair_det.size)
-        rows = np.append(np.flatnonzero(np.diff(pair_det)) + 1, pair_det.size)
-        n_gt = np.minimum(rows[np.searchsorted(rows, starts, side="right")], ends) - starts
-        dets_all, gts_all = pair_det.tolist(), pair_gt.tolist()
-        for a, b, m in zip(starts.tolist(), ends.tolist(), n_gt.tolist(), strict=True):
-            gts = gts_all[a : a + m]
-            iou = mask_utils.iou(
-                [det_rles[d] for d in dets_all[a:b:m]], [gt_rles[g] for g in gts], [crowd[g] for g in gts]
-            )
-            out[a:b] = iou.reshape(-1)
-        return out
+        return strings_pair_iou(
+            det.counts, det.offsets, det_hw, det_box, truth.counts, truth.offsets, gt_hw, gt_box, crowd,
+            pair_det, pair_gt, longest,
+        )  # fmt: skip
 
-    return pair_iou
+    return pair_iou, gt_area
 
 
 def _keypoint_pair_iou(
@@ -548,15 +540,8 @@ def evaluate_arrays(
         # pycocotools ignores a GT without labelled keypoints in every area range
         range_area = np.where(gt.num_keypoints > 0, gt_area, -1.0)
     elif segm:
-        assert gt.rles is not None and dt.rles is not None
-        _segm_sizes_agree(gt, dt)
-        _check_rles(gt.rles, gt.img, gt.image_ids, "annotations")
-        _check_rles(dt.rles, dt.img, gt.image_ids, "results")
-        from objdet.io.coco_arrays import rle_area
-
-        gt_area = np.where(gt.area > 0, gt.area, rle_area(gt.rles) if gt.rles else gt.area)
-        det_key = dt.img * max(n_classes, 1) + dt.label
-        pair_iou_all = _mask_pair_iou(dt.rles, gt.rles, gt.crowd, det_key)
+        pair_iou_all, gt_mask_area = _segm_pair_iou(gt, dt)
+        gt_area = np.where(gt.area > 0, gt.area, gt_mask_area)
     else:
         gt_area = np.where(gt.area > 0, gt.area, gt.boxes[:, 2] * gt.boxes[:, 3])
 
@@ -1276,11 +1261,7 @@ def tide_classified(
     if iou_type == "segm":
         if gt.rles is None or dt.rles is None:
             raise ValueError("TIDE on masks needs the columns read with iou_type 'segm'")
-        _segm_sizes_agree(gt, dt)
-        _check_rles(gt.rles, gt.img, gt.image_ids, "annotations")
-        _check_rles(dt.rles, dt.img, gt.image_ids, "results")
-        # the pairs come image by image, one row per detection: one pycocotools call per image
-        pair_iou = _mask_pair_iou(dt.rles, gt.rles, gt.crowd, dt.img)
+        pair_iou = _segm_pair_iou(gt, dt)[0]
     elif gt.boxes is None or dt.boxes is None:
         raise ValueError("TIDE on boxes needs the columns read with iou_type 'bbox'")
     s = tide_classify_np(
@@ -1864,10 +1845,28 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str], figure
     use_worker = plots and figure_worker and device is None and args.report is None
     worker = FigureWorker.start() if use_worker else None
     try:
-        return _evaluate_files(args, device, diagnostics, boot, plots, worker, stdout, stderr)
+        with _without_gc():
+            return _evaluate_files(args, device, diagnostics, boot, plots, worker, stdout, stderr)
     finally:
         if worker is not None:
             worker.close()
+
+
+@contextlib.contextmanager
+def _without_gc() -> Iterator[None]:
+    """Python's cycle collector paused while ``objdet eval`` runs (and resumed after, as it was).
+
+    Reading a results file makes millions of objects and no reference cycles; each collection
+    walks every tracked object, so on 300k mask results the collector took a fifth of the
+    run. What cycles the run makes (figures) are collected once it is resumed.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _evaluate_files(

@@ -495,7 +495,7 @@ def to_coco_gt(
             image["height"], image["width"] = (int(s) for s in t["masks"].shape[1:])
         images.append(image)
         if rles:
-            mask_area = rle_area([{"size": r["size"], "counts": r["counts"].encode()} for r in rles]).tolist()
+            mask_area = rle_area(rles).tolist()
         for j in range(n):
             a: dict[str, Any] = {
                 "id": len(anns) + 1,

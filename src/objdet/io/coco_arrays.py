@@ -56,17 +56,13 @@ __all__ = [
     "read_dt_arrays",
     "read_gt_arrays",
     "rle_area",
+    "rle_area_bbox",
     "rle_bbox",
     "to_rle",
 ]
 
 IouTypes = str | tuple[str, ...]
 _IOU_TYPES = ("bbox", "segm", "keypoints")
-
-#: pycocotools' ``mask.area`` builds its output with ``np.array((n,), dtype=np.uint8)``, which
-#: numpy 2 rejects for n > 255 (``OverflowError``): it is called on at most this many RLEs.
-_AREA_CHUNK = 255
-
 
 #: ids listed in a message, at most
 _IDS_SHOWN = 10
@@ -129,23 +125,24 @@ def iou_types(iou_type: IouTypes) -> tuple[str, ...]:
     return types
 
 
-def rle_area(rles: Sequence[dict]) -> np.ndarray:
-    """Pixel counts (float64) of compressed RLEs, as pycocotools' ``mask.area``, for any number of them."""
-    from pycocotools import mask as mask_utils
+def rle_area_bbox(rles: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) float64 pixel counts and (n, 4) float64 xywh boxes of compressed RLEs: pycocotools'
+    ``mask.area`` and ``mask.toBbox``, value for value, read from the strings in one compiled
+    call (:mod:`objdet.ops.rle_cpu`), for any number of RLEs (pycocotools' ``mask.area`` fails
+    on more than 255 under numpy 2: it builds its output with ``np.array((n,), dtype=np.uint8)``)."""
+    from objdet.ops.rle_cpu import rle_strings
 
-    out = np.zeros(len(rles), np.float64)
-    for start in range(0, len(rles), _AREA_CHUNK):
-        out[start : start + _AREA_CHUNK] = mask_utils.area(list(rles[start : start + _AREA_CHUNK]))
-    return out
+    return rle_strings(rles).area_bbox()
+
+
+def rle_area(rles: Sequence[dict]) -> np.ndarray:
+    """Pixel counts (float64) of compressed RLEs, as pycocotools' ``mask.area`` (:func:`rle_area_bbox`)."""
+    return rle_area_bbox(rles)[0]
 
 
 def rle_bbox(rles: Sequence[dict]) -> np.ndarray:
-    """(n, 4) float64 xywh bounding boxes of compressed RLEs (pycocotools' ``mask.toBbox``)."""
-    from pycocotools import mask as mask_utils
-
-    if not len(rles):
-        return np.zeros((0, 4), np.float64)
-    return np.asarray(mask_utils.toBbox(list(rles)), np.float64).reshape(-1, 4)
+    """(n, 4) float64 xywh bounding boxes of compressed RLEs, as pycocotools' ``mask.toBbox``."""
+    return rle_area_bbox(rles)[1]
 
 
 def _column(
@@ -800,7 +797,8 @@ class DtArrays:
     ``img`` / ``label``: positions in the GT's ``image_ids`` / ``category_ids``; ``boxes``
     (N, 4) float64 xywh: the result's ``bbox``, else its mask's bounding box; ``area``: the box's
     area where the result has a ``bbox``, else the mask's pixel count (pycocotools' ``loadRes``);
-    ``rles``: compressed RLE dicts (with "segm"); ``index``: position in the file;
+    ``rles``: compressed RLE dicts (with "segm") and ``mask_boxes`` (N, 4) their masks' xywh
+    boxes (pycocotools' ``toBbox``, whatever ``bbox`` the result gives); ``index``: position in the file;
     ``counts``: results per GT image; ``skipped``: file positions of the results left out by
     ``skip_unknown_categories`` (their ``category_id`` is not in the GT), in file order, and
     ``skipped_category`` their ``category_id``.
@@ -819,6 +817,7 @@ class DtArrays:
     skipped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     skipped_category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     keypoints: np.ndarray | None = None  # (N, K, 3) float64 with "keypoints"
+    mask_boxes: np.ndarray | None = None
 
 
 def read_dt_arrays(
@@ -989,10 +988,12 @@ def _dt_assemble(
     """Boxes and areas of the results without a box; the kept results' columns in image order."""
     no_box = np.flatnonzero(~has_box)
     area = boxes[:, 2] * boxes[:, 3]
-    if len(no_box):
-        of_no_box = [rles[k] for k in no_box.tolist()]
-        boxes[no_box] = rle_bbox(of_no_box)
-        area[no_box] = rle_area(of_no_box)
+    mask_boxes = None
+    if "segm" in types:  # every result has an RLE: their boxes (and areas) once, for all
+        mask_area, mask_boxes = rle_area_bbox([rles[k] for k in range(len(boxes))])
+        area[no_box], boxes[no_box] = mask_area[no_box], mask_boxes[no_box]
+    elif len(no_box):
+        area[no_box], boxes[no_box] = rle_area_bbox([rles[k] for k in no_box.tolist()])
     rows = np.flatnonzero(keep)  # file positions of the kept results
     order = rows[np.argsort(img_pos[rows], kind="stable")]
     skipped = np.flatnonzero(~keep)
@@ -1005,6 +1006,7 @@ def _dt_assemble(
         boxes=np.ascontiguousarray(boxes[order]),
         area=np.ascontiguousarray(area[order]),
         rles=[rles[k] for k in order.tolist()] if "segm" in types else None,
+        mask_boxes=np.ascontiguousarray(mask_boxes[order]) if mask_boxes is not None else None,
         index=order,
         counts=np.bincount(img_pos[rows], minlength=len(gt.image_ids)),
         skipped=skipped,
