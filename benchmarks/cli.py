@@ -14,7 +14,8 @@ Data sets:
 * bbox: the COCO-val-shaped set of ``coco_bbox.py`` (5000 images, 80 classes, about 400k
   detections);
 * segm: the masks of ``coco_segm.py`` (500 images, about 30k detections), written as
-  compressed RLE results without ``bbox`` (as mask models write them);
+  compressed RLE results without ``bbox`` (as mask models write them); segm-large: the same
+  for 5000 images (about 300k results; skipped by ``--quick``);
 * objects365: an Objects365-shaped set (80k images, 365 classes, about 1.2M detections and 1M
   GTs), generated with vectorised numpy (skipped by ``--quick``); time and peak RSS.
 
@@ -25,7 +26,7 @@ median of ``--repeat`` runs), beside two busy processes, and once with an empty 
 of its own (``NUMBA_CACHE_DIR``: what the first run after an install compiles; matplotlib's
 font cache is not emptied). Its reference is the same run without the PNGs (``--no-plots``).
 
-    python benchmarks/cli.py [--repeat 3] [--quick] [--only bbox segm objects365 demo]
+    python benchmarks/cli.py [--repeat 3] [--quick] [--only bbox segm segm-large objects365 demo]
 """
 
 from __future__ import annotations
@@ -54,13 +55,13 @@ STAT_KEYS = (
     "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large",
 )  # fmt: skip
 HOTCOCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-SETS = ("bbox", "segm", "objects365", "demo")
+SETS = ("bbox", "segm", "segm-large", "objects365", "demo")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="small bbox and segm sets, no objects365")
+    parser.add_argument("--quick", action="store_true", help="small bbox and segm sets, no segm-large or objects365")
     parser.add_argument("--only", nargs="+", choices=SETS, default=list(SETS))
     parser.add_argument("--images", type=int, default=None, help="bbox images (default 5000; 300 quick)")
     return parser.parse_args(argv)
@@ -292,6 +293,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             out.append(compare("bbox", *write_bbox(n, folder), "bbox", args.repeat))
         if "segm" in args.only:
             out.append(compare("segm", *write_segm(40 if args.quick else 500, folder), "segm", args.repeat))
+        if "segm-large" in args.only and not args.quick:
+            out.append(compare("segm-large", *write_segm(5000, folder), "segm", args.repeat))
         if "objects365" in args.only and not args.quick:
             t0 = time.perf_counter()
             files = write_objects365(folder)
