@@ -285,7 +285,7 @@ class RleStrings:
 
     @property
     def longest(self) -> int:
-        """One more than the longest string's length: room for its runs."""
+        """Room for the runs of any one string (one more than the longest string's length)."""
         return _longest(self.offsets)
 
 
