@@ -61,7 +61,9 @@ SETS = ("bbox", "segm", "segm-large", "objects365", "demo")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="small bbox and segm sets, no segm-large or objects365")
+    parser.add_argument(
+        "--quick", action="store_true", help="small bbox and segm sets, no segm-large or objects365"
+    )
     parser.add_argument("--only", nargs="+", choices=SETS, default=list(SETS))
     parser.add_argument("--images", type=int, default=None, help="bbox images (default 5000; 300 quick)")
     return parser.parse_args(argv)

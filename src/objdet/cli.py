@@ -450,13 +450,13 @@ def _segm_pair_iou(
     from objdet.ops.rle_cpu import rle_strings, strings_pair_iou
 
     assert gt.rles is not None and dt.rles is not None
-    det, truth = rle_strings(dt.rles), rle_strings(gt.rles)
+    det = dt.strings if dt.strings is not None else rle_strings(dt.rles)
+    truth = rle_strings(gt.rles)
     _segm_sizes_agree(gt, truth.sizes, dt, det.sizes)
     _check_rles(truth, gt.img, gt.image_ids, "annotations")
     _check_rles(det, dt.img, gt.image_ids, "results")
     gt_area, gt_box = truth.area_bbox()
-    # the masks' boxes (not the results' bbox): rleIou's overlap test
-    det_box = dt.mask_boxes if dt.mask_boxes is not None else det.area_bbox()[1]
+    det_box = det.area_bbox()[1]  # the masks' boxes (not the results' bbox): rleIou's overlap test
     det_hw, gt_hw, crowd = det.sizes, truth.sizes, gt.crowd.astype(np.bool_)
     longest = max(det.longest, truth.longest)
 

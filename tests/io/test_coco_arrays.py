@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,13 @@ from objdet.io.coco_arrays import CocoInputWarning, read_dt_arrays, read_gt_arra
 
 def _same(a: object, b: object) -> None:
     for f in fields(a):  # type: ignore[arg-type]
+        if not f.compare:  # a cache
+            continue
         x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, np.ndarray):
+        if is_dataclass(x):
+            assert type(x) is type(y), f.name
+            _same(x, y)
+        elif isinstance(x, np.ndarray):
             assert x.dtype == y.dtype and np.array_equal(x, y), f.name
         else:
             assert x == y, f.name
@@ -107,3 +112,30 @@ def test_rle_area_past_255_rles() -> None:
     masks[:2, :, ::2] = 1
     rles = mask_utils.encode(np.asfortranarray(masks))
     assert rle_area(rles).tolist() == [8.0, 0.0] * 300
+
+
+def test_rle_counts_stay_as_the_file_gives_them_and_must_be_ascii(tmp_path: Path) -> None:
+    from pycocotools import mask as mask_utils
+
+    full = mask_utils.encode(np.asfortranarray(np.ones((4, 4), np.uint8)))["counts"].decode()
+    gt = {
+        "images": [{"id": 1, "height": 4, "width": 4}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0,
+             "segmentation": {"size": [4, 4], "counts": full}},
+        ],
+        "categories": [{"id": 1, "name": "a"}],
+    }  # fmt: skip
+    dt = [{"image_id": 1, "category_id": 1, "score": 0.5, "segmentation": {"size": [4, 4], "counts": full}}]
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(gt))
+    dt_path.write_text(json.dumps(dt))
+    g = read_gt_arrays(gt_path, ("bbox", "segm"))
+    d = read_dt_arrays(dt_path, g)
+    assert g.rles == d.rles == [{"size": [4, 4], "counts": full}]
+    assert d.boxes.tolist() == [[0.0, 0.0, 4.0, 4.0]] and d.area.tolist() == [16.0]
+    dt[0]["segmentation"]["counts"] = "\u00e90"  # type: ignore[index]
+    dt_path.write_text(json.dumps(dt))
+    for source in (dt_path, dt):  # the strict reader (a file) and the generic one (objects)
+        with pytest.raises(ValueError, match=r"results\[0\]\['segmentation'\]\['counts'\] .* ASCII"):
+            read_dt_arrays(source, g)  # type: ignore[arg-type]

@@ -40,11 +40,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 from msgspec import UNSET, UnsetType
+
+if TYPE_CHECKING:
+    from objdet.ops.rle_cpu import RleStrings
 
 __all__ = [
     "CocoInputWarning",
@@ -330,8 +333,10 @@ def to_rle(segm: Any, height: int | None, width: int | None, what: str) -> dict:
                 f"{size[0] * size[1]}, got {sum(counts)}"
             )
         return mask_utils.frPyObjects(segm, size[0], size[1])
+    if isinstance(counts, str) and not counts.isascii():
+        raise ValueError(f"{what}['segmentation']['counts'] (compressed RLE) must be an ASCII string")
     if isinstance(counts, str | bytes):
-        return {"size": list(size), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        return {"size": list(size), "counts": counts}
     raise ValueError(
         f"{what}['segmentation']['counts'] must be a list or a string, got {type(counts).__name__}"
     )
@@ -523,10 +528,19 @@ def _strict_rles(
     against the images' as arrays; polygons and uncompressed RLEs go through :func:`to_rle`.
     """
     out: list[dict] = []
+    if all(type(s) is _Rle for s in segms):  # the usual results file: one comprehension
+        counts = [s.counts for s in segms]
+        if all(type(c) is str for c in counts):
+            if not "".join(counts).isascii():
+                raise _Strict
+            out = [{"size": list(s.size), "counts": c} for s, c in zip(segms, counts, strict=True)]
+            segms = []
     try:
         for k, s in enumerate(segms):
             if type(s) is _Rle and type(s.counts) is str:
-                out.append({"size": list(s.size), "counts": s.counts.encode("ascii")})
+                if not s.counts.isascii():
+                    raise _Strict
+                out.append({"size": list(s.size), "counts": s.counts})
             elif type(s) is _Rle:
                 h, w = int(heights[k]), int(widths[k])
                 obj = {"size": list(s.size), "counts": s.counts}
@@ -536,10 +550,11 @@ def _strict_rles(
                 out.append(to_rle(s, h or None, w or None, f"{what}[{int(index[k])}]"))
             else:  # no segmentation
                 raise _Strict
-    except (UnicodeEncodeError, ValueError):  # the generic reader names the entry, in its own order
+    except ValueError:  # the generic reader names the entry, in its own order
         raise _Strict from None
     if out:
-        sizes = np.array([r["size"] for r in out], np.int64).reshape(-1, 2)
+        sizes = np.fromiter(itertools.chain.from_iterable(r["size"] for r in out), np.int64, 2 * len(out))
+        sizes = sizes.reshape(-1, 2)
         known = (heights > 0) & (widths > 0)
         if (sizes < 0).any() or (known & ((sizes[:, 0] != heights) | (sizes[:, 1] != widths))).any():
             raise _Strict
@@ -553,7 +568,8 @@ class GtArrays:
 
     ``img`` is each annotation's image position in ``image_ids``, ``label`` its category's
     position in ``category_ids``; ``area`` is the file's (0 where none); ``boxes`` float64
-    xywh (with "bbox"); ``rles`` compressed RLE dicts (with "segm"); ``index`` the annotation's
+    xywh (with "bbox"); ``rles`` compressed RLE dicts (with "segm"; ``counts`` a str as the file
+    gives it, bytes where polygons or uncompressed RLEs were encoded); ``index`` the annotation's
     position in the file; ``counts`` the annotations per image; ``image_file_order[k]`` the
     position in the file's ``images`` of the k-th image of ``image_ids``.
     """
@@ -797,11 +813,12 @@ class DtArrays:
     ``img`` / ``label``: positions in the GT's ``image_ids`` / ``category_ids``; ``boxes``
     (N, 4) float64 xywh: the result's ``bbox``, else its mask's bounding box; ``area``: the box's
     area where the result has a ``bbox``, else the mask's pixel count (pycocotools' ``loadRes``);
-    ``rles``: compressed RLE dicts (with "segm") and ``mask_boxes`` (N, 4) their masks' xywh
-    boxes (pycocotools' ``toBbox``, whatever ``bbox`` the result gives); ``index``: position in the file;
-    ``counts``: results per GT image; ``skipped``: file positions of the results left out by
-    ``skip_unknown_categories`` (their ``category_id`` is not in the GT), in file order, and
-    ``skipped_category`` their ``category_id``.
+    ``rles``: compressed RLE dicts (with "segm"; ``counts`` as in :class:`GtArrays`) and
+    ``strings`` the same as one :class:`~objdet.ops.rle_cpu.RleStrings` (their masks' areas and
+    boxes already read: pycocotools' ``area`` and ``toBbox``, whatever ``bbox`` a result gives);
+    ``index``: position in the file; ``counts``: results per GT image; ``skipped``: file
+    positions of the results left out by ``skip_unknown_categories`` (their ``category_id`` is
+    not in the GT), in file order, and ``skipped_category`` their ``category_id``.
     """
 
     iou_type: tuple[str, ...]
@@ -817,7 +834,7 @@ class DtArrays:
     skipped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     skipped_category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     keypoints: np.ndarray | None = None  # (N, K, 3) float64 with "keypoints"
-    mask_boxes: np.ndarray | None = None
+    strings: RleStrings | None = None
 
 
 def read_dt_arrays(
@@ -986,27 +1003,32 @@ def _dt_assemble(
     keep: np.ndarray,
 ) -> DtArrays:
     """Boxes and areas of the results without a box; the kept results' columns in image order."""
-    no_box = np.flatnonzero(~has_box)
-    area = boxes[:, 2] * boxes[:, 3]
-    mask_boxes = None
-    if "segm" in types:  # every result has an RLE: their boxes (and areas) once, for all
-        mask_area, mask_boxes = rle_area_bbox([rles[k] for k in range(len(boxes))])
-        area[no_box], boxes[no_box] = mask_area[no_box], mask_boxes[no_box]
-    elif len(no_box):
-        area[no_box], boxes[no_box] = rle_area_bbox([rles[k] for k in no_box.tolist()])
     rows = np.flatnonzero(keep)  # file positions of the kept results
     order = rows[np.argsort(img_pos[rows], kind="stable")]
     skipped = np.flatnonzero(~keep)
+    boxes, has_box = boxes[order], has_box[order]
+    area = boxes[:, 2] * boxes[:, 3]
+    no_box = np.flatnonzero(~has_box)
+    kept_rles, strings = None, None
+    if "segm" in types:  # every result has an RLE: read once, in image order, for all
+        from objdet.ops.rle_cpu import rle_strings
+
+        kept_rles = [rles[k] for k in order.tolist()]
+        strings = rle_strings(kept_rles)
+        mask_area, mask_box = strings.area_bbox()
+        area[no_box], boxes[no_box] = mask_area[no_box], mask_box[no_box]
+    elif len(no_box):
+        area[no_box], boxes[no_box] = rle_area_bbox([rles[k] for k in order[no_box].tolist()])
     return DtArrays(
         iou_type=types,
         img=np.ascontiguousarray(img_pos[order]),
         label=np.ascontiguousarray(cat_pos[order]),
         category=np.ascontiguousarray(cat[order]),
         score=np.ascontiguousarray(score[order]),
-        boxes=np.ascontiguousarray(boxes[order]),
-        area=np.ascontiguousarray(area[order]),
-        rles=[rles[k] for k in order.tolist()] if "segm" in types else None,
-        mask_boxes=np.ascontiguousarray(mask_boxes[order]) if mask_boxes is not None else None,
+        boxes=boxes,
+        area=area,
+        rles=kept_rles,
+        strings=strings,
         index=order,
         counts=np.bincount(img_pos[rows], minlength=len(gt.image_ids)),
         skipped=skipped,

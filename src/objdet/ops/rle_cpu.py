@@ -18,7 +18,7 @@ stored, so a file's 300k results cost their strings and nothing more.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 
@@ -129,8 +129,9 @@ def _area(runs: np.ndarray, m: int) -> int:
 @njit(cache=True, nogil=True)
 def strings_area_bbox(
     counts: np.ndarray, offsets: np.ndarray, heights: np.ndarray, widths: np.ndarray, longest: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(n,) float64 areas and (n, 4) float64 xywh boxes: pycocotools' ``area`` and ``toBbox``.
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(n,) float64 areas and (n, 4) float64 xywh boxes: pycocotools' ``area`` and ``toBbox``;
+    and the first string :func:`rle_string_valid` refuses (-1: none), from the same pass.
 
     The area is the sum of the odd runs (a C uint, as ``rleArea``). The box is ``rleToBbox``'s:
     an even number of runs is read (a last run of 0s is not), and a run of 1s that wraps into
@@ -142,8 +143,11 @@ def strings_area_bbox(
     area = np.zeros(n, np.float64)
     box = np.zeros((n, 4), np.float64)
     runs = np.empty(longest, np.int64)
+    bad = -1
     for i in range(n):
-        m, _ = _decode(counts, offsets[i], offsets[i + 1], runs)
+        m, ok = _decode(counts, offsets[i], offsets[i + 1], runs)
+        if bad < 0 and not (ok and runs[:m].sum() <= heights[i] * widths[i]):
+            bad = i
         area[i] = _area(runs, m)
         h, w = heights[i], widths[i]
         m = m // 2 * 2
@@ -176,7 +180,7 @@ def strings_area_bbox(
         box[i, 1] = ys
         box[i, 2] = xe - xs + 1
         box[i, 3] = ye - ys + 1
-    return area, box
+    return area, box, bad
 
 
 @njit(cache=True, nogil=True)
@@ -260,12 +264,14 @@ def strings_pair_iou(
 @dataclass
 class RleStrings:
     """n compressed RLE strings one after the other: string i is ``counts[offsets[i]:offsets[i + 1]]``
-    (uint8), of an image ``heights[i]`` x ``widths[i]``."""
+    (uint8), of an image ``heights[i]`` x ``widths[i]``. Their areas, boxes and validity come
+    from one pass, made on first use and kept."""
 
     counts: np.ndarray
     offsets: np.ndarray
     heights: np.ndarray
     widths: np.ndarray
+    _read: tuple[np.ndarray, np.ndarray, int] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.heights.shape[0]
@@ -275,18 +281,24 @@ class RleStrings:
         """(n, 2) int64 [height, width]."""
         return np.stack([self.heights, self.widths], 1)
 
-    def first_invalid(self) -> int:
-        """The first string pycocotools refuses to decode (:func:`rle_string_valid`), -1 if none."""
-        return int(first_invalid_rle(self.counts, self.offsets, self.heights * self.widths))
-
-    def area_bbox(self) -> tuple[np.ndarray, np.ndarray]:
-        """(n,) float64 areas and (n, 4) float64 xywh boxes: pycocotools' ``mask.area``, ``mask.toBbox``."""
-        return strings_area_bbox(self.counts, self.offsets, self.heights, self.widths, self.longest)
-
     @property
     def longest(self) -> int:
         """Room for the runs of any one string (one more than the longest string's length)."""
         return _longest(self.offsets)
+
+    def _pass(self) -> tuple[np.ndarray, np.ndarray, int]:
+        if self._read is None:
+            self._read = strings_area_bbox(self.counts, self.offsets, self.heights, self.widths, self.longest)
+        return self._read
+
+    def first_invalid(self) -> int:
+        """The first string pycocotools refuses to decode (:func:`rle_string_valid`), -1 if none."""
+        return int(self._pass()[2])
+
+    def area_bbox(self) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) float64 areas and (n, 4) float64 xywh boxes: pycocotools' ``mask.area``, ``mask.toBbox``."""
+        area, box, _ = self._pass()
+        return area, box
 
 
 def rle_strings(rles: Sequence[dict]) -> RleStrings:
@@ -301,9 +313,12 @@ def rle_strings(rles: Sequence[dict]) -> RleStrings:
     strings = list(map(itemgetter("counts"), rles))
     try:
         joined = b"".join(strings)
-    except TypeError:  # str counts among them
-        strings = [c if isinstance(c, bytes) else c.encode("ascii") for c in strings]
-        joined = b"".join(strings)
+    except TypeError:
+        try:  # str counts, as files give them: one encode (ASCII: as many bytes as characters)
+            joined = "".join(strings).encode("ascii")
+        except TypeError:  # str and bytes
+            strings = [c if isinstance(c, bytes) else c.encode("ascii") for c in strings]
+            joined = b"".join(strings)
     offsets = np.zeros(len(strings) + 1, np.int64)
     np.cumsum(np.fromiter(map(len, strings), np.int64, len(strings)), out=offsets[1:])
     sizes = np.fromiter(chain.from_iterable(map(itemgetter("size"), rles)), np.int64, 2 * len(strings))
