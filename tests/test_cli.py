@@ -455,6 +455,8 @@ def test_no_plots_run_imports_no_torch(tmp_path: Path) -> None:
     no_plots = ["eval", "--demo", "-q", "--no-plots", "--out", str(tmp_path)]
     segm = ["eval", "--demo", "-q", "--iou-type", "segm", "--json", str(tmp_path / "s.json")]
     assert imported_packages([no_plots, segm], {"torch", "torchmetrics", "lightning", "matplotlib"}) == []
+    # nor scipy, which numba imports unless started by objdet.cli._start_numba (mask readers call numba)
+    assert imported_packages([segm], {"scipy"}) == []
 
 
 def test_the_demo_with_its_plots_imports_no_torch(tmp_path: Path) -> None:

@@ -1889,6 +1889,9 @@ def _evaluate_files(
     if args.tide and args.iou_type == "keypoints":
         raise InputError("--tide matches boxes: for keypoint files run it with --iou-type bbox")
     if device is None:
+        # numba started first, scipy hidden (see _start_numba): the readers of masks call its kernels
+        tty = not args.quiet and stderr.isatty()
+        _start_numba(notice=(lambda text: print(text, file=stderr, flush=True)) if tty else None)
         from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
 
         gt_arrays = _load(lambda: read_gt_arrays(args.gt, iou_type=types), args.gt)
@@ -1929,7 +1932,6 @@ def _evaluate_files(
     }
     try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
         if device is None:
-            _start_numba(notice=bar.note)
             evaluation = evaluate_arrays(gt_arrays, dt_arrays, **options)
         else:
             evaluation = evaluate(gt, preds, batch_size=args.batch_size, **options)
