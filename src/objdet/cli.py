@@ -1889,9 +1889,10 @@ def _evaluate_files(
     if args.tide and args.iou_type == "keypoints":
         raise InputError("--tide matches boxes: for keypoint files run it with --iou-type bbox")
     if device is None:
-        # numba started first, scipy hidden (see _start_numba): the readers of masks call its kernels
-        tty = not args.quiet and stderr.isatty()
-        _start_numba(notice=(lambda text: print(text, file=stderr, flush=True)) if tty else None)
+        if args.iou_type == "segm":  # the mask readers call numba: started first, scipy hidden
+            tty = not args.quiet and stderr.isatty()
+            _start_numba(notice=(lambda text: print(text, file=stderr, flush=True)) if tty else None)
+        # (otherwise after reading: the files' objects are freed by then, so the peak RSS is lower)
         from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
 
         gt_arrays = _load(lambda: read_gt_arrays(args.gt, iou_type=types), args.gt)
@@ -1932,6 +1933,7 @@ def _evaluate_files(
     }
     try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
         if device is None:
+            _start_numba(notice=bar.note)
             evaluation = evaluate_arrays(gt_arrays, dt_arrays, **options)
         else:
             evaluation = evaluate(gt, preds, batch_size=args.batch_size, **options)
