@@ -397,20 +397,27 @@ def _start_numba(notice: Callable[[str], None] | None = None) -> None:
     That first kernel is a trivial one (:func:`objdet.functional.compile_helper.start_if_cold`):
     when it was not in numba's cache (a fresh install or upgrade, so the others are not there
     either), the compile helper has started and ``notice`` is told :data:`COMPILING_NOTICE`
-    before the real kernels compile.
+    before the real kernels compile (once per process). Where numba is imported already (a
+    reader of mask results without ``bbox`` called a kernel) only the probe runs.
     """
-    if "numba" in sys.modules or "scipy" in sys.modules:
-        return
-    sys.modules["scipy"] = None  # type: ignore[assignment]  # `import scipy` raises ImportError
-    try:
-        from objdet.functional.compile_helper import start_if_cold
+    global _compile_noticed
+    from objdet.functional.compile_helper import start_if_cold
 
+    if "numba" in sys.modules or "scipy" in sys.modules:
         cold = start_if_cold()
-    finally:
-        if sys.modules.get("scipy", 0) is None:
-            del sys.modules["scipy"]
-    if cold and notice is not None:
+    else:
+        sys.modules["scipy"] = None  # type: ignore[assignment]  # `import scipy` raises ImportError
+        try:
+            cold = start_if_cold()
+        finally:
+            if sys.modules.get("scipy", 0) is None:
+                del sys.modules["scipy"]
+    if cold and notice is not None and not _compile_noticed:
+        _compile_noticed = True
         notice(COMPILING_NOTICE)
+
+
+_compile_noticed = False  # whether COMPILING_NOTICE was said in this process
 
 
 def _segm_sizes_agree(gt: GtArrays, gt_sizes: np.ndarray, dt: DtArrays, dt_sizes: np.ndarray) -> None:
@@ -1845,8 +1852,7 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str], figure
     use_worker = plots and figure_worker and device is None and args.report is None
     worker = FigureWorker.start() if use_worker else None
     try:
-        with _without_gc():
-            return _evaluate_files(args, device, diagnostics, boot, plots, worker, stdout, stderr)
+        return _evaluate_files(args, device, diagnostics, boot, plots, worker, stdout, stderr)
     finally:
         if worker is not None:
             worker.close()
@@ -1854,11 +1860,12 @@ def _run_eval(args: argparse.Namespace, stdout: IO[str], stderr: IO[str], figure
 
 @contextlib.contextmanager
 def _without_gc() -> Iterator[None]:
-    """Python's cycle collector paused while ``objdet eval`` runs (and resumed after, as it was).
+    """Python's cycle collector paused while ``objdet eval`` reads and evaluates (and resumed after,
+    as it was).
 
     Reading a results file makes millions of objects and no reference cycles; each collection
     walks every tracked object, so on 300k mask results the collector took a fifth of the
-    run. What cycles the run makes (figures) are collected once it is resumed.
+    run. TIDE, the bootstrap and the figures run with it on.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -1885,62 +1892,69 @@ def _evaluate_files(
     _load = partial(_read_file, notes=notes)
     skip = args.skip_unknown_categories
     t0 = time.perf_counter()
-    types = (args.iou_type,) if args.iou_type == "bbox" else ("bbox", args.iou_type)
-    if args.tide and args.iou_type == "keypoints":
-        raise InputError("--tide matches boxes: for keypoint files run it with --iou-type bbox")
-    if device is None:
-        if args.iou_type == "segm":  # the mask readers call numba: started first, scipy hidden
-            tty = not args.quiet and stderr.isatty()
-            _start_numba(notice=(lambda text: print(text, file=stderr, flush=True)) if tty else None)
-        # (otherwise after reading: the files' objects are freed by then, so the peak RSS is lower)
-        from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
-
-        gt_arrays = _load(lambda: read_gt_arrays(args.gt, iou_type=types), args.gt)
-        category_ids = gt_arrays.category_ids.tolist()
-        n_images = len(gt_arrays.image_ids)
-    else:
-        from objdet.io import load_coco_dt, load_coco_gt
-
-        gt = _load(lambda: load_coco_gt(args.gt, iou_type=types, labels="contiguous", device=device), args.gt)
-        category_ids, n_images = gt.category_ids, len(gt.target)
-    if not category_ids:
-        raise InputError(f"{args.gt}: the COCO ground truth has no 'categories': nothing to evaluate")
-    if device is None:
-        dt_arrays = _load(lambda: read_dt_arrays(args.dt, gt_arrays, skip_unknown_categories=skip), args.dt)
-    else:
-        preds = _load(lambda: load_coco_dt(args.dt, gt, device=device, skip_unknown_categories=skip), args.dt)
-    if args.class_names is not None and len(args.class_names) != len(category_ids):
-        raise InputError(
-            f"--class-names: expected {len(category_ids)} names (one per category of {args.gt}), "
-            f"got {len(args.class_names)}"
-        )
-    image_ids = gt_arrays.image_ids.tolist() if device is None else gt.image_ids
-    slices = read_slices(args.slices, image_ids) if args.slices is not None else None
-    for note in notes:
-        print(f"objdet: warning: {note}", file=stderr)
-    t_load = time.perf_counter() - t0
-    bar = Progress(n_images, None if args.quiet or not stderr.isatty() else stderr)
-    options = {
-        "iou_type": args.iou_type,
-        "class_names": args.class_names,
-        "iou_threshold": args.iou_threshold,
-        "conf_threshold": args.conf_threshold,
-        "plots": plots or args.report is not None,  # the curves for the figures
-        "progress": bar.update,
-        "slices": slices,
-        "diagnostics": diagnostics,
-        "bootstrap": boot is not None,
-    }
-    try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
+    with _without_gc():  # reading and evaluating: millions of objects, no cycles
+        types = (args.iou_type,) if args.iou_type == "bbox" else ("bbox", args.iou_type)
+        if args.tide and args.iou_type == "keypoints":
+            raise InputError("--tide matches boxes: for keypoint files run it with --iou-type bbox")
         if device is None:
-            _start_numba(notice=bar.note)
-            evaluation = evaluate_arrays(gt_arrays, dt_arrays, **options)
+            if args.iou_type == "segm":  # the mask readers call numba: started first, scipy hidden
+                tty = not args.quiet and stderr.isatty()
+                _start_numba(notice=(lambda text: print(text, file=stderr, flush=True)) if tty else None)
+            # (otherwise after reading: the files' objects are freed by then, so the peak RSS is lower)
+            from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
+
+            gt_arrays = _load(lambda: read_gt_arrays(args.gt, iou_type=types), args.gt)
+            category_ids = gt_arrays.category_ids.tolist()
+            n_images = len(gt_arrays.image_ids)
         else:
-            evaluation = evaluate(gt, preds, batch_size=args.batch_size, **options)
-    except ValueError as err:
-        raise InputError(f"{args.gt}, {args.dt}: {err}") from None
-    finally:
-        bar.close()
+            from objdet.io import load_coco_dt, load_coco_gt
+
+            gt = _load(
+                lambda: load_coco_gt(args.gt, iou_type=types, labels="contiguous", device=device), args.gt
+            )
+            category_ids, n_images = gt.category_ids, len(gt.target)
+        if not category_ids:
+            raise InputError(f"{args.gt}: the COCO ground truth has no 'categories': nothing to evaluate")
+        if device is None:
+            dt_arrays = _load(
+                lambda: read_dt_arrays(args.dt, gt_arrays, skip_unknown_categories=skip), args.dt
+            )
+        else:
+            preds = _load(
+                lambda: load_coco_dt(args.dt, gt, device=device, skip_unknown_categories=skip), args.dt
+            )
+        if args.class_names is not None and len(args.class_names) != len(category_ids):
+            raise InputError(
+                f"--class-names: expected {len(category_ids)} names (one per category of {args.gt}), "
+                f"got {len(args.class_names)}"
+            )
+        image_ids = gt_arrays.image_ids.tolist() if device is None else gt.image_ids
+        slices = read_slices(args.slices, image_ids) if args.slices is not None else None
+        for note in notes:
+            print(f"objdet: warning: {note}", file=stderr)
+        t_load = time.perf_counter() - t0
+        bar = Progress(n_images, None if args.quiet or not stderr.isatty() else stderr)
+        options = {
+            "iou_type": args.iou_type,
+            "class_names": args.class_names,
+            "iou_threshold": args.iou_threshold,
+            "conf_threshold": args.conf_threshold,
+            "plots": plots or args.report is not None,  # the curves for the figures
+            "progress": bar.update,
+            "slices": slices,
+            "diagnostics": diagnostics,
+            "bootstrap": boot is not None,
+        }
+        try:  # masks are checked here (bad RLE, sizes of GT and results that differ): still bad input
+            if device is None:
+                _start_numba(notice=bar.note)
+                evaluation = evaluate_arrays(gt_arrays, dt_arrays, **options)
+            else:
+                evaluation = evaluate(gt, preds, batch_size=args.batch_size, **options)
+        except ValueError as err:
+            raise InputError(f"{args.gt}, {args.dt}: {err}") from None
+        finally:
+            bar.close()
     t_eval = time.perf_counter() - t0 - t_load
     evaluation.metrics["files"] = {"gt": str(args.gt), "dt": str(args.dt)}
     say(format_summary(evaluation.stats, args.iou_type))

@@ -66,6 +66,37 @@ def test_area_bbox_and_iou_equal_pycocotools(seed: int, h: int, w: int, n: int) 
         np.testing.assert_array_equal(got.reshape(n, n), block)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    h=st.integers(1, 30),
+    w=st.integers(1, 30),
+    data=st.data(),
+)
+def test_runs_with_empty_ones_equal_pycocotools(h: int, w: int, data: st.DataObject) -> None:
+    """Uncompressed RLEs with runs of length 0 anywhere (frPyObjects keeps them): the box rule
+    of pycocotools' rleToBbox skips empty runs of 1s, a mask of only empty ones wraps its size."""
+
+    def counts() -> list[int]:
+        runs = data.draw(st.lists(st.integers(0, h * w), min_size=1, max_size=12))
+        out, left = [], h * w
+        for r in runs:
+            out.append(min(r, left))
+            left -= out[-1]
+        out.append(left)  # they add up to h * w
+        return out
+
+    rles = [mask_utils.frPyObjects({"size": [h, w], "counts": counts()}, h, w) for _ in range(6)]
+    area, box = rle_strings(rles).area_bbox()
+    np.testing.assert_array_equal(area, mask_utils.area(rles).astype(np.float64))
+    np.testing.assert_array_equal(box, mask_utils.toBbox(rles))
+    crowd = np.array([False, True, False, True, False, False])
+    pd, pg = np.repeat(np.arange(6), 6), np.tile(np.arange(6), 6)
+    got = _pairs_iou(rles, rles[::-1], crowd, pd, pg)
+    np.testing.assert_array_equal(
+        got.reshape(6, 6), mask_utils.iou(rles, rles[::-1], crowd.astype(int).tolist())
+    )
+
+
 def test_strings_and_sizes_pycocotools_reads_as_such() -> None:
     """str counts, a string of runs that cross columns, an image of one row or column, other sizes."""
     rng = np.random.default_rng(1)

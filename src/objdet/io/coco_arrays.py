@@ -815,7 +815,8 @@ class DtArrays:
     area where the result has a ``bbox``, else the mask's pixel count (pycocotools' ``loadRes``);
     ``rles``: compressed RLE dicts (with "segm"; ``counts`` as in :class:`GtArrays`) and
     ``strings`` the same as one :class:`~objdet.ops.rle_cpu.RleStrings` (their masks' areas and
-    boxes already read: pycocotools' ``area`` and ``toBbox``, whatever ``bbox`` a result gives);
+    boxes already read: pycocotools' ``area`` and ``toBbox``, whatever ``bbox`` a result gives;
+    made from ``rles`` by the reader, not kept in step if ``rles`` is changed later);
     ``index``: position in the file; ``counts``: results per GT image; ``skipped``: file
     positions of the results left out by ``skip_unknown_categories`` (their ``category_id`` is
     not in the GT), in file order, and ``skipped_category`` their ``category_id``.

@@ -133,11 +133,13 @@ def strings_area_bbox(
     """(n,) float64 areas and (n, 4) float64 xywh boxes: pycocotools' ``area`` and ``toBbox``;
     and the first string :func:`rle_string_valid` refuses (-1: none), from the same pass.
 
-    The area is the sum of the odd runs (a C uint, as ``rleArea``). The box is ``rleToBbox``'s:
-    an even number of runs is read (a last run of 0s is not), and a run of 1s that wraps into
-    the next column widens the box to the whole column height. Strings as in
-    :func:`first_invalid_rle`, ``longest`` > the longest string's length; a string that is not
-    read in full counts up to where it stops.
+    The area is the sum of the odd runs (a C uint, as ``rleArea``). The box is ``rleToBbox``'s as
+    pycocotools 2.0.11 computes it (older releases differ where runs are empty): an even number
+    of runs is read (a last run of 0s is not); each non-empty run of 1s spans from the column
+    of its first pixel to that of its last, and the rows of those two pixels, or every row
+    when it crosses a column; the sizes are C uints (a mask whose runs of 1s are all empty gets
+    1 - w and 1 - h, wrapped). Strings as in :func:`first_invalid_rle`, ``longest`` > the
+    longest string's length; a string that is not read in full counts up to where it stops.
     """
     n = heights.shape[0]
     area = np.zeros(n, np.float64)
@@ -153,33 +155,29 @@ def strings_area_bbox(
         m = m // 2 * 2
         if m == 0 or h == 0:
             continue
-        xs, ys, xe, ye, cc, xp = w, h, 0, 0, 0, 0
-        t, x, y = 0, 0, 0  # t = x * h + y, 0 <= y < h
+        xs, ys, xe, ye, cc = w, h, 0, 0, 0
         for j in range(m):
+            first = cc  # the run's first pixel (column-major index)
             cc = (cc + runs[j]) & _U32
-            t_new = (cc - j % 2) & _U32
-            if t <= t_new < t + h - y:  # the same column: no division
-                y += t_new - t
-            elif t + h - y <= t_new < t + 2 * h - y:  # the next column
-                y += t_new - t - h
-                x += 1
-            else:
-                y = t_new % h
-                x = (t_new - y) // h
-            t = t_new
-            if j % 2 == 0:
-                xp = x
-            elif xp < x:
+            if j % 2 == 0 or runs[j] == 0:  # a run of 0s, or an empty run of 1s
+                continue
+            last = (cc - 1) & _U32
+            y0 = first % h
+            x0 = (first - y0) // h
+            y1 = last % h
+            x1 = (last - y1) // h
+            xs = min(xs, x0)
+            xe = max(xe, x1)
+            if x0 < x1:  # the run crosses a column: every row
                 ys = 0
                 ye = h - 1
-            xs = min(xs, x)
-            xe = max(xe, x)
-            ys = min(ys, y)
-            ye = max(ye, y)
+            else:
+                ys = min(ys, y0)
+                ye = max(ye, y1)
         box[i, 0] = xs
         box[i, 1] = ys
-        box[i, 2] = xe - xs + 1
-        box[i, 3] = ye - ys + 1
+        box[i, 2] = (xe - xs + 1) & _U32
+        box[i, 3] = (ye - ys + 1) & _U32
     return area, box, bad
 
 
