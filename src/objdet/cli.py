@@ -454,7 +454,7 @@ def _segm_pair_iou(
     """``pair_iou`` of :func:`coco_match_cpu` and :func:`tide_classify_np` on the files' RLEs (file-wide
     positions: pycocotools' mask IoU, compiled, any pairs), and the GT masks' areas; sizes and
     strings checked first (ValueError naming the image)."""
-    from objdet.ops.rle_cpu import rle_strings, strings_pair_iou
+    from objdet.ops.rle_cpu import rle_strings
 
     assert gt.rles is not None and dt.rles is not None
     det = dt.strings if dt.strings is not None else rle_strings(dt.rles)
@@ -462,18 +462,9 @@ def _segm_pair_iou(
     _segm_sizes_agree(gt, truth.sizes, dt, det.sizes)
     _check_rles(truth, gt.img, gt.image_ids, "annotations")
     _check_rles(det, dt.img, gt.image_ids, "results")
-    gt_area, gt_box = truth.area_bbox()
-    det_box = det.area_bbox()[1]  # the masks' boxes (not the results' bbox): rleIou's overlap test
-    det_hw, gt_hw, crowd = det.sizes, truth.sizes, gt.crowd.astype(np.bool_)
-    longest = max(det.longest, truth.longest)
-
-    def pair_iou(pair_det: np.ndarray, pair_gt: np.ndarray) -> np.ndarray:
-        return strings_pair_iou(
-            det.counts, det.offsets, det_hw, det_box, truth.counts, truth.offsets, gt_hw, gt_box, crowd,
-            pair_det, pair_gt, longest,
-        )  # fmt: skip
-
-    return pair_iou, gt_area
+    # the masks' boxes (not the results' bbox) make rleIou's overlap test
+    pair_iou = partial(det.pair_iou, truth, gt.crowd.astype(np.bool_))
+    return pair_iou, truth.area_bbox()[0]
 
 
 def _keypoint_pair_iou(
@@ -1891,6 +1882,7 @@ def _evaluate_files(
     notes: list[str] = []  # warnings of the readers, printed once every input check has passed
     _load = partial(_read_file, notes=notes)
     skip = args.skip_unknown_categories
+    terminal = None if args.quiet or not stderr.isatty() else stderr  # progress and notices go there
     t0 = time.perf_counter()
     with _without_gc():  # reading and evaluating: millions of objects, no cycles
         types = (args.iou_type,) if args.iou_type == "bbox" else ("bbox", args.iou_type)
@@ -1898,8 +1890,9 @@ def _evaluate_files(
             raise InputError("--tide matches boxes: for keypoint files run it with --iou-type bbox")
         if device is None:
             if args.iou_type == "segm":  # the mask readers call numba: started first, scipy hidden
-                tty = not args.quiet and stderr.isatty()
-                _start_numba(notice=(lambda text: print(text, file=stderr, flush=True)) if tty else None)
+                _start_numba(
+                    notice=(lambda text: print(text, file=terminal, flush=True)) if terminal else None
+                )
             # (otherwise after reading: the files' objects are freed by then, so the peak RSS is lower)
             from objdet.io.coco_arrays import read_dt_arrays, read_gt_arrays
 
@@ -1933,7 +1926,7 @@ def _evaluate_files(
         for note in notes:
             print(f"objdet: warning: {note}", file=stderr)
         t_load = time.perf_counter() - t0
-        bar = Progress(n_images, None if args.quiet or not stderr.isatty() else stderr)
+        bar = Progress(n_images, terminal)
         options = {
             "iou_type": args.iou_type,
             "class_names": args.class_names,

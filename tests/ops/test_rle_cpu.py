@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
-from objdet.ops.rle_cpu import rle_string_valid, rle_strings, strings_pair_iou
+from objdet.ops.rle_cpu import rle_string_valid, rle_strings
 
 
 def _mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -38,11 +38,7 @@ def _pycocotools_pair_iou(dt: list[dict], gt: list[dict], crowd: np.ndarray, pd:
 def _pairs_iou(
     dt: list[dict], gt: list[dict], crowd: np.ndarray, pd: np.ndarray, pg: np.ndarray
 ) -> np.ndarray:
-    d, g = rle_strings(dt), rle_strings(gt)
-    return strings_pair_iou(
-        d.counts, d.offsets, d.sizes, d.area_bbox()[1], g.counts, g.offsets, g.sizes, g.area_bbox()[1],
-        crowd, pd, pg, max(d.longest, g.longest),
-    )  # fmt: skip
+    return rle_strings(dt).pair_iou(rle_strings(gt), crowd, pd, pg)
 
 
 @settings(max_examples=60, deadline=None)

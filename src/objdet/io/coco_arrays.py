@@ -528,13 +528,6 @@ def _strict_rles(
     against the images' as arrays; polygons and uncompressed RLEs go through :func:`to_rle`.
     """
     out: list[dict] = []
-    if all(type(s) is _Rle for s in segms):  # the usual results file: one comprehension
-        counts = [s.counts for s in segms]
-        if all(type(c) is str for c in counts):
-            if not "".join(counts).isascii():
-                raise _Strict
-            out = [{"size": list(s.size), "counts": c} for s, c in zip(segms, counts, strict=True)]
-            segms = []
     try:
         for k, s in enumerate(segms):
             if type(s) is _Rle and type(s.counts) is str:

@@ -6,7 +6,7 @@ third run on each number is a difference to the run two before, runs kept as C u
 string at a time into a buffer of its runs: no masks, and no runs of other strings, are
 stored, so a file's 300k results cost their strings and nothing more.
 
-* :func:`rle_string_valid` / :func:`first_invalid_rle`: pycocotools refuses to decode
+* :func:`rle_string_valid` / :meth:`RleStrings.first_invalid`: pycocotools refuses to decode
   (``Invalid RLE mask representation``) an RLE whose runs add up to more than height * width;
   its ``area``, ``toBbox`` and ``iou`` read such strings without a word, so files are checked
   here first.
@@ -27,7 +27,6 @@ from numba import njit
 
 __all__ = [
     "RleStrings",
-    "first_invalid_rle",
     "rle_string_valid",
     "rle_strings",
     "strings_area_bbox",
@@ -77,9 +76,10 @@ def _longest(offsets: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _valid(s: np.ndarray, p: int, end: int, n_pixels: int, runs: np.ndarray) -> bool:
-    m, ok = _decode(s, p, end, runs)
-    return ok and runs[:m].sum() <= n_pixels
+def _decodes(runs: np.ndarray, m: int, read_in_full: bool, n_pixels: int) -> bool:
+    """pycocotools' decoder rule on the ``m`` runs :func:`_decode` read: in full, and no more
+    pixels than the image has."""
+    return read_in_full and runs[:m].sum() <= n_pixels
 
 
 @njit(cache=True, nogil=True)
@@ -91,31 +91,9 @@ def rle_string_valid(counts: np.ndarray, n_pixels: int) -> bool:
         >>> [rle_string_valid(np.frombuffer(s, np.uint8), 16) for s in (b"`0", b"!!!!", b"d0")]
         [True, False, False]
     """
-    return _valid(counts, 0, counts.shape[0], n_pixels, np.empty(counts.shape[0] + 1, np.int64))
-
-
-@njit(cache=True, nogil=True)
-def first_invalid_rle(counts: np.ndarray, offsets: np.ndarray, n_pixels: np.ndarray) -> int:
-    """Index of the first RLE that :func:`rle_string_valid` refuses, or -1: every string in one call.
-
-    ``counts`` (uint8) holds the strings one after the other, string i at
-    ``counts[offsets[i]:offsets[i + 1]]``; ``n_pixels[i]`` is its image's height * width.
-
-    Example:
-        >>> import numpy as np
-        >>> strings = [b"`0", b"d0"]
-        >>> buf = np.frombuffer(b"".join(strings), np.uint8)
-        >>> first_invalid_rle(buf, np.array([0, 2, 4]), np.array([16, 16]))
-        1
-    """
-    longest = 1
-    for i in range(n_pixels.shape[0]):
-        longest = max(longest, offsets[i + 1] - offsets[i] + 1)
-    runs = np.empty(longest, np.int64)
-    for i in range(n_pixels.shape[0]):
-        if not _valid(counts, offsets[i], offsets[i + 1], n_pixels[i], runs):
-            return i
-    return -1
+    runs = np.empty(counts.shape[0] + 1, np.int64)
+    m, ok = _decode(counts, 0, counts.shape[0], runs)
+    return _decodes(runs, m, ok, n_pixels)
 
 
 @njit(cache=True, nogil=True)
@@ -138,7 +116,7 @@ def strings_area_bbox(
     of runs is read (a last run of 0s is not); each non-empty run of 1s spans from the column
     of its first pixel to that of its last, and the rows of those two pixels, or every row
     when it crosses a column; the sizes are C uints (a mask whose runs of 1s are all empty gets
-    1 - w and 1 - h, wrapped). Strings as in :func:`first_invalid_rle`, ``longest`` > the
+    1 - w and 1 - h, wrapped). Strings as in :class:`RleStrings`, ``longest`` > the
     longest string's length; a string that is not read in full counts up to where it stops.
     """
     n = heights.shape[0]
@@ -148,7 +126,7 @@ def strings_area_bbox(
     bad = -1
     for i in range(n):
         m, ok = _decode(counts, offsets[i], offsets[i + 1], runs)
-        if bad < 0 and not (ok and runs[:m].sum() <= heights[i] * widths[i]):
+        if bad < 0 and not _decodes(runs, m, ok, heights[i] * widths[i]):
             bad = i
         area[i] = _area(runs, m)
         h, w = heights[i], widths[i]
@@ -228,7 +206,7 @@ def strings_pair_iou(
     ``*_hw`` (n, 2) image sizes; ``*_box`` the :func:`strings_area_bbox` boxes: as in
     ``rleIou``, pairs whose boxes do not overlap are 0 without a walk, and pairs of different
     image sizes are -1. A crowd GT's IoU divides by the detection's area; 0 where nothing
-    overlaps. The strings must be valid (:func:`first_invalid_rle`); ``longest`` > the
+    overlaps. The strings must be valid (:meth:`RleStrings.first_invalid`); ``longest`` > the
     longest string's length. A detection's runs are decoded once for consecutive pairs.
     """
     n = pair_det.shape[0]
@@ -297,6 +275,17 @@ class RleStrings:
         """(n,) float64 areas and (n, 4) float64 xywh boxes: pycocotools' ``mask.area``, ``mask.toBbox``."""
         area, box, _ = self._pass()
         return area, box
+
+    def pair_iou(
+        self, gt: RleStrings, gt_crowd: np.ndarray, pair_det: np.ndarray, pair_gt: np.ndarray
+    ) -> np.ndarray:
+        """pycocotools' mask IoU of the pairs (these strings the detections, ``gt`` the GTs):
+        :func:`strings_pair_iou` with both sides' mask boxes and sizes."""
+        return strings_pair_iou(
+            self.counts, self.offsets, self.sizes, self.area_bbox()[1],
+            gt.counts, gt.offsets, gt.sizes, gt.area_bbox()[1],
+            np.asarray(gt_crowd, np.bool_), pair_det, pair_gt, max(self.longest, gt.longest),
+        )  # fmt: skip
 
 
 def rle_strings(rles: Sequence[dict]) -> RleStrings:
